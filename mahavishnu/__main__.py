@@ -1,0 +1,3 @@
+from mahavishnu.cli import app
+
+app()
