@@ -11,7 +11,10 @@
     └── UnavailableError            -32050  a dependency is down; retryable
 
 Each class carries a stable JSON-RPC code and a message that is safe to show a
-client. Anything else that escapes a tool is logged with its traceback and
+client. Failures of the *access* layer (authentication, permission, rate) are
+protocol errors; every other failure inside a tool is a tool error result
+(`isError: true`, the code in `_meta`) so the model can read it and correct
+itself, as the MCP specification asks. Anything else that escapes a tool is logged with its traceback and
 reaches the client only as a generic internal error with the request id.
 """
 
@@ -35,6 +38,8 @@ class MahavishnuError(Exception):
 
     code: int = -32000
     retryable: bool = False
+    protocol_error: bool = False
+    """True: answer with a JSON-RPC error; False: with a tool result flagged isError."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -59,6 +64,7 @@ class NotFoundError(MahavishnuError):
 
 class AuthenticationError(MahavishnuError):
     code = -32001
+    protocol_error = True
 
     def __init__(self, message: str, reason: str) -> None:
         super().__init__(message)
@@ -68,11 +74,13 @@ class AuthenticationError(MahavishnuError):
 
 class PermissionDeniedError(MahavishnuError):
     code = -32003
+    protocol_error = True
 
 
 class RateLimitedError(MahavishnuError):
     code = -32029
     retryable = True
+    protocol_error = True
 
 
 class UnavailableError(MahavishnuError):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Self
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
@@ -135,7 +135,7 @@ class PlatformSettings(BaseSettings):
         return [f for f in files if f.is_file()]
 
     @classmethod
-    def load(cls, **overrides: Any) -> PlatformSettings:
+    def load(cls, **overrides: Any) -> Self:
         """Build settings, turning validation failures into one readable ConfigurationError."""
         from pydantic import ValidationError
 
@@ -162,7 +162,10 @@ class PlatformSettings(BaseSettings):
     def check_secure(self) -> list[str]:
         """Reasons this configuration must not start; warnings are not included."""
         problems: list[str] = []
-        if self.auth_secret is not None and len(self.auth_secret.get_secret_value().encode()) < MIN_SECRET_BYTES:
+        if (
+            self.auth_secret is not None
+            and len(self.auth_secret.get_secret_value().encode()) < MIN_SECRET_BYTES
+        ):
             problems.append(
                 f"{self.env_prefix}AUTH_SECRET is shorter than {MIN_SECRET_BYTES} bytes; "
                 "generate one with: python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"

@@ -1,0 +1,131 @@
+"""The `mahavishnu` command: one typer app, one sub-command group per area."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from mahavishnu.orchestrator.repos_cli import app as repos_app
+from mahavishnu.orchestrator.settings import MahavishnuSettings
+from mahavishnu.platform.auth import ROLES, Role, issue_token
+from mahavishnu.platform.errors import ConfigurationError
+
+app = typer.Typer(
+    help="Mahavishnu: an MCP server that orchestrates work across many git repositories.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,  # rich tracebacks print local variables, secrets included
+)
+config_app = typer.Typer(help="Inspect the effective settings.", no_args_is_help=True)
+token_app = typer.Typer(help="Issue bearer tokens for clients.", no_args_is_help=True)
+app.add_typer(repos_app, name="repos", help="Find, validate and list the managed repositories.")
+app.add_typer(config_app, name="config")
+app.add_typer(token_app, name="token")
+
+err = Console(stderr=True, soft_wrap=True, highlight=False)
+_TTL = re.compile(r"^(\d+)([smhd]?)$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _load(**overrides: object) -> MahavishnuSettings:
+    try:
+        settings = MahavishnuSettings.load(**overrides)
+    except ConfigurationError as exc:
+        err.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(2) from None
+    return settings
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on (setting: host).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on (setting: port).")] = None,
+    repos: Annotated[Path | None, typer.Option(help="Repository manifest (setting: repos_file).")] = None,
+    stdio: Annotated[bool, typer.Option("--stdio", help="Serve one client over stdin/stdout.")] = False,
+) -> None:
+    """Start the MCP server (Streamable HTTP on /mcp, or stdio)."""
+    from mahavishnu.orchestrator.service import create_service
+    from mahavishnu.platform.app import build_app, build_stdio
+    from mahavishnu.platform.observability import Metrics, configure_logging, configure_tracing
+    from mahavishnu.platform.server import serve_http, serve_stdio
+
+    settings = _load(host=host, port=port, repos_file=repos)
+    configure_logging(settings.log_level, settings.log_format, stream=sys.stderr if stdio else sys.stdout)
+    try:
+        settings.ensure_secure()
+    except ConfigurationError as exc:
+        err.print(f"[red]refusing to start:[/red] {exc.message}")
+        raise typer.Exit(2) from None
+    service_version = _version()
+    configure_tracing("mahavishnu", service_version, settings.otel_exporter_otlp_endpoint)
+    metrics = Metrics()
+    try:
+        service = create_service(settings, metrics)
+        if stdio:
+            serve_stdio(build_stdio(service, metrics), service.background)
+        else:
+            serve_http(build_app(service, metrics), settings)
+    except ConfigurationError as exc:
+        err.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(2) from None
+
+
+def _version() -> str:
+    from mahavishnu import __version__
+
+    return __version__
+
+
+@config_app.command("show")
+def config_show(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of YAML.")] = False,
+) -> None:
+    """Print the effective settings (secrets masked) and the files they came from."""
+    import yaml
+
+    settings = _load()
+    data = settings.redacted()
+    if as_json:
+        typer.echo(json.dumps(data, indent=2, sort_keys=True))
+        return
+    files = ", ".join(str(f) for f in settings.config_files()) or "none (defaults and environment only)"
+    typer.echo(f"# settings files: {files}")
+    typer.echo(yaml.safe_dump(data, sort_keys=True).rstrip())
+
+
+@token_app.command("create")
+def token_create(
+    sub: Annotated[str, typer.Option(help="Subject: who the token is for.")],
+    role: Annotated[str, typer.Option(help=f"One of: {', '.join(ROLES)}.")] = "viewer",
+    tags: Annotated[str, typer.Option(help="Comma-separated repo tags the token may see (empty: all).")] = "",
+    ttl: Annotated[str, typer.Option(help="Lifetime, e.g. 3600, 30m, 1h, 7d.")] = "1h",
+) -> None:
+    """Issue an HS256 bearer token signed with MAHAVISHNU_AUTH_SECRET (printed on stdout only)."""
+    match = _TTL.match(ttl.strip())
+    if match is None:
+        err.print(f"[red]error:[/red] ttl {ttl!r} is not like 3600, 30m, 1h or 7d")
+        raise typer.Exit(2)
+    if role not in ROLES:
+        err.print(f"[red]error:[/red] role must be one of {', '.join(ROLES)}")
+        raise typer.Exit(2)
+    seconds = int(match.group(1)) * _UNITS[match.group(2)]
+    settings = _load()
+    try:
+        settings.ensure_secure()
+        role_value: Role = role  # narrowed by the ROLES check above
+        token = issue_token(
+            settings,
+            subject=sub,
+            role=role_value,
+            tags=[t.strip() for t in tags.split(",") if t.strip()],
+            ttl_seconds=seconds,
+        )
+    except ConfigurationError as exc:
+        err.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(2) from None
+    typer.echo(token)

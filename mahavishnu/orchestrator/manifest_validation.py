@@ -1,0 +1,323 @@
+"""Validation of a manifest's text: every problem at once, each on its YAML line.
+
+The text is composed into YAML nodes rather than loaded into Python objects,
+because only nodes carry line numbers and only nodes see duplicate keys. Node
+tags tell strings from numbers or booleans without running any constructor,
+so odd input (bad dates, huge integers, custom tags) becomes a problem report
+instead of an exception.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Callable, Collection, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path, PurePath
+
+import yaml
+
+from mahavishnu.orchestrator.manifest_model import (
+    MCP_KINDS,
+    Manifest,
+    Problem,
+    Repo,
+    name_problem,
+    package_problem,
+    path_problem,
+    tag_problem,
+)
+
+__all__ = ["validate_manifest"]
+
+_STR = "tag:yaml.org,2002:str"
+_NULL = "tag:yaml.org,2002:null"
+_KINDS = {
+    _STR: "a string",
+    _NULL: "null",
+    "tag:yaml.org,2002:bool": "a boolean",
+    "tag:yaml.org,2002:int": "a number",
+    "tag:yaml.org,2002:float": "a number",
+    "tag:yaml.org,2002:timestamp": "a date",
+    "tag:yaml.org,2002:merge": "a merge key (<<), which is not supported",
+}
+_FIELDS = tuple(Repo.model_fields)
+_REQUIRED = ("name", "path")
+
+
+class _Bad:
+    """Marks a field whose problem has already been reported."""
+
+
+_BAD = _Bad()
+
+
+def validate_manifest(
+    text: str, source: str, *, allowed_roots: Iterable[Path], roles: Collection[str]
+) -> tuple[Manifest | None, list[Problem]]:
+    """Check `text` (read from `source`, used in messages); never raises.
+
+    Returns the manifest and no problems, or None and every problem found,
+    ordered by line.
+    """
+    checker = _Checker(source, allowed_roots, roles)
+    entries = checker.check(text)
+    if checker.problems:
+        return None, sorted(checker.problems, key=lambda problem: problem.line or 0)
+    return Manifest(Repo.model_validate(entry.present()) for entry in entries), []
+
+
+@dataclass
+class _Entry:
+    """The fields of one repository that passed their own checks, and where each was written."""
+
+    line: int
+    values: dict[str, object] = field(default_factory=dict)
+    lines: dict[str, int] = field(default_factory=dict)
+
+    def text(self, name: str) -> str | None:
+        value = self.values.get(name)
+        return value if isinstance(value, str) else None
+
+    def present(self) -> dict[str, object]:
+        """Null means "the default" for every optional field."""
+        return {name: value for name, value in self.values.items() if value is not None}
+
+
+def _line(node: yaml.Node) -> int:
+    return int(node.start_mark.line) + 1
+
+
+def _describe(node: yaml.Node) -> str:
+    if isinstance(node, yaml.MappingNode):
+        return "a mapping"
+    if isinstance(node, yaml.SequenceNode):
+        return "a list"
+    return _KINDS.get(node.tag, f"a value tagged {node.tag}")
+
+
+def _is(node: yaml.Node, tag: str) -> bool:
+    return isinstance(node, yaml.ScalarNode) and node.tag == tag
+
+
+def _yaml_reason(exc: yaml.MarkedYAMLError) -> str:
+    if exc.problem and exc.context:
+        return f"{exc.problem} ({exc.context})"
+    return exc.problem or exc.context or "unreadable"
+
+
+class _Checker:
+    """Collects problems while walking the node tree of one manifest."""
+
+    def __init__(self, source: str, allowed_roots: Iterable[Path], roles: Collection[str]) -> None:
+        self.source = source
+        self.roots = [os.path.realpath(root) for root in allowed_roots]
+        self.roles = frozenset(roles)
+        self.problems: list[Problem] = []
+        self.rules: dict[str, Callable[[str], str | None]] = {
+            "name": name_problem,
+            "nickname": lambda value: name_problem(value, "nickname"),
+            "package": package_problem,
+            "path": path_problem,
+            "role": self._role_problem,
+            "description": lambda value: None,
+            "mcp": _mcp_problem,
+        }
+
+    def add(self, line: int | None, message: str) -> None:
+        self.problems.append(Problem(self.source, line, message))
+
+    def check(self, text: str) -> list[_Entry]:
+        root = self._compose(text)
+        repos = None if root is None else self._repos_node(root)
+        if repos is None:
+            return []
+        entries = [entry for node in repos.value if (entry := self._entry(node)) is not None]
+        names = self._check_names(entries)
+        self._check_nicknames(entries, names)
+        self._check_paths(entries)
+        return entries
+
+    # --- structure ------------------------------------------------------------
+
+    def _compose(self, text: str) -> yaml.Node | None:
+        try:
+            root = yaml.compose(text, Loader=yaml.SafeLoader)
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            self.add(None if mark is None else mark.line + 1, f"invalid YAML: {_yaml_reason(exc)}")
+            return None
+        except yaml.reader.ReaderError as exc:
+            line = text.count("\n", 0, exc.position) + 1
+            self.add(line, f"invalid YAML: character U+{exc.character:04X} is not allowed")
+            return None
+        except RecursionError:
+            self.add(None, "invalid YAML: nested too deeply")
+            return None
+        if root is None:
+            self.add(1, "the file is empty; expected a top-level 'repos:' list")
+        return root
+
+    def _pairs(self, node: yaml.MappingNode) -> Iterator[tuple[str, int, yaml.Node]]:
+        """Key, key line and value of each entry, reporting odd and repeated keys."""
+        seen: dict[str, int] = {}
+        for key, value in node.value:
+            if not _is(key, _STR):
+                self.add(_line(key), f"keys must be plain strings, not {_describe(key)}")
+            elif key.value in seen:
+                self.add(_line(key), f"{key.value!r} is given twice (first on line {seen[key.value]})")
+            else:
+                seen[key.value] = _line(key)
+                yield key.value, _line(key), value
+
+    def _repos_node(self, root: yaml.Node) -> yaml.SequenceNode | None:
+        if not isinstance(root, yaml.MappingNode):
+            self.add(
+                _line(root), f"the top level must be a mapping with a 'repos:' list, not {_describe(root)}"
+            )
+            return None
+        repos: yaml.Node | None = None
+        for key, line, value in self._pairs(root):
+            if key == "repos":
+                repos = value
+            else:
+                self.add(line, f"unknown top-level key {key!r}; only 'repos' is allowed")
+        if repos is None:
+            self.add(_line(root), "missing the top-level 'repos:' list")
+        elif not isinstance(repos, yaml.SequenceNode):
+            hint = " (write 'repos: []' for an empty manifest)" if _is(repos, _NULL) else ""
+            self.add(_line(repos), f"'repos' must be a list, not {_describe(repos)}{hint}")
+            return None
+        return repos
+
+    # --- one repository ---------------------------------------------------------
+
+    def _entry(self, node: yaml.Node) -> _Entry | None:
+        if not isinstance(node, yaml.MappingNode):
+            self.add(
+                _line(node), f"each repository must be a mapping with name and path, not {_describe(node)}"
+            )
+            return None
+        entry = _Entry(_line(node))
+        given: set[str] = set()
+        for key, line, value_node in self._pairs(node):
+            if key not in _FIELDS:
+                self.add(line, _unknown_field(key))
+                continue
+            given.add(key)
+            value = self._tags(value_node) if key == "tags" else self._text(key, value_node)
+            if value is not _BAD:
+                entry.values[key] = value
+                entry.lines[key] = _line(value_node)
+        for required in _REQUIRED:
+            if required not in given:
+                self.add(entry.line, f"repository is missing the required field {required!r}")
+        return entry
+
+    def _string(self, node: yaml.Node, what: str, *, nullable: bool) -> str | _Bad | None:
+        if _is(node, _STR):
+            return str(node.value)
+        if nullable and _is(node, _NULL):
+            return None
+        self.add(_line(node), f"{what} must be a string, not {_describe(node)}")
+        return _BAD
+
+    def _text(self, key: str, node: yaml.Node) -> str | _Bad | None:
+        value = self._string(node, key, nullable=key not in _REQUIRED)
+        if isinstance(value, str) and (message := self.rules[key](value)) is not None:
+            self.add(_line(node), message)
+            return _BAD
+        return value
+
+    def _tags(self, node: yaml.Node) -> tuple[str, ...] | _Bad | None:
+        if _is(node, _NULL):
+            return None
+        if not isinstance(node, yaml.SequenceNode):
+            self.add(_line(node), f"tags must be a list of strings, not {_describe(node)}")
+            return _BAD
+        tags: list[str] = []
+        bad = False
+        for item in node.value:
+            tag = self._string(item, "each tag", nullable=False)
+            if not isinstance(tag, str):
+                bad = True
+                continue
+            message = tag_problem(tag) or (f"tag {tag!r} is listed twice" if tag in tags else None)
+            if message is None:
+                tags.append(tag)
+            else:
+                self.add(_line(item), message)
+                bad = True
+        return _BAD if bad else tuple(tags)
+
+    def _role_problem(self, role: str) -> str | None:
+        if role in self.roles:
+            return None
+        return f"unknown role {role!r}; expected one of: {', '.join(sorted(self.roles))}"
+
+    # --- across repositories ----------------------------------------------------
+
+    def _check_names(self, entries: list[_Entry]) -> dict[str, _Entry]:
+        """Names are unique ignoring case, so lookups can ignore case too."""
+        first: dict[str, _Entry] = {}
+        for entry in entries:
+            name = entry.text("name")
+            if name is None:
+                continue
+            owner = first.setdefault(name.lower(), entry)
+            if owner is not entry:
+                self.add(
+                    entry.lines["name"], f"duplicate name {name!r} (first used on line {owner.lines['name']})"
+                )
+        return first
+
+    def _check_nicknames(self, entries: list[_Entry], names: dict[str, _Entry]) -> None:
+        first: dict[str, _Entry] = {}
+        for entry in entries:
+            nickname = entry.text("nickname")
+            if nickname is None:
+                continue
+            line = entry.lines["nickname"]
+            owner = names.get(nickname.lower())
+            if owner is not None and owner is not entry:
+                self.add(line, f"nickname {nickname!r} is the name of the repository on line {owner.line}")
+                continue
+            previous = first.setdefault(nickname.lower(), entry)
+            if previous is not entry:
+                self.add(
+                    line, f"duplicate nickname {nickname!r} (first used on line {previous.lines['nickname']})"
+                )
+
+    def _check_paths(self, entries: list[_Entry]) -> None:
+        """Compare and confine resolved paths, so '..' and symlinks cannot hide a folder."""
+        first: dict[str, _Entry] = {}
+        for entry in entries:
+            path = entry.text("path")
+            if path is None:
+                continue
+            line = entry.lines["path"]
+            try:
+                resolved = os.path.realpath(path)
+            except (OSError, ValueError) as exc:
+                self.add(line, f"cannot resolve path {path!r}: {exc}")
+                continue
+            if not any(PurePath(resolved).is_relative_to(root) for root in self.roots):
+                roots = ", ".join(self.roots) or "none are configured"
+                self.add(line, f"path {path!r} resolves to {resolved}, outside the allowed roots ({roots})")
+            owner = first.setdefault(resolved, entry)
+            if owner is not entry:
+                self.add(
+                    line, f"path {path!r} is the same folder ({resolved}) as on line {owner.lines['path']}"
+                )
+
+
+def _mcp_problem(value: str) -> str | None:
+    if value in MCP_KINDS:
+        return None
+    return f"mcp must be one of {', '.join(MCP_KINDS)} (or null), not {value!r}"
+
+
+def _unknown_field(key: str) -> str:
+    close = difflib.get_close_matches(key, _FIELDS, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else f"; known fields: {', '.join(_FIELDS)}"
+    return f"unknown field {key!r}{hint}"

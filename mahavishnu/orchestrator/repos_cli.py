@@ -1,0 +1,151 @@
+"""`mahavishnu repos ...`: create, check and list the repository manifest.
+
+Exit codes: 0 success, 1 the manifest (or the file to write) has a problem,
+2 the settings themselves are unusable.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from mahavishnu.orchestrator.discovery import DEFAULT_ROLE, discover_repositories, write_manifest
+from mahavishnu.orchestrator.manifest import (
+    Manifest,
+    ManifestError,
+    Problem,
+    Repo,
+    load_manifest,
+)
+from mahavishnu.orchestrator.settings import MahavishnuSettings
+from mahavishnu.platform.errors import ConfigurationError
+
+__all__ = ["app"]
+
+app = typer.Typer(help="Create, check and list the repository manifest (repos.yaml).", no_args_is_help=True)
+
+ReposOption = Annotated[
+    Path | None, typer.Option("--repos", help="The manifest to read (default: the repos_file setting).")
+]
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    typer.echo(message, err=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _settings_errors() -> Iterator[None]:
+    """Bad settings are the operator's to fix: a one-line message, never a traceback."""
+    try:
+        yield
+    except ConfigurationError as exc:
+        _fail(f"configuration error: {exc.message}", 2)
+
+
+def _check(settings: MahavishnuSettings) -> tuple[Manifest | None, Sequence[Problem]]:
+    try:
+        manifest = load_manifest(
+            settings.repos_file, allowed_roots=settings.allowed_roots, roles=settings.roles
+        )
+    except ManifestError as exc:
+        return None, exc.problems
+    return manifest, ()
+
+
+@app.command()
+def init(
+    root: Annotated[
+        Path,
+        typer.Argument(help="Folder to search for git repositories.", exists=True, file_okay=False),
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Where to write (default: the repos_file setting)."),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing manifest.")] = False,
+    max_depth: Annotated[
+        int, typer.Option("--max-depth", min=0, help="How many folders deep to search below ROOT.")
+    ] = 3,
+) -> None:
+    """Write a manifest listing every git repository found under ROOT, then validate it."""
+    with _settings_errors():
+        settings = MahavishnuSettings.load(repos_file=output)
+    target = settings.repos_file
+    if target.exists() and not force:
+        _fail(f"{target} already exists; pass --force to overwrite it", 1)
+    role = DEFAULT_ROLE if DEFAULT_ROLE in settings.roles else None
+    repos = discover_repositories(root, max_depth, role=role)
+    try:
+        write_manifest(target, repos)
+    except OSError as exc:
+        _fail(f"cannot write {target}: {exc.strerror or exc}", 1)
+    typer.echo(f"wrote {len(repos)} repositories to {target}")
+    _, problems = _check(settings)
+    if problems:
+        for problem in problems:
+            typer.echo(str(problem))
+        _fail("edit the file, or the allowed_roots/roles settings, then run `mahavishnu repos validate`", 1)
+
+
+@app.command()
+def validate(
+    file: Annotated[
+        Path | None, typer.Argument(help="The manifest to check (default: the repos_file setting).")
+    ] = None,
+    repos: ReposOption = None,
+) -> None:
+    """Report every problem in the manifest as FILE:LINE: message."""
+    if file is not None and repos is not None and file != repos:
+        raise typer.BadParameter("give the manifest as FILE or --repos, not both")
+    with _settings_errors():
+        settings = MahavishnuSettings.load(repos_file=file or repos)
+    manifest, problems = _check(settings)
+    for problem in problems:
+        typer.echo(str(problem))
+    if manifest is None:
+        raise typer.Exit(1)
+    typer.echo(f"OK: {len(manifest)} repositories")
+
+
+@app.command("list")
+def list_repos(
+    tag: Annotated[str | None, typer.Option(help="Only repositories with this tag.")] = None,
+    role: Annotated[str | None, typer.Option(help="Only repositories with this role.")] = None,
+    query: Annotated[
+        str | None,
+        typer.Option(help="Only repositories whose name, nickname, package or description contain this."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    repos: ReposOption = None,
+) -> None:
+    """List the repositories of the manifest."""
+    with _settings_errors():
+        settings = MahavishnuSettings.load(repos_file=repos)
+        manifest = load_manifest(
+            settings.repos_file, allowed_roots=settings.allowed_roots, roles=settings.roles
+        )
+    selected = manifest.filter(tag=tag, role=role, query=query)
+    if as_json:
+        typer.echo(json.dumps([repo.model_dump(mode="json") for repo in selected], indent=2))
+    elif selected:
+        Console().print(_table(selected))
+    else:
+        typer.echo("no repositories match" if len(manifest) else "the manifest lists no repositories")
+
+
+def _table(repos: Sequence[Repo]) -> Table:
+    table = Table("name", "nickname", "role", "tags", "path")
+    table.columns[-1].overflow = "fold"
+    for repo in repos:
+        path = Text(str(repo.path))  # a Text, so brackets in a path are not read as markup
+        table.add_row(repo.name, repo.nickname or "", repo.role or "", ", ".join(repo.tags), path)
+    return table

@@ -1,0 +1,212 @@
+"""The platform's app factory: a service in, one ASGI app out.
+
+A `Service` is what a product (Mahavishnu, later Session-Buddy and Akosha)
+contributes: its tools, health checks and background jobs. `build_app`
+wraps it in the shared pipeline and serves `/mcp`, `/health`, `/ready`,
+`/metrics` and the OAuth protected-resource metadata.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Any
+
+from mcp.server import MCPServer
+from mcp.server.context import ServerMiddleware
+from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
+from mcp.server.transport_security import TransportSecuritySettings
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp
+
+from mahavishnu.platform.auth import ROLES, TokenVerifier
+from mahavishnu.platform.health import ComponentHealth, HealthCheck, HealthReport, HealthState, evaluate
+from mahavishnu.platform.http import McpGate, RequestObserver
+from mahavishnu.platform.mcp import ToolSpec, build_mcp_server
+from mahavishnu.platform.observability import Metrics, get_logger
+from mahavishnu.platform.ratelimit import ClientAddressResolver, RateLimiter
+from mahavishnu.platform.settings import PlatformSettings
+
+__all__ = ["Platform", "Service", "build_app", "build_mcp", "build_stdio"]
+
+log = get_logger("mahavishnu.app")
+METADATA_PATH = "/.well-known/oauth-protected-resource"
+
+
+@dataclass
+class Service:
+    """What a product hands the platform."""
+
+    name: str
+    version: str
+    instructions: str
+    settings: PlatformSettings
+    tools: Sequence[ToolSpec]
+    health_checks: Sequence[HealthCheck] = ()
+    background: Callable[[], AbstractAsyncContextManager[None]] | None = None
+    """Started before the first request and stopped after the last (file watchers, workers)."""
+    mcp_middleware: Sequence[ServerMiddleware[Any]] = ()
+    configure_mcp: Callable[[MCPServer], None] | None = None
+
+
+@dataclass
+class Platform:
+    """The built app and the parts tests and the server runner need to reach."""
+
+    app: ASGIApp
+    mcp: MCPServer
+    metrics: Metrics
+    health: HealthState = field(default_factory=HealthState)
+
+
+def build_mcp(
+    service: Service, metrics: Metrics, state: HealthState, checks: Sequence[HealthCheck]
+) -> MCPServer:
+    """The SDK server with the service's tools plus the platform's own `get_health`."""
+    return build_mcp_server(
+        name=service.name,
+        version=service.version,
+        instructions=service.instructions,
+        tools=[*service.tools, _health_tool(service, checks, state)],
+        metrics=metrics,
+        middleware=service.mcp_middleware,
+        configure=service.configure_mcp,
+    )
+
+
+def _transport_security(settings: PlatformSettings) -> TransportSecuritySettings:
+    hosts = [
+        "127.0.0.1",
+        "127.0.0.1:*",
+        "localhost",
+        "localhost:*",
+        "[::1]",
+        "[::1]:*",
+        *settings.allowed_hosts,
+    ]
+    origins = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*", *settings.allowed_origins]
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=settings.dns_rebinding_protection,
+        allowed_hosts=hosts,
+        allowed_origins=origins,
+    )
+
+
+def build_app(service: Service, metrics: Metrics) -> Platform:
+    settings = service.settings
+    limiter = RateLimiter.from_settings(settings, metrics)
+    state = HealthState()
+    checks = list(service.health_checks)
+    if limiter is not None:
+        checks.append(HealthCheck("rate_limit", _limiter_probe(limiter)))
+    server = build_mcp(service, metrics, state, checks)
+    server.streamable_http_app(
+        stateless_http=True,
+        json_response=True,
+        max_request_body_size=settings.max_body_bytes,
+        transport_security=_transport_security(settings),
+    )
+    addresses = ClientAddressResolver(settings.trusted_proxies)
+    gate = McpGate(
+        StreamableHTTPASGIApp(server.session_manager),
+        max_body_bytes=settings.max_body_bytes,
+        verifier=TokenVerifier.from_settings(settings),
+        limiter=limiter,
+        tool_roles={spec.name: spec.min_role for spec in service.tools if spec.min_role != "viewer"},
+        metrics=metrics,
+        resource_metadata_url=settings.resource_url + METADATA_PATH,
+    )
+
+    async def health(_: Request) -> Response:
+        report = await evaluate(checks, state)
+        return JSONResponse(_health_body(service, report, state), status_code=report.http_status)
+
+    async def ready(_: Request) -> Response:
+        report = await evaluate([c for c in checks if c.critical], state)
+        ok = report.status != "unhealthy"
+        return JSONResponse({"status": "ready" if ok else "not_ready"}, status_code=200 if ok else 503)
+
+    async def prometheus(_: Request) -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def resource_metadata(_: Request) -> Response:
+        return JSONResponse(
+            {
+                "resource": settings.resource_url + "/mcp",
+                "authorization_servers": [],
+                "bearer_methods_supported": ["header"],
+                "scopes_supported": list(ROLES),
+                "resource_name": service.name,
+            }
+        )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        async with server.session_manager.run(), _maybe(service.background):
+            metrics.up.set(1)
+            log.info("service_started", service=service.name, version=service.version)
+            try:
+                yield
+            finally:
+                state.draining = True
+                metrics.up.set(0)
+                log.info("service_stopping", service=service.name)
+
+    routes = [
+        Route("/mcp", endpoint=gate),
+        Route("/health", health, methods=["GET"]),
+        Route("/ready", ready, methods=["GET"]),
+        Route("/metrics", prometheus, methods=["GET"]),
+        Route(METADATA_PATH, resource_metadata, methods=["GET"]),
+        Route(METADATA_PATH + "/mcp", resource_metadata, methods=["GET"]),
+    ]
+    starlette = Starlette(routes=routes, lifespan=lifespan)
+    observed = RequestObserver(starlette, metrics=metrics, addresses=addresses)
+    return Platform(app=observed, mcp=server, metrics=metrics, health=state)
+
+
+def build_stdio(service: Service, metrics: Metrics) -> MCPServer:
+    """The SDK server for stdio: same tools and checks, no HTTP pipeline (the spawner is trusted)."""
+    return build_mcp(service, metrics, HealthState(), service.health_checks)
+
+
+def _health_body(service: Service, report: HealthReport, state: HealthState) -> dict[str, Any]:
+    return report.as_dict(
+        service=service.name, version=service.version, uptime_seconds=time.time() - state.started_at
+    )
+
+
+def _health_tool(service: Service, checks: Sequence[HealthCheck], state: HealthState) -> ToolSpec:
+    async def get_health() -> dict[str, Any]:
+        """Report this server's health: overall status (healthy, degraded or unhealthy), version,
+        uptime, and the result of each component check (manifest, rate limiting, database...)."""
+        return _health_body(service, await evaluate(checks, state), state)
+
+    return ToolSpec(get_health, title="Service health")
+
+
+def _limiter_probe(limiter: RateLimiter) -> Callable[[], Any]:
+    async def probe() -> ComponentHealth:
+        if await limiter.healthy():
+            return ComponentHealth("ok", data={"backend": limiter.backend})
+        return ComponentHealth(
+            "degraded", "rate-limit backend unreachable", data={"backend": limiter.backend}
+        )
+
+    return probe
+
+
+@contextlib.asynccontextmanager
+async def _maybe(factory: Callable[[], AbstractAsyncContextManager[None]] | None) -> AsyncIterator[None]:
+    if factory is None:
+        yield
+        return
+    async with factory():
+        yield

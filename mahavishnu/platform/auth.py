@@ -1,0 +1,195 @@
+"""Bearer JWT authentication and role-based access with a repository-tag scope.
+
+Tokens are HS256 (shared secret) or RS256 (public key). The accepted
+algorithm is chosen by which key is configured, never by the token, so
+`alg=none` and HS/RS confusion fail as bad algorithms. `exp` is required,
+clock skew is bounded by settings, and audience/issuer are checked.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, cast
+
+import jwt
+
+from mahavishnu.platform.errors import AuthenticationError, ConfigurationError, PermissionDeniedError
+from mahavishnu.platform.ids import new_id
+from mahavishnu.platform.settings import PlatformSettings
+
+__all__ = [
+    "LOCAL_PRINCIPAL",
+    "ROLES",
+    "Principal",
+    "Role",
+    "TokenVerifier",
+    "current_principal",
+    "issue_token",
+    "principal_var",
+]
+
+Role = Literal["viewer", "operator", "admin"]
+ROLES: tuple[Role, ...] = ("viewer", "operator", "admin")
+_RANK = {role: rank for rank, role in enumerate(ROLES)}
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the token subject, its role, and the repo tags it may see (empty = all)."""
+
+    subject: str
+    role: Role
+    tags: frozenset[str] = frozenset()
+    authenticated: bool = True
+
+    def has_role(self, minimum: Role) -> bool:
+        return _RANK[self.role] >= _RANK[minimum]
+
+    def require_role(self, minimum: Role) -> None:
+        if not self.has_role(minimum):
+            raise PermissionDeniedError(f"this needs the {minimum} role; the caller is {self.role}")
+
+    def can_see(self, repo_tags: Iterable[str]) -> bool:
+        return not self.tags or not self.tags.isdisjoint(repo_tags)
+
+
+LOCAL_PRINCIPAL = Principal(subject="local", role="admin", authenticated=False)
+"""The caller when authentication is off (development on loopback, or stdio)."""
+
+principal_var: contextvars.ContextVar[Principal] = contextvars.ContextVar(
+    "mahavishnu_principal", default=LOCAL_PRINCIPAL
+)
+
+
+def current_principal() -> Principal:
+    return principal_var.get()
+
+
+class TokenVerifier:
+    """Checks a bearer token and turns its claims into a Principal."""
+
+    def __init__(
+        self,
+        *,
+        secret: str | None,
+        public_key: str | None,
+        issuer: str | None,
+        audience: str | None,
+        leeway_seconds: int,
+    ) -> None:
+        self._keys: dict[str, Any] = {}
+        if secret is not None:
+            self._keys["HS256"] = secret
+        if public_key is not None:
+            self._keys["RS256"] = (
+                jwt.algorithms.RSAAlgorithm.from_jwk(public_key) if public_key.startswith("{") else public_key
+            )
+        if not self._keys:
+            raise ConfigurationError("a token verifier needs an HS256 secret or an RS256 public key")
+        self._issuer = issuer
+        self._audience = audience
+        self._leeway = leeway_seconds
+
+    @classmethod
+    def from_settings(cls, settings: PlatformSettings) -> TokenVerifier | None:
+        if not settings.auth_enabled:
+            return None
+        public_key = None
+        if settings.auth_public_key_file is not None:
+            try:
+                public_key = Path(settings.auth_public_key_file).read_text()
+            except OSError as exc:
+                raise ConfigurationError(f"cannot read auth_public_key_file: {exc.strerror}") from None
+        secret = settings.auth_secret.get_secret_value() if settings.auth_secret else None
+        return cls(
+            secret=secret,
+            public_key=public_key,
+            issuer=settings.auth_issuer,
+            audience=settings.auth_audience,
+            leeway_seconds=settings.auth_leeway_seconds,
+        )
+
+    def verify(self, token: str) -> Principal:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.DecodeError:
+            raise AuthenticationError("malformed token", reason="malformed") from None
+        algorithm = header.get("alg")
+        key = self._keys.get(algorithm) if isinstance(algorithm, str) else None
+        if key is None:
+            raise AuthenticationError("token algorithm not accepted", reason="bad_algorithm")
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[cast(str, algorithm)],
+                audience=self._audience,
+                issuer=self._issuer,
+                leeway=self._leeway,
+                options={"require": ["exp", "sub"], "verify_aud": self._audience is not None},
+            )
+        except jwt.ExpiredSignatureError:
+            raise AuthenticationError("token expired", reason="expired") from None
+        except jwt.ImmatureSignatureError:
+            raise AuthenticationError("token not yet valid", reason="not_yet_valid") from None
+        except jwt.InvalidSignatureError:
+            raise AuthenticationError("token signature invalid", reason="bad_signature") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise AuthenticationError(
+                f"token lacks the {exc.claim!r} claim", reason="missing_claim"
+            ) from None
+        except jwt.InvalidAudienceError:
+            raise AuthenticationError("token audience not accepted", reason="bad_audience") from None
+        except jwt.InvalidIssuerError:
+            raise AuthenticationError("token issuer not accepted", reason="bad_issuer") from None
+        except jwt.PyJWTError:
+            raise AuthenticationError("token invalid", reason="malformed") from None
+        return _principal_from_claims(claims)
+
+
+def _principal_from_claims(claims: dict[str, Any]) -> Principal:
+    role = claims.get("role", "viewer")
+    if role not in _RANK:
+        raise AuthenticationError("token role not recognised", reason="bad_claim")
+    tags = claims.get("tags", [])
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise AuthenticationError("token tags must be a list of strings", reason="bad_claim")
+    subject = claims["sub"]
+    if not isinstance(subject, str) or not subject:
+        raise AuthenticationError("token subject must be a non-empty string", reason="bad_claim")
+    return Principal(subject=subject, role=cast(Role, role), tags=frozenset(tags))
+
+
+def issue_token(
+    settings: PlatformSettings,
+    *,
+    subject: str,
+    role: Role,
+    tags: Iterable[str] = (),
+    ttl_seconds: int,
+) -> str:
+    """Sign an HS256 token with the configured secret (what `mahavishnu token create` prints)."""
+    if settings.auth_secret is None:
+        raise ConfigurationError(f"set {settings.env_prefix}AUTH_SECRET to issue tokens")
+    if role not in _RANK:
+        raise ConfigurationError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
+    if not 0 < ttl_seconds <= settings.auth_max_ttl_seconds:
+        raise ConfigurationError(f"ttl must be between 1 second and {settings.auth_max_ttl_seconds} seconds")
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "sub": subject,
+        "role": role,
+        "tags": sorted(set(tags)),
+        "iat": now,
+        "nbf": now,
+        "exp": now + ttl_seconds,
+        "iss": settings.auth_issuer,
+        "jti": new_id(),
+    }
+    if settings.auth_audience:
+        claims["aud"] = settings.auth_audience
+    return jwt.encode(claims, settings.auth_secret.get_secret_value(), algorithm="HS256")

@@ -1,0 +1,115 @@
+"""Every repository tool through the official MCP client, over real Streamable HTTP."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from mcp_types import CallToolResult
+
+from tests.support.client import mcp_client
+from tests.support.server import RunningServer
+
+
+def structured(result: CallToolResult) -> dict[str, Any]:
+    assert result.is_error is False, result.content
+    assert result.structured_content is not None
+    return result.structured_content
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_client_connects_and_lists_tools(open_server: RunningServer, mode: str) -> None:
+    async with mcp_client(open_server.url, mode=mode) as client:
+        tools = {t.name for t in (await client.list_tools()).tools}
+        assert {
+            "list_repos",
+            "get_repo",
+            "get_all_repo_paths",
+            "list_roles",
+            "get_repos_by_role",
+            "get_health",
+        } <= tools
+        page = structured(await client.call_tool("list_repos", {}))
+        assert page["total"] == 5
+
+
+async def test_list_repos_filters(open_server: RunningServer) -> None:
+    async with mcp_client(open_server.url) as client:
+        by_tag = structured(await client.call_tool("list_repos", {"tag": "web"}))
+        assert [r["name"] for r in by_tag["repos"]] == ["fastblocks", "webui"]
+        by_role = structured(await client.call_tool("list_repos", {"role": "app", "tag": "python"}))
+        assert [r["name"] for r in by_role["repos"]] == ["fastblocks"]
+        by_query = structured(await client.call_tool("list_repos", {"query": "SEMANTIC"}))
+        assert [r["name"] for r in by_query["repos"]] == ["akosha"]
+        nothing = structured(await client.call_tool("list_repos", {"tag": "cobol"}))
+        assert nothing == {"repos": [], "next_cursor": None, "total": 0}
+
+
+async def test_pagination_walks_every_repo_once_in_order(open_server: RunningServer) -> None:
+    async with mcp_client(open_server.url) as client:
+        seen: list[str] = []
+        cursor = None
+        for _ in range(10):
+            args: dict[str, Any] = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+            page = structured(await client.call_tool("list_repos", args))
+            assert len(page["repos"]) <= 2
+            assert page["total"] == 5
+            seen += [r["name"] for r in page["repos"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert seen == ["akosha", "crackerjack", "fastblocks", "mahavishnu", "webui"]
+
+
+async def test_cursor_from_other_filters_or_forged_is_refused(open_server: RunningServer) -> None:
+    async with mcp_client(open_server.url) as client:
+        page = structured(await client.call_tool("list_repos", {"limit": 1}))
+        mixed = await client.call_tool(
+            "list_repos", {"limit": 1, "tag": "python", "cursor": page["next_cursor"]}
+        )
+        assert mixed.is_error
+        forged = await client.call_tool("list_repos", {"cursor": "not-a-cursor"})
+        assert forged.is_error
+        assert "cursor" in forged.content[0].text  # type: ignore[union-attr]
+
+
+async def test_get_repo_by_name_and_nickname(open_server: RunningServer) -> None:
+    async with mcp_client(open_server.url) as client:
+        by_name = structured(await client.call_tool("get_repo", {"name_or_nickname": "mahavishnu"}))
+        by_nick = structured(await client.call_tool("get_repo", {"name_or_nickname": "vishnu"}))
+        assert by_name == by_nick
+        assert by_name["role"] == "orchestrator"
+        assert by_name["tags"] == ["python", "mcp"] or sorted(by_name["tags"]) == ["mcp", "python"]
+        missing = await client.call_tool("get_repo", {"name_or_nickname": "nope"})
+        assert missing.is_error
+        assert "nope" in missing.content[0].text  # type: ignore[union-attr]
+
+
+async def test_paths_roles_and_by_role(open_server: RunningServer) -> None:
+    async with mcp_client(open_server.url) as client:
+        paths = structured(await client.call_tool("get_all_repo_paths", {}))["paths"]
+        assert len(paths) == 5
+        assert all(p["path"].startswith("/") for p in paths)
+        web = structured(await client.call_tool("get_all_repo_paths", {"tag": "web"}))["paths"]
+        assert [p["name"] for p in web] == ["fastblocks", "webui"]
+        roles = structured(await client.call_tool("list_roles", {}))["roles"]
+        assert {"role": "app", "count": 2} in roles
+        apps = structured(await client.call_tool("get_repos_by_role", {"role": "app"}))
+        assert [r["name"] for r in apps["repos"]] == ["fastblocks", "webui"]
+
+
+async def test_repositories_are_resources(open_server: RunningServer) -> None:
+    async with mcp_client(open_server.url) as client:
+        resources = (await client.list_resources()).resources
+        assert sorted(str(r.uri) for r in resources) == [
+            "repo://akosha",
+            "repo://crackerjack",
+            "repo://fastblocks",
+            "repo://mahavishnu",
+            "repo://webui",
+        ]
+        content = (await client.read_resource("repo://akosha")).contents[0]
+        entry = json.loads(content.text)  # type: ignore[union-attr]
+        assert entry["name"] == "akosha"
+        assert entry["readme_head"].startswith("# akosha")

@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import pytest
+
+from mahavishnu.platform.auth import LOCAL_PRINCIPAL, Principal, TokenVerifier, issue_token
+from mahavishnu.platform.errors import AuthenticationError, ConfigurationError, PermissionDeniedError
+from mahavishnu.platform.settings import PlatformSettings
+from tests.support.tokens import claims, hs256
+
+SECRET = "s" * 48
+
+
+def verifier(**kw: object) -> TokenVerifier:
+    args: dict[str, object] = {
+        "secret": SECRET,
+        "public_key": None,
+        "issuer": "mahavishnu",
+        "audience": None,
+        "leeway_seconds": 10,
+    }
+    args.update(kw)
+    return TokenVerifier(**args)  # type: ignore[arg-type]
+
+
+def test_issued_token_round_trips() -> None:
+    settings = PlatformSettings(auth_secret=SECRET, auth_audience="mahavishnu-api")
+    token = issue_token(
+        settings, subject="bob", role="operator", tags=["web", "python", "web"], ttl_seconds=60
+    )
+    principal = verifier(audience="mahavishnu-api").verify(token)
+    assert principal == Principal("bob", "operator", frozenset({"web", "python"}))
+
+
+def test_audience_is_checked_when_configured() -> None:
+    with pytest.raises(AuthenticationError) as caught:
+        verifier(audience="mahavishnu-api").verify(hs256(claims(aud="other"), SECRET))
+    assert caught.value.reason == "bad_audience"
+
+
+@pytest.mark.parametrize(("tags", "ok"), [(["x", 1], False), ("python", False), (["python"], True)])
+def test_tags_claim_must_be_a_list_of_strings(tags: object, ok: bool) -> None:
+    token = hs256(claims(tags=tags), SECRET)
+    if ok:
+        assert verifier().verify(token).tags == frozenset({"python"})
+    else:
+        with pytest.raises(AuthenticationError):
+            verifier().verify(token)
+
+
+def test_roles_are_ordered() -> None:
+    operator = Principal("o", "operator")
+    assert operator.has_role("viewer")
+    assert operator.has_role("operator")
+    assert not operator.has_role("admin")
+    with pytest.raises(PermissionDeniedError, match="admin"):
+        operator.require_role("admin")
+    assert LOCAL_PRINCIPAL.has_role("admin")
+
+
+def test_tag_scope() -> None:
+    scoped = Principal("v", "viewer", frozenset({"python"}))
+    assert scoped.can_see(["python", "web"])
+    assert not scoped.can_see(["rust"])
+    assert Principal("v", "viewer").can_see([])
+
+
+def test_issue_token_refuses_bad_requests() -> None:
+    with pytest.raises(ConfigurationError, match="AUTH_SECRET"):
+        issue_token(PlatformSettings(), subject="x", role="viewer", ttl_seconds=60)
+    settings = PlatformSettings(auth_secret=SECRET)
+    with pytest.raises(ConfigurationError, match="ttl"):
+        issue_token(settings, subject="x", role="viewer", ttl_seconds=10**9)
+
+
+def test_verifier_needs_a_key() -> None:
+    with pytest.raises(ConfigurationError):
+        TokenVerifier(secret=None, public_key=None, issuer=None, audience=None, leeway_seconds=0)
