@@ -19,7 +19,6 @@ from typing import Protocol
 
 import anyio
 import anyio.to_thread
-import structlog
 
 from mahavishnu.orchestrator.manifest_model import (
     MCP_KINDS,
@@ -31,6 +30,7 @@ from mahavishnu.orchestrator.manifest_model import (
 from mahavishnu.orchestrator.manifest_validation import validate_manifest
 from mahavishnu.orchestrator.settings import MahavishnuSettings
 from mahavishnu.platform.errors import ConfigurationError
+from mahavishnu.platform.observability import get_logger
 
 __all__ = [
     "INIT_HINT",
@@ -48,7 +48,7 @@ __all__ = [
     "validate_manifest",
 ]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 INIT_HINT = "create it with `mahavishnu repos init ROOT`"
 
@@ -209,7 +209,7 @@ class ManifestStore:
         if outcome.manifest is None:
             self._problems = outcome.problems
             log.warning(
-                "manifest rejected; keeping the last good one",
+                "manifest_rejected",
                 path=str(self.path),
                 generation=self.generation,
                 problems=[str(problem) for problem in outcome.problems],
@@ -221,16 +221,16 @@ class ManifestStore:
         self.generation += 1
         self.loaded_at = datetime.now(UTC)
         log.info(
-            "manifest loaded", path=str(self.path), repos=len(self._manifest), generation=self.generation
+            "manifest_loaded", path=str(self.path), repos=len(self._manifest), generation=self.generation
         )
         self._notify(self._manifest)
         return True
 
     def _log_missing(self) -> None:
         if self.generation == 0:
-            log.warning("manifest not found; serving an empty one", path=str(self.path), hint=INIT_HINT)
+            log.warning("manifest_missing", path=str(self.path), hint=INIT_HINT)
         else:
-            log.warning("manifest file disappeared; keeping the last good one", path=str(self.path))
+            log.warning("manifest_vanished", path=str(self.path))
 
     def _notify(self, manifest: Manifest | None) -> None:
         for listener in self._listeners:

@@ -89,6 +89,8 @@ async def _manifest_health(store: ManifestStore) -> ComponentHealth:
         return ComponentHealth(
             "degraded", "last edit of the manifest is invalid; serving the last good one", data
         )
+    if not store.exists and store.generation > 0:
+        return ComponentHealth("degraded", "the manifest file vanished; serving the last good one", data)
     if not store.exists:
         return ComponentHealth("ok", "no manifest file yet; serving an empty one", data)
     return ComponentHealth("ok", data=data)

@@ -642,7 +642,7 @@ def test_a_broken_edit_keeps_the_last_good_manifest(
     assert [(p.line, p.message) for p in store.problems] == [
         (2, "repository is missing the required field 'path'")
     ]
-    assert logs[0]["event"] == "manifest rejected; keeping the last good one"
+    assert logs[0]["event"] == "manifest_rejected"
     assert seen[-1] is None
 
     write(manifest_file, ["alpha", "beta"], root)
@@ -658,7 +658,7 @@ def test_a_vanished_file_keeps_the_last_good_manifest(store: ManifestStore, mani
     with capture_logs() as logs:
         assert store.reload_if_changed() is False
     assert (names_of(store), store.exists, store.problems) == (["alpha"], False, None)
-    assert [entry["event"] for entry in logs] == ["manifest file disappeared; keeping the last good one"]
+    assert [entry["event"] for entry in logs] == ["manifest_vanished"]
 
 
 def test_a_missing_file_at_start_serves_an_empty_manifest_with_a_hint(root: Path) -> None:
