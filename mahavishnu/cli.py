@@ -62,7 +62,7 @@ def serve(
         err.print(f"[red]refusing to start:[/red] {exc.message}")
         raise typer.Exit(2) from None
     service_version = _version()
-    configure_tracing("mahavishnu", service_version, settings.otel_exporter_otlp_endpoint)
+    tracer_provider = configure_tracing("mahavishnu", service_version, settings.otel_exporter_otlp_endpoint)
     metrics = Metrics()
     try:
         service = create_service(settings, metrics)
@@ -73,6 +73,8 @@ def serve(
     except ConfigurationError as exc:
         err.print(f"[red]error:[/red] {exc.message}")
         raise typer.Exit(2) from None
+    finally:
+        tracer_provider.shutdown()  # flush spans still queued for the OTLP exporter
 
 
 def _version() -> str:

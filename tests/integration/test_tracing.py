@@ -1,0 +1,71 @@
+"""Spans leave over OTLP/HTTP when an endpoint is set, and their trace ids are in the log lines."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from tests.support.client import call_tool
+from tests.support.repos import make_repos, standard_specs
+from tests.support.server import base_env, start_server
+
+
+class Collector:
+    """A real OTLP/HTTP receiver: decodes what the exporter posts to /v1/traces."""
+
+    def __init__(self) -> None:
+        self.spans: list[tuple[str, str]] = []  # (name, trace id hex)
+        collector = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                request = ExportTraceServiceRequest()
+                request.ParseFromString(body)
+                for resource_spans in request.resource_spans:
+                    for scope_spans in resource_spans.scope_spans:
+                        collector.spans.extend((s.name, s.trace_id.hex()) for s in scope_spans.spans)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def collector() -> Iterator[Collector]:
+    c = Collector()
+    yield c
+    c.server.shutdown()
+
+
+def test_spans_are_exported_and_correlated_with_logs(tmp_path: Path, collector: Collector) -> None:
+    manifest = make_repos(tmp_path, standard_specs())
+    env = base_env(tmp_path, manifest, {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.url})
+    server = start_server(tmp_path, env)
+    try:
+        assert call_tool(server.url, "list_repos").status_code == 200
+    finally:
+        assert server.stop() == 0  # a graceful stop flushes the exporter
+    names = {name for name, _ in collector.spans}
+    assert "POST /mcp" in names
+    assert "tool list_repos" in names
+    assert "tools/call list_repos" in names  # the SDK's own span, in the same trace
+    tool_line = next(
+        json.loads(line) for line in server.log_lines() if '"event": "tool_call"' in line
+    )
+    traces = {trace for name, trace in collector.spans if name == "tool list_repos"}
+    assert tool_line["trace_id"] in traces
+    http_trace = {trace for name, trace in collector.spans if name == "POST /mcp"}
+    assert traces & http_trace, "tool span is not in the HTTP request's trace"
