@@ -19,8 +19,14 @@ from mahavishnu import __version__
 from mahavishnu.orchestrator.manifest import Manifest, ManifestStore, Repo
 from mahavishnu.orchestrator.settings import MahavishnuSettings
 from mahavishnu.orchestrator.tools import RepoOut, RepoTools
+from mahavishnu.orchestrator.workflows.engine import EngineConfig, LocalEngine
+from mahavishnu.orchestrator.workflows.metrics import WorkflowMetrics
+from mahavishnu.orchestrator.workflows.service import WorkflowService
+from mahavishnu.orchestrator.workflows.tools import WorkflowTools
 from mahavishnu.platform.app import Service
 from mahavishnu.platform.auth import current_principal
+from mahavishnu.platform.db import Database
+from mahavishnu.platform.errors import ConfigurationError
 from mahavishnu.platform.health import ComponentHealth, HealthCheck
 from mahavishnu.platform.observability import Metrics, get_logger
 
@@ -32,7 +38,9 @@ INSTRUCTIONS = (
     "Mahavishnu manages a fleet of git repositories described in a manifest (name, nickname, role, "
     "tags, path). Use list_repos to browse or filter them, get_repo for one entry, get_all_repo_paths "
     "for folders, list_roles/get_repos_by_role to group them, and get_health to check the server. "
-    "Each repository is also readable as the resource repo://NAME."
+    "Each repository is also readable as the resource repo://NAME. To act on repositories, run one of "
+    "the operator's workflows (list_workflow_definitions) with trigger_workflow, then follow it with "
+    "get_workflow_status; cancel_workflow stops it."
 )
 
 
@@ -40,26 +48,82 @@ def create_service(settings: MahavishnuSettings, metrics: Metrics) -> Service:
     store = ManifestStore(settings.repos_file, allowed_roots=settings.allowed_roots, roles=settings.roles)
     _instrument_manifest(store, metrics)
     store.reload_if_changed()
+    db = Database(settings.effective_database_url, schema=settings.database_schema)
+    definitions = settings.workflow_definitions()
+    engine = LocalEngine(db, engine_config(settings), definitions, WorkflowMetrics(metrics))
+    workflows = WorkflowService(db, store, definitions, engine)
 
     @contextlib.asynccontextmanager
     async def background() -> AsyncIterator[None]:
         async with anyio.create_task_group() as tg:
             tg.start_soon(store.watch, settings.manifest_poll_seconds)
+            ready = await _schema_ready(db, upgrade=settings.db_auto_upgrade)
+            tg.start_soon(_run_engine, db, engine, settings.db_auto_upgrade, ready)
             try:
                 yield
             finally:
                 tg.cancel_scope.cancel()
+        await db.dispose()
 
     return Service(
         name="mahavishnu",
         version=__version__,
         instructions=INSTRUCTIONS,
         settings=settings,
-        tools=RepoTools(store).specs(),
-        health_checks=[HealthCheck("manifest", lambda: _manifest_health(store))],
+        tools=[*RepoTools(store).specs(), *WorkflowTools(workflows).specs()],
+        health_checks=[
+            HealthCheck("manifest", lambda: _manifest_health(store)),
+            HealthCheck("database", lambda: _database_health(db)),
+        ],
         background=background,
         mcp_middleware=[_RepoResourceList(store)],
         configure_mcp=lambda server: _add_repo_resource(server, store),
+    )
+
+
+def engine_config(settings: MahavishnuSettings) -> EngineConfig:
+    return EngineConfig(
+        max_concurrent_runs=settings.max_concurrent_runs,
+        kill_grace_seconds=settings.kill_grace_seconds,
+        output_tail_bytes=settings.output_tail_bytes,
+        log_max_bytes=settings.log_max_bytes,
+        log_dir=settings.data_dir.resolve() / "logs",
+        circuit_failure_threshold=settings.circuit_failure_threshold,
+        circuit_cooldown_seconds=settings.circuit_cooldown_seconds,
+        heal_policy=settings.heal_policy,
+        lease_seconds=settings.lease_seconds,
+        poll_seconds=settings.engine_poll_seconds,
+    )
+
+
+async def _schema_ready(db: Database, *, upgrade: bool) -> bool:
+    """Check (and maybe upgrade) the schema once at start-up. A newer schema stops the start;
+    an unreachable database does not: the engine waits for it while the rest serves."""
+    try:
+        await db.ensure_schema(upgrade=upgrade)
+    except ConfigurationError:
+        raise
+    except Exception as exc:
+        log.error("database_unavailable", error=type(exc).__name__, detail=str(exc)[:200])
+        return False
+    return True
+
+
+async def _run_engine(db: Database, engine: LocalEngine, upgrade: bool, ready: bool) -> None:
+    delay = 1.0
+    while not ready:
+        await anyio.sleep(delay)
+        delay = min(delay * 2, 30.0)
+        ready = await _schema_ready(db, upgrade=upgrade)
+    async with engine.running():
+        await anyio.sleep_forever()
+
+
+async def _database_health(db: Database) -> ComponentHealth:
+    if await db.ping():
+        return ComponentHealth("ok", data={"dialect": db.dialect})
+    return ComponentHealth(
+        "degraded", "database unreachable; workflow tools are unavailable", {"dialect": db.dialect}
     )
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 
+from mahavishnu.orchestrator.workflows.definitions import WorkflowDefinition, builtin_workflows
 from mahavishnu.platform.settings import PlatformSettings
 
 __all__ = ["DEFAULT_ROLES", "MahavishnuSettings"]
@@ -37,3 +39,39 @@ class MahavishnuSettings(PlatformSettings):
     roles: list[str] = Field(default_factory=lambda: list(DEFAULT_ROLES))
     manifest_poll_seconds: float = Field(default=1.0, gt=0)
     """How often the manifest file is checked for changes."""
+
+    # --- storage ----------------------------------------------------------
+    data_dir: Path = Path("var")
+    """Where the embedded SQLite database and the run logs live."""
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("POSTGRES_URL", "MAHAVISHNU_DATABASE_URL", "database_url")
+    )
+    """PostgreSQL (or SQLite) URL; unset means SQLite at DATA_DIR/mahavishnu.db."""
+    database_schema: str | None = Field(default=None, pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    """PostgreSQL schema to use (several deployments can share one database)."""
+    db_auto_upgrade: bool = True
+    """Bring an older schema to the current one at start-up (a newer one is always refused)."""
+
+    # --- workflows ----------------------------------------------------------
+    workflows: dict[str, WorkflowDefinition] = Field(default_factory=dict)
+    """Operator-defined workflows, by name; they may replace the built-in ones."""
+    agent_command: list[str] = Field(default_factory=lambda: ["claude", "-p"], min_length=1)
+    """The agent CLI the built-in `agent` workflow runs, before the prompt argument."""
+    max_concurrent_runs: int = Field(default=10, gt=0)
+    kill_grace_seconds: float = Field(default=5.0, ge=0)
+    """After a timeout or cancel: time between SIGTERM and SIGKILL to the process group."""
+    output_tail_bytes: int = Field(default=8192, gt=0)
+    log_max_bytes: int = Field(default=1024 * 1024, gt=0)
+    circuit_failure_threshold: int = Field(default=5, gt=0)
+    circuit_cooldown_seconds: float = Field(default=60.0, ge=0)
+    heal_policy: Literal["requeue", "fail"] = "requeue"
+    """What happens to runs left `running` by a process that died."""
+    lease_seconds: float = Field(default=15.0, gt=0)
+    engine_poll_seconds: float = Field(default=0.5, gt=0)
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'mahavishnu.db').resolve()}"
+
+    def workflow_definitions(self) -> dict[str, WorkflowDefinition]:
+        return {**builtin_workflows(self.agent_command), **self.workflows}

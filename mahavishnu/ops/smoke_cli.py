@@ -1,0 +1,84 @@
+"""`mahavishnu smoke URL [--token T] [-v]`: the 8 smoke checks from the command line.
+
+Mount it on the main app with `app.command("smoke")(smoke_command)`. This module's
+own `app` is a one-command Typer, so `python -m mahavishnu.ops.smoke_cli URL` works too.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from mahavishnu.ops.smoke import (
+    CHECKS,
+    CheckResult,
+    normalize_base_url,
+    render_result,
+    render_summary,
+    run_smoke,
+)
+
+__all__ = ["app", "smoke_command", "use_color"]
+
+
+def use_color(stream: object = None) -> bool:
+    """Colour only on a terminal, and never when NO_COLOR is set (https://no-color.org)."""
+    if os.environ.get("NO_COLOR"):
+        return False
+    target = stream if stream is not None else sys.stdout
+    isatty = getattr(target, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def smoke_command(
+    url: Annotated[str, typer.Argument(help="Base URL of the server, e.g. http://127.0.0.1:8680.")],
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            "-t",
+            envvar="MAHAVISHNU_TOKEN",
+            show_envvar=True,
+            help="Bearer token for /mcp when the server has auth on (prefer the env var: argv is visible).",
+        ),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show each request and response.")] = False,
+    budget: Annotated[
+        float, typer.Option(help="Seconds allowed for the whole run.", min=1.0, max=60.0)
+    ] = 9.0,
+) -> None:
+    """Run the 8 smoke checks against a running server; exit 0 only when all pass."""
+    try:
+        base = normalize_base_url(url)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    color = use_color()
+    typer.echo(f"Smoke tests against {base} ({len(CHECKS)} checks)")
+    index = 0
+
+    def show(result: CheckResult) -> None:
+        nonlocal index
+        index += 1
+        for line in render_result(result, index, verbose=verbose, color=color):
+            typer.echo(line)
+
+    report = run_smoke(base, token or None, budget=budget, on_result=show)
+    for line in render_summary(report, color=color):
+        typer.echo(line)
+    raise typer.Exit(0 if report.passed else 1)
+
+
+app = typer.Typer(
+    help="Smoke-test a running Mahavishnu server.",
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("smoke")(smoke_command)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,141 @@
+"""Tables of the workflow store. Times are UTC; ids are UUIDv7 strings (sortable by creation)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Dialect, Float, ForeignKey, Index, Integer, String, Text, TypeDecorator
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = ["Attempt", "Base", "CircuitState", "DeadLetter", "Instance", "RepoRun", "Workflow"]
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in and out, on PostgreSQL and on SQLite (which stores no offset)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use datetime.now(UTC)")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Workflow(Base):
+    """One request to run a named workflow over a set of repositories."""
+
+    __tablename__ = "workflows"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), index=True)
+    status: Mapped[str] = mapped_column(String(32), index=True)
+    params: Mapped[dict[str, Any]]
+    selector: Mapped[dict[str, Any]]
+    requested_by: Mapped[str] = mapped_column(String(200))
+    cancel_requested: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(index=True)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+
+class RepoRun(Base):
+    """One workflow's work in one repository, across all its attempts."""
+
+    __tablename__ = "repo_runs"
+    __table_args__ = (Index("ix_repo_runs_dispatch", "status", "next_attempt_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    workflow_id: Mapped[str] = mapped_column(ForeignKey("workflows.id", ondelete="CASCADE"), index=True)
+    workflow_name: Mapped[str] = mapped_column(String(100))
+    repo: Mapped[str] = mapped_column(String(100), index=True)
+    repo_path: Mapped[str] = mapped_column(Text)
+    repo_tags: Mapped[list[Any]]
+    argv: Mapped[list[Any]]
+    status: Mapped[str] = mapped_column(String(32))
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer)
+    exit_code: Mapped[int | None]
+    created_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    duration_seconds: Mapped[float | None] = mapped_column(Float)
+    output_tail: Mapped[str | None] = mapped_column(Text)
+    log_path: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime | None]
+    owner: Mapped[str | None] = mapped_column(String(64), index=True)
+    lease_expires_at: Mapped[datetime | None]
+
+
+class Attempt(Base):
+    """Every execution of a repo run, kept so retries and healing are visible afterwards."""
+
+    __tablename__ = "run_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("repo_runs.id", ondelete="CASCADE"), index=True)
+    attempt: Mapped[int]
+    status: Mapped[str] = mapped_column(String(32))
+    exit_code: Mapped[int | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime]
+    duration_seconds: Mapped[float] = mapped_column(Float)
+
+
+class DeadLetter(Base):
+    """A repo run that used up its retries, with what is needed to run it again."""
+
+    __tablename__ = "dead_letters"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("repo_runs.id", ondelete="CASCADE"), index=True)
+    workflow_id: Mapped[str] = mapped_column(String(36), index=True)
+    workflow_name: Mapped[str] = mapped_column(String(100))
+    repo: Mapped[str] = mapped_column(String(100))
+    inputs: Mapped[dict[str, Any]]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int]
+    retries: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    """open (waiting), retrying (a retry is queued or running), resolved (a retry succeeded)."""
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class CircuitState(Base):
+    """Per-repository circuit breaker, shared by every workflow and every replica."""
+
+    __tablename__ = "circuit_breakers"
+
+    repo: Mapped[str] = mapped_column(String(100), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    opened_at: Mapped[datetime | None]
+    probe_run_id: Mapped[str | None] = mapped_column(String(36))
+    updated_at: Mapped[datetime]
+
+
+class Instance(Base):
+    """A running engine process; its heartbeat tells the others whether its runs are orphaned."""
+
+    __tablename__ = "engine_instances"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int]
+    started_at: Mapped[datetime]
+    heartbeat_at: Mapped[datetime]

@@ -1,0 +1,379 @@
+"""Workflow use cases: what the MCP tools and the CLI both call. No HTTP or MCP here.
+
+Each method takes the calling `Principal`: repositories outside its tag
+scope are invisible (reported as not found), and roles gate what it may do.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import delete, select
+
+from mahavishnu.orchestrator.manifest import ManifestStore, Repo
+from mahavishnu.orchestrator.workflows import store
+from mahavishnu.orchestrator.workflows.definitions import WorkflowDefinition, render_argv, validate_params
+from mahavishnu.orchestrator.workflows.engine import LocalEngine
+from mahavishnu.orchestrator.workflows.models import DeadLetter, RepoRun, Workflow
+from mahavishnu.orchestrator.workflows.states import RunStatus, WorkflowStatus
+from mahavishnu.orchestrator.workflows.views import (
+    DeadLetterPage,
+    DeadLetterView,
+    DurationStats,
+    ParamView,
+    SearchHit,
+    SearchResult,
+    WorkflowDefinitionView,
+    WorkflowPage,
+    WorkflowStatistics,
+    WorkflowStats,
+    WorkflowSummary,
+    WorkflowView,
+)
+from mahavishnu.platform.auth import Principal
+from mahavishnu.platform.db import Database
+from mahavishnu.platform.errors import InvalidArgumentError, NotFoundError
+from mahavishnu.platform.ids import new_id
+from mahavishnu.platform.observability import get_logger
+
+__all__ = ["WorkflowService"]
+
+log = get_logger("mahavishnu.workflows")
+MAX_PAGE = 200
+
+
+class WorkflowService:
+    def __init__(
+        self,
+        db: Database,
+        manifest: ManifestStore,
+        definitions: Mapping[str, WorkflowDefinition],
+        engine: LocalEngine | None = None,
+    ) -> None:
+        self._db = db
+        self._manifest = manifest
+        self._definitions = definitions
+        self._engine = engine
+
+    # --- definitions ----------------------------------------------------------
+    def definitions(self, principal: Principal) -> list[WorkflowDefinitionView]:
+        return [
+            WorkflowDefinitionView(
+                name=name,
+                description=d.description,
+                admin_only=d.admin_only,
+                timeout_seconds=d.timeout_seconds,
+                max_attempts=d.retry.max_attempts,
+                params=[
+                    ParamView(
+                        name=p, type=s.type, required=s.required, description=s.description, pattern=s.pattern
+                    )
+                    for p, s in d.params.items()
+                ],
+            )
+            for name, d in sorted(self._definitions.items())
+            if not d.admin_only or principal.has_role("admin")
+        ]
+
+    def _definition(self, name: str) -> WorkflowDefinition:
+        definition = self._definitions.get(name)
+        if definition is None:
+            known = ", ".join(sorted(self._definitions))
+            raise NotFoundError(f"no workflow named {name!r}; known workflows: {known}")
+        return definition
+
+    # --- trigger --------------------------------------------------------------
+    async def trigger(
+        self,
+        principal: Principal,
+        workflow: str,
+        *,
+        tag: str | None = None,
+        role: str | None = None,
+        repos: Sequence[str] | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> WorkflowSummary:
+        """Validate everything, store the workflow and one queued run per repo, and return at once."""
+        principal.require_role("operator")
+        definition = self._definition(workflow)
+        if definition.admin_only:
+            principal.require_role("admin")
+        values = validate_params(definition, params or {})
+        targets = self._select(principal, tag=tag, role=role, names=repos)
+        argv = render_argv(definition, values)
+        now = datetime.now(UTC)
+        record = Workflow(
+            id=new_id(),
+            name=workflow,
+            status=WorkflowStatus.QUEUED,
+            params=values,
+            selector={"tag": tag, "role": role, "repos": list(repos) if repos else None},
+            requested_by=principal.subject,
+            cancel_requested=False,
+            created_at=now,
+        )
+        runs = [
+            RepoRun(
+                id=new_id(),
+                workflow_id=record.id,
+                workflow_name=workflow,
+                repo=repo.name,
+                repo_path=str(repo.path),
+                repo_tags=list(repo.tags),
+                argv=argv,
+                status=RunStatus.QUEUED,
+                attempt=0,
+                max_attempts=definition.retry.max_attempts,
+                created_at=now,
+            )
+            for repo in targets
+        ]
+        async with self._db.session() as session:
+            session.add(record)
+            await session.flush()
+            session.add_all(runs)
+        log.info(
+            "workflow_queued", workflow_id=record.id, workflow=workflow, repos=len(runs), by=principal.subject
+        )
+        if self._engine is not None:
+            self._engine.wake()
+        return WorkflowSummary.of(record)
+
+    def _select(
+        self, principal: Principal, *, tag: str | None, role: str | None, names: Sequence[str] | None
+    ) -> list[Repo]:
+        manifest = self._manifest.manifest
+        if names:
+            found: list[Repo] = []
+            missing: list[str] = []
+            for name in dict.fromkeys(names):
+                repo = manifest.find(name)
+                if repo is None or not principal.can_see(repo.tags):
+                    missing.append(name)
+                else:
+                    found.append(repo)
+            if missing:
+                raise NotFoundError(f"no repository named {', '.join(repr(n) for n in missing)}")
+            candidates = [
+                r for r in found if (tag is None or tag in r.tags) and (role is None or r.role == role)
+            ]
+        else:
+            candidates = [r for r in manifest.filter(tag=tag, role=role) if principal.can_see(r.tags)]
+        if not candidates:
+            raise InvalidArgumentError("no repositories match the given tag, role and names")
+        absent = [r.name for r in candidates if not Path(r.path).is_dir()]
+        if absent:
+            raise InvalidArgumentError(f"repository folder missing on disk: {', '.join(absent[:10])}")
+        return candidates
+
+    # --- read -----------------------------------------------------------------
+    async def status(self, principal: Principal, workflow_id: str) -> WorkflowView:
+        async with self._db.session() as session:
+            workflow = await session.get(Workflow, workflow_id)
+            runs = (
+                list(
+                    (
+                        await session.scalars(
+                            select(RepoRun).where(RepoRun.workflow_id == workflow_id).order_by(RepoRun.repo)
+                        )
+                    ).all()
+                )
+                if workflow
+                else []
+            )
+        visible = [r for r in runs if principal.can_see(r.repo_tags)]
+        if workflow is None or (runs and not visible and workflow.requested_by != principal.subject):
+            raise NotFoundError(f"no workflow {workflow_id!r}")
+        return WorkflowView.with_runs(workflow, visible)
+
+    async def list(
+        self,
+        principal: Principal,
+        *,
+        status: str | None = None,
+        workflow: str | None = None,
+        since: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> WorkflowPage:
+        if status is not None and status not in {s.value for s in WorkflowStatus}:
+            raise InvalidArgumentError(f"status must be one of {', '.join(s.value for s in WorkflowStatus)}")
+        since_at = _parse_since(since)
+        before = _decode_cursor(cursor) if cursor else None
+        async with self._db.session() as session:
+            rows = await store.list_workflows(
+                session, status=status, name=workflow, since=since_at, before_id=before, limit=limit + 1
+            )
+        page = rows[:limit]
+        next_cursor = _encode_cursor(page[-1].id) if len(rows) > limit and page else None
+        return WorkflowPage(workflows=[WorkflowSummary.of(w) for w in page], next_cursor=next_cursor)
+
+    async def search(self, principal: Principal, text: str, limit: int = 20) -> SearchResult:
+        if not text.strip():
+            raise InvalidArgumentError("search text is empty")
+        async with self._db.session() as session:
+            runs = await store.search_runs(session, self._db.dialect, text, limit * 3)
+        hits = [
+            SearchHit(
+                workflow_id=r.workflow_id,
+                workflow=r.workflow_name,
+                repo=r.repo,
+                status=r.status,
+                excerpt=_excerpt(f"{r.error or ''}\n{r.output_tail or ''}", text),
+            )
+            for r in runs
+            if principal.can_see(r.repo_tags)
+        ]
+        return SearchResult(hits=hits[:limit])
+
+    async def statistics(self, principal: Principal) -> WorkflowStatistics:
+        async with self._db.session() as session:
+            counts = await store.workflow_counts(session)
+            durations = await store.run_durations(session)
+        names = sorted({n for n, _, _ in counts} | {n for n, _, _ in durations})
+        stats = []
+        for name in names:
+            by_status = {s: c for n, s, c in counts if n == name}
+            runs_by_status: dict[str, int] = {}
+            seconds = []
+            for n, s, d in durations:
+                if n == name:
+                    runs_by_status[s] = runs_by_status.get(s, 0) + 1
+                    if d is not None:
+                        seconds.append(d)
+            stats.append(
+                WorkflowStats(
+                    workflow=name,
+                    workflows_by_status=by_status,
+                    repo_runs_by_status=runs_by_status,
+                    run_duration_seconds=_percentiles(seconds),
+                )
+            )
+        return WorkflowStatistics(workflows=stats)
+
+    # --- change ---------------------------------------------------------------
+    async def cancel(self, principal: Principal, workflow_id: str) -> WorkflowView:
+        """Stop queued runs now, and running ones (their process groups) within seconds."""
+        principal.require_role("operator")
+        await self.status(principal, workflow_id)  # not found / out of scope → same error
+        now = datetime.now(UTC)
+        async with self._db.session() as session:
+            workflow = await session.get(Workflow, workflow_id)
+            assert workflow is not None
+            if workflow.finished_at is None:
+                workflow.cancel_requested = True
+                await store.cancel_queued(session, workflow_id, now)
+                await store.finalize_workflows(session, {workflow_id}, now)
+        if self._engine is not None:
+            self._engine.cancel_local(workflow_id=workflow_id)
+        log.info("workflow_cancel_requested", workflow_id=workflow_id, by=principal.subject)
+        return await self.status(principal, workflow_id)
+
+    async def heal(self, principal: Principal) -> int:
+        principal.require_role("admin")
+        if self._engine is None:
+            raise InvalidArgumentError("no engine runs in this process")
+        return await self._engine.heal()
+
+    # --- dead letters -----------------------------------------------------------
+    async def dead_letters(self, principal: Principal, *, include_resolved: bool = False) -> DeadLetterPage:
+        principal.require_role("admin")
+        query = select(DeadLetter).order_by(DeadLetter.created_at.desc()).limit(MAX_PAGE)
+        if not include_resolved:
+            query = query.where(DeadLetter.status != "resolved")
+        async with self._db.session() as session:
+            rows = (await session.scalars(query)).all()
+        return DeadLetterPage(dead_letters=[DeadLetterView.of(r) for r in rows])
+
+    async def dead_letter(self, principal: Principal, dead_letter_id: str) -> DeadLetterView:
+        principal.require_role("admin")
+        async with self._db.session() as session:
+            entry = await session.get(DeadLetter, dead_letter_id)
+        if entry is None:
+            raise NotFoundError(f"no dead letter {dead_letter_id!r}")
+        return DeadLetterView.of(entry)
+
+    async def retry_dead_letter(self, principal: Principal, dead_letter_id: str) -> DeadLetterView:
+        """Queue the run again as one more attempt of the same workflow; it leaves the DLQ on success."""
+        principal.require_role("admin")
+        now = datetime.now(UTC)
+        async with self._db.session() as session:
+            entry = await session.get(DeadLetter, dead_letter_id)
+            if entry is None:
+                raise NotFoundError(f"no dead letter {dead_letter_id!r}")
+            if entry.status != "open":
+                raise InvalidArgumentError(f"dead letter {dead_letter_id!r} is {entry.status}, not open")
+            run = await session.get(RepoRun, entry.run_id)
+            workflow = await session.get(Workflow, entry.workflow_id)
+            if run is None or workflow is None:
+                raise NotFoundError(f"the run behind dead letter {dead_letter_id!r} is gone")
+            run.status, run.max_attempts = RunStatus.QUEUED, run.attempt + 1
+            run.finished_at, run.next_attempt_at, run.error = None, None, None
+            workflow.status, workflow.finished_at = WorkflowStatus.RUNNING, None
+            entry.status, entry.retries, entry.updated_at = "retrying", entry.retries + 1, now
+            view = DeadLetterView.of(entry)
+        if self._engine is not None:
+            self._engine.wake()
+        log.info("dead_letter_retried", dead_letter_id=dead_letter_id, by=principal.subject)
+        return view
+
+    async def purge_dead_letters(self, principal: Principal, *, resolved_only: bool = True) -> int:
+        principal.require_role("admin")
+        query = delete(DeadLetter)
+        if resolved_only:
+            query = query.where(DeadLetter.status == "resolved")
+        else:
+            query = query.where(DeadLetter.status != "retrying")
+        async with self._db.session() as session:
+            result = await session.execute(query)
+        return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _parse_since(since: str | None) -> datetime | None:
+    if since is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(since)
+    except ValueError:
+        raise InvalidArgumentError(
+            "since must be an ISO 8601 date or time, e.g. 2026-11-27T00:00:00Z"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _encode_cursor(last_id: str) -> str:
+    return base64.urlsafe_b64encode(last_id.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> str:
+    try:
+        value = base64.urlsafe_b64decode((cursor + "=" * (-len(cursor) % 4)).encode()).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidArgumentError("cursor is not one this server issued") from None
+    if len(value) != 36:
+        raise InvalidArgumentError("cursor is not one this server issued")
+    return value
+
+
+def _percentiles(values: list[float]) -> DurationStats:
+    if not values:
+        return DurationStats(p50=None, p95=None, p99=None)
+    ordered = sorted(values)
+
+    def pick(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)], 4)
+
+    return DurationStats(p50=pick(0.50), p95=pick(0.95), p99=pick(0.99))
+
+
+def _excerpt(text: str, query: str, width: int = 160) -> str:
+    lowered = text.lower()
+    positions = [lowered.find(word.lower()) for word in query.split()]
+    found = [p for p in positions if p >= 0]
+    start = max(0, (min(found) if found else 0) - width // 4)
+    return text[start : start + width].strip()

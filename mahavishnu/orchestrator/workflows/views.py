@@ -1,0 +1,182 @@
+"""What callers see of workflows: response schemas, separate from the ORM rows."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from mahavishnu.orchestrator.workflows.models import DeadLetter, RepoRun, Workflow
+
+__all__ = [
+    "DeadLetterPage",
+    "DeadLetterView",
+    "RunView",
+    "SearchHit",
+    "SearchResult",
+    "WorkflowDefinitionView",
+    "WorkflowPage",
+    "WorkflowStatistics",
+    "WorkflowSummary",
+    "WorkflowView",
+]
+
+
+class RunView(BaseModel):
+    run_id: str
+    repo: str
+    status: str
+    attempt: int
+    max_attempts: int
+    exit_code: int | None
+    duration_seconds: float | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    output_tail: str | None
+    error: str | None
+
+    @classmethod
+    def of(cls, run: RepoRun) -> RunView:
+        return cls(
+            run_id=run.id,
+            repo=run.repo,
+            status=run.status,
+            attempt=run.attempt,
+            max_attempts=run.max_attempts,
+            exit_code=run.exit_code,
+            duration_seconds=run.duration_seconds,
+            started_at=run.started_at,
+            finished_at=run.finished_at,
+            output_tail=run.output_tail,
+            error=run.error,
+        )
+
+
+class WorkflowSummary(BaseModel):
+    workflow_id: str
+    workflow: str
+    status: str
+    requested_by: str
+    created_at: datetime
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, workflow: Workflow) -> WorkflowSummary:
+        return cls(
+            workflow_id=workflow.id,
+            workflow=workflow.name,
+            status=workflow.status,
+            requested_by=workflow.requested_by,
+            created_at=workflow.created_at,
+            finished_at=workflow.finished_at,
+        )
+
+
+class WorkflowView(WorkflowSummary):
+    params: dict[str, Any]
+    started_at: datetime | None
+    counts: dict[str, int] = Field(description="Repo runs by status.")
+    runs: list[RunView]
+
+    @classmethod
+    def with_runs(cls, workflow: Workflow, runs: list[RepoRun]) -> WorkflowView:
+        counts: dict[str, int] = {}
+        for run in runs:
+            counts[run.status] = counts.get(run.status, 0) + 1
+        return cls(
+            **WorkflowSummary.of(workflow).model_dump(),
+            params=workflow.params,
+            started_at=workflow.started_at,
+            counts=counts,
+            runs=[RunView.of(r) for r in runs],
+        )
+
+    @property
+    def done(self) -> int:
+        return sum(n for status, n in self.counts.items() if status not in ("queued", "running"))
+
+
+class WorkflowPage(BaseModel):
+    workflows: list[WorkflowSummary]
+    next_cursor: str | None
+
+
+class SearchHit(BaseModel):
+    workflow_id: str
+    workflow: str
+    repo: str
+    status: str
+    excerpt: str
+
+
+class SearchResult(BaseModel):
+    hits: list[SearchHit]
+
+
+class DurationStats(BaseModel):
+    p50: float | None
+    p95: float | None
+    p99: float | None
+
+
+class WorkflowStats(BaseModel):
+    workflow: str
+    workflows_by_status: dict[str, int]
+    repo_runs_by_status: dict[str, int]
+    run_duration_seconds: DurationStats
+
+
+class WorkflowStatistics(BaseModel):
+    workflows: list[WorkflowStats]
+
+
+class DeadLetterView(BaseModel):
+    dead_letter_id: str
+    workflow_id: str
+    workflow: str
+    repo: str
+    status: str
+    attempts: int
+    retries: int
+    last_error: str | None
+    inputs: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, entry: DeadLetter) -> DeadLetterView:
+        return cls(
+            dead_letter_id=entry.id,
+            workflow_id=entry.workflow_id,
+            workflow=entry.workflow_name,
+            repo=entry.repo,
+            status=entry.status,
+            attempts=entry.attempts,
+            retries=entry.retries,
+            last_error=entry.last_error,
+            inputs=entry.inputs,
+            created_at=entry.created_at,
+            updated_at=entry.updated_at,
+        )
+
+
+class DeadLetterPage(BaseModel):
+    dead_letters: list[DeadLetterView]
+
+
+class ParamView(BaseModel):
+    name: str
+    type: str
+    required: bool
+    description: str
+    pattern: str | None
+
+
+class WorkflowDefinitionView(BaseModel):
+    name: str
+    description: str
+    admin_only: bool
+    timeout_seconds: float
+    max_attempts: int
+    params: list[ParamView]
