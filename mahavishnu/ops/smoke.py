@@ -190,9 +190,8 @@ def _jsonrpc_body(method: str, response: httpx.Response) -> dict[str, Any]:
     try:
         body = json.loads(text)
     except ValueError:
-        raise CheckFailed(
-            f"{method}: HTTP {response.status_code}, not JSON-RPC: {_snippet(response.text) or '(empty body)'}"
-        ) from None
+        shown = _snippet(response.text) or "(empty body)"
+        raise CheckFailed(f"{method}: HTTP {response.status_code}, not JSON-RPC: {shown}") from None
     if (
         not isinstance(body, dict)
         or body.get("jsonrpc") != "2.0"

@@ -103,15 +103,15 @@ class FakeHttpServer:
                 except OSError:
                     pass  # the client gave up waiting: that is the point of a slow reply
 
-            do_GET = _handle  # noqa: N815
-            do_POST = _handle  # noqa: N815
+            do_GET = _handle
+            do_POST = _handle
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 return
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
 
     @property
     def base(self) -> str:
@@ -173,7 +173,9 @@ def _install(*, apt: str | None, pip: str | None) -> None:
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         command = ["apt-get", "install", "-y", "-q", "--no-install-recommends", apt]
         if subprocess.run(command, env=env, check=False, timeout=600, capture_output=True).returncode:
-            subprocess.run(["apt-get", "update", "-q"], env=env, check=False, timeout=600, capture_output=True)
+            subprocess.run(
+                ["apt-get", "update", "-q"], env=env, check=False, timeout=600, capture_output=True
+            )
             subprocess.run(command, env=env, check=False, timeout=600, capture_output=True)
 
 
@@ -216,8 +218,11 @@ def promql_metric_names(expr: str) -> set[str]:
 
 
 def fake_mcp_routes(
-    *, tools: tuple[str, ...] = ("list_repos", "get_all_repo_paths"), unknown_method_result: bool = False,
-    slow_health_after: int | None = None, health_delay: float = 0.0,
+    *,
+    tools: tuple[str, ...] = ("list_repos", "get_all_repo_paths"),
+    unknown_method_result: bool = False,
+    slow_health_after: int | None = None,
+    health_delay: float = 0.0,
 ) -> Route:
     """Enough of MCP over JSON for the smoke checks. Mutations: missing tools, an unknown method
     answered with a result, or /health slow from its `slow_health_after`-th request on."""

@@ -483,7 +483,7 @@ def _attempt_status(result: ProcessResult) -> RunStatus:
 def _backoff(policy: RetryPolicy, attempt: int) -> float:
     """Delay before attempt `attempt + 1`: tenacity's exponential backoff with jitter."""
     wait = tenacity.wait_exponential_jitter(
-        initial=policy.initial_backoff_seconds,
+        multiplier=policy.initial_backoff_seconds,
         max=policy.max_backoff_seconds,
         exp_base=policy.multiplier,
         jitter=policy.jitter_seconds,

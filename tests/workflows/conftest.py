@@ -1,0 +1,125 @@
+"""A workflow engine in the test process, on SQLite and on the real PostgreSQL, each test isolated."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from mahavishnu.orchestrator.manifest import ManifestStore
+from mahavishnu.orchestrator.service import engine_config
+from mahavishnu.orchestrator.settings import MahavishnuSettings
+from mahavishnu.orchestrator.workflows.engine import LocalEngine
+from mahavishnu.orchestrator.workflows.metrics import WorkflowMetrics
+from mahavishnu.orchestrator.workflows.service import WorkflowService
+from mahavishnu.orchestrator.workflows.views import WorkflowView
+from mahavishnu.platform.auth import LOCAL_PRINCIPAL
+from mahavishnu.platform.db import Database
+from mahavishnu.platform.observability import Metrics
+from tests.conftest import require_service
+from tests.support.gitrepos import git_fleet
+
+PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+FAKE_AGENT = str(Path(__file__).resolve().parent.parent / "support" / "fake_agent.py")
+DEFAULT_FLEET = {"alpha": ["python"], "beta": ["python"], "gamma": ["rust"]}
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    if request.param == "sqlite":
+        db = Database(f"sqlite:///{tmp_path / 'workflows.db'}")
+        schema = None
+    else:
+        require_service("PostgreSQL", "127.0.0.1", 5432)
+        schema = f"t_{uuid.uuid4().hex[:12]}"
+        db = Database(PG_URL, schema=schema)
+    await db.ensure_schema(upgrade=True)
+    yield db
+    await db.dispose()
+    if schema is not None:
+        connection = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/test")
+        await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await connection.close()
+
+
+@dataclass
+class Harness:
+    service: WorkflowService
+    engine: LocalEngine
+    db: Database
+    metrics: Metrics
+    settings: MahavishnuSettings
+    root: Path
+
+    def repo(self, name: str) -> Path:
+        return self.root / "repos" / name
+
+    async def wait(self, workflow_id: str, timeout: float = 30) -> WorkflowView:
+        deadline = time.monotonic() + timeout
+        while True:
+            view = await self.service.status(LOCAL_PRINCIPAL, workflow_id)
+            if view.finished_at is not None:
+                return view
+            if time.monotonic() > deadline:
+                raise AssertionError(f"workflow not final after {timeout} s: {view.counts}")
+            await asyncio.sleep(0.05)
+
+    async def wait_for(self, workflow_id: str, status: str, timeout: float = 15) -> WorkflowView:
+        deadline = time.monotonic() + timeout
+        while True:
+            view = await self.service.status(LOCAL_PRINCIPAL, workflow_id)
+            if view.counts.get(status):
+                return view
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no run reached {status}: {view.counts}")
+            await asyncio.sleep(0.05)
+
+
+def agent_workflow(**overrides: Any) -> dict[str, Any]:
+    """A workflow running the fake agent with a prompt (like the built-in `agent`)."""
+    base: dict[str, Any] = {
+        "argv": [sys.executable, FAKE_AGENT, "-p", "{prompt}"],
+        "params": {"prompt": {"max_length": 20000}},
+        "timeout_seconds": 20,
+    }
+    base.update(overrides)
+    return base
+
+
+@contextlib.asynccontextmanager
+async def harness(
+    database: Database,
+    root: Path,
+    *,
+    fleet: dict[str, list[str]] | None = None,
+    workflows: dict[str, Any] | None = None,
+    **settings: Any,
+) -> AsyncIterator[Harness]:
+    manifest = git_fleet(root, fleet or DEFAULT_FLEET)
+    config = MahavishnuSettings(
+        repos_file=manifest,
+        allowed_roots=[root],
+        data_dir=root / "var",
+        workflows=workflows or {},
+        agent_command=[sys.executable, FAKE_AGENT, "-p"],
+        engine_poll_seconds=0.05,
+        kill_grace_seconds=1.0,
+        **settings,
+    )
+    store = ManifestStore.from_settings(config)
+    store.reload_if_changed()
+    metrics = Metrics()
+    definitions = config.workflow_definitions()
+    engine = LocalEngine(database, engine_config(config), definitions, WorkflowMetrics(metrics))
+    service = WorkflowService(database, store, definitions, engine)
+    async with engine.running():
+        yield Harness(service, engine, database, metrics, config, root)
