@@ -62,9 +62,7 @@ def test_spans_are_exported_and_correlated_with_logs(tmp_path: Path, collector: 
     assert "POST /mcp" in names
     assert "tool list_repos" in names
     assert "tools/call list_repos" in names  # the SDK's own span, in the same trace
-    tool_line = next(
-        json.loads(line) for line in server.log_lines() if '"event": "tool_call"' in line
-    )
+    tool_line = next(json.loads(line) for line in server.log_lines() if '"event": "tool_call"' in line)
     traces = {trace for name, trace in collector.spans if name == "tool list_repos"}
     assert tool_line["trace_id"] in traces
     http_trace = {trace for name, trace in collector.spans if name == "POST /mcp"}

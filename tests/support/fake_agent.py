@@ -28,7 +28,9 @@ def main(argv: list[str]) -> int:
     here = Path.cwd()
     calls = here / ".fake-agent-calls.jsonl"
     with calls.open("a") as fh:
-        fh.write(json.dumps({"argv": argv, "cwd": str(here), "env": sorted(os.environ), "pid": os.getpid()}) + "\n")
+        fh.write(
+            json.dumps({"argv": argv, "cwd": str(here), "env": sorted(os.environ), "pid": os.getpid()}) + "\n"
+        )
     count = len(calls.read_text().splitlines())
     print(f"agent in {here.name}: {prompt}", flush=True)
     directives = dict(re.findall(r"([a-z-]+):(\S+)", prompt))

@@ -50,7 +50,9 @@ async def test_git_status_succeeds_in_every_selected_repo(database: Database, tm
 async def test_agent_gets_the_prompt_as_one_argument(database: Database, tmp_path: Path) -> None:
     prompt = "update the changelog; rm -rf / $(touch pwned) `id` --upload-pack=evil\nsecond line"
     async with harness(database, tmp_path) as h:
-        view = await h.wait((await h.service.trigger(ADMIN, "agent", repos=["alpha"], params={"prompt": prompt})).workflow_id)
+        view = await h.wait(
+            (await h.service.trigger(ADMIN, "agent", repos=["alpha"], params={"prompt": prompt})).workflow_id
+        )
         recorded = calls(h.repo("alpha"))
     assert view.status == "succeeded"
     assert recorded[0]["argv"] == ["-p", prompt]
@@ -62,7 +64,9 @@ async def test_agent_gets_the_prompt_as_one_argument(database: Database, tmp_pat
 async def test_failure_partial_and_exit_codes(database: Database, tmp_path: Path) -> None:
     async with harness(database, tmp_path) as h:
         view = await h.wait(
-            (await h.service.trigger(ADMIN, "agent", tag="python", params={"prompt": "fail-in:beta"})).workflow_id
+            (
+                await h.service.trigger(ADMIN, "agent", tag="python", params={"prompt": "fail-in:beta"})
+            ).workflow_id
         )
     assert view.status == "partial"
     by_repo = {r.repo: r for r in view.runs}
@@ -77,7 +81,9 @@ async def test_timeout_kills_the_whole_process_group(database: Database, tmp_pat
     workflows = {"slow": agent_workflow(timeout_seconds=1.0, retry={"max_attempts": 1})}
     async with harness(database, tmp_path, workflows=workflows) as h:
         started = time.monotonic()
-        summary = await h.service.trigger(ADMIN, "slow", repos=["alpha"], params={"prompt": "spawn-child sleep:60"})
+        summary = await h.service.trigger(
+            ADMIN, "slow", repos=["alpha"], params={"prompt": "spawn-child sleep:60"}
+        )
         view = await h.wait(summary.workflow_id)
         elapsed = time.monotonic() - started
         leader = int((h.repo("alpha") / ".fake-agent.pid").read_text())
@@ -129,31 +135,51 @@ async def test_output_over_the_cap_is_bounded(database: Database, tmp_path: Path
 
 async def test_retry_then_success_records_every_attempt(database: Database, tmp_path: Path) -> None:
     workflows = {
-        "flaky": agent_workflow(retry={"max_attempts": 3, "initial_backoff_seconds": 0.05, "jitter_seconds": 0.01})
+        "flaky": agent_workflow(
+            retry={"max_attempts": 3, "initial_backoff_seconds": 0.05, "jitter_seconds": 0.01}
+        )
     }
     async with harness(database, tmp_path, workflows=workflows) as h:
         summary = await h.service.trigger(ADMIN, "flaky", repos=["alpha"], params={"prompt": "fail-until:3"})
         view = await h.wait(summary.workflow_id)
         async with database.session() as session:
-            attempts = (await session.scalars(select(Attempt).where(Attempt.run_id == view.runs[0].run_id).order_by(Attempt.attempt))).all()
+            attempts = (
+                await session.scalars(
+                    select(Attempt).where(Attempt.run_id == view.runs[0].run_id).order_by(Attempt.attempt)
+                )
+            ).all()
         dead = await h.service.dead_letters(ADMIN)
     assert view.status == "succeeded"
     assert view.runs[0].attempt == 3
-    assert [(a.attempt, a.status, a.exit_code) for a in attempts] == [(1, "failed", 1), (2, "failed", 1), (3, "succeeded", 0)]
+    assert [(a.attempt, a.status, a.exit_code) for a in attempts] == [
+        (1, "failed", 1),
+        (2, "failed", 1),
+        (3, "succeeded", 0),
+    ]
     assert dead.dead_letters == []
 
 
 async def test_non_retryable_exit_code_is_not_retried(database: Database, tmp_path: Path) -> None:
-    workflows = {"picky": agent_workflow(retry={"max_attempts": 3, "retry_on_exit_codes": [75], "initial_backoff_seconds": 0})}
+    workflows = {
+        "picky": agent_workflow(
+            retry={"max_attempts": 3, "retry_on_exit_codes": [75], "initial_backoff_seconds": 0}
+        )
+    }
     async with harness(database, tmp_path, workflows=workflows) as h:
-        view = await h.wait((await h.service.trigger(ADMIN, "picky", repos=["alpha"], params={"prompt": "exit:3"})).workflow_id)
+        view = await h.wait(
+            (
+                await h.service.trigger(ADMIN, "picky", repos=["alpha"], params={"prompt": "exit:3"})
+            ).workflow_id
+        )
     assert view.runs[0].attempt == 1
     assert view.runs[0].status == "failed"
 
 
 async def test_exhausted_retries_go_to_the_dlq_and_back_out(database: Database, tmp_path: Path) -> None:
     workflows = {
-        "flaky": agent_workflow(retry={"max_attempts": 2, "initial_backoff_seconds": 0.05, "jitter_seconds": 0})
+        "flaky": agent_workflow(
+            retry={"max_attempts": 2, "initial_backoff_seconds": 0.05, "jitter_seconds": 0}
+        )
     }
     async with harness(database, tmp_path, workflows=workflows) as h:
         summary = await h.service.trigger(ADMIN, "flaky", repos=["alpha"], params={"prompt": "fail-until:5"})
@@ -185,12 +211,18 @@ async def test_exhausted_retries_go_to_the_dlq_and_back_out(database: Database, 
 
 
 async def test_circuit_opens_skips_and_recovers_after_cooldown(database: Database, tmp_path: Path) -> None:
-    async with harness(
-        database, tmp_path, circuit_failure_threshold=2, circuit_cooldown_seconds=1.5
-    ) as h:
+    async with harness(database, tmp_path, circuit_failure_threshold=2, circuit_cooldown_seconds=1.5) as h:
         for _ in range(2):
-            await h.wait((await h.service.trigger(ADMIN, "agent", repos=["alpha"], params={"prompt": "exit:1"})).workflow_id)
-        skipped = await h.wait((await h.service.trigger(ADMIN, "agent", repos=["alpha", "beta"], params={"prompt": "ok"})).workflow_id)
+            await h.wait(
+                (
+                    await h.service.trigger(ADMIN, "agent", repos=["alpha"], params={"prompt": "exit:1"})
+                ).workflow_id
+            )
+        skipped = await h.wait(
+            (
+                await h.service.trigger(ADMIN, "agent", repos=["alpha", "beta"], params={"prompt": "ok"})
+            ).workflow_id
+        )
         by_repo = {r.repo: r for r in skipped.runs}
         assert by_repo["alpha"].status == "skipped_circuit_open"
         assert "circuit open for alpha" in (by_repo["alpha"].error or "")
@@ -200,9 +232,13 @@ async def test_circuit_opens_skips_and_recovers_after_cooldown(database: Databas
         assert h.metrics.registry.get_sample_value("mahavishnu_circuit_open_repos") == 1
 
         await asyncio.sleep(1.6)
-        probe = await h.wait((await h.service.trigger(ADMIN, "agent", repos=["alpha"], params={"prompt": "ok"})).workflow_id)
+        probe = await h.wait(
+            (await h.service.trigger(ADMIN, "agent", repos=["alpha"], params={"prompt": "ok"})).workflow_id
+        )
         assert probe.runs[0].status == "succeeded"
-        after = await h.wait((await h.service.trigger(ADMIN, "agent", repos=["alpha"], params={"prompt": "ok"})).workflow_id)
+        after = await h.wait(
+            (await h.service.trigger(ADMIN, "agent", repos=["alpha"], params={"prompt": "ok"})).workflow_id
+        )
         assert after.runs[0].status == "succeeded"
         await h.engine._maintain()
         assert h.metrics.registry.get_sample_value("mahavishnu_circuit_open_repos") == 0
@@ -210,11 +246,21 @@ async def test_circuit_opens_skips_and_recovers_after_cooldown(database: Databas
 
 async def test_half_open_probe_failure_reopens(database: Database, tmp_path: Path) -> None:
     async with harness(database, tmp_path, circuit_failure_threshold=1, circuit_cooldown_seconds=0.5) as h:
-        await h.wait((await h.service.trigger(ADMIN, "agent", repos=["alpha"], params={"prompt": "exit:1"})).workflow_id)
+        await h.wait(
+            (
+                await h.service.trigger(ADMIN, "agent", repos=["alpha"], params={"prompt": "exit:1"})
+            ).workflow_id
+        )
         await asyncio.sleep(0.6)
-        probe = await h.wait((await h.service.trigger(ADMIN, "agent", repos=["alpha"], params={"prompt": "exit:1"})).workflow_id)
+        probe = await h.wait(
+            (
+                await h.service.trigger(ADMIN, "agent", repos=["alpha"], params={"prompt": "exit:1"})
+            ).workflow_id
+        )
         assert probe.runs[0].status == "failed"
-        blocked = await h.wait((await h.service.trigger(ADMIN, "agent", repos=["alpha"], params={"prompt": "ok"})).workflow_id)
+        blocked = await h.wait(
+            (await h.service.trigger(ADMIN, "agent", repos=["alpha"], params={"prompt": "ok"})).workflow_id
+        )
         assert blocked.runs[0].status == "skipped_circuit_open"
 
 
@@ -233,12 +279,16 @@ async def test_global_and_per_workflow_concurrency_limits(database: Database, tm
     assert peak_total <= 3
 
 
-async def test_environment_is_an_allowlist(database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_environment_is_an_allowlist(
+    database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SECRET_NOT_FOR_CHILDREN", "x")
     monkeypatch.setenv("ALLOWED_FOR_CHILDREN", "y")
     workflows = {"envcheck": agent_workflow(env_allowlist=["ALLOWED_FOR_CHILDREN"])}
     async with harness(database, tmp_path, workflows=workflows) as h:
-        await h.wait((await h.service.trigger(ADMIN, "envcheck", repos=["alpha"], params={"prompt": "hi"})).workflow_id)
+        await h.wait(
+            (await h.service.trigger(ADMIN, "envcheck", repos=["alpha"], params={"prompt": "hi"})).workflow_id
+        )
         names = calls(h.repo("alpha"))[0]["env"]
     assert "ALLOWED_FOR_CHILDREN" in names  # type: ignore[operator]
     assert "SECRET_NOT_FOR_CHILDREN" not in names  # type: ignore[operator]
@@ -256,7 +306,11 @@ async def test_missing_program_fails_cleanly(database: Database, tmp_path: Path)
 
 async def test_metrics_follow_the_runs(database: Database, tmp_path: Path) -> None:
     async with harness(database, tmp_path) as h:
-        await h.wait((await h.service.trigger(ADMIN, "agent", tag="python", params={"prompt": "fail-in:beta"})).workflow_id)
+        await h.wait(
+            (
+                await h.service.trigger(ADMIN, "agent", tag="python", params={"prompt": "fail-in:beta"})
+            ).workflow_id
+        )
         sample = h.metrics.registry.get_sample_value
         assert sample("mahavishnu_workflows_total", {"workflow": "agent", "status": "partial"}) == 1
         assert sample("mahavishnu_repo_runs_total", {"workflow": "agent", "status": "succeeded"}) == 1
