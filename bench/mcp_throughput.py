@@ -115,14 +115,17 @@ def clean_env() -> dict[str, str]:
 
 
 def targets(root: Path, manifest: Path) -> list[Target]:
+    """Both servers read the same manifest through the same settings; Mahavishnu adds its pipeline's."""
     secret = secrets.token_urlsafe(48)
     settings = PlatformSettings.model_construct(auth_secret=SecretStr(secret))
     token = issue_token(settings, subject="bench", role="viewer", ttl_seconds=3600)
-    mahavishnu_env = {
+    shared = {
         **clean_env(),
         "MAHAVISHNU_CONFIG": str(root / "absent.yaml"),  # no settings file: only what is set here
         "MAHAVISHNU_REPOS_FILE": str(manifest),
         "MAHAVISHNU_ALLOWED_ROOTS": json.dumps([str(root)]),
+    }
+    pipeline = {
         "MAHAVISHNU_AUTH_SECRET": secret,
         "MAHAVISHNU_LOG_FORMAT": "json",
         "MAHAVISHNU_LOG_LEVEL": "INFO",
@@ -132,25 +135,8 @@ def targets(root: Path, manifest: Path) -> list[Target]:
         "RATE_LIMIT_BURST": HUGE_LIMIT,
     }
     return [
-        Target(
-            "mahavishnu",
-            [sys.executable, "-m", "mahavishnu", "serve"],
-            mahavishnu_env,
-            token,
-        ),
-        Target(
-            "bare SDK",
-            [
-                sys.executable,
-                str(BENCH / "bare_server.py"),
-                "--repos",
-                str(manifest),
-                "--allowed-root",
-                str(root),
-            ],
-            clean_env(),
-            None,
-        ),
+        Target("mahavishnu", [sys.executable, "-m", "mahavishnu", "serve"], {**shared, **pipeline}, token),
+        Target("bare SDK", [sys.executable, str(BENCH / "bare_server.py")], shared, None),
     ]
 
 
@@ -205,9 +191,10 @@ def serving(
             process.wait()
 
 
-def tool_names(url: str, token: str | None) -> list[str]:
+def tool_signatures(url: str, token: str | None) -> dict[str, Any]:
+    """Each tool's input schema by name: the two servers must offer the same tools to be compared."""
     response = rpc(url, WORKLOADS["tools/list"], token).json()
-    return sorted(tool["name"] for tool in response["result"]["tools"])
+    return {tool["name"]: tool["inputSchema"] for tool in response["result"]["tools"]}
 
 
 def load(
@@ -240,7 +227,7 @@ def measure(target: Target, workdir: Path, cores: Cores, args: argparse.Namespac
     port = free_port()
     with serving(target, port, workdir, cores.server) as process:
         url = f"http://127.0.0.1:{port}/mcp"
-        results: dict[str, Any] = {"tools": tool_names(url, target.token)}
+        results: dict[str, Any] = {"tools": tool_signatures(url, target.token)}
         for workload, body in WORKLOADS.items():
             size = len(rpc(url, body, target.token).content)
             print(f"  {target.name:<10} {workload:<22} response {size} bytes ...", flush=True)
@@ -253,7 +240,9 @@ def report(runs: dict[str, dict[str, Any]]) -> list[str]:
     problems = []
     mahavishnu, bare = runs["mahavishnu"], runs["bare SDK"]
     if mahavishnu["tools"] != bare["tools"]:
-        problems.append(f"tool sets differ: {mahavishnu['tools']} vs {bare['tools']}")
+        names = mahavishnu["tools"].keys() | bare["tools"].keys()
+        differ = sorted(n for n in names if mahavishnu["tools"].get(n) != bare["tools"].get(n))
+        problems.append(f"the servers offer different tools (name or input schema): {differ}")
     print(f"\n{'workload':<22} {'server':<10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'failed':>7}", end="")
     print(f" {'server CPU':>10} {'load CPU':>9}")
     for workload in WORKLOADS:

@@ -63,18 +63,18 @@ class Harness:
     def repo(self, name: str) -> Path:
         return self.root / "repos" / name
 
-    async def wait(self, workflow_id: str, timeout: float = 30) -> WorkflowView:
-        deadline = time.monotonic() + timeout
+    async def wait(self, workflow_id: str, within: float = 30) -> WorkflowView:
+        deadline = time.monotonic() + within
         while True:
             view = await self.service.status(LOCAL_PRINCIPAL, workflow_id)
             if view.finished_at is not None:
                 return view
             if time.monotonic() > deadline:
-                raise AssertionError(f"workflow not final after {timeout} s: {view.counts}")
+                raise AssertionError(f"workflow not final after {within} s: {view.counts}")
             await asyncio.sleep(0.05)
 
-    async def wait_for(self, workflow_id: str, status: str, timeout: float = 15) -> WorkflowView:
-        deadline = time.monotonic() + timeout
+    async def wait_for(self, workflow_id: str, status: str, within: float = 15) -> WorkflowView:
+        deadline = time.monotonic() + within
         while True:
             view = await self.service.status(LOCAL_PRINCIPAL, workflow_id)
             if view.counts.get(status):

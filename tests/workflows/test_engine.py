@@ -43,7 +43,8 @@ async def test_git_status_succeeds_in_every_selected_repo(database: Database, tm
         assert run.exit_code == 0
         assert run.attempt == 1
         assert "## main" in (run.output_tail or "")
-        assert run.duration_seconds is not None and run.duration_seconds > 0
+        assert run.duration_seconds is not None
+        assert run.duration_seconds > 0
     assert view.counts == {"succeeded": 2}
 
 
@@ -104,7 +105,7 @@ async def test_cancel_stops_running_and_queued_runs(database: Database, tmp_path
         await h.wait_for(summary.workflow_id, "running")
         started = time.monotonic()
         await h.service.cancel(ADMIN, summary.workflow_id)
-        view = await h.wait(summary.workflow_id, timeout=10)
+        view = await h.wait(summary.workflow_id, within=10)
         elapsed = time.monotonic() - started
         running_repo = next(r.repo for r in view.runs if r.attempt == 1)
         child = int((h.repo(running_repo) / ".fake-agent-child.pid").read_text())

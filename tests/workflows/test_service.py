@@ -141,7 +141,8 @@ async def test_statistics(database: Database, tmp_path: Path) -> None:
     assert stats["agent"].repo_runs_by_status == {"failed": 1, "succeeded": 1}
     assert stats["git-status"].workflows_by_status == {"succeeded": 1}
     durations = stats["git-status"].run_duration_seconds
-    assert durations.p50 is not None and durations.p99 is not None
+    assert durations.p50 is not None
+    assert durations.p99 is not None
     assert 0 < durations.p50 <= durations.p99
 
 

@@ -1,0 +1,273 @@
+"""Workflows through the real server: crash recovery, roles over HTTP, progress, the database going away."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
+
+from tests.conftest import require_service
+from tests.support.client import call_tool
+from tests.support.gitrepos import git_fleet
+from tests.support.server import SECRET, RunningServer, base_env, free_port, start_server
+from tests.support.tokens import claims, hs256
+from tests.workflows.conftest import FAKE_AGENT, PG_URL
+
+FLEET = {"alpha": ["python"], "beta": ["python"], "gamma": ["rust"], "delta": ["python"]}
+
+
+def workflow_env(root: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
+    manifest = git_fleet(root, FLEET)
+    return base_env(
+        root,
+        manifest,
+        {
+            "MAHAVISHNU_DATA_DIR": str(root / "var"),
+            "MAHAVISHNU_AGENT_COMMAND": json.dumps([sys.executable, FAKE_AGENT, "-p"]),
+            "MAHAVISHNU_ENGINE_POLL_SECONDS": "0.1",
+            "MAHAVISHNU_LEASE_SECONDS": "3",
+            **(extra or {}),
+        },
+    )
+
+
+def structured(response: httpx.Response) -> dict[str, Any]:
+    body = response.json()
+    assert "result" in body, body
+    assert body["result"]["isError"] is False, body
+    return dict(body["result"]["structuredContent"])
+
+
+def wait_final(server: RunningServer, workflow_id: str, timeout: float = 60, **kw: Any) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        view = structured(call_tool(server.url, "get_workflow_status", {"workflow_id": workflow_id}, **kw))
+        if view["finished_at"] is not None:
+            return view
+        time.sleep(0.2)
+    raise AssertionError(f"workflow {workflow_id} not final in {timeout} s")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    if request.param == "sqlite":
+        yield {}
+        return
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    yield {"POSTGRES_URL": PG_URL, "MAHAVISHNU_DATABASE_SCHEMA": schema}
+
+    async def drop() -> None:
+        connection = await asyncpg.connect(PG_URL)
+        await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await connection.close()
+
+    asyncio.run(drop())
+
+
+def test_kill_9_loses_no_run(tmp_path: Path, db_env: dict[str, str]) -> None:
+    env = workflow_env(tmp_path, {**db_env, "MAHAVISHNU_MAX_CONCURRENT_RUNS": "2"})
+    server = start_server(tmp_path, env)
+    args = {"workflow": "agent", "tag": "python", "params": {"prompt": "sleep:2"}}
+    workflow_id = structured(call_tool(server.url, "trigger_workflow", args))["workflow_id"]
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        view = structured(call_tool(server.url, "get_workflow_status", {"workflow_id": workflow_id}))
+        if view["counts"].get("running") == 2:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("runs never started")
+    running_before = {r["repo"] for r in view["runs"] if r["status"] == "running"}
+    server.stop(signal.SIGKILL)
+
+    restarted = start_server(tmp_path, env)
+    try:
+        final = wait_final(restarted, workflow_id)
+    finally:
+        restarted.stop()
+    statuses = {r["repo"]: r["status"] for r in final["runs"]}
+    assert statuses == {"alpha": "succeeded", "beta": "succeeded", "delta": "succeeded"}
+    assert final["status"] == "succeeded"
+    for run in final["runs"]:
+        if run["repo"] in running_before:
+            assert run["attempt"] == 2, run  # the attempt lost with the dead server, then a new one
+    assert "runs_healed" in restarted.log_path.read_text()
+
+
+@pytest.fixture
+def auth_server(tmp_path: Path) -> Iterator[RunningServer]:
+    server = start_server(tmp_path, workflow_env(tmp_path, {"MAHAVISHNU_AUTH_SECRET": SECRET}))
+    yield server
+    server.stop()
+
+
+def test_roles_over_http(auth_server: RunningServer) -> None:
+    viewer = hs256(claims(sub="vic", role="viewer"))
+    py_operator = hs256(claims(sub="ops", role="operator", tags=["python"]))
+    admin = hs256(claims(sub="root", role="admin"))
+    args = {"workflow": "git-status", "repos": ["alpha"]}
+
+    refused = call_tool(auth_server.url, "trigger_workflow", args, token=viewer)
+    assert refused.status_code == 403
+    assert 'scope="operator"' in refused.headers["www-authenticate"]
+
+    out_of_scope = call_tool(
+        auth_server.url, "trigger_workflow", {**args, "repos": ["gamma"]}, token=py_operator
+    )
+    assert out_of_scope.json()["result"]["isError"] is True
+    assert "gamma" in out_of_scope.json()["result"]["content"][0]["text"]
+
+    started = structured(call_tool(auth_server.url, "trigger_workflow", args, token=py_operator))
+    assert started["requested_by"] == "ops"
+    final = wait_final(auth_server, started["workflow_id"], token=viewer)  # viewers may watch
+    assert final["status"] == "succeeded"
+
+    assert call_tool(auth_server.url, "list_dead_letters", token=py_operator).status_code == 403
+    assert call_tool(auth_server.url, "heal_workflows", token=py_operator).status_code == 403
+    assert structured(call_tool(auth_server.url, "list_dead_letters", token=admin)) == {"dead_letters": []}
+
+
+async def test_wait_streams_progress_over_stdio(tmp_path: Path) -> None:
+    env = workflow_env(tmp_path)
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "mahavishnu", "serve", "--stdio"], env=env, cwd=str(tmp_path)
+    )
+    updates: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        updates.append((progress, total, message))
+
+    async with Client(params, mode="legacy", cache=None) as client:
+        result = await client.call_tool(
+            "trigger_workflow",
+            {"workflow": "agent", "tag": "python", "params": {"prompt": "sleep:0.5"}, "wait": True},
+            progress_callback=on_progress,
+        )
+    assert result.structured_content is not None
+    assert result.structured_content["status"] == "succeeded"
+    assert updates, "no progress notification arrived"
+    assert updates[-1] == (3, 3, "workflow succeeded")
+    assert [p for p, _, _ in updates] == sorted(p for p, _, _ in updates)
+
+
+class TcpProxy:
+    """A loopback TCP proxy to PostgreSQL that the test can cut, like a network failure."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = free_port()
+        self.listener: socket.socket | None = None
+        self.connections: list[socket.socket] = []
+        self.start()
+
+    def start(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            self.connections += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def cut(self) -> None:
+        assert self.listener is not None
+        self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread; close alone would not
+        self.listener.close()
+        for connection in self.connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            connection.close()
+        self.connections.clear()
+
+
+def test_database_going_away_is_reported_and_survived(tmp_path: Path) -> None:
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    proxy = TcpProxy(5432)
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    env = workflow_env(
+        tmp_path,
+        {
+            "POSTGRES_URL": f"postgresql://postgres@127.0.0.1:{proxy.port}/test",
+            "MAHAVISHNU_DATABASE_SCHEMA": schema,
+        },
+    )
+    server = start_server(tmp_path, env)
+    try:
+        first = structured(
+            call_tool(server.url, "trigger_workflow", {"workflow": "git-status", "repos": ["alpha"]})
+        )
+        assert wait_final(server, first["workflow_id"])["status"] == "succeeded"
+
+        proxy.cut()
+        down = call_tool(server.url, "trigger_workflow", {"workflow": "git-status", "repos": ["alpha"]})
+        assert down.status_code == 200
+        result = down.json()["result"]
+        assert result["isError"] is True
+        assert "database is unavailable" in result["content"][0]["text"]
+        assert result["_meta"]["io.mahavishnu/error"]["retryable"] is True
+        health = httpx.get(f"{server.base}/health")
+        assert health.status_code == 200
+        assert health.json()["status"] == "degraded"
+        assert health.json()["checks"]["database"]["status"] == "degraded"
+        assert structured(call_tool(server.url, "list_repos"))["total"] == 4  # the rest still serves
+
+        proxy.start()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            again = call_tool(
+                server.url, "trigger_workflow", {"workflow": "git-status", "repos": ["alpha"]}
+            ).json()
+            if not again["result"]["isError"]:
+                break
+            time.sleep(0.3)
+        assert (
+            wait_final(server, again["result"]["structuredContent"]["workflow_id"])["status"] == "succeeded"
+        )
+        # The first workflow's data survived the outage.
+        assert wait_final(server, first["workflow_id"])["status"] == "succeeded"
+    finally:
+        server.stop()
+
+        async def drop() -> None:
+            connection = await asyncpg.connect(PG_URL)
+            await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            await connection.close()
+
+        asyncio.run(drop())
