@@ -107,15 +107,22 @@ def build_app(service: Service, metrics: Metrics) -> Platform:
     if limiter is not None:
         checks.append(HealthCheck("rate_limit", _limiter_probe(limiter)))
     server = build_mcp(service, metrics, state, checks)
-    server.streamable_http_app(
-        stateless_http=True,
-        json_response=True,
-        max_request_body_size=settings.max_body_bytes,
-        transport_security=_transport_security(settings),
-    )
+    # Two stateless transports over one server: JSON answers by default, and an SSE stream for a
+    # request that carries a progress token, so its progress notifications can reach the client.
+    managers = []
+    for json_response in (True, False):
+        server.streamable_http_app(
+            stateless_http=True,
+            json_response=json_response,
+            max_request_body_size=settings.max_body_bytes,
+            transport_security=_transport_security(settings),
+        )
+        managers.append(server.session_manager)
+    json_manager, streaming_manager = managers
     addresses = ClientAddressResolver(settings.trusted_proxies)
     gate = McpGate(
-        StreamableHTTPASGIApp(server.session_manager),
+        StreamableHTTPASGIApp(json_manager),
+        streaming_app=StreamableHTTPASGIApp(streaming_manager),
         max_body_bytes=settings.max_body_bytes,
         verifier=TokenVerifier.from_settings(settings),
         limiter=limiter,
@@ -149,7 +156,7 @@ def build_app(service: Service, metrics: Metrics) -> Platform:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        async with server.session_manager.run(), _maybe(service.background):
+        async with json_manager.run(), streaming_manager.run(), _maybe(service.background):
             metrics.up.set(1)
             log.info("service_started", service=service.name, version=service.version)
             try:

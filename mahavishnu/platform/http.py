@@ -3,7 +3,8 @@
     RequestObserver (every route)   request id, trace span, access log, HTTP metrics, last-resort 500
       └── McpGate (/mcp only)       405 → body limit (413) → JSON-RPC parse (-32700/-32600, lenient
                                     initialize) → bearer auth (401) → tool role (403) → rate limit (429)
-            └── the SDK's Streamable HTTP app (stateless, JSON responses, DNS-rebinding protection)
+            └── the SDK's Streamable HTTP app (stateless, DNS-rebinding protection): a JSON answer, or an
+                SSE stream when the request carries a progress token and the client accepts SSE
 
 Pure ASGI (no BaseHTTPMiddleware) keeps one task per request, so the principal
 and trace context set here are visible in the tool call below.
@@ -128,6 +129,7 @@ class McpGate:
         self,
         app: ASGIApp,
         *,
+        streaming_app: ASGIApp,
         max_body_bytes: int,
         verifier: TokenVerifier | None,
         limiter: RateLimiter | None,
@@ -136,6 +138,7 @@ class McpGate:
         resource_metadata_url: str,
     ) -> None:
         self.app = app
+        self.streaming_app = streaming_app
         self.max_body_bytes = max_body_bytes
         self.verifier = verifier
         self.limiter = limiter
@@ -181,7 +184,8 @@ class McpGate:
             return
         body = self._normalize(message, body)
         principal_var.set(principal)
-        await self.app(_with_json_headers(scope), replay_body(body, receive), send)
+        target = self.streaming_app if _wants_progress(scope, message) else self.app
+        await target(_with_json_headers(scope), replay_body(body, receive), send)
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:
         declared = header(scope, b"content-length")
@@ -359,6 +363,15 @@ class McpGate:
         params.setdefault("clientInfo", {"name": "unknown-client", "version": "0"})
         message["params"] = params
         return json.dumps(message).encode()
+
+
+def _wants_progress(scope: Scope, message: dict[str, Any]) -> bool:
+    """A request with a progress token, from a client that reads SSE, gets a streamed answer."""
+    params = message.get("params")
+    meta = params.get("_meta") if isinstance(params, dict) else None
+    if not isinstance(meta, dict) or meta.get("progressToken") is None:
+        return False
+    return "text/event-stream" in (header(scope, b"accept") or "")
 
 
 def _with_json_headers(scope: Scope) -> Scope:

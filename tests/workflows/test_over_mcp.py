@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import socket
@@ -199,20 +200,16 @@ class TcpProxy:
             pass
         finally:
             for s in (source, sink):
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
     def cut(self) -> None:
         assert self.listener is not None
         self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread; close alone would not
         self.listener.close()
         for connection in self.connections:
-            try:
+            with contextlib.suppress(OSError):
                 connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             connection.close()
         self.connections.clear()
 
@@ -271,3 +268,30 @@ def test_database_going_away_is_reported_and_survived(tmp_path: Path) -> None:
             await connection.close()
 
         asyncio.run(drop())
+
+
+async def test_wait_streams_progress_over_http(tmp_path: Path) -> None:
+    from tests.support.client import mcp_client
+
+    server = start_server(tmp_path, workflow_env(tmp_path))
+    updates: list[float] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        updates.append(progress)
+
+    try:
+        async with mcp_client(server.url) as client:
+            result = await client.call_tool(
+                "trigger_workflow",
+                {"workflow": "agent", "tag": "python", "params": {"prompt": "sleep:0.5"}, "wait": True},
+                progress_callback=on_progress,
+            )
+            plain = await client.call_tool("list_repos", {})
+    finally:
+        server.stop()
+    assert result.structured_content is not None
+    assert result.structured_content["status"] == "succeeded"
+    assert updates
+    assert updates[-1] == 3
+    assert plain.structured_content is not None
+    assert plain.structured_content["total"] == 4

@@ -3,8 +3,9 @@
 Every call appends one JSON line, {"tool": ..., "argv": [...]}, to $STANDIN_LOG, then:
 - fails (exit $STANDIN_FAIL_CODE, default 1) when the command line ("TOOL ARG ARG...") contains
   one of the `||`-separated substrings of $STANDIN_FAIL_ON;
-- creates the file $STANDIN_TOUCH_FILE when it contains $STANDIN_TOUCH_ON (tests use this to
-  turn a health endpoint unhealthy at a precise point of a deploy);
+- creates the file $STANDIN_TOUCH_FILE when it contains $STANDIN_TOUCH_ON for the
+  $STANDIN_TOUCH_NTH-th time (default 1st); tests use this to turn a health endpoint unhealthy at a
+  precise point of a deploy;
 - answers the read-only queries the deploy script makes with canned output:
     gcloud run services describe ... --format=json   a Knative Service whose status.traffic has
         $STANDIN_PREVIOUS_REVISION at 100 % (or $STANDIN_TRAFFIC, a JSON list, verbatim), plus the
@@ -30,14 +31,17 @@ def main(tool: str, argv: list[str]) -> int:
     if log:
         with open(log, "a", encoding="utf-8") as handle:
             handle.write(json.dumps({"tool": tool, "argv": argv}) + "\n")
+    state = Path(log).with_suffix(".state.json") if log else None
     touch_on = os.environ.get("STANDIN_TOUCH_ON")
     if touch_on and touch_on in line:
-        Path(os.environ["STANDIN_TOUCH_FILE"]).touch()
+        seen = int(_load(state).get("touch_count", "0")) + 1
+        _save(state, touch_count=str(seen))
+        if seen >= int(os.environ.get("STANDIN_TOUCH_NTH", "1")):
+            Path(os.environ["STANDIN_TOUCH_FILE"]).touch()
     for pattern in filter(None, os.environ.get("STANDIN_FAIL_ON", "").split("||")):
         if pattern in line:
             print(f"{tool} (stand-in): failing as told ({pattern!r})", file=sys.stderr)
             return int(os.environ.get("STANDIN_FAIL_CODE", "1"))
-    state = Path(log).with_suffix(".state.json") if log else None
     return {"gcloud": gcloud, "docker": docker, "kubectl": kubectl}[tool](argv, state)
 
 
@@ -46,6 +50,11 @@ def _load(state: Path | None) -> dict[str, str]:
         return {}
     data: dict[str, str] = json.loads(state.read_text())
     return data
+
+
+def _save(state: Path | None, **values: str) -> None:
+    if state is not None:
+        state.write_text(json.dumps({**_load(state), **values}))
 
 
 def gcloud(argv: list[str], state: Path | None) -> int:
@@ -75,8 +84,8 @@ def gcloud(argv: list[str], state: Path | None) -> int:
         }
         print(json.dumps(service, indent=2))
         return 0
-    if argv[:2] == ["run", "deploy"] and "--tag" in argv and state is not None:
-        state.write_text(json.dumps({**_load(state), "tag": argv[argv.index("--tag") + 1]}))
+    if argv[:2] == ["run", "deploy"] and "--tag" in argv:
+        _save(state, tag=argv[argv.index("--tag") + 1])
         print("Deploying container to Cloud Run service... Done.", file=sys.stderr)
     return 0
 
