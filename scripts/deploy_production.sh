@@ -230,7 +230,8 @@ describe_service() {
     query gcloud run services describe "$SERVICE_NAME" "${GCLOUD_ARGS[@]}" --format=json
 }
 
-# json_field FIELD [TAG] < describe-json: the revision at 100 %, the URL, or a tag's url/revision.
+# json_field full|service_url|FIELD [TAG] < describe-json: the revision at 100 %, the service URL,
+# or a field (url, revisionName) of the traffic entry with tag TAG.
 json_field() {
     python3 -c '
 import json, sys
@@ -239,7 +240,7 @@ status = json.load(sys.stdin).get("status") or {}
 traffic = status.get("traffic") or []
 if field == "full":
     print(next((t.get("revisionName", "") for t in traffic if t.get("percent") == 100), ""))
-elif field == "url":
+elif field == "service_url":
     print(status.get("url", ""))
 else:
     print(next((t.get(field, "") for t in traffic if t.get("tag") == tag), ""))
@@ -252,7 +253,7 @@ cloud_run_previous() {
     PREVIOUS="$(json_field full <<<"$described")"
     [[ -n "$PREVIOUS" ]] || abort "no revision of $SERVICE_NAME serves 100 % of traffic (a split is in progress); settle it first"
     if [[ -z "$SERVICE_URL" ]]; then
-        SERVICE_URL="$(json_field url <<<"$described")"
+        SERVICE_URL="$(json_field service_url <<<"$described")"
     fi
 }
 

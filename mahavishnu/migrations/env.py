@@ -14,8 +14,18 @@ config = context.config
 target_metadata = Base.metadata
 
 
+def _include_object(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
+    """Leave the FTS5 search table and its shadow tables out of autogenerate: the migration owns them."""
+    return not (type_ == "table" and name is not None and name.startswith("repo_runs_fts"))
+
+
 def _run(connection: Connection) -> None:
-    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        render_as_batch=True,
+        include_object=_include_object,
+    )
     with context.begin_transaction():
         context.run_migrations()
 

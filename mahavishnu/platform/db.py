@@ -127,6 +127,10 @@ class Database:
             current = await conn.run_sync(_current_revision)
         return SchemaState(current=current, head=head)
 
+    def known_revisions(self) -> set[str]:
+        """Every schema revision this code can migrate to or from."""
+        return {rev.revision for rev in ScriptDirectory.from_config(self._alembic_config()).walk_revisions()}
+
     async def upgrade(self) -> None:
         """Run Alembic to head (in a worker thread: Alembic drives its own event loop)."""
         await anyio.to_thread.run_sync(command.upgrade, self._alembic_config(), "head")
@@ -136,8 +140,7 @@ class Database:
         state = await self.schema_state()
         if state.is_current:
             return state
-        known = {rev.revision for rev in ScriptDirectory.from_config(self._alembic_config()).walk_revisions()}
-        if state.current is not None and state.current not in known:
+        if state.current is not None and state.current not in self.known_revisions():
             raise ConfigurationError(
                 f"the database schema ({state.current}) is newer than this version of Mahavishnu "
                 f"understands (head {state.head}); upgrade Mahavishnu or restore a matching backup"

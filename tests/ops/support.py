@@ -62,10 +62,13 @@ def broken_mcp_routes(mcp: Reply | None = None) -> Route:
 
 
 def flag_health_routes(flag: Path) -> Route:
-    """/health and /ready answer 200 until `flag` exists, 503 (unhealthy) after; /mcp is a 404."""
+    """/health answers 200 until `flag` exists, 503 (unhealthy) after; /ready is always 200;
+    /mcp is a 404."""
 
     def route(_: str, path: str, __: bytes) -> Reply:
-        if path in {"/health", "/ready"}:
+        if path == "/ready":
+            return json_reply(200, {"status": "ready"})
+        if path == "/health":
             if flag.exists():
                 return json_reply(503, {**HEALTHY, "status": "unhealthy"})
             return json_reply(200, HEALTHY)

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, Dialect, Float, ForeignKey, Index, Integer, String, Text, TypeDecorator
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Attempt", "Base", "CircuitState", "DeadLetter", "Instance", "RepoRun", "Workflow"]
+__all__ = ["Attempt", "BackupEvent", "Base", "CircuitState", "DeadLetter", "Instance", "RepoRun", "Workflow"]
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -139,3 +139,17 @@ class Instance(Base):
     pid: Mapped[int]
     started_at: Mapped[datetime]
     heartbeat_at: Mapped[datetime]
+
+
+class BackupEvent(Base):
+    """What happened to backups (create, verify, restore), so metrics and readiness can tell
+    how old the last good backup is, whichever process made it."""
+
+    __tablename__ = "backup_events"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), index=True)
+    archive: Mapped[str] = mapped_column(String(255))
+    ok: Mapped[bool]
+    detail: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(index=True)

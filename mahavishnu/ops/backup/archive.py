@@ -1,0 +1,87 @@
+"""The backup archive: a tar.gz of the files plus `manifest.json` (version, schema revision,
+created-at, SHA-256 and size of every file), optionally encrypted as a whole with Fernet."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import tarfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography.fernet import Fernet, InvalidToken
+
+from mahavishnu.platform.errors import InvalidArgumentError
+
+__all__ = ["ARCHIVE_NAME", "archive_name", "read_archive", "timestamp_of", "write_archive"]
+
+MANIFEST = "manifest.json"
+ARCHIVE_NAME = re.compile(r"^mahavishnu-(\d{8}T\d{6}\d{6}Z)\.tar\.gz(\.enc)?$")
+
+
+def archive_name(created_at: datetime, *, encrypted: bool) -> str:
+    return f"mahavishnu-{created_at.astimezone(UTC):%Y%m%dT%H%M%S%fZ}.tar.gz" + (".enc" if encrypted else "")
+
+
+def timestamp_of(name: str) -> datetime | None:
+    match = ARCHIVE_NAME.match(name)
+    if match is None:
+        return None
+    return datetime.strptime(match.group(1), "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_archive(folder: Path, meta: dict[str, Any], out: Path, fernet: Fernet | None) -> dict[str, Any]:
+    """Pack every file of `folder` with a manifest of checksums; returns the manifest."""
+    files = sorted(p for p in folder.iterdir() if p.is_file())
+    manifest = {**meta, "files": {p.name: {"sha256": _sha256(p), "bytes": p.stat().st_size} for p in files}}
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        encoded = json.dumps(manifest, indent=2, sort_keys=True).encode()
+        info = tarfile.TarInfo(MANIFEST)
+        info.size = len(encoded)
+        tar.addfile(info, io.BytesIO(encoded))
+        for path in files:
+            tar.add(path, arcname=path.name, recursive=False)
+    data = buffer.getvalue()
+    out.write_bytes(fernet.encrypt(data) if fernet is not None else data)
+    return manifest
+
+
+def read_archive(path: Path, dest: Path, fernet: Fernet | None) -> tuple[dict[str, Any], list[str]]:
+    """Unpack into `dest` and recompute every checksum; returns the manifest and the problems found."""
+    data = path.read_bytes()
+    if path.name.endswith(".enc"):
+        if fernet is None:
+            raise InvalidArgumentError("this archive is encrypted; set MAHAVISHNU_BACKUP_ENCRYPTION_KEY")
+        try:
+            data = fernet.decrypt(data)
+        except InvalidToken:
+            raise InvalidArgumentError("the archive cannot be decrypted with the configured key") from None
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+            tar.extractall(dest, filter="data")
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise InvalidArgumentError(f"the archive is damaged: {type(exc).__name__}") from None
+    try:
+        manifest: dict[str, Any] = json.loads((dest / MANIFEST).read_text())
+    except (OSError, ValueError):
+        raise InvalidArgumentError("the archive has no readable manifest.json") from None
+    problems = []
+    for name, expected in manifest.get("files", {}).items():
+        member = dest / name
+        if not member.is_file():
+            problems.append(f"{name}: missing")
+        elif _sha256(member) != expected["sha256"]:
+            problems.append(f"{name}: checksum mismatch")
+    return manifest, problems
