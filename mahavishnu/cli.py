@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from mahavishnu.ops.backup.cli import backup_app
 from mahavishnu.orchestrator.repos_cli import app as repos_app
 from mahavishnu.orchestrator.settings import MahavishnuSettings
 from mahavishnu.platform.auth import ROLES, Role, issue_token
@@ -26,6 +27,7 @@ token_app = typer.Typer(help="Issue bearer tokens for clients.", no_args_is_help
 app.add_typer(repos_app, name="repos", help="Find, validate and list the managed repositories.")
 app.add_typer(config_app, name="config")
 app.add_typer(token_app, name="token")
+app.add_typer(backup_app, name="backup")
 
 err = Console(stderr=True, soft_wrap=True, highlight=False)
 _TTL = re.compile(r"^(\d+)([smhd]?)$")

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
+import asyncpg
 import pytest
 
+from mahavishnu.platform.db import Database
+
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -33,3 +39,25 @@ def require_service(name: str, host: str, port: int) -> None:
 def redis_url() -> Iterator[str]:
     require_service("Redis", "127.0.0.1", 6379)
     return "redis://127.0.0.1:6379/0"
+
+
+async def drop_schema(schema: str) -> None:
+    connection = await asyncpg.connect(PG_URL)
+    await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    await connection.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    if request.param == "sqlite":
+        db = Database(f"sqlite:///{tmp_path / 'workflows.db'}")
+        schema = None
+    else:
+        require_service("PostgreSQL", "127.0.0.1", 5432)
+        schema = f"t_{uuid.uuid4().hex[:12]}"
+        db = Database(PG_URL, schema=schema)
+    await db.ensure_schema(upgrade=True)
+    yield db
+    await db.dispose()
+    if schema is not None:
+        await drop_schema(schema)

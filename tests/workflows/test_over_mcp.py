@@ -15,18 +15,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
-from tests.conftest import require_service
+from tests.conftest import PG_URL, drop_schema, require_service
 from tests.support.client import call_tool
 from tests.support.gitrepos import git_fleet
 from tests.support.server import SECRET, RunningServer, base_env, free_port, start_server
 from tests.support.tokens import claims, hs256
-from tests.workflows.conftest import FAKE_AGENT, PG_URL
+from tests.workflows.conftest import FAKE_AGENT
 
 FLEET = {"alpha": ["python"], "beta": ["python"], "gamma": ["rust"], "delta": ["python"]}
 
@@ -71,13 +70,7 @@ def db_env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
     require_service("PostgreSQL", "127.0.0.1", 5432)
     schema = f"t_{uuid.uuid4().hex[:12]}"
     yield {"POSTGRES_URL": PG_URL, "MAHAVISHNU_DATABASE_SCHEMA": schema}
-
-    async def drop() -> None:
-        connection = await asyncpg.connect(PG_URL)
-        await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        await connection.close()
-
-    asyncio.run(drop())
+    asyncio.run(drop_schema(schema))
 
 
 def test_kill_9_loses_no_run(tmp_path: Path, db_env: dict[str, str]) -> None:
@@ -261,13 +254,7 @@ def test_database_going_away_is_reported_and_survived(tmp_path: Path) -> None:
         assert wait_final(server, first["workflow_id"])["status"] == "succeeded"
     finally:
         server.stop()
-
-        async def drop() -> None:
-            connection = await asyncpg.connect(PG_URL)
-            await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-            await connection.close()
-
-        asyncio.run(drop())
+        asyncio.run(drop_schema(schema))
 
 
 async def test_wait_streams_progress_over_http(tmp_path: Path) -> None:

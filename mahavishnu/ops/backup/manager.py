@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,7 @@ class BackupManager:
     def __init__(self, settings: MahavishnuSettings, db: Database) -> None:
         self._settings = settings
         self._db = db
+        self._listeners: list[Callable[[], Awaitable[None]]] = []
         self._snapshots = Snapshotter(db.url, db.schema)
         key = settings.backup_encryption_key
         self._fernet = Fernet(key.get_secret_value().encode()) if key is not None else None
@@ -248,7 +250,16 @@ class BackupManager:
         )
 
     # --- events --------------------------------------------------------------------------------
+    def on_event(self, listener: Callable[[], Awaitable[None]]) -> None:
+        """Call `listener` after each recorded event (the server refreshes its gauges at once)."""
+        self._listeners.append(listener)
+
     async def _record(self, kind: str, archive: str, *, ok: bool, detail: str) -> None:
+        await self._insert_event(kind, archive, ok=ok, detail=detail)
+        for listener in self._listeners:
+            await listener()
+
+    async def _insert_event(self, kind: str, archive: str, *, ok: bool, detail: str) -> None:
         async with self._db.session() as session:
             session.add(
                 BackupEvent(

@@ -1,0 +1,123 @@
+"""`mahavishnu backup …`: the same operations as the admin MCP tools, for people and cron."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
+
+import typer
+from cryptography.fernet import Fernet
+from pydantic import BaseModel
+from rich.console import Console
+from rich.table import Table
+
+from mahavishnu.ops.backup.manager import BackupManager
+from mahavishnu.orchestrator.settings import MahavishnuSettings
+from mahavishnu.platform.db import Database
+from mahavishnu.platform.errors import MahavishnuError
+
+__all__ = ["backup_app"]
+
+backup_app = typer.Typer(help="Create, list, verify, restore and prune backups.", no_args_is_help=True)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+T = TypeVar("T")
+
+
+def _run(action: Callable[[BackupManager], Awaitable[T]]) -> T:
+    """Build settings, database and manager; run `action`; turn our errors into one line and exit 2."""
+
+    async def main() -> T:
+        settings = MahavishnuSettings.load()
+        db = Database(settings.effective_database_url, schema=settings.database_schema)
+        try:
+            await db.ensure_schema(upgrade=settings.db_auto_upgrade)
+            return await action(BackupManager(settings, db))
+        finally:
+            await db.dispose()
+
+    try:
+        return asyncio.run(main())
+    except MahavishnuError as exc:
+        err.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(2) from None
+
+
+def _emit(model: BaseModel, as_json: bool) -> None:
+    if as_json:
+        typer.echo(model.model_dump_json(indent=2))
+    else:
+        for key, value in model.model_dump(mode="json").items():
+            out.print(f"{key}: {json.dumps(value) if isinstance(value, dict | list) else value}")
+
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+@backup_app.command("create")
+def create(as_json: JsonFlag = False) -> None:
+    """Back up the database, the settings (secrets masked) and the manifest now."""
+    _emit(_run(lambda m: m.create()), as_json)
+
+
+@backup_app.command("list")
+def list_backups(as_json: JsonFlag = False) -> None:
+    """List archives, newest first."""
+    backups = _run(lambda m: m.backups())
+    if as_json:
+        typer.echo(json.dumps([b.model_dump(mode="json") for b in backups], indent=2))
+        return
+    table = Table("name", "created (UTC)", "bytes", "encrypted")
+    for b in backups:
+        table.add_row(
+            b.name, b.created_at.strftime("%Y-%m-%d %H:%M:%S"), str(b.bytes), "yes" if b.encrypted else "no"
+        )
+    out.print(table)
+
+
+@backup_app.command("verify")
+def verify(
+    name: Annotated[str, typer.Argument(help="Archive name or 'latest'.")] = "latest",
+    as_json: JsonFlag = False,
+) -> None:
+    """Recompute checksums and restore into a scratch database; exit 1 when anything is wrong."""
+    report = _run(lambda m: m.verify(name))
+    _emit(report, as_json)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@backup_app.command("restore")
+def restore(
+    name: Annotated[str, typer.Argument(help="Archive name or 'latest'.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Replace the current data with the archive's (a safety backup is taken first)."""
+    if not yes and not typer.confirm(f"Replace the current data with {name}?"):
+        raise typer.Exit(1)
+    _emit(_run(lambda m: m.restore(name)), as_json)
+
+
+@backup_app.command("prune")
+def prune(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only show what would be deleted.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Apply the retention (30 daily, 12 weekly, 6 monthly by default)."""
+    report = _run(lambda m: m.prune(dry_run=dry_run))
+    if as_json:
+        typer.echo(report.model_dump_json(indent=2))
+        return
+    verb = "would delete" if dry_run else "deleted"
+    for name in report.deleted:
+        out.print(f"{verb} {name}")
+    out.print(f"kept {len(report.kept)}, {verb} {len(report.deleted)}")
+
+
+@backup_app.command("keygen")
+def keygen() -> None:
+    """Print a new encryption key for MAHAVISHNU_BACKUP_ENCRYPTION_KEY (store it apart from backups)."""
+    typer.echo(Fernet.generate_key().decode())
