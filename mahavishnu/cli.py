@@ -133,3 +133,37 @@ def token_create(
         err.print(f"[red]error:[/red] {exc.message}")
         raise typer.Exit(2) from None
     typer.echo(token)
+
+
+@app.command()
+def readiness(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (for CI).")] = False,
+    min_score: Annotated[float, typer.Option(help="Exit 1 below this score.")] = 70.0,
+    url: Annotated[str | None, typer.Option(help="The running server (default: from settings).")] = None,
+    alert_rules: Annotated[Path, typer.Option(help="Prometheus alert rules to check.")] = Path(
+        "deploy/prometheus/alerts.yml"
+    ),
+) -> None:
+    """Check that this deployment is ready for production; exit non-zero below --min-score."""
+    import asyncio
+
+    from rich.table import Table
+
+    from mahavishnu.ops.readiness import run_readiness
+
+    report = asyncio.run(run_readiness(_load(), url=url, alert_rules=alert_rules))
+    if as_json:
+        typer.echo(report.model_dump_json(indent=2))
+    else:
+        colours = {"pass": "green", "warn": "yellow", "fail": "red"}
+        table = Table("check", "result", "reason", "how to fix")
+        for c in report.checks:
+            table.add_row(c.name, f"[{colours[c.status]}]{c.status}[/]", c.reason, c.fix)
+        out = Console(highlight=False)
+        out.print(table)
+        out.print(
+            f"score {report.score}/100 (minimum {min_score}): {report.passed} passed, "
+            f"{report.warnings} warnings, {report.failed} failed"
+        )
+    if report.score < min_score:
+        raise typer.Exit(1)

@@ -165,6 +165,42 @@ def require_tool(name: str, *, apt: str | None = None, pip: str | None = None) -
     pytest.skip(f"{name} is not installed; install it with: {how}")
 
 
+def require_module(module: str, *, pip: str) -> Any:
+    """Import a Python module; missing: in CI pip-install it or fail, elsewhere skip."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        pass
+    if IN_CI:
+        _install(apt=None, pip=pip)
+        try:
+            return importlib.import_module(module)
+        except ImportError:
+            pytest.fail(f"{module} is not installed and `pip install {pip}` did not help; CI=true needs it")
+    pytest.skip(f"{module} is not installed; install it with: pip install {pip}")
+
+
+def settings_env_names() -> set[str]:
+    """Every environment variable name the settings accept (upper case; matching ignores case)."""
+    from pydantic import AliasChoices
+
+    from mahavishnu.orchestrator.settings import MahavishnuSettings
+
+    prefix = MahavishnuSettings.model_config.get("env_prefix", "")
+    names: set[str] = set()
+    for name, info in MahavishnuSettings.model_fields.items():
+        alias = info.validation_alias
+        if isinstance(alias, AliasChoices):
+            names.update(str(choice).upper() for choice in alias.choices if isinstance(choice, str))
+        elif isinstance(alias, str):
+            names.add(alias.upper())
+        else:
+            names.add(f"{prefix}{name}".upper())
+    return names
+
+
 def _install(*, apt: str | None, pip: str | None) -> None:
     if pip:
         subprocess.run(
