@@ -1,10 +1,12 @@
 """Closed-loop load generator for one MCP endpoint, run as its own process by mcp_throughput.py.
 
 Raw HTTP/1.1 over keep-alive asyncio connections, one pre-built request per connection: a
-general-purpose client (httpx) costs more CPU per request than the Python servers it would
-measure, so on a small machine it, not the server, would set the pace. Prints one JSON object
-with the measured window's throughput, latency percentiles and failures, plus the CPU share
-this process and the server used, so a saturated load generator is visible in the figures.
+general-purpose client (httpx) spends a large fraction of the CPU per request that the Python
+servers it measures spend, so on a small machine it could set the pace instead of the server.
+
+Prints one JSON object with the measured window's throughput, latency percentiles and failures,
+plus the CPU share this process and the server used, so a saturated load generator or a
+starved server is visible in the figures.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from mahavishnu.ops.backup.cli import backup_app
+from mahavishnu.ops.smoke_cli import smoke_command
 from mahavishnu.orchestrator.repos_cli import app as repos_app
 from mahavishnu.orchestrator.settings import MahavishnuSettings
 from mahavishnu.platform.auth import ROLES, Role, issue_token
@@ -28,6 +29,7 @@ app.add_typer(repos_app, name="repos", help="Find, validate and list the managed
 app.add_typer(config_app, name="config")
 app.add_typer(token_app, name="token")
 app.add_typer(backup_app, name="backup")
+app.command("smoke")(smoke_command)
 
 err = Console(stderr=True, soft_wrap=True, highlight=False)
 _TTL = re.compile(r"^(\d+)([smhd]?)$")

@@ -139,6 +139,7 @@ REASON=""
 ROLLBACK_HINT=""
 CURRENT_STEP=0
 PF_PID=""
+RUN_ARGS=()
 declare -a STEP_NAMES=("" "pre-deployment checks" "backup" "image build" "test suite"
     "deploy candidate (no traffic)" "smoke tests" "shift traffic" "post-deployment health")
 declare -a STEP_STATUS=("" "-" "-" "-" "-" "-" "-" "-" "-")
@@ -299,19 +300,25 @@ docker_previous() {
     SERVICE_URL="${SERVICE_URL:-http://127.0.0.1:$DOCKER_PORT}"
 }
 
-docker_run() {
-    local name="$1" port="$2" image="$3" extra=()
-    local args=(run --detach --name "$name" --restart unless-stopped
-        --publish "$DOCKER_BIND:$port:8680" --volume "$DOCKER_VOLUME:/data"
+# docker_run_args NAME PORT IMAGE: the `docker run` arguments for one Mahavishnu container.
+docker_run_args() {
+    local extra=()
+    RUN_ARGS=(run --detach --name "$1" --restart unless-stopped
+        --publish "$DOCKER_BIND:$2:8680" --volume "$DOCKER_VOLUME:/data"
         --env MAHAVISHNU_AUTH_SECRET --env POSTGRES_URL --env REDIS_URL)
     if [[ -n "${DOCKER_ENV_FILE:-}" ]]; then
-        args+=(--env-file "$DOCKER_ENV_FILE")
+        RUN_ARGS+=(--env-file "$DOCKER_ENV_FILE")
     fi
     if [[ -n "${DOCKER_NETWORK:-}" ]]; then
-        args+=(--network "$DOCKER_NETWORK")
+        RUN_ARGS+=(--network "$DOCKER_NETWORK")
     fi
     read -r -a extra <<<"${DOCKER_RUN_ARGS:-}"
-    mutate docker "${args[@]}" "${extra[@]}" "$image"
+    RUN_ARGS+=("${extra[@]}" "$3")
+}
+
+docker_run() {
+    docker_run_args "$@"
+    mutate docker "${RUN_ARGS[@]}"
 }
 
 docker_deploy() {
@@ -333,7 +340,9 @@ docker_shift() {
 }
 
 docker_rollback() {
-    ROLLBACK_HINT="docker rm --force $SERVICE_NAME && docker run --detach --name $SERVICE_NAME ... $PREVIOUS"
+    docker_run_args "$SERVICE_NAME" "$DOCKER_PORT" "$PREVIOUS"
+    printf -v ROLLBACK_HINT '%q ' docker rm --force "$SERVICE_NAME"
+    printf -v ROLLBACK_HINT '%s&& %s' "$ROLLBACK_HINT" "$(printf '%q ' docker "${RUN_ARGS[@]}")"
     mutate docker rm --force "$CANDIDATE_CONTAINER" || true
     if ((SWAPPED)); then
         mutate docker rm --force "$SERVICE_NAME" || true
@@ -422,12 +431,17 @@ roll_back() {
 }
 
 on_exit() {
-    local rc=$?
+    local rc=$? i
     set +e
     if [[ -n "$PF_PID" ]]; then
         kill "$PF_PID" 2>/dev/null
     fi
-    if ((rc == 0)); then
+    if ((rc == 0 && DRY_RUN)); then
+        RESULT="dry run"
+        for i in 2 3 4 5 6 7 8; do
+            STEP_STATUS[i]="printed, not run"
+        done
+    elif ((rc == 0)); then
         RESULT="deployed"
         STEP_STATUS[CURRENT_STEP]="ok"
     else
@@ -459,6 +473,7 @@ summary() {
     done
     case "$RESULT" in
         deployed) say "Result:        ${GREEN}${BOLD}DEPLOYED${RESET} $NEW_IMAGE" ;;
+        "dry run") say "Result:        ${BOLD}DRY RUN${RESET}: checks passed; the commands above were printed, not run" ;;
         "rolled back") say "Result:        ${YELLOW}${BOLD}ROLLED BACK${RESET} to $PREVIOUS: $REASON" ;;
         "rollback failed")
             say "Result:        ${RED}${BOLD}ROLLBACK FAILED${RESET}: $REASON"

@@ -281,15 +281,15 @@ def fake_mcp_routes(
         rid, name = message.get("id"), message.get("method")
         result: dict[str, Any]
         if name == "initialize":
-            result = {"protocolVersion": "2025-06-18", "capabilities": {"tools": {}},
-                      "serverInfo": {"name": "fake", "version": "0"}}  # fmt: skip
+            info = {"name": "fake", "version": "0"}
+            result = {"protocolVersion": "2025-06-18", "capabilities": {"tools": {}}, "serverInfo": info}
         elif name == "tools/list":
             result = {"tools": [{"name": t, "inputSchema": {"type": "object"}} for t in tools]}
         elif name == "tools/call":
             tool = message["params"]["name"]
             data = {"repos": [], "total": 0} if tool == "list_repos" else {"paths": []}
-            result = {"content": [{"type": "text", "text": json.dumps(data)}], "isError": False,
-                      "structuredContent": data}  # fmt: skip
+            content = [{"type": "text", "text": json.dumps(data)}]
+            result = {"content": content, "isError": False, "structuredContent": data}
         elif name == "ping" or unknown_method_result:
             result = {}
         else:

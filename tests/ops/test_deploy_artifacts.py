@@ -235,8 +235,18 @@ def test_build_stage_installs_every_module(tmp_path: Path) -> None:
                 shutil.copy2(ROOT / relative, target)
     wheels = tmp_path / "wheels"
     done = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "--disable-pip-version-check",
-         "-w", str(wheels), str(context)],  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "-q",
+            "--disable-pip-version-check",
+            "-w",
+            str(wheels),
+            str(context),
+        ],
         capture_output=True,
         text=True,
         timeout=300,
@@ -384,7 +394,7 @@ K8S_VERSION = "1.30.0"
 
 
 def k8s_documents() -> list[tuple[Path, dict[str, Any]]]:
-    docs = []
+    docs: list[tuple[Path, dict[str, Any]]] = []
     for path in sorted(K8S.glob("*.yaml")):
         if path.name == "kustomization.yaml":
             continue
@@ -429,7 +439,8 @@ def test_no_secret_is_committed() -> None:
 
 def container(name: str = "mahavishnu") -> dict[str, Any]:
     (only,) = k8s("Deployment", name)["spec"]["template"]["spec"]["containers"]
-    return only
+    spec: dict[str, Any] = only
+    return spec
 
 
 def test_deployment_probes_resources_and_security() -> None:
@@ -490,9 +501,10 @@ def test_canary_mirrors_the_stable_deployment() -> None:
     assert canary["spec"]["template"]["metadata"]["labels"]["track"] == "canary"
     assert stable["spec"]["template"]["metadata"]["labels"]["track"] == "stable"
     assert container("mahavishnu-canary") == container("mahavishnu")
-    assert canary["spec"]["template"]["spec"]["securityContext"] == stable["spec"]["template"]["spec"][
-        "securityContext"
-    ]
+    assert (
+        canary["spec"]["template"]["spec"]["securityContext"]
+        == stable["spec"]["template"]["spec"]["securityContext"]
+    )
     # The names the deploy script drives.
     assert script_default("SERVICE_NAME") == "mahavishnu"
     assert script_default("K8S_NAMESPACE") == "mahavishnu"
@@ -518,7 +530,11 @@ def test_services_pdb_hpa_and_network_policy_select_the_right_pods() -> None:
     assert labels_match(pdb["spec"]["selector"]["matchLabels"], stable)
     hpa = k8s("HorizontalPodAutoscaler", "mahavishnu")
     assert hpa["apiVersion"] == "autoscaling/v2"
-    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "mahavishnu"}
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "mahavishnu",
+    }
     assert hpa["spec"]["minReplicas"] >= 2
     policy = k8s("NetworkPolicy", "mahavishnu")["spec"]
     assert labels_match(policy["podSelector"]["matchLabels"], stable)
@@ -553,7 +569,8 @@ def test_cloud_run_service_matches_the_deploy_script(monkeypatch: pytest.MonkeyP
     env = {e["name"]: e for e in c["env"]}
     for name in ["MAHAVISHNU_AUTH_SECRET", "POSTGRES_URL", "REDIS_URL"]:
         ref = env[name]["valueFrom"]["secretKeyRef"]
-        assert ref["name"].startswith("mahavishnu-") and ref["key"] == "latest"
+        assert ref["name"].startswith("mahavishnu-")
+        assert ref["key"] == "latest"
     for name, item in env.items():
         if SECRETISH.search(name):
             assert "value" not in item, name

@@ -474,9 +474,11 @@ def test_post_deployment_health_failure_rolls_back(
     if target == "cloud-run":
         assert last.endswith(f"--to-revisions {PREVIOUS_REVISION}=100")
     elif target == "docker":
-        assert last.endswith(f"--name mahavishnu --restart unless-stopped --publish 127.0.0.1:8680:8680 "
-                             f"--volume mahavishnu-data:/data --env MAHAVISHNU_AUTH_SECRET --env POSTGRES_URL "
-                             f"--env REDIS_URL {PREVIOUS_IMAGE['docker']}")  # fmt: skip
+        assert last == (
+            "docker run --detach --name mahavishnu --restart unless-stopped --publish 127.0.0.1:8680:8680 "
+            "--volume mahavishnu-data:/data --env MAHAVISHNU_AUTH_SECRET --env POSTGRES_URL --env REDIS_URL "
+            + PREVIOUS_IMAGE["docker"]
+        )
     else:
         assert result.having(f"set image deployment/mahavishnu mahavishnu={PREVIOUS_IMAGE['kubernetes']}")
     assert "ROLLED BACK" in result.out
@@ -537,6 +539,9 @@ def test_dry_run_changes_nothing(deployer: Deployer, target: str) -> None:
     }[target]
     assert rollback_line in out
     assert "dry run: nothing was changed" in out
+    assert "DRY RUN: checks passed" in out
+    assert "DEPLOYED" not in out
+    assert "5. deploy candidate (no traffic)    printed, not run" in out
     if target == "cloud-run":
         assert out.count("--to-tags candidate-") == 4
 
@@ -564,3 +569,15 @@ def test_scripts_are_strict_and_executable() -> None:
         assert os.access(path, os.X_OK), f"{path} is not executable"
     for path in [SCRIPT, ROOT / "scripts" / "smoke_tests.sh"]:
         assert "set -euo pipefail" in path.read_text()
+
+
+def test_docker_failed_rollback_prints_the_full_command(deployer: Deployer) -> None:
+    previous = PREVIOUS_IMAGE["docker"]
+    result = deployer.run(
+        "docker", STANDIN_TOUCH_ON="--name mahavishnu --restart", STANDIN_FAIL_ON=f"REDIS_URL {previous}"
+    )
+    assert result.code == 4, result.out
+    hint = next(line for line in result.out.splitlines() if line.startswith("Roll back by hand: "))
+    assert hint.startswith("Roll back by hand: docker rm --force mahavishnu && docker run --detach")
+    assert hint.rstrip().endswith(previous)
+    assert "..." not in hint

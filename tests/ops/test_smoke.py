@@ -373,3 +373,24 @@ def test_mounts_as_a_sub_command(live_server: RunningServer) -> None:
     # The module's own one-command app runs the check directly.
     result = CliRunner().invoke(smoke_app, [live_server.base])
     assert result.exit_code == 0, result.output
+
+
+def test_mahavishnu_smoke_on_the_main_cli(live_server: RunningServer) -> None:
+    """`mahavishnu smoke URL`, once cli.py mounts the command (app.command("smoke")(smoke_command))."""
+    from mahavishnu.cli import app as main_app
+
+    names = {
+        c.name or (c.callback.__name__.replace("_", "-") if c.callback else "")
+        for c in main_app.registered_commands
+    }
+    if "smoke" not in names:
+        pytest.skip("mahavishnu/cli.py does not mount `smoke` yet")
+    done = subprocess.run(
+        [sys.executable, "-m", "mahavishnu", "smoke", live_server.base, "-v"],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "All smoke tests PASSED" in done.stdout

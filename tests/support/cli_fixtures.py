@@ -16,7 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import yaml
+
+from tests.conftest import PG_URL, drop_schema
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Test",
@@ -24,7 +27,6 @@ GIT_ENV = {
     "GIT_COMMITTER_NAME": "Test",
     "GIT_COMMITTER_EMAIL": "test@example.com",
 }
-POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 COMMAND_TIMEOUT = 90
 
 # Workflows the tests run: each decides from files in the repository, so a test can make
@@ -90,13 +92,11 @@ class DatabaseTarget:
 
     def drop(self) -> None:
         if self.schema is not None:
-            asyncio.run(_postgres(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE'))
+            asyncio.run(drop_schema(self.schema))
 
 
 async def _postgres(statement: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(POSTGRES_URL)
+    conn = await asyncpg.connect(PG_URL)
     try:
         await conn.execute(statement)
     finally:
@@ -126,8 +126,8 @@ class Cli:
             check=False,
         )
 
-    def ok(self, *args: str) -> subprocess.CompletedProcess[str]:
-        result = self(*args)
+    def ok(self, *args: str, extra_env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        result = self(*args, extra_env=extra_env)
         assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
         return result
 

@@ -6,15 +6,15 @@ The command runs its own engine in-process, so no server is involved anywhere he
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import require_service
+from tests.conftest import PG_URL, require_service
 from tests.support.cli_fixtures import (
-    POSTGRES_URL,
     Cli,
     DatabaseTarget,
     build_cli,
@@ -29,14 +29,14 @@ FLEET = {"alpha": ["python"], "beta": ["python"], "gamma": ["rust"]}
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DatabaseTarget]:
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DatabaseTarget]:
     if request.param == "sqlite":
         yield DatabaseTarget("sqlite", {}, sqlite_file=tmp_path / "var" / "mahavishnu.db")
         return
     require_service("PostgreSQL", "127.0.0.1", 5432)
     schema = f"cli_{uuid.uuid4().hex[:16]}"
     target = DatabaseTarget(
-        "postgresql", {"POSTGRES_URL": POSTGRES_URL, "MAHAVISHNU_DATABASE_SCHEMA": schema}, schema=schema
+        "postgresql", {"POSTGRES_URL": PG_URL, "MAHAVISHNU_DATABASE_SCHEMA": schema}, schema=schema
     )
     try:
         yield target
@@ -45,8 +45,8 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
 
 
 @pytest.fixture
-def cli(tmp_path: Path, database: DatabaseTarget) -> Cli:
-    return build_cli(tmp_path, database, FLEET)
+def cli(tmp_path: Path, target: DatabaseTarget) -> Cli:
+    return build_cli(tmp_path, target, FLEET)
 
 
 @pytest.fixture
@@ -319,12 +319,12 @@ def test_dlq_unknown_entry(cli: Cli) -> None:
 # --- database -------------------------------------------------------------------------------
 
 
-def test_db_status_and_upgrade(cli: Cli, database: DatabaseTarget) -> None:
+def test_db_status_and_upgrade(cli: Cli, target: DatabaseTarget) -> None:
     empty = cli("db", "status")
     assert empty.returncode == 1
     assert "current:  none (empty database)" in empty.stdout
-    assert "head:     0001" in empty.stdout
-    assert "not current: the database schema is at nothing, not 0001; run `mahavishnu db upgrade`" in (
+    [head] = re.findall(r"^head: +(\S+)$", empty.stdout, re.MULTILINE)
+    assert f"not current: the database schema is at nothing, not {head}; run `mahavishnu db upgrade`" in (
         empty.stdout
     )
     refused = cli("run", "git-status", extra_env={"MAHAVISHNU_DB_AUTO_UPGRADE": "false"})
@@ -332,19 +332,19 @@ def test_db_status_and_upgrade(cli: Cli, database: DatabaseTarget) -> None:
     assert "run `mahavishnu db upgrade`" in one_line_error(refused.stderr)
 
     upgraded = cli.ok("db", "upgrade").stdout
-    assert "upgraded from an empty database to revision 0001 (head)" in upgraded
-    if database.schema:
-        assert f"(schema {database.schema})" in upgraded
-    assert "already at revision 0001 (head)" in cli.ok("db", "upgrade").stdout
+    assert f"upgraded from an empty database to revision {head} (head)" in upgraded
+    if target.schema:
+        assert f"(schema {target.schema})" in upgraded
+    assert f"already at revision {head} (head)" in cli.ok("db", "upgrade").stdout
     current = cli.ok("db", "status").stdout
-    assert "current:  0001" in current
+    assert f"current:  {head}" in current
     assert "up to date" in current
     cli.ok("run", "git-status", extra_env={"MAHAVISHNU_DB_AUTO_UPGRADE": "false"})
 
 
-def test_db_refuses_a_schema_newer_than_the_code(cli: Cli, database: DatabaseTarget) -> None:
+def test_db_refuses_a_schema_newer_than_the_code(cli: Cli, target: DatabaseTarget) -> None:
     cli.ok("db", "upgrade")
-    database.execute("UPDATE alembic_version SET version_num = '9999'")
+    target.execute("UPDATE alembic_version SET version_num = '9999'")
 
     status = cli("db", "status")
     assert status.returncode == 1

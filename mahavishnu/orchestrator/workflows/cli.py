@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import shlex
 import signal
 import sys
@@ -85,17 +84,12 @@ def _fail(message: str, code: int) -> NoReturn:
 
 
 def _load() -> MahavishnuSettings:
-    """Settings as `mahavishnu serve` builds them; logs go to stderr, warnings and worse only,
-    so stdout carries just the command's answer (a table or JSON)."""
-    from mahavishnu.platform.observability import configure_logging
-
+    """Settings as `mahavishnu serve` builds them. (The main app's callback already sends log
+    lines to stderr, so stdout carries only the command's answer: a table or JSON.)"""
     try:
-        settings = MahavishnuSettings.load()
+        return MahavishnuSettings.load()
     except ConfigurationError as exc:
         _fail(exc.message, 2)
-    level = max(logging.WARNING, logging.getLevelName(settings.log_level))
-    configure_logging(logging.getLevelName(level), "console", stream=sys.stderr)
-    return settings
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:

@@ -1,0 +1,266 @@
+"""What the workflow engine costs over `xargs -P`: the same commands in the same repositories.
+
+For each database (--db) and fleet size (--sizes) it generates real git repositories (one
+commit each), then times two commands across all of them, each both ways:
+
+- **engine**: `WorkflowService.trigger` in this process, with a LocalEngine running here too
+  (max_concurrent_runs = --concurrency), from the call until the last run is final (all
+  succeeded), as `trigger_workflow` does behind the MCP tool;
+- **xargs**: `xargs -0 -P <concurrency>` running the same command in each repository.
+
+Commands: `true` (a workflow defined here; xargs runs `sh -c 'cd "$1" && true'`, the shell's
+builtin, one exec per repository either way) and the built-in `git-status`
+(`git status --short --branch`; xargs uses `git -C <repo>`). Every case runs --rounds times,
+xargs and engine alternating; the medians are reported. The engine runs as `serve` runs it:
+JSON logs at INFO (to a file here) and a tracer provider without exporter.
+
+Floor (issue #3): the engine takes at most 1.5 x the xargs time for git status over 1000
+repositories, on every database measured. Exits 1 when it is missed. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import yaml
+
+from mahavishnu.orchestrator.manifest import ManifestStore
+from mahavishnu.orchestrator.service import engine_config
+from mahavishnu.orchestrator.settings import MahavishnuSettings
+from mahavishnu.orchestrator.workflows.engine import LocalEngine
+from mahavishnu.orchestrator.workflows.metrics import WorkflowMetrics
+from mahavishnu.orchestrator.workflows.models import Workflow
+from mahavishnu.orchestrator.workflows.service import WorkflowService
+from mahavishnu.platform.auth import LOCAL_PRINCIPAL
+from mahavishnu.platform.db import Database
+from mahavishnu.platform.observability import Metrics, configure_logging, configure_tracing
+
+FLOOR = 1.5
+FLOOR_SIZE = 1000
+FLOOR_CASE = "git-status"
+POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Bench",
+    "GIT_AUTHOR_EMAIL": "bench@example.com",
+    "GIT_COMMITTER_NAME": "Bench",
+    "GIT_COMMITTER_EMAIL": "bench@example.com",
+}
+POLL_SECONDS = 0.01
+"""How often the bench checks whether the workflow is final; a cheap primary-key read."""
+
+
+@dataclass(frozen=True)
+class Case:
+    workflow: str
+    xargs: tuple[str, ...]
+    """What xargs runs per repository; {} is the repository path."""
+
+
+CASES = (
+    Case("true", ("sh", "-c", 'cd "$1" && true', "_", "{}")),
+    Case("git-status", ("git", "-C", "{}", "status", "--short", "--branch")),
+)
+
+
+@dataclass(frozen=True)
+class Result:
+    db: str
+    repos: int
+    case: str
+    xargs_seconds: float
+    engine_seconds: float
+
+    @property
+    def ratio(self) -> float:
+        return self.engine_seconds / self.xargs_seconds
+
+
+# --- the fleet --------------------------------------------------------------------------------
+
+
+def make_fleet(root: Path, count: int) -> list[Path]:
+    """`count` real repositories: one made with git, the rest copies of it (much faster than
+    `git init` + `git commit` each), then one `git status` in each so every index is fresh."""
+    template = root / "template"
+    if not template.exists():
+        env = {**os.environ, **GIT_ENV}
+        subprocess.run(["git", "init", "-q", "-b", "main", "--template=", str(template)], check=True, env=env)
+        (template / "README.md").write_text("# bench\n")
+        subprocess.run(["git", "-C", str(template), "add", "README.md"], check=True, env=env)
+        subprocess.run(["git", "-C", str(template), "commit", "-q", "-m", "initial"], check=True, env=env)
+    fleet = root / f"fleet-{count}"
+    paths = [fleet / f"repo-{i:05d}" for i in range(count)]
+    fleet.mkdir()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda p: shutil.copytree(template, p, symlinks=True), paths))
+    xargs(paths, ("git", "-C", "{}", "status", "--short"), 8)  # refresh the copied indexes
+    manifest = {"repos": [{"name": p.name, "path": str(p), "role": "tool", "tags": ["bench"]} for p in paths]}
+    (fleet / "repos.yaml").write_text(yaml.safe_dump(manifest))
+    return paths
+
+
+def xargs(paths: Sequence[Path], command: Sequence[str], concurrency: int) -> float:
+    started = time.perf_counter()
+    subprocess.run(
+        ["xargs", "-0", "-P", str(concurrency), "-I{}", *command],
+        input=b"".join(str(p).encode() + b"\0" for p in paths),
+        stdout=subprocess.DEVNULL,
+        check=True,
+    )
+    return time.perf_counter() - started
+
+
+# --- the engine -------------------------------------------------------------------------------
+
+
+class Engine:
+    """One database with a service and a running engine over it, as `serve` builds them."""
+
+    def __init__(self, settings: MahavishnuSettings) -> None:
+        self.settings = settings
+        self.db = Database(settings.effective_database_url, schema=settings.database_schema)
+        definitions = settings.workflow_definitions()
+        self.engine = LocalEngine(self.db, engine_config(settings), definitions, WorkflowMetrics(Metrics()))
+        self.manifests: dict[Path, ManifestStore] = {}
+        self.definitions = definitions
+
+    def service(self, manifest: Path) -> WorkflowService:
+        store = ManifestStore(manifest, allowed_roots=self.settings.allowed_roots, roles=self.settings.roles)
+        store.reload_if_changed()
+        return WorkflowService(self.db, store, self.definitions, self.engine)
+
+    async def time(self, service: WorkflowService, workflow: str, expected: int) -> float:
+        started = time.perf_counter()
+        summary = await service.trigger(LOCAL_PRINCIPAL, workflow, tag="bench")
+        while True:
+            async with self.db.session() as session:
+                row = await session.get(Workflow, summary.workflow_id)
+                assert row is not None
+                finished, status = row.finished_at, row.status
+            if finished is not None:
+                break
+            await asyncio.sleep(POLL_SECONDS)
+        elapsed = time.perf_counter() - started
+        view = await service.status(LOCAL_PRINCIPAL, summary.workflow_id)
+        if status != "succeeded" or len(view.runs) != expected:
+            raise SystemExit(f"{workflow}: workflow ended {status} with {view.counts}; the figures are void")
+        return elapsed
+
+
+async def measure(
+    db: str, root: Path, fleets: dict[int, list[Path]], concurrency: int, rounds: int
+) -> list[Result]:
+    schema = f"bench_{uuid.uuid4().hex[:12]}" if db == "postgres" else None
+    settings = MahavishnuSettings.load(
+        data_dir=root / f"var-{db}",
+        database_url=POSTGRES_URL if db == "postgres" else None,
+        database_schema=schema,
+        allowed_roots=[root],
+        max_concurrent_runs=concurrency,
+        workflows={"true": {"argv": ["true"], "description": "Does nothing, in each repository."}},
+    )
+    bench = Engine(settings)
+    results = []
+    try:
+        await bench.db.ensure_schema(upgrade=True)
+        async with bench.engine.running():
+            for size, paths in fleets.items():
+                service = bench.service(paths[0].parent / "repos.yaml")
+                for case in CASES:
+                    xs, es = [], []
+                    for _ in range(rounds):
+                        xs.append(xargs(paths, case.xargs, concurrency))
+                        es.append(await bench.time(service, case.workflow, len(paths)))
+                    result = Result(db, size, case.workflow, statistics.median(xs), statistics.median(es))
+                    print_result(result)
+                    results.append(result)
+    finally:
+        await bench.db.dispose()
+        if schema is not None:
+            connection = await asyncpg.connect(POSTGRES_URL)
+            await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            await connection.close()
+    return results
+
+
+# --- report -----------------------------------------------------------------------------------
+
+
+def print_result(r: Result) -> None:
+    print(
+        f"{r.db:<10} {r.repos:>6} {r.case:<11} {r.xargs_seconds:>9.3f} s {r.engine_seconds:>9.3f} s "
+        f"{r.ratio:>6.2f}x {r.repos / r.engine_seconds:>9.0f}",
+        flush=True,
+    )
+
+
+def verdict(results: list[Result]) -> bool:
+    checked = [r for r in results if r.case == FLOOR_CASE and r.repos == FLOOR_SIZE]
+    if not checked:
+        print(f"verdict: not checked (the floor is for {FLOOR_CASE} over {FLOOR_SIZE} repositories)")
+        return True
+    missed = [r for r in checked if r.ratio > FLOOR]
+    figures = ", ".join(f"{r.db} {r.ratio:.2f}x" for r in checked)
+    print(
+        f"verdict: {FLOOR_CASE} over {FLOOR_SIZE} repos: {figures} (floor <= {FLOOR}x): "
+        + ("MISSED on " + ", ".join(r.db for r in missed) if missed else "MET")
+    )
+    return not missed
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", default="200,1000", help="Fleet sizes, comma-separated.")
+    parser.add_argument("--concurrency", type=int, default=8, help="Runs at once, both ways.")
+    parser.add_argument("--db", default="sqlite,postgres", help="Databases: sqlite, postgres or both.")
+    parser.add_argument("--rounds", type=int, default=3, help="Measurements per case (median reported).")
+    args = parser.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    dbs = [d.strip() for d in args.db.split(",") if d.strip()]
+    if set(dbs) - {"sqlite", "postgres"}:
+        parser.error("--db takes sqlite and/or postgres")
+
+    os.environ["MAHAVISHNU_CONFIG"] = "/nonexistent/mahavishnu.yaml"  # no settings file from the cwd
+    for name in [n for n in os.environ if n.startswith("MAHAVISHNU_") and n != "MAHAVISHNU_CONFIG"]:
+        del os.environ[name]
+    os.environ.pop("POSTGRES_URL", None)
+
+    with tempfile.TemporaryDirectory(prefix="mahavishnu-fanout-") as tmp:
+        root = Path(tmp)
+        log = (root / "engine.log").open("w")
+        configure_logging("INFO", "json", stream=log)
+        configure_tracing("mahavishnu-bench", "0", None)
+        print(f"cpus {os.cpu_count()}, concurrency {args.concurrency}, rounds {args.rounds}, in {root}")
+        fleets = {}
+        for size in sizes:
+            started = time.perf_counter()
+            fleets[size] = make_fleet(root, size)
+            print(f"generated {size} repositories in {time.perf_counter() - started:.1f} s", flush=True)
+        print(
+            f"{'db':<10} {'repos':>6} {'command':<11} {'xargs':>11} {'engine':>11} {'ratio':>7} {'runs/s':>9}"
+        )
+        results: list[Result] = []
+        for db in dbs:
+            results += asyncio.run(measure(db, root, fleets, args.concurrency, args.rounds))
+        log.close()
+    return 0 if verdict(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
