@@ -18,7 +18,7 @@ from typing import Any
 from mcp.server import MCPServer
 from mcp.server.context import ServerMiddleware
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
-from mcp.server.transport_security import TransportSecuritySettings
+from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -124,6 +124,7 @@ def build_app(service: Service, metrics: Metrics) -> Platform:
         StreamableHTTPASGIApp(json_manager),
         streaming_app=StreamableHTTPASGIApp(streaming_manager),
         max_body_bytes=settings.max_body_bytes,
+        security=TransportSecurityMiddleware(_transport_security(settings)),
         verifier=TokenVerifier.from_settings(settings),
         limiter=limiter,
         tool_roles={spec.name: spec.min_role for spec in service.tools if spec.min_role != "viewer"},

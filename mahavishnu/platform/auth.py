@@ -35,6 +35,7 @@ __all__ = [
 Role = Literal["viewer", "operator", "admin"]
 ROLES: tuple[Role, ...] = ("viewer", "operator", "admin")
 _RANK = {role: rank for rank, role in enumerate(ROLES)}
+_CACHE_SIZE = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +94,8 @@ class TokenVerifier:
         self._issuer = issuer
         self._audience = audience
         self._leeway = leeway_seconds
+        self._cache: dict[str, tuple[Principal, float]] = {}
+        """Verified tokens: signature checks cost more than the rest of the pipeline together."""
 
     @classmethod
     def from_settings(cls, settings: PlatformSettings) -> TokenVerifier | None:
@@ -114,6 +117,20 @@ class TokenVerifier:
         )
 
     def verify(self, token: str) -> Principal:
+        """Check a token; a token already verified is answered from a small cache until it expires."""
+        cached = self._cache.get(token)
+        if cached is not None:
+            principal, expires = cached
+            if time.time() <= expires + self._leeway:
+                return principal
+            del self._cache[token]
+        principal, expires = self._verify(token)
+        if len(self._cache) >= _CACHE_SIZE:
+            self._cache.pop(next(iter(self._cache)))  # evict the oldest entry
+        self._cache[token] = (principal, expires)
+        return principal
+
+    def _verify(self, token: str) -> tuple[Principal, float]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.DecodeError:
@@ -148,7 +165,7 @@ class TokenVerifier:
             raise AuthenticationError("token issuer not accepted", reason="bad_issuer") from None
         except jwt.PyJWTError:
             raise AuthenticationError("token invalid", reason="malformed") from None
-        return _principal_from_claims(claims)
+        return _principal_from_claims(claims), float(claims["exp"])
 
 
 def _principal_from_claims(claims: dict[str, Any]) -> Principal:

@@ -1,8 +1,9 @@
 """The request pipeline in front of the MCP SDK, as pure-ASGI middleware.
 
     RequestObserver (every route)   request id, trace span, access log, HTTP metrics, last-resort 500
-      └── McpGate (/mcp only)       405 → body limit (413) → JSON-RPC parse (-32700/-32600, lenient
-                                    initialize) → bearer auth (401) → tool role (403) → rate limit (429)
+      └── McpGate (/mcp only)       Host/Origin (421/403) → 405 → body limit (413) → JSON-RPC parse
+                                    (-32700/-32600, lenient initialize) → bearer auth (401) → tool role
+                                    (403) → rate limit (429)
             └── the SDK's Streamable HTTP app (stateless, DNS-rebinding protection): a JSON answer, or an
                 SSE stream when the request carries a progress token and the client accepts SSE
 
@@ -20,9 +21,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
+from mcp.server.transport_security import TransportSecurityMiddleware
 from mcp_types.version import LATEST_HANDSHAKE_VERSION
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
+from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mahavishnu.platform._asgi import header, jsonrpc_error, replay_body, send_json
@@ -51,6 +54,8 @@ class RequestInfo:
     principal: str | None = None
     rpc_method: str | None = None
     tool: str | None = None
+    tool_outcome: str | None = None
+    tool_ms: float | None = None
     rejected: str | None = None
 
 
@@ -117,6 +122,8 @@ class RequestObserver:
                         principal=info.principal,
                         rpc_method=info.rpc_method,
                         tool=info.tool,
+                        tool_outcome=info.tool_outcome,
+                        tool_ms=info.tool_ms,
                         rejected=info.rejected,
                     )
                 request_info.reset(token)
@@ -131,6 +138,7 @@ class McpGate:
         *,
         streaming_app: ASGIApp,
         max_body_bytes: int,
+        security: TransportSecurityMiddleware,
         verifier: TokenVerifier | None,
         limiter: RateLimiter | None,
         tool_roles: Mapping[str, Role],
@@ -140,6 +148,7 @@ class McpGate:
         self.app = app
         self.streaming_app = streaming_app
         self.max_body_bytes = max_body_bytes
+        self.security = security
         self.verifier = verifier
         self.limiter = limiter
         self.tool_roles = tool_roles
@@ -151,6 +160,13 @@ class McpGate:
             await self.app(scope, receive, send)
             return
         info = request_info.get() or RequestInfo(new_id(), "unknown")
+        # DNS-rebinding protection before anything else, so forged Host/Origin requests
+        # neither spend a caller's rate budget nor reach authentication.
+        refusal = await self.security.validate_request(Request(scope), is_post=False)
+        if refusal is not None:
+            info.rejected = "host_or_origin"
+            await refusal(scope, receive, send)
+            return
         if scope["method"] != "POST":
             info.rejected = "method"
             await send_json(

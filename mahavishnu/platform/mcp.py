@@ -2,8 +2,9 @@
 
 A service declares `ToolSpec`s: plain async functions with typed arguments
 and a docstring the model reads. The platform registers each one with the
-SDK behind one wrapper that checks the role, opens a span, times it, counts
-the outcome, writes one log line, and maps exceptions: a `MahavishnuError`
+SDK behind one wrapper that checks the role, annotates the SDK's span, times
+it, counts the outcome, logs it (on the HTTP request's line, or on its own
+line over stdio), and maps exceptions: a `MahavishnuError`
 becomes a tool error result (or, for access failures, a JSON-RPC error) with
 its stable code and safe message; anything else is logged with its traceback
 and reaches the client as a generic internal error naming the request id.
@@ -34,7 +35,6 @@ __all__ = ["ToolSpec", "build_mcp_server"]
 INTERNAL_ERROR = -32603
 ERROR_META_KEY = "io.mahavishnu/error"
 log = get_logger("mahavishnu.tools")
-tracer = trace.get_tracer("mahavishnu.tools")
 
 _OUTCOMES = {
     "InvalidArgumentError": "invalid",
@@ -66,37 +66,40 @@ def _instrument(spec: ToolSpec, metrics: Metrics) -> Callable[..., Awaitable[Any
         info = request_info.get()
         outcome = "ok"
         started = time.perf_counter()
-        with tracer.start_as_current_span(f"tool {spec.name}") as span:
-            span.set_attributes({"mcp.tool.name": spec.name, "enduser.id": principal.subject})
-            try:
-                principal.require_role(spec.min_role)
-                return await spec.fn(*args, **kwargs)
-            except MahavishnuError as exc:
-                outcome = _OUTCOMES.get(type(exc).__name__, "failed")
-                span.set_status(StatusCode.ERROR, outcome)
-                if exc.protocol_error:
-                    raise MCPError(exc.code, exc.message) from None
-                return _error_result(exc)
-            except MCPError:
-                outcome = "failed"
-                raise
-            except Exception:
-                outcome = "error"
-                span.set_status(StatusCode.ERROR, "internal")
-                request_id = info.request_id if info else "n/a"
-                log.exception("tool_crashed", tool=spec.name, request_id=request_id)
-                raise MCPError(INTERNAL_ERROR, f"internal error (request id {request_id})") from None
-            finally:
-                elapsed = time.perf_counter() - started
-                metrics.tool_calls.labels(spec.name, outcome).inc()
-                metrics.tool_duration.labels(spec.name).observe(elapsed)
+        # The SDK already opens a `tools/call NAME` span around us; annotate it rather than nest another.
+        span = trace.get_current_span()
+        span.set_attribute("enduser.id", principal.subject)
+        try:
+            principal.require_role(spec.min_role)
+            return await spec.fn(*args, **kwargs)
+        except MahavishnuError as exc:
+            outcome = _OUTCOMES.get(type(exc).__name__, "failed")
+            span.set_attribute("mahavishnu.outcome", outcome)
+            if exc.protocol_error:
+                raise MCPError(exc.code, exc.message) from None
+            return _error_result(exc)
+        except MCPError:
+            outcome = "failed"
+            raise
+        except Exception:
+            outcome = "error"
+            span.set_status(StatusCode.ERROR, "internal")
+            request_id = info.request_id if info else "n/a"
+            log.exception("tool_crashed", tool=spec.name, request_id=request_id)
+            raise MCPError(INTERNAL_ERROR, f"internal error (request id {request_id})") from None
+        finally:
+            elapsed = time.perf_counter() - started
+            metrics.tool_calls.labels(spec.name, outcome).inc()
+            metrics.tool_duration.labels(spec.name).observe(elapsed)
+            if info is not None:  # HTTP: the request's own log line carries the tool's outcome
+                info.tool_outcome, info.tool_ms = outcome, round(elapsed * 1000, 2)
+            else:  # stdio: no request line, so the tool call gets its own
                 log.info(
                     "tool_call",
                     tool=spec.name,
                     outcome=outcome,
                     duration_ms=round(elapsed * 1000, 2),
                     principal=principal.subject,
-                    request_id=info.request_id if info else None,
                 )
 
     return call

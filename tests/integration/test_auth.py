@@ -165,8 +165,10 @@ def test_tokens_never_reach_the_log(auth_server: RunningServer) -> None:
     assert SECRET not in text
     lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
     calls = [
-        line for line in lines if line.get("event") == "tool_call" and line.get("principal") == "log-check"
+        line for line in lines if line.get("tool") == "list_repos" and line.get("principal") == "log-check"
     ]
     assert calls, "the tool call was not logged"
-    assert calls[0]["outcome"] == "ok"
+    assert calls[0]["tool_outcome"] == "ok"
+    assert calls[0]["tool_ms"] >= 0
     assert calls[0]["request_id"]
+    assert calls[0]["trace_id"]

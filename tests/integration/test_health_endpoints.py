@@ -28,7 +28,7 @@ def test_get_health_tool_matches_endpoint(open_server: RunningServer) -> None:
     result = call_tool(open_server.url, "get_health").json()["result"]
     assert result["isError"] is False
     assert result["structuredContent"]["status"] == "healthy"
-    assert set(result["structuredContent"]["checks"]) == {"manifest", "rate_limit"}
+    assert set(result["structuredContent"]["checks"]) == {"manifest", "database", "rate_limit"}
 
 
 def test_metrics_exposes_the_documented_names(open_server: RunningServer) -> None:

@@ -196,3 +196,14 @@ def test_redis_stopping_mid_test_applies_the_policy(
         assert "rate_limit_backend_unavailable" in server.log_path.read_text()
     finally:
         server.stop()
+
+
+def test_forged_host_requests_spend_no_budget(workdir: Path, manifest: Path) -> None:
+    server = start_server(workdir, base_env(workdir, manifest, LIMITS))
+    try:
+        away_from_window_edge()
+        forged = statuses(server, 10, headers={"Host": "attacker.example"})
+        assert forged == [421] * 10
+        assert statuses(server, 6) == [200] * 6
+    finally:
+        server.stop()

@@ -60,10 +60,9 @@ def test_spans_are_exported_and_correlated_with_logs(tmp_path: Path, collector: 
         assert server.stop() == 0  # a graceful stop flushes the exporter
     names = {name for name, _ in collector.spans}
     assert "POST /mcp" in names
-    assert "tool list_repos" in names
-    assert "tools/call list_repos" in names  # the SDK's own span, in the same trace
-    tool_line = next(json.loads(line) for line in server.log_lines() if '"event": "tool_call"' in line)
-    traces = {trace for name, trace in collector.spans if name == "tool list_repos"}
-    assert tool_line["trace_id"] in traces
-    http_trace = {trace for name, trace in collector.spans if name == "POST /mcp"}
-    assert traces & http_trace, "tool span is not in the HTTP request's trace"
+    assert "tools/call list_repos" in names  # the SDK's span, annotated by the tool wrapper
+    line = next(json.loads(line) for line in server.log_lines() if '"tool": "list_repos"' in line)
+    assert line["tool_outcome"] == "ok"
+    tool_traces = {trace for name, trace in collector.spans if name == "tools/call list_repos"}
+    http_traces = {trace for name, trace in collector.spans if name == "POST /mcp"}
+    assert line["trace_id"] in tool_traces & http_traces, "log line, HTTP span and tool span share one trace"
