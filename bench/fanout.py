@@ -59,7 +59,7 @@ GIT_ENV = {
     "GIT_COMMITTER_NAME": "Bench",
     "GIT_COMMITTER_EMAIL": "bench@example.com",
 }
-POLL_SECONDS = 0.01
+POLL_SECONDS = 0.02
 """How often the bench checks whether the workflow is final; a cheap primary-key read."""
 
 

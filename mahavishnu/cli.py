@@ -15,6 +15,7 @@ from mahavishnu.ops.backup.cli import backup_app
 from mahavishnu.ops.smoke_cli import smoke_command
 from mahavishnu.orchestrator.repos_cli import app as repos_app
 from mahavishnu.orchestrator.settings import MahavishnuSettings
+from mahavishnu.orchestrator.workflows.cli import db_app, dlq_app, run_command, workflows_app
 from mahavishnu.platform.auth import ROLES, Role, issue_token
 from mahavishnu.platform.errors import ConfigurationError
 
@@ -30,6 +31,10 @@ app.add_typer(config_app, name="config")
 app.add_typer(token_app, name="token")
 app.add_typer(backup_app, name="backup")
 app.command("smoke")(smoke_command)
+app.command("run")(run_command)
+app.add_typer(workflows_app, name="workflows")
+app.add_typer(dlq_app, name="dlq")
+app.add_typer(db_app, name="db")
 
 err = Console(stderr=True, soft_wrap=True, highlight=False)
 _TTL = re.compile(r"^(\d+)([smhd]?)$")

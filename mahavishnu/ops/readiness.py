@@ -22,7 +22,7 @@ import httpx
 import yaml
 from pydantic import BaseModel
 
-from mahavishnu.ops.backup import BackupManager
+from mahavishnu.ops.backup.manager import BackupManager
 from mahavishnu.orchestrator.manifest import validate_manifest
 from mahavishnu.orchestrator.settings import MahavishnuSettings
 from mahavishnu.platform.db import Database

@@ -16,7 +16,7 @@ from mcp_types import ListResourcesResult, Resource
 from prometheus_client import Counter, Gauge
 
 from mahavishnu import __version__
-from mahavishnu.ops.backup import BackupManager
+from mahavishnu.ops.backup.manager import BackupManager
 from mahavishnu.ops.backup.metrics import BackupMetrics
 from mahavishnu.ops.backup.tools import BackupTools
 from mahavishnu.orchestrator.manifest import Manifest, ManifestStore, Repo

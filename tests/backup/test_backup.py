@@ -19,8 +19,8 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import text
 
-from mahavishnu.ops.backup import BackupManager
 from mahavishnu.ops.backup.archive import archive_name
+from mahavishnu.ops.backup.manager import BackupManager
 from mahavishnu.orchestrator.settings import MahavishnuSettings
 from mahavishnu.orchestrator.workflows.models import Workflow
 from mahavishnu.platform.auth import LOCAL_PRINCIPAL as ADMIN

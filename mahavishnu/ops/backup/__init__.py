@@ -1,12 +1,1 @@
-"""Backups and disaster recovery."""
-
-from mahavishnu.ops.backup.manager import (
-    BackupInfo,
-    BackupManager,
-    PruneReport,
-    RecoveryReport,
-    RestoreReport,
-    VerifyReport,
-)
-
-__all__ = ["BackupInfo", "BackupManager", "PruneReport", "RecoveryReport", "RestoreReport", "VerifyReport"]
+"""Backups and disaster recovery: archive format, snapshots, targets, retention, the manager."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from cryptography.fernet import Fernet
@@ -13,10 +13,11 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
-from mahavishnu.ops.backup.manager import BackupManager
 from mahavishnu.orchestrator.settings import MahavishnuSettings
-from mahavishnu.platform.db import Database
 from mahavishnu.platform.errors import MahavishnuError
+
+if TYPE_CHECKING:  # the manager pulls in SQLAlchemy and the MCP SDK; load it only when a command runs
+    from mahavishnu.ops.backup.manager import BackupManager
 
 __all__ = ["backup_app"]
 
@@ -28,6 +29,9 @@ T = TypeVar("T")
 
 def _run(action: Callable[[BackupManager], Awaitable[T]]) -> T:
     """Build settings, database and manager; run `action`; turn our errors into one line and exit 2."""
+
+    from mahavishnu.ops.backup.manager import BackupManager
+    from mahavishnu.platform.db import Database
 
     async def main() -> T:
         settings = MahavishnuSettings.load()

@@ -42,7 +42,12 @@ if TYPE_CHECKING:
     from mahavishnu.orchestrator.workflows.definitions import WorkflowDefinition
     from mahavishnu.orchestrator.workflows.engine import LocalEngine
     from mahavishnu.orchestrator.workflows.service import WorkflowService
-    from mahavishnu.orchestrator.workflows.views import DeadLetterView, RunView, WorkflowView
+    from mahavishnu.orchestrator.workflows.views import (
+        DeadLetterView,
+        RunView,
+        WorkflowSummary,
+        WorkflowView,
+    )
     from mahavishnu.platform.db import Database
 
 __all__ = ["db_app", "dlq_app", "run_command", "workflows_app"]
@@ -55,7 +60,7 @@ dlq_app = typer.Typer(
 )
 db_app = typer.Typer(help="The workflow database and its schema.", no_args_is_help=True)
 
-out = Console(highlight=False)
+out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True, highlight=False)
 
 POLL_SECONDS = 0.2
@@ -404,28 +409,28 @@ def workflows_list(
     """List workflows, newest first."""
     settings = _load()
 
-    async def body() -> list[dict[str, Any]]:
+    async def body() -> list[WorkflowSummary]:
         async with _open(settings) as ctx:
             page = await ctx.service.list(
                 LOCAL_PRINCIPAL, status=status, workflow=workflow, since=since, limit=limit
             )
-        return [w.model_dump(mode="json") for w in page.workflows]
+        return page.workflows
 
     rows = _run(body())
     if as_json:
-        _print_json(rows)
+        _print_json([row.model_dump(mode="json") for row in rows])
         return
     table = Table(show_edge=False, pad_edge=False)
     for column in ("id", "workflow", "status", "requested by", "created", "finished"):
         table.add_column(column)
     for row in rows:
         table.add_row(
-            row["workflow_id"],
-            escape(row["workflow"]),
-            _styled(row["status"]),
-            escape(row["requested_by"]),
-            _when(datetime.fromisoformat(row["created_at"])),
-            _when(datetime.fromisoformat(row["finished_at"]) if row["finished_at"] else None),
+            row.workflow_id,
+            escape(row.workflow),
+            _styled(row.status),
+            escape(row.requested_by),
+            _when(row.created_at),
+            _when(row.finished_at),
         )
     out.print(table if rows else "no workflows")
 
