@@ -29,7 +29,7 @@ import re
 import shlex
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -420,7 +420,7 @@ def _no_positionals(inv: Invocation) -> bool:
     return not inv.positionals
 
 
-SAFE_MAHAVISHNU = {
+SAFE_MAHAVISHNU: dict[tuple[str, ...], Callable[[Invocation], bool]] = {
     ("config", "show"): _no_positionals,
     ("repos", "validate"): _no_positionals,
     ("repos", "list"): _no_positionals,
@@ -496,7 +496,7 @@ def _safe_segment(words: list[str], first: bool) -> bool:
         return args in (["--help"], ["-h"])
     if program == "curl":
         return _safe_curl(args)
-    read_only = {
+    read_only: dict[str, Callable[[list[str]], bool]] = {
         "promtool": lambda a: a[:1] in (["check"], ["test"]),
         "amtool": lambda a: a[:1] == ["check-config"],
         "kubectl": lambda a: a[:1] == ["kustomize"],
@@ -511,7 +511,7 @@ class Plan:
     line: CommandLine
     programs: tuple[str, ...]
     first: bool  # run before the others (backups that later lines verify)
-    shape: str  # lines of one shape are run once (same sub-command and option names)
+    shape: str  # run once per shape: same sub-command, flags and arguments (option values aside)
 
 
 def plan(line: CommandLine) -> Plan | None:
@@ -531,7 +531,8 @@ def plan(line: CommandLine) -> Plan | None:
     if len(segments) == 1 and is_mahavishnu(programs[0]):
         assignments, words = split_assignments(segments[0])
         (inv,) = resolve(words, synopsis=False)
-        shape = repr((sorted(assignments.items()), inv.path, sorted(inv.options), inv.positionals))
+        flags = sorted(name for name, value in inv.options.items() if value is None)
+        shape = repr((sorted(assignments.items()), inv.path, flags, inv.positionals))
     return Plan(line, programs, creates, shape)
 
 
@@ -892,3 +893,35 @@ def test_yaml_examples_parse_and_docs_state_their_conventions(doc: str) -> None:
         assert block.lang in {"sh", "sh-example", "text", "promql", "yaml", "ini", "crontab", "json"}, (
             f"{doc}:{block.line}: unknown block language {block.lang!r}"
         )
+
+
+def heading_slugs(doc: str) -> set[str]:
+    """GitHub's anchors for the headings of a document (fenced blocks skipped, repeats numbered)."""
+    slugs: set[str] = set()
+    fenced = False
+    for line in (ROOT / doc).read_text().splitlines():
+        if _FENCE_OPEN.match(line) or _FENCE_CLOSE.match(line):
+            fenced = not fenced
+            continue
+        heading = re.match(r"^#{1,6} (.+)$", line)
+        if heading and not fenced:
+            slug, n = github_slug(heading[1]), 0
+            while (candidate := slug if n == 0 else f"{slug}-{n}") in slugs:
+                n += 1
+            slugs.add(candidate)
+    return slugs
+
+
+@pytest.mark.parametrize("doc", DOCS)
+def test_links_between_the_documents_resolve(doc: str) -> None:
+    text = (ROOT / doc).read_text()
+    broken = []
+    for target, anchor in re.findall(r"\]\(([\w./-]*)(?:#([\w-]+))?\)", text):
+        path = (ROOT / doc).parent / target if target else ROOT / doc
+        if target.startswith(("http:", "https:")):
+            continue
+        if not path.exists():
+            broken.append(f"{target} (no such file)")
+        elif anchor and anchor not in heading_slugs(str(path.relative_to(ROOT))):
+            broken.append(f"{target}#{anchor}")
+    assert not broken, f"{doc}: broken links: {broken}"

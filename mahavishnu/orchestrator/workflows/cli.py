@@ -317,7 +317,7 @@ async def _run_workflow(
         )
         queued = await ctx.service.status(LOCAL_PRINCIPAL, summary.workflow_id)
         err.print(f"workflow {summary.workflow_id} ({escape(workflow)}): {len(queued.runs)} repo runs queued")
-        async with ctx.engine.running():
+        async with ctx.engine.running(workflows={summary.workflow_id}):
             with _Signals() as signals, _Progress(queued, quiet=quiet) as progress:
                 view = await _until_final(ctx.service, summary.workflow_id, signals.event, progress)
                 if view.finished_at is None:
@@ -561,7 +561,7 @@ async def _retry(settings: MahavishnuSettings, dead_letter_id: str, *, wait: boo
         entry = await ctx.service.retry_dead_letter(LOCAL_PRINCIPAL, dead_letter_id)
         if ctx.engine is None:
             return entry
-        async with ctx.engine.running():
+        async with ctx.engine.running(workflows={entry.workflow_id}):
             # The workflow closes once the run is final, whatever the outcome (cancelled included).
             await _until_final(ctx.service, entry.workflow_id, None, None)
         return await ctx.service.dead_letter(LOCAL_PRINCIPAL, dead_letter_id)

@@ -38,10 +38,12 @@ class RunView(BaseModel):
 
     @classmethod
     def of(cls, run: RepoRun) -> RunView:
+        # An engine may hold a run for a moment before a slot frees: it has not started, so it is queued.
+        status = "queued" if run.status == "running" and run.started_at is None else run.status
         return cls(
             run_id=run.id,
             repo=run.repo,
-            status=run.status,
+            status=status,
             attempt=run.attempt,
             max_attempts=run.max_attempts,
             exit_code=run.exit_code,
@@ -81,15 +83,16 @@ class WorkflowView(WorkflowSummary):
 
     @classmethod
     def with_runs(cls, workflow: Workflow, runs: list[RepoRun]) -> WorkflowView:
+        views = [RunView.of(r) for r in runs]
         counts: dict[str, int] = {}
-        for run in runs:
-            counts[run.status] = counts.get(run.status, 0) + 1
+        for view in views:
+            counts[view.status] = counts.get(view.status, 0) + 1
         return cls(
             **WorkflowSummary.of(workflow).model_dump(),
             params=workflow.params,
             started_at=workflow.started_at,
             counts=counts,
-            runs=[RunView.of(r) for r in runs],
+            runs=views,
         )
 
     @property
