@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import os
 import socket
-import sys
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Collection, Mapping
@@ -40,7 +39,7 @@ from mahavishnu.orchestrator.workflows import store
 from mahavishnu.orchestrator.workflows.definitions import RetryPolicy, WorkflowDefinition
 from mahavishnu.orchestrator.workflows.metrics import WorkflowMetrics
 from mahavishnu.orchestrator.workflows.models import Instance
-from mahavishnu.orchestrator.workflows.process import ProcessResult, run_process
+from mahavishnu.orchestrator.workflows.process import Cancellation, ProcessResult, run_process
 from mahavishnu.orchestrator.workflows.states import RunStatus
 from mahavishnu.orchestrator.workflows.store import Claimed, Outcome
 from mahavishnu.platform.db import Database
@@ -52,7 +51,7 @@ __all__ = ["EngineConfig", "LocalEngine"]
 log = get_logger("mahavishnu.engine")
 tracer = trace.get_tracer("mahavishnu.engine")
 _BASE_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ")
-_PREFETCH = 4
+_PREFETCH = 8
 """Claimed runs held locally per worker, so a freed slot never waits for the database."""
 
 
@@ -83,7 +82,7 @@ class _Slots:
     waiting: deque[Claimed] = field(default_factory=deque)
     executing: dict[str, Claimed] = field(default_factory=dict)
     per_workflow: dict[str, int] = field(default_factory=dict)
-    cancel: dict[str, asyncio.Event] = field(default_factory=dict)
+    cancel: dict[str, Cancellation] = field(default_factory=dict)
 
     def held(self) -> list[str]:
         return [*self.executing, *(c.run_id for c in self.waiting)]
@@ -122,9 +121,9 @@ class LocalEngine:
         held = [*self._slots.executing.values(), *self._slots.waiting]
         for claimed in held:
             if claimed.run_id in run_ids or claimed.workflow_id == workflow_id:
-                event = self._slots.cancel.get(claimed.run_id)
-                if event is not None and not event.is_set():
-                    event.set()
+                cancellation = self._slots.cancel.get(claimed.run_id)
+                if cancellation is not None and not cancellation.requested:
+                    cancellation.request()
                     hit += 1
         return hit
 
@@ -158,7 +157,6 @@ class LocalEngine:
         On exit the processes still running are stopped and their runs handed back (requeued).
         """
         self._only = frozenset(workflows) if workflows is not None else None
-        _use_pidfd_child_watcher()
         await self._register()
         await self.heal()
         tasks = [
@@ -206,14 +204,18 @@ class LocalEngine:
                     self._slots.per_workflow[claimed.workflow_id] -= 1
                     self._ready.notify_all()
                 self._metrics.active_runs.set(len(self._slots.executing))
-                self.wake()
+                # Under load, let results gather so one cycle records many; when the local
+                # queue runs low (or at the tail of a workflow) run a cycle at once.
+                concurrency = self._config.max_concurrent_runs
+                if len(self._slots.waiting) <= 2 * concurrency or len(self._finished) >= 4 * concurrency:
+                    self.wake()
 
     async def _execute(self, claimed: Claimed) -> None:
         definition = self._definitions.get(claimed.workflow_name)
-        cancel = self._slots.cancel.setdefault(claimed.run_id, asyncio.Event())
+        cancel = self._slots.cancel.setdefault(claimed.run_id, Cancellation())
         started_at = utcnow()
         log_path = self._config.log_dir / claimed.workflow_id / f"{claimed.run_id}.{claimed.attempt}.log"
-        started = not cancel.is_set()
+        started = not cancel.requested
         if not started:  # cancelled while it waited for a slot: never start it
             result = ProcessResult(None, False, True, 0.0, "", 0, "cancelled before it started")
         else:
@@ -279,6 +281,8 @@ class LocalEngine:
         """Record what finished and claim what fits, in one transaction."""
         finished, self._finished = self._finished, []
         began, self._began = self._began, []
+        done = {o.claimed.run_id for o in finished}
+        began = [(run_id, at) for run_id, at in began if run_id not in done]  # recording sets those
         want = (
             self._config.max_concurrent_runs * _PREFETCH
             - len(self._slots.waiting)
@@ -299,7 +303,7 @@ class LocalEngine:
         if claimed:
             async with self._ready:
                 for run in claimed:
-                    self._slots.cancel[run.run_id] = asyncio.Event()
+                    self._slots.cancel[run.run_id] = Cancellation()
                     self._slots.waiting.append(run)
                 self._ready.notify_all()
         for outcome in finished:
@@ -451,20 +455,3 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _use_pidfd_child_watcher() -> None:
-    """Python 3.11 waits for each child in a thread of its own; a pidfd watcher costs far less.
-    (3.12+ picks pidfd by itself.)"""
-    if sys.version_info >= (3, 12) or not hasattr(os, "pidfd_open"):
-        return
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        current = asyncio.get_child_watcher()
-        if isinstance(current, asyncio.PidfdChildWatcher) and current.is_active():
-            return
-        watcher = asyncio.PidfdChildWatcher()
-        watcher.attach_loop(asyncio.get_running_loop())
-        asyncio.set_child_watcher(watcher)

@@ -298,7 +298,7 @@ async def record_outcomes(
                 "output_tail": result.output_tail,
                 "error": result.error,
                 "duration_seconds": result.duration_seconds,
-                "log_path": outcome.log_path if result.output_bytes else None,
+                "log_path": outcome.log_path if result.log_written else None,
                 "finished_at": None if retry else now,
                 "next_attempt_at": now + timedelta(seconds=backoff(policy, claimed.attempt))
                 if retry
