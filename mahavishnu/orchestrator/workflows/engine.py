@@ -39,7 +39,7 @@ from mahavishnu.orchestrator.workflows import store
 from mahavishnu.orchestrator.workflows.definitions import RetryPolicy, WorkflowDefinition
 from mahavishnu.orchestrator.workflows.metrics import WorkflowMetrics
 from mahavishnu.orchestrator.workflows.models import Instance
-from mahavishnu.orchestrator.workflows.process import Cancellation, ProcessResult, run_process
+from mahavishnu.orchestrator.workflows.process import Cancellation, ProcessResult, ProcessRunner
 from mahavishnu.orchestrator.workflows.states import RunStatus
 from mahavishnu.orchestrator.workflows.store import Claimed, Outcome
 from mahavishnu.platform.db import Database
@@ -108,6 +108,7 @@ class LocalEngine:
         self._began: list[tuple[str, datetime]] = []
         self._slots = _Slots()
         self._only: frozenset[str] | None = None
+        self._runner = ProcessRunner(config.max_concurrent_runs)
         self._started = time.time()
 
     # --- public -------------------------------------------------------------
@@ -169,6 +170,8 @@ class LocalEngine:
             yield self
         finally:
             maintain.cancel()
+            for cancellation in list(self._slots.cancel.values()):
+                cancellation.request()  # stop the process groups; their threads then return
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, maintain, return_exceptions=True)
@@ -176,6 +179,7 @@ class LocalEngine:
             await asyncio.gather(cycle, return_exceptions=True)
             await self._flush()
             await self._release_held()
+            self._runner.close()
 
     # --- workers --------------------------------------------------------------
     async def _next(self) -> Claimed:
@@ -230,7 +234,7 @@ class LocalEngine:
                     }
                 )
                 try:
-                    result = await run_process(
+                    result = await self._runner.run(
                         claimed.argv,
                         cwd=Path(claimed.repo_path),
                         env=_environment(definition),

@@ -6,10 +6,10 @@ SIGKILL after a grace period. Output (stdout and stderr together) is kept
 twice, both bounded: the tail in memory for the database and, when there is
 more than the tail holds, the head in a log file up to a byte cap.
 
-This is the engine's hot path: the fork happens in a worker thread, then the
-output pipe and the exit (a pidfd) are watched by the event loop directly,
-with no task per run and no polling; a cancel reaches the process group
-through a hook.
+This is the engine's hot path. Each attempt runs start to finish in a worker
+thread (fork, read, wait: all blocking calls that release the GIL), so the
+event loop only awaits one future per run. A cancel reaches the process
+group through a hook, from any thread.
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import select
 import signal
 import subprocess
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -27,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["Cancellation", "ProcessResult", "run_process"]
+__all__ = ["Cancellation", "ProcessResult", "ProcessRunner"]
 
 _CHUNK = 65536
 _DRAIN_SECONDS = 2.0
@@ -48,21 +50,27 @@ class ProcessResult:
 
 
 class Cancellation:
-    """A request to stop one run, which may come before or while it runs."""
+    """A request to stop one run, which may come before or while it runs, from any thread."""
 
     def __init__(self) -> None:
         self.requested = False
         self._hook: Callable[[], None] | None = None
+        self._lock = threading.Lock()
 
     def request(self) -> None:
-        if not self.requested:
+        with self._lock:
+            if self.requested:
+                return
             self.requested = True
-            if self._hook is not None:
-                self._hook()
+            hook = self._hook
+        if hook is not None:
+            hook()
 
     def bind(self, hook: Callable[[], None]) -> None:
-        self._hook = hook
-        if self.requested:
+        with self._lock:
+            self._hook = hook
+            requested = self.requested
+        if requested:
             hook()
 
 
@@ -128,146 +136,62 @@ def _signal_group(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
 
 
-_SPAWNERS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="spawn")
-"""fork+exec blocks its caller until the child has exec'd; doing it in threads lets several
-starts overlap and keeps the event loop free. (asyncio's own subprocess support forks on
-the loop's thread, which caps an engine at one start at a time.)"""
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    argv: list[str]
+    cwd: Path
+    env: dict[str, str]
+    timeout_seconds: float
+    kill_grace: float
+    tail_bytes: int
+    log_path: Path | None
+    log_max_bytes: int
+    cancel: Cancellation | None
 
 
-def _spawn(argv: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        argv,
-        cwd=cwd,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
-class _Child:
-    """A started process watched from the event loop: its output pipe and its exit (pidfd)."""
-
-    def __init__(self, popen: subprocess.Popen[bytes], output: _Output) -> None:
-        self.popen = popen
-        self.pid = popen.pid
-        self._loop = asyncio.get_running_loop()
-        self._output = output
-        assert popen.stdout is not None
-        self._fd = popen.stdout.fileno()
-        os.set_blocking(self._fd, False)
-        self.drained: asyncio.Future[None] = self._loop.create_future()
-        self.exited: asyncio.Future[None] = self._loop.create_future()
-        self._loop.add_reader(self._fd, self._readable)
-        self._pidfd: int | None = None
-        if hasattr(os, "pidfd_open"):  # Linux: the kernel tells the loop when the child exits
-            self._pidfd = os.pidfd_open(self.pid)
-            self._loop.add_reader(self._pidfd, self._gone)
-        else:  # elsewhere a thread waits for it
-            waiting = self._loop.run_in_executor(None, popen.wait)
-            waiting.add_done_callback(lambda _: self._gone())
-
-    def _readable(self) -> None:
-        try:
-            data = os.read(self._fd, _CHUNK)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if data:
-            self._output.feed(data)
-            return
-        self._loop.remove_reader(self._fd)
-        if not self.drained.done():
-            self.drained.set_result(None)
-
-    def _gone(self) -> None:
-        if self._pidfd is not None:
-            self._loop.remove_reader(self._pidfd)
-        if not self.exited.done():
-            self.exited.set_result(None)
-
-    @property
-    def returncode(self) -> int | None:
-        return self.popen.returncode
-
-    def close(self) -> None:
-        """Stop watching, reap the child, release its descriptors."""
-        self._loop.remove_reader(self._fd)
-        if self._pidfd is not None:
-            self._loop.remove_reader(self._pidfd)
-            os.close(self._pidfd)
-        self.popen.wait()
-        assert self.popen.stdout is not None
-        self.popen.stdout.close()
-
-
-async def _stop_group(child: _Child, grace: float) -> None:
-    """SIGTERM the whole group, then SIGKILL it if the leader is still there after `grace`."""
-    _signal_group(child.pid, signal.SIGTERM)
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(asyncio.shield(child.exited), grace)
-    _signal_group(child.pid, signal.SIGKILL)
-    await asyncio.shield(child.exited)
-
-
-async def run_process(
-    argv: Sequence[str],
-    *,
-    cwd: Path,
-    env: Mapping[str, str],
-    timeout_seconds: float,
-    kill_grace: float,
-    tail_bytes: int,
-    log_path: Path | None,
-    log_max_bytes: int,
-    cancel: Cancellation | None = None,
-) -> ProcessResult:
+def _run_blocking(attempt: _Attempt) -> ProcessResult:
+    """Start, watch and reap one process group; runs in a worker thread."""
     started = time.monotonic()
-    loop = asyncio.get_running_loop()
     try:
-        popen = await loop.run_in_executor(_SPAWNERS, _spawn, list(argv), cwd, dict(env))
+        popen = subprocess.Popen(
+            attempt.argv,
+            cwd=attempt.cwd,
+            env=attempt.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     except OSError as exc:
-        reason = f"could not start {argv[0]!r}: {exc.strerror or exc}"
+        reason = f"could not start {attempt.argv[0]!r}: {exc.strerror or exc}"
         return ProcessResult(None, False, False, time.monotonic() - started, "", 0, reason)
+    output = _Output(attempt.tail_bytes, attempt.log_path, attempt.log_max_bytes)
+    kill_at: list[float] = []
 
-    output = _Output(tail_bytes, log_path, log_max_bytes)
-    child = _Child(popen, output)
-    if cancel is not None:
+    def stop() -> None:  # called by a cancel, from whichever thread asked
+        _signal_group(popen.pid, signal.SIGTERM)
+        kill_at.append(time.monotonic() + attempt.kill_grace)
 
-        def stop() -> None:
-            _signal_group(child.pid, signal.SIGTERM)
-            loop.call_later(kill_grace, _signal_group, child.pid, signal.SIGKILL)
-
-        cancel.bind(stop)
-    timed_out = False
+    if attempt.cancel is not None:
+        attempt.cancel.bind(stop)
     try:
-        async with asyncio.timeout(timeout_seconds):
-            await asyncio.shield(child.exited)  # the timeout cancels this wait, never the future
-    except TimeoutError:
-        timed_out = True
-        await _stop_group(child, kill_grace)
-    except asyncio.CancelledError:
-        await asyncio.shield(_stop_group(child, kill_grace))
-        raise
+        timed_out = _watch(popen, output, started + attempt.timeout_seconds, attempt.kill_grace, kill_at)
     finally:
-        # The leader is gone; reap anything it left behind in its group, then drain the pipe.
-        _signal_group(child.pid, signal.SIGKILL)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(child.drained), _DRAIN_SECONDS)
-        child.close()
+        _signal_group(popen.pid, signal.SIGKILL)  # nothing of the group outlives the attempt
+        popen.wait()
+        assert popen.stdout is not None
+        popen.stdout.close()
         output.close()
-    cancelled = cancel is not None and cancel.requested and not timed_out
+    cancelled = attempt.cancel is not None and attempt.cancel.requested and not timed_out
     error = None
     if timed_out:
-        error = f"timed out after {timeout_seconds:g} s; process group stopped"
+        error = f"timed out after {attempt.timeout_seconds:g} s; process group stopped"
     elif cancelled:
         error = "cancelled; process group stopped"
-    elif child.returncode:
-        error = f"exited with code {child.returncode}"
+    elif popen.returncode:
+        error = f"exited with code {popen.returncode}"
     return ProcessResult(
-        exit_code=child.returncode,
+        exit_code=popen.returncode,
         timed_out=timed_out,
         cancelled=cancelled,
         duration_seconds=time.monotonic() - started,
@@ -276,3 +200,93 @@ async def run_process(
         error=error,
         log_written=output.logged,
     )
+
+
+def _watch(
+    popen: subprocess.Popen[bytes], output: _Output, deadline: float, grace: float, kill_at: list[float]
+) -> bool:
+    """Read output until the leader has exited and the pipe is drained; enforce the deadline.
+
+    Returns whether the deadline passed. When the leader exits, the rest of its group is killed
+    so a lingering child cannot hold the pipe open.
+    """
+    assert popen.stdout is not None
+    pipe = popen.stdout.fileno()
+    pidfd = os.pidfd_open(popen.pid) if hasattr(os, "pidfd_open") else None
+    poller = select.poll()
+    poller.register(pipe, select.POLLIN)
+    if pidfd is not None:
+        poller.register(pidfd, select.POLLIN)
+    timed_out = exited = eof = False
+    drain_until: float | None = None
+    try:
+        while not (exited and eof):
+            now = time.monotonic()
+            if not timed_out and now >= deadline:
+                timed_out = True
+                _signal_group(popen.pid, signal.SIGTERM)
+                kill_at.append(now + grace)
+            if kill_at and now >= min(kill_at):
+                _signal_group(popen.pid, signal.SIGKILL)
+                kill_at.clear()
+            if drain_until is not None and now >= drain_until:
+                break
+            wake = [t for t in (deadline if not timed_out else None, *kill_at, drain_until) if t is not None]
+            wait_ms = max(0, int((min(wake) - now) * 1000) + 1) if wake else None
+            if pidfd is None and not exited and popen.poll() is not None:
+                exited = True
+                wait_ms = 0
+            for fd, _ in poller.poll(wait_ms if pidfd is not None else min(wait_ms or 50, 50)):
+                if fd == pipe:
+                    chunk = os.read(pipe, _CHUNK)
+                    if chunk:
+                        output.feed(chunk)
+                    else:
+                        eof = True
+                        poller.unregister(pipe)
+                elif fd == pidfd and not exited:
+                    exited = True
+                    poller.unregister(pidfd)
+                    _signal_group(popen.pid, signal.SIGKILL)  # reap what the leader left behind
+                    drain_until = time.monotonic() + _DRAIN_SECONDS
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+    return timed_out
+
+
+class ProcessRunner:
+    """Runs attempts in a pool of threads sized to the engine's concurrency."""
+
+    def __init__(self, threads: int) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="run")
+
+    async def run(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: Path,
+        env: Mapping[str, str],
+        timeout_seconds: float,
+        kill_grace: float,
+        tail_bytes: int,
+        log_path: Path | None,
+        log_max_bytes: int,
+        cancel: Cancellation | None = None,
+    ) -> ProcessResult:
+        attempt = _Attempt(
+            list(argv),
+            cwd,
+            dict(env),
+            timeout_seconds,
+            kill_grace,
+            tail_bytes,
+            log_path,
+            log_max_bytes,
+            cancel,
+        )
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, _run_blocking, attempt)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
