@@ -37,6 +37,7 @@ app.add_typer(dlq_app, name="dlq")
 app.add_typer(db_app, name="db")
 
 err = Console(stderr=True, soft_wrap=True, highlight=False)
+SCHEMA_CHECK_SECONDS = 15.0
 _TTL = re.compile(r"^(\d+)([smhd]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -79,6 +80,7 @@ def serve(
         err.print(f"[red]refusing to start:[/red] {exc.message}")
         raise typer.Exit(2) from None
     service_version = _version()
+    _check_schema(settings)
     tracer_provider = configure_tracing("mahavishnu", service_version, settings.otel_exporter_otlp_endpoint)
     metrics = Metrics()
     try:
@@ -92,6 +94,31 @@ def serve(
         raise typer.Exit(2) from None
     finally:
         tracer_provider.shutdown()  # flush spans still queued for the OTLP exporter
+
+
+def _check_schema(settings: MahavishnuSettings) -> None:
+    """Refuse a schema this version cannot use with one line, before the server starts.
+
+    An unreachable database does not stop the start: the engine waits for it, the rest serves.
+    """
+    import asyncio
+
+    from mahavishnu.platform.db import Database
+
+    async def check() -> None:
+        db = Database(settings.effective_database_url, schema=settings.database_schema)
+        try:
+            await asyncio.wait_for(db.ensure_schema(upgrade=settings.db_auto_upgrade), SCHEMA_CHECK_SECONDS)
+        finally:
+            await db.dispose()
+
+    try:
+        asyncio.run(check())
+    except ConfigurationError as exc:
+        err.print(f"[red]refusing to start:[/red] {exc.message}")
+        raise typer.Exit(2) from None
+    except Exception as exc:  # unreachable: the service starts degraded and keeps trying
+        err.print(f"warning: database not reachable at start-up ({type(exc).__name__}); starting degraded")
 
 
 def _version() -> str:

@@ -78,11 +78,13 @@ class TokenVerifier:
         *,
         secret: str | None,
         public_key: str | None,
+        previous_secret: str | None = None,
         issuer: str | None,
         audience: str | None,
         leeway_seconds: int,
     ) -> None:
         self._keys: dict[str, Any] = {}
+        self._previous = previous_secret
         if secret is not None:
             self._keys["HS256"] = secret
         if public_key is not None:
@@ -108,9 +110,11 @@ class TokenVerifier:
             except OSError as exc:
                 raise ConfigurationError(f"cannot read auth_public_key_file: {exc.strerror}") from None
         secret = settings.auth_secret.get_secret_value() if settings.auth_secret else None
+        previous = settings.auth_previous_secret.get_secret_value() if settings.auth_previous_secret else None
         return cls(
             secret=secret,
             public_key=public_key,
+            previous_secret=previous,
             issuer=settings.auth_issuer,
             audience=settings.auth_audience,
             leeway_seconds=settings.auth_leeway_seconds,
@@ -132,11 +136,21 @@ class TokenVerifier:
 
     def _verify(self, token: str) -> tuple[Principal, float]:
         try:
+            return self._verify_with(token, None)
+        except AuthenticationError as error:
+            if error.reason != "bad_signature" or self._previous is None:
+                raise
+            return self._verify_with(token, self._previous)  # a token from before a key rotation
+
+    def _verify_with(self, token: str, override_key: str | None) -> tuple[Principal, float]:
+        try:
             header = jwt.get_unverified_header(token)
         except jwt.DecodeError:
             raise AuthenticationError("malformed token", reason="malformed") from None
         algorithm = header.get("alg")
         key = self._keys.get(algorithm) if isinstance(algorithm, str) else None
+        if key is not None and override_key is not None and algorithm == "HS256":
+            key = override_key
         if key is None:
             raise AuthenticationError("token algorithm not accepted", reason="bad_algorithm")
         try:

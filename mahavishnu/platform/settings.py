@@ -66,6 +66,8 @@ class PlatformSettings(BaseSettings):
     # --- auth -----------------------------------------------------------
     auth_secret: SecretStr | None = None
     """HS256 signing secret; at least 32 bytes. Turns authentication on."""
+    auth_previous_secret: SecretStr | None = None
+    """During a rotation: tokens signed with the old secret stay valid until they expire."""
     auth_public_key_file: Path | None = None
     """PEM public key for RS256 tokens. Turns authentication on."""
     auth_audience: str | None = None

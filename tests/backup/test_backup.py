@@ -186,13 +186,18 @@ async def test_encrypted_archive_needs_the_key(database: Database, tmp_path: Pat
     encrypted = BackupManager(settings_for(database, tmp_path, backup_encryption_key=key), database)
     backup = await encrypted.create()
     keyless = BackupManager(settings_for(database, tmp_path), database)
-    with pytest.raises(InvalidArgumentError, match="encrypted"):
-        await keyless.verify(backup.name)
+    report = await keyless.verify(backup.name)
+    assert not report.ok
+    assert "encrypted" in report.problems[0]
+    last = await keyless.last_event("verify")
+    assert last is not None
+    assert not last.ok  # the failed verification is recorded, so the alert can fire
     other = BackupManager(
         settings_for(database, tmp_path, backup_encryption_key=Fernet.generate_key().decode()), database
     )
+    assert "cannot be decrypted" in (await other.verify(backup.name)).problems[0]
     with pytest.raises(InvalidArgumentError, match="cannot be decrypted"):
-        await other.verify(backup.name)
+        await other.restore(backup.name)
 
 
 async def test_prune_applies_the_retention_by_archive_timestamp(database: Database, tmp_path: Path) -> None:

@@ -180,3 +180,32 @@ def test_token_create_without_secret_fails_clearly(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "MAHAVISHNU_AUTH_SECRET" in result.stderr
+
+
+def test_a_newer_schema_is_refused_with_one_line(tmp_path: Path) -> None:
+    import sqlite3
+
+    env = base_env(tmp_path, None, {"MAHAVISHNU_DATA_DIR": str(tmp_path / "var")})
+    subprocess.run(
+        [sys.executable, "-m", "mahavishnu", "db", "upgrade"],
+        env=env,
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    with sqlite3.connect(tmp_path / "var" / "mahavishnu.db") as connection:
+        connection.execute("UPDATE alembic_version SET version_num = '9999_from_the_future'")
+    result = run_serve(env, "--port", str(free_port()))
+    assert result.returncode == 2
+    assert "newer" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_an_older_schema_is_refused_when_auto_upgrade_is_off(tmp_path: Path) -> None:
+    env = base_env(
+        tmp_path, None, {"MAHAVISHNU_DATA_DIR": str(tmp_path / "var"), "MAHAVISHNU_DB_AUTO_UPGRADE": "false"}
+    )
+    result = run_serve(env, "--port", str(free_port()))
+    assert result.returncode == 2
+    assert "mahavishnu db upgrade" in result.stderr

@@ -75,3 +75,26 @@ def test_issue_token_refuses_bad_requests() -> None:
 def test_verifier_needs_a_key() -> None:
     with pytest.raises(ConfigurationError):
         TokenVerifier(secret=None, public_key=None, issuer=None, audience=None, leeway_seconds=0)
+
+
+def test_previous_secret_keeps_old_tokens_valid_during_rotation() -> None:
+    old_secret, new_secret = "o" * 48, "n" * 48
+    old_token = hs256(claims(sub="before-rotation"), old_secret)
+    rotating = TokenVerifier(
+        secret=new_secret,
+        public_key=None,
+        previous_secret=old_secret,
+        issuer="mahavishnu",
+        audience=None,
+        leeway_seconds=10,
+    )
+    assert rotating.verify(old_token).subject == "before-rotation"
+    assert rotating.verify(hs256(claims(sub="after"), new_secret)).subject == "after"
+    finished = TokenVerifier(
+        secret=new_secret, public_key=None, issuer="mahavishnu", audience=None, leeway_seconds=10
+    )
+    with pytest.raises(AuthenticationError) as caught:
+        finished.verify(old_token)
+    assert caught.value.reason == "bad_signature"
+    with pytest.raises(AuthenticationError):
+        rotating.verify(hs256(claims(), "x" * 48))

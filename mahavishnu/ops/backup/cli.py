@@ -37,7 +37,8 @@ def _run(action: Callable[[BackupManager], Awaitable[T]]) -> T:
         settings = MahavishnuSettings.load()
         db = Database(settings.effective_database_url, schema=settings.database_schema)
         try:
-            await db.ensure_schema(upgrade=settings.db_auto_upgrade)
+            # Never migrate here: a backup must capture the schema as it is (see `mahavishnu db upgrade`).
+            await db.ensure_schema(upgrade=False)
             return await action(BackupManager(settings, db))
         finally:
             await db.dispose()

@@ -156,7 +156,13 @@ class BackupManager:
         """Recompute every checksum and restore the database into a scratch copy to prove it opens."""
         name = await self._resolve(name)
         with tempfile.TemporaryDirectory(prefix="mahavishnu-verify-") as tmp:
-            manifest, problems = await self._unpack(name, Path(tmp))
+            try:
+                manifest, problems = await self._unpack(name, Path(tmp))
+            except InvalidArgumentError as exc:  # undecryptable or damaged: a failed verification
+                await self._record("verify", name, ok=False, detail=exc.message)
+                return VerifyReport(
+                    name=name, ok=False, problems=[exc.message], schema_revision=None, rows={}
+                )
             rows: dict[str, int] = {}
             if not problems:
                 try:
