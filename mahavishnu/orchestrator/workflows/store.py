@@ -106,27 +106,28 @@ async def claim_runs(
     ids = (await session.scalars(query.order_by(RepoRun.created_at, RepoRun.id).limit(limit))).all()
     if not ids:
         return [], [], []
+    runs = _RUNS.c
     rows = (
         await session.execute(
-            update(RepoRun)
-            .where(RepoRun.id.in_(ids), RepoRun.status == RunStatus.QUEUED)
+            update(_RUNS)  # Core, not ORM: no identity-map synchronisation on the hot path
+            .where(runs.id.in_(ids), runs.status == RunStatus.QUEUED.value)
             .values(
-                status=RunStatus.RUNNING,
+                status=RunStatus.RUNNING.value,
                 owner=owner,
                 lease_expires_at=lease_until,
-                attempt=RepoRun.attempt + 1,
+                attempt=runs.attempt + 1,
                 next_attempt_at=None,
             )
             .returning(
-                RepoRun.id,
-                RepoRun.workflow_id,
-                RepoRun.workflow_name,
-                RepoRun.repo,
-                RepoRun.repo_path,
-                RepoRun.argv,
-                RepoRun.attempt,
-                RepoRun.max_attempts,
-                RepoRun.created_at,
+                runs.id,
+                runs.workflow_id,
+                runs.workflow_name,
+                runs.repo,
+                runs.repo_path,
+                runs.argv,
+                runs.attempt,
+                runs.max_attempts,
+                runs.created_at,
             )
         )
     ).all()
@@ -156,10 +157,11 @@ async def claim_runs(
         )
         for r in rows
     ]
+    flows = _WORKFLOWS.c
     await session.execute(
-        update(Workflow)
-        .where(Workflow.id.in_({c.workflow_id for c in claimed}), Workflow.status == WorkflowStatus.QUEUED)
-        .values(status=WorkflowStatus.RUNNING, started_at=now)
+        update(_WORKFLOWS)
+        .where(flows.id.in_({c.workflow_id for c in claimed}), flows.status == WorkflowStatus.QUEUED.value)
+        .values(status=WorkflowStatus.RUNNING.value, started_at=now)
     )
     skipped = await _apply_breakers(session, claimed, now, cooldown_seconds)
     closed = await finalize_workflows(session, {c.workflow_id for c in skipped}, now) if skipped else []
