@@ -1,20 +1,19 @@
 """The local engine: runs queued repo runs as subprocesses, durably, with limits and resilience.
 
-Two kinds of coroutine share the work:
-
-- **workers** (`max_concurrent_runs` of them) take runs this engine has
-  claimed from a local queue, respecting each workflow's own concurrency
-  limit, and execute them (see `process.py`); a freed slot starts the next
-  claimed run at once, without a database round trip;
-- one **cycle** loop owns the database: in one transaction it records the
+- **Worker threads** (`max_concurrent_runs` of them, see `workers.py`) take
+  the runs this engine has claimed, respecting each workflow's own
+  concurrency limit, and execute them start to finish (see `process.py`);
+  a freed slot starts the next claimed run at once, without the event loop
+  or the database in between.
+- One **cycle** loop owns the database: in one transaction it records the
   attempts that finished (the next status: succeeded, retry after backoff,
   or final failure into the dead-letter queue; the circuit breaker; any
   workflow now complete) and claims more queued runs, atomically, so several
-  engines can share one database. It also applies each repository's
-  breaker to what it claims.
+  engines can share one database. It applies each repository's breaker to
+  what it claims.
+- A slower **maintain** loop renews leases, heals runs orphaned by a dead
+  engine, relays cancellations made elsewhere and refreshes the gauges.
 
-A slower **maintain** loop renews leases, heals runs orphaned by a dead
-engine, relays cancellations made elsewhere and refreshes the gauges.
 Delivery is at least once: a run whose engine died mid-attempt runs again.
 """
 
@@ -25,9 +24,8 @@ import contextlib
 import os
 import socket
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -39,9 +37,10 @@ from mahavishnu.orchestrator.workflows import store
 from mahavishnu.orchestrator.workflows.definitions import RetryPolicy, WorkflowDefinition
 from mahavishnu.orchestrator.workflows.metrics import WorkflowMetrics
 from mahavishnu.orchestrator.workflows.models import Instance
-from mahavishnu.orchestrator.workflows.process import Cancellation, ProcessResult, ProcessRunner
+from mahavishnu.orchestrator.workflows.process import Cancellation, ProcessResult, run_attempt
 from mahavishnu.orchestrator.workflows.states import RunStatus
 from mahavishnu.orchestrator.workflows.store import Claimed, Outcome
+from mahavishnu.orchestrator.workflows.workers import RunQueue, WorkerThreads
 from mahavishnu.platform.db import Database
 from mahavishnu.platform.ids import new_id
 from mahavishnu.platform.observability import get_logger
@@ -75,19 +74,6 @@ class EngineConfig:
     poll_seconds: float
 
 
-@dataclass
-class _Slots:
-    """The runs this engine holds: claimed and waiting, or executing."""
-
-    waiting: deque[Claimed] = field(default_factory=deque)
-    executing: dict[str, Claimed] = field(default_factory=dict)
-    per_workflow: dict[str, int] = field(default_factory=dict)
-    cancel: dict[str, Cancellation] = field(default_factory=dict)
-
-    def held(self) -> list[str]:
-        return [*self.executing, *(c.run_id for c in self.waiting)]
-
-
 class LocalEngine:
     def __init__(
         self,
@@ -103,12 +89,11 @@ class LocalEngine:
         self._limits = {n: d.max_concurrency for n, d in definitions.items() if d.max_concurrency}
         self.instance_id = f"{socket.gethostname()}:{os.getpid()}:{new_id()[-8:]}"
         self._wakeup = asyncio.Event()
-        self._ready = asyncio.Condition()
-        self._finished: list[Outcome] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._finished: list[Outcome] = []  # appended by worker threads (list.append is atomic)
         self._began: list[tuple[str, datetime]] = []
-        self._slots = _Slots()
+        self._queue = RunQueue(self._limits)
         self._only: frozenset[str] | None = None
-        self._runner = ProcessRunner(config.max_concurrent_runs)
         self._started = time.time()
 
     # --- public -------------------------------------------------------------
@@ -118,15 +103,7 @@ class LocalEngine:
 
     def cancel_local(self, run_ids: Collection[str] = (), workflow_id: str | None = None) -> int:
         """Stop this engine's runs (by id or by workflow), waiting or executing; returns how many."""
-        hit = 0
-        held = [*self._slots.executing.values(), *self._slots.waiting]
-        for claimed in held:
-            if claimed.run_id in run_ids or claimed.workflow_id == workflow_id:
-                cancellation = self._slots.cancel.get(claimed.run_id)
-                if cancellation is not None and not cancellation.requested:
-                    cancellation.request()
-                    hit += 1
-        return hit
+        return self._queue.cancel(lambda run: run.run_id in run_ids or run.workflow_id == workflow_id)
 
     async def heal(self) -> int:
         """Requeue (or fail) runs whose engine died; returns how many were healed."""
@@ -141,7 +118,7 @@ class LocalEngine:
                 session,
                 now=utcnow(),
                 dead_owners=dead,
-                keep=set(self._slots.held()),
+                keep={run.run_id for run in self._queue.held()},
                 requeue=self._config.heal_policy == "requeue",
             )
             await store.forget_instances(session, dead)
@@ -158,65 +135,32 @@ class LocalEngine:
         On exit the processes still running are stopped and their runs handed back (requeued).
         """
         self._only = frozenset(workflows) if workflows is not None else None
+        self._loop = asyncio.get_running_loop()
+        self._queue = RunQueue(self._limits)
         await self._register()
         await self.heal()
-        tasks = [
-            asyncio.create_task(self._worker(), name=f"engine-worker-{i}")
-            for i in range(self._config.max_concurrent_runs)
-        ]
+        threads = WorkerThreads(self._config.max_concurrent_runs, self._queue, self._execute)
         cycle = asyncio.create_task(self._cycle_loop(), name="engine-cycle")
         maintain = asyncio.create_task(self._maintain_loop(), name="engine-maintain")
         try:
             yield self
         finally:
             maintain.cancel()
-            for cancellation in list(self._slots.cancel.values()):
-                cancellation.request()  # stop the process groups; their threads then return
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, maintain, return_exceptions=True)
             cycle.cancel()
-            await asyncio.gather(cycle, return_exceptions=True)
+            await asyncio.gather(maintain, cycle, return_exceptions=True)
+            interrupted = self._queue.executing_ids()
+            self._queue.close()
+            self._queue.cancel(lambda run: True)  # stop the process groups; their threads then return
+            await asyncio.to_thread(threads.join, self._config.kill_grace_seconds + 5)
+            # Runs stopped by this shutdown are handed back, not recorded as cancelled.
+            self._finished = [o for o in self._finished if o.claimed.run_id not in interrupted]
             await self._flush()
-            await self._release_held()
-            self._runner.close()
+            await self._release(interrupted)
 
-    # --- workers --------------------------------------------------------------
-    async def _next(self) -> Claimed:
-        """The oldest claimed run whose workflow is under its own concurrency limit."""
-        async with self._ready:
-            while True:
-                for claimed in self._slots.waiting:
-                    limit = self._limits.get(claimed.workflow_name)
-                    if limit is None or self._slots.per_workflow.get(claimed.workflow_id, 0) < limit:
-                        self._slots.waiting.remove(claimed)
-                        self._slots.executing[claimed.run_id] = claimed
-                        self._slots.per_workflow[claimed.workflow_id] = (
-                            self._slots.per_workflow.get(claimed.workflow_id, 0) + 1
-                        )
-                        return claimed
-                await self._ready.wait()
-
-    async def _worker(self) -> None:
-        while True:
-            claimed = await self._next()
-            try:
-                await self._execute(claimed)
-            finally:
-                async with self._ready:
-                    self._slots.executing.pop(claimed.run_id, None)
-                    self._slots.per_workflow[claimed.workflow_id] -= 1
-                    self._ready.notify_all()
-                self._metrics.active_runs.set(len(self._slots.executing))
-                # Under load, let results gather so one cycle records many; when the local
-                # queue runs low (or at the tail of a workflow) run a cycle at once.
-                concurrency = self._config.max_concurrent_runs
-                if len(self._slots.waiting) <= 2 * concurrency or len(self._finished) >= 4 * concurrency:
-                    self.wake()
-
-    async def _execute(self, claimed: Claimed) -> None:
+    # --- worker threads --------------------------------------------------------------
+    def _execute(self, claimed: Claimed, cancel: Cancellation) -> None:
+        """One attempt, in a worker thread; the outcome goes to the next cycle."""
         definition = self._definitions.get(claimed.workflow_name)
-        cancel = self._slots.cancel.setdefault(claimed.run_id, Cancellation())
         started_at = utcnow()
         log_path = self._config.log_dir / claimed.workflow_id / f"{claimed.run_id}.{claimed.attempt}.log"
         started = not cancel.requested
@@ -224,7 +168,6 @@ class LocalEngine:
             result = ProcessResult(None, False, True, 0.0, "", 0, "cancelled before it started")
         else:
             self._began.append((claimed.run_id, started_at))
-            self._metrics.active_runs.set(len(self._slots.executing))
             with tracer.start_as_current_span(f"repo_run {claimed.workflow_name}") as span:
                 span.set_attributes(
                     {
@@ -234,7 +177,7 @@ class LocalEngine:
                     }
                 )
                 try:
-                    result = await self._runner.run(
+                    result = run_attempt(
                         claimed.argv,
                         cwd=Path(claimed.repo_path),
                         env=_environment(definition),
@@ -253,6 +196,17 @@ class LocalEngine:
                 span.set_attribute("process.exit_code", -1 if result.exit_code is None else result.exit_code)
             self._metrics.run_duration.labels(claimed.workflow_name).observe(result.duration_seconds)
         self._finished.append(Outcome(claimed, result, started_at, str(log_path), started=started))
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._after_run)
+
+    def _after_run(self) -> None:
+        """On the loop: under load let results gather so one cycle records many; when the local
+        queue runs low (or at the tail of a workflow) run a cycle at once."""
+        waiting, executing = self._queue.sizes()
+        self._metrics.active_runs.set(executing)
+        concurrency = self._config.max_concurrent_runs
+        if waiting <= 2 * concurrency or len(self._finished) >= 4 * concurrency:
+            self.wake()
 
     # --- the database cycle -----------------------------------------------------
     async def _register(self) -> None:
@@ -287,11 +241,8 @@ class LocalEngine:
         began, self._began = self._began, []
         done = {o.claimed.run_id for o in finished}
         began = [(run_id, at) for run_id, at in began if run_id not in done]  # recording sets those
-        want = (
-            self._config.max_concurrent_runs * _PREFETCH
-            - len(self._slots.waiting)
-            - len(self._slots.executing)
-        )
+        waiting, executing = self._queue.sizes()
+        want = self._config.max_concurrent_runs * _PREFETCH - waiting - executing
         want = max(0, want)
         now = utcnow()
         try:
@@ -305,13 +256,7 @@ class LocalEngine:
             raise
         self._report(finals, closed)
         if claimed:
-            async with self._ready:
-                for run in claimed:
-                    self._slots.cancel[run.run_id] = Cancellation()
-                    self._slots.waiting.append(run)
-                self._ready.notify_all()
-        for outcome in finished:
-            self._slots.cancel.pop(outcome.claimed.run_id, None)
+            self._queue.put(claimed)
         if len(claimed) == want and want:
             self.wake()  # the queue may hold more
 
@@ -383,11 +328,10 @@ class LocalEngine:
             log.exception("final_record_failed", runs=len(self._finished))
         self._finished = []
 
-    async def _release_held(self) -> None:
+    async def _release(self, interrupted: Collection[str]) -> None:
         """Hand back runs claimed but not finished, so another engine takes them at once
         (cancelled ones are closed instead of requeued)."""
-        held = self._slots.held()
-        self._slots = _Slots()
+        held = [*interrupted, *(run.run_id for run in self._queue.held())]
         if not held:
             return
         try:
@@ -416,8 +360,9 @@ class LocalEngine:
             started_at=datetime.fromtimestamp(self._started, UTC),
             heartbeat_at=now,
         )
-        held = self._slots.held()
-        workflows = {c.workflow_id for c in [*self._slots.executing.values(), *self._slots.waiting]}
+        runs = self._queue.held()
+        held = [run.run_id for run in runs]
+        workflows = {run.workflow_id for run in runs}
         async with self._db.session() as session:
             await store.heartbeat(session, instance, now)
             await store.renew_leases(

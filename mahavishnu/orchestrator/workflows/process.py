@@ -6,15 +6,13 @@ SIGKILL after a grace period. Output (stdout and stderr together) is kept
 twice, both bounded: the tail in memory for the database and, when there is
 more than the tail holds, the head in a log file up to a byte cap.
 
-This is the engine's hot path. Each attempt runs start to finish in a worker
-thread (fork, read, wait: all blocking calls that release the GIL), so the
-event loop only awaits one future per run. A cancel reaches the process
-group through a hook, from any thread.
+This is the engine's hot path. Each attempt runs start to finish in one of
+the engine's worker threads (fork, read, wait: blocking calls that release
+the GIL). A cancel reaches the process group through a hook, from any thread.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import select
@@ -24,12 +22,11 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["Cancellation", "ProcessResult", "ProcessRunner"]
+__all__ = ["Cancellation", "ProcessResult", "run_attempt"]
 
 _CHUNK = 65536
 _DRAIN_SECONDS = 2.0
@@ -255,38 +252,20 @@ def _watch(
     return timed_out
 
 
-class ProcessRunner:
-    """Runs attempts in a pool of threads sized to the engine's concurrency."""
-
-    def __init__(self, threads: int) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="run")
-
-    async def run(
-        self,
-        argv: Sequence[str],
-        *,
-        cwd: Path,
-        env: Mapping[str, str],
-        timeout_seconds: float,
-        kill_grace: float,
-        tail_bytes: int,
-        log_path: Path | None,
-        log_max_bytes: int,
-        cancel: Cancellation | None = None,
-    ) -> ProcessResult:
-        attempt = _Attempt(
-            list(argv),
-            cwd,
-            dict(env),
-            timeout_seconds,
-            kill_grace,
-            tail_bytes,
-            log_path,
-            log_max_bytes,
-            cancel,
-        )
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, _run_blocking, attempt)
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+def run_attempt(
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    timeout_seconds: float,
+    kill_grace: float,
+    tail_bytes: int,
+    log_path: Path | None,
+    log_max_bytes: int,
+    cancel: Cancellation | None = None,
+) -> ProcessResult:
+    """Run one attempt to the end, blocking (call it from a worker thread)."""
+    attempt = _Attempt(
+        list(argv), cwd, dict(env), timeout_seconds, kill_grace, tail_bytes, log_path, log_max_bytes, cancel
+    )
+    return _run_blocking(attempt)
