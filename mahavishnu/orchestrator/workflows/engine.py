@@ -50,7 +50,7 @@ __all__ = ["EngineConfig", "LocalEngine"]
 log = get_logger("mahavishnu.engine")
 tracer = trace.get_tracer("mahavishnu.engine")
 _BASE_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ")
-_PREFETCH = 8
+_PREFETCH = 16
 """Claimed runs held locally per worker, so a freed slot never waits for the database."""
 
 
@@ -196,17 +196,13 @@ class LocalEngine:
                 span.set_attribute("process.exit_code", -1 if result.exit_code is None else result.exit_code)
             self._metrics.run_duration.labels(claimed.workflow_name).observe(result.duration_seconds)
         self._finished.append(Outcome(claimed, result, started_at, str(log_path), started=started))
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._after_run)
-
-    def _after_run(self) -> None:
-        """On the loop: under load let results gather so one cycle records many; when the local
-        queue runs low (or at the tail of a workflow) run a cycle at once."""
+        # Under load let results gather so one cycle records many; when the local queue runs
+        # low (or at the tail of a workflow) wake the cycle at once.
         waiting, executing = self._queue.sizes()
-        self._metrics.active_runs.set(executing)
+        self._metrics.active_runs.set(executing - 1)  # this run is done; the queue learns it next
         concurrency = self._config.max_concurrent_runs
-        if waiting <= 2 * concurrency or len(self._finished) >= 4 * concurrency:
-            self.wake()
+        if self._loop is not None and (waiting <= 2 * concurrency or len(self._finished) >= 8 * concurrency):
+            self._loop.call_soon_threadsafe(self.wake)
 
     # --- the database cycle -----------------------------------------------------
     async def _register(self) -> None:
@@ -294,7 +290,9 @@ class LocalEngine:
         for outcome in finals:
             claimed = outcome.claimed
             self._metrics.repo_runs.labels(claimed.workflow_name, outcome.status).inc()
-            log.info(
+            # Success is the common case across a thousand repos: it goes to DEBUG; anything else to INFO.
+            emit = log.debug if outcome.status == RunStatus.SUCCEEDED else log.info
+            emit(
                 "repo_run_finished",
                 workflow_id=claimed.workflow_id,
                 workflow=claimed.workflow_name,
