@@ -109,13 +109,15 @@ def build_app(service: Service, metrics: Metrics) -> Platform:
     server = build_mcp(service, metrics, state, checks)
     # Two stateless transports over one server: JSON answers by default, and an SSE stream for a
     # request that carries a progress token, so its progress notifications can reach the client.
+    # The gate checks Host/Origin (before auth and rate limits); the SDK need not check again.
+    checked_by_gate = TransportSecuritySettings(enable_dns_rebinding_protection=False)
     managers = []
     for json_response in (True, False):
         server.streamable_http_app(
             stateless_http=True,
             json_response=json_response,
             max_request_body_size=settings.max_body_bytes,
-            transport_security=_transport_security(settings),
+            transport_security=checked_by_gate,
         )
         managers.append(server.session_manager)
     json_manager, streaming_manager = managers

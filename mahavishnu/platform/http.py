@@ -93,10 +93,10 @@ class RequestObserver:
                 message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
             await send(message)
 
-        with tracer.start_as_current_span(f"{method} {route}", kind=SpanKind.SERVER) as span:
-            span.set_attributes(
-                {"http.request.method": method, "url.path": route, "mahavishnu.request_id": request_id}
-            )
+        attributes = {"http.request.method": method, "url.path": route, "mahavishnu.request_id": request_id}
+        with tracer.start_as_current_span(
+            f"{method} {route}", kind=SpanKind.SERVER, attributes=attributes
+        ) as span:
             try:
                 await self.app(scope, receive, send_wrapper)
             except Exception:

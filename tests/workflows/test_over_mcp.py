@@ -76,18 +76,20 @@ def db_env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
 def test_kill_9_loses_no_run(tmp_path: Path, db_env: dict[str, str]) -> None:
     env = workflow_env(tmp_path, {**db_env, "MAHAVISHNU_MAX_CONCURRENT_RUNS": "2"})
     server = start_server(tmp_path, env)
-    args = {"workflow": "agent", "tag": "python", "params": {"prompt": "sleep:2"}}
-    workflow_id = structured(call_tool(server.url, "trigger_workflow", args))["workflow_id"]
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        view = structured(call_tool(server.url, "get_workflow_status", {"workflow_id": workflow_id}))
-        if view["counts"].get("running") == 2:
-            break
-        time.sleep(0.1)
-    else:
-        raise AssertionError("runs never started")
-    running_before = {r["repo"] for r in view["runs"] if r["status"] == "running"}
-    server.stop(signal.SIGKILL)
+    try:
+        args = {"workflow": "agent", "tag": "python", "params": {"prompt": "sleep:2"}}
+        workflow_id = structured(call_tool(server.url, "trigger_workflow", args))["workflow_id"]
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            view = structured(call_tool(server.url, "get_workflow_status", {"workflow_id": workflow_id}))
+            if view["counts"].get("running") == 2:
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("runs never started")
+        running_before = {r["repo"] for r in view["runs"] if r["status"] == "running"}
+    finally:
+        server.stop(signal.SIGKILL)
 
     restarted = start_server(tmp_path, env)
     try:
