@@ -377,14 +377,6 @@ def test_mounts_as_a_sub_command(live_server: RunningServer) -> None:
 
 def test_mahavishnu_smoke_on_the_main_cli(live_server: RunningServer) -> None:
     """`mahavishnu smoke URL`, once cli.py mounts the command (app.command("smoke")(smoke_command))."""
-    from mahavishnu.cli import app as main_app
-
-    names = {
-        c.name or (c.callback.__name__.replace("_", "-") if c.callback else "")
-        for c in main_app.registered_commands
-    }
-    if "smoke" not in names:
-        pytest.skip("mahavishnu/cli.py does not mount `smoke` yet")
     done = subprocess.run(
         [sys.executable, "-m", "mahavishnu", "smoke", live_server.base, "-v"],
         capture_output=True,

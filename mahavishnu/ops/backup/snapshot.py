@@ -63,13 +63,7 @@ class Snapshotter:
     def dump(self, target: Path) -> None:
         """Write a consistent snapshot of the live database to `target`."""
         if self.dialect == "sqlite":
-            source = sqlite3.connect(self._sqlite_path())
-            destination = sqlite3.connect(target)
-            try:
-                source.backup(destination)
-            finally:
-                destination.close()
-                source.close()
+            _sqlite_copy(self._sqlite_path(), target)
             return
         args, env = self._pg_args()
         schema = ["--schema", self._schema] if self._schema else []
@@ -82,13 +76,7 @@ class Snapshotter:
     def restore(self, snapshot: Path) -> None:
         """Replace the live database's contents with `snapshot`, all or nothing."""
         if self.dialect == "sqlite":
-            source = sqlite3.connect(snapshot)
-            destination = sqlite3.connect(self._sqlite_path(), timeout=30)
-            try:
-                source.backup(destination)
-            finally:
-                destination.close()
-                source.close()
+            _sqlite_copy(snapshot, self._sqlite_path())
             return
         args, env = self._pg_args()
         self._pg(
@@ -170,3 +158,14 @@ class Snapshotter:
         if result.returncode != 0:
             raise UnavailableError(f"psql failed: {result.stderr.strip()[:200]}")
         return result.stdout.strip()
+
+
+def _sqlite_copy(source_path: Path, destination_path: Path) -> None:
+    """SQLite's online backup API: a consistent copy even while others write to the source."""
+    source = sqlite3.connect(source_path)
+    destination = sqlite3.connect(destination_path, timeout=30)
+    try:
+        source.backup(destination)
+    finally:
+        destination.close()
+        source.close()
