@@ -9,6 +9,7 @@ wraps it in the shared pipeline and serves `/mcp`, `/health`, `/ready`,
 from __future__ import annotations
 
 import contextlib
+import gc
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -160,6 +161,10 @@ def build_app(service: Service, metrics: Metrics) -> Platform:
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         async with json_manager.run(), streaming_manager.run(), _maybe(service.background):
+            # Everything loaded so far (modules, settings, the manifest) lives as long as the
+            # process: keep it out of the cyclic collector's full passes, which would otherwise
+            # walk it again and again under request load.
+            gc.freeze()
             metrics.up.set(1)
             log.info("service_started", service=service.name, version=service.version)
             try:
