@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import socket
 import time
@@ -136,6 +137,7 @@ class LocalEngine:
         """
         self._only = frozenset(workflows) if workflows is not None else None
         self._loop = asyncio.get_running_loop()
+        gc.freeze()  # start-up objects live as long as the process; spare the collector rewalking them
         self._queue = RunQueue(self._limits)
         await self._register()
         await self.heal()
