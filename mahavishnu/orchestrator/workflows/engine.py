@@ -10,7 +10,10 @@
   or final failure into the dead-letter queue; the circuit breaker; any
   workflow now complete) and claims more queued runs, atomically, so several
   engines can share one database. It applies each repository's breaker to
-  what it claims.
+  what it claims. Cycles work in batches: the database's CPU competes with
+  the runs themselves, so a cycle comes when the local queue runs low, when
+  a batch of outcomes is waiting, at the tail of the work, or after
+  `_RECORD_DELAY` at most while runs execute; never once per run.
 - A slower **maintain** loop renews leases, heals runs orphaned by a dead
   engine, relays cancellations made elsewhere and refreshes the gauges.
 
@@ -25,6 +28,8 @@ import gc
 import os
 import socket
 import time
+import weakref
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -51,8 +56,12 @@ __all__ = ["EngineConfig", "LocalEngine"]
 log = get_logger("mahavishnu.engine")
 tracer = trace.get_tracer("mahavishnu.engine")
 _BASE_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ")
-_PREFETCH = 16
+_PREFETCH = 32
 """Claimed runs held locally per worker, so a freed slot never waits for the database."""
+_RECORD_DELAY = 0.5
+"""Longest an outcome waits to be recorded while runs execute (status and progress lag by this)."""
+_REMEMBER_CLOSED = 1024
+"""Workflows closed lately, so a waiter that arrives just after the close returns at once."""
 
 
 def utcnow() -> datetime:
@@ -94,17 +103,39 @@ class LocalEngine:
         self._finished: list[Outcome] = []  # appended by worker threads (list.append is atomic)
         self._began: list[tuple[str, datetime]] = []
         self._queue = RunQueue(self._limits)
+        held = config.max_concurrent_runs * _PREFETCH
+        self._low_water = held // 4
+        """Claim more when this few runs wait locally (enough for the next claim to arrive)."""
+        self._record_batch = held // 2
+        """Record at once when this many outcomes wait."""
+        self._drained = False
+        """The last claim found less than it asked for: no need to ask again until new work comes."""
         self._only: frozenset[str] | None = None
         self._started = time.time()
+        self._closing: weakref.WeakValueDictionary[str, asyncio.Event] = weakref.WeakValueDictionary()
+        self._closed: OrderedDict[str, None] = OrderedDict()
 
     # --- public -------------------------------------------------------------
     def wake(self) -> None:
-        """New work was queued, or work finished: run a cycle now rather than at the next poll."""
+        """New work was queued: run a cycle now rather than at the next poll."""
+        self._drained = False
         self._wakeup.set()
 
     def cancel_local(self, run_ids: Collection[str] = (), workflow_id: str | None = None) -> int:
         """Stop this engine's runs (by id or by workflow), waiting or executing; returns how many."""
         return self._queue.cancel(lambda run: run.run_id in run_ids or run.workflow_id == workflow_id)
+
+    async def until_closed(self, workflow_id: str) -> None:
+        """Return once this engine has closed the workflow (at once if it did lately).
+
+        A workflow closed by another engine never wakes this: bound the wait and read the status.
+        """
+        if workflow_id in self._closed:
+            return
+        event = self._closing.get(workflow_id)
+        if event is None:
+            event = self._closing[workflow_id] = asyncio.Event()
+        await event.wait()
 
     async def heal(self) -> int:
         """Requeue (or fail) runs whose engine died; returns how many were healed."""
@@ -198,13 +229,14 @@ class LocalEngine:
                 span.set_attribute("process.exit_code", -1 if result.exit_code is None else result.exit_code)
             self._metrics.run_duration.labels(claimed.workflow_name).observe(result.duration_seconds)
         self._finished.append(Outcome(claimed, result, started_at, str(log_path), started=started))
-        # Under load let results gather so one cycle records many; when the local queue runs
-        # low (or at the tail of a workflow) wake the cycle at once.
         waiting, executing = self._queue.sizes()
         self._metrics.active_runs.set(executing - 1)  # this run is done; the queue learns it next
-        concurrency = self._config.max_concurrent_runs
-        if self._loop is not None and (waiting <= 2 * concurrency or len(self._finished) >= 8 * concurrency):
-            self._loop.call_soon_threadsafe(self.wake)
+        if self._loop is not None and (
+            waiting == 0  # the tail: record now, so the workflow closes without delay
+            or (waiting <= self._low_water and not self._drained)
+            or len(self._finished) >= self._record_batch
+        ):
+            self._loop.call_soon_threadsafe(self._wakeup.set)
 
     # --- the database cycle -----------------------------------------------------
     async def _register(self) -> None:
@@ -222,8 +254,10 @@ class LocalEngine:
     async def _cycle_loop(self) -> None:
         failures = 0
         while True:
+            busy = self._finished or self._queue.sizes()[1]
+            timeout = min(_RECORD_DELAY, self._config.poll_seconds) if busy else self._config.poll_seconds
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), self._config.poll_seconds)
+                await asyncio.wait_for(self._wakeup.wait(), timeout)
             self._wakeup.clear()
             try:
                 await self._cycle()
@@ -240,8 +274,11 @@ class LocalEngine:
         done = {o.claimed.run_id for o in finished}
         began = [(run_id, at) for run_id, at in began if run_id not in done]  # recording sets those
         waiting, executing = self._queue.sizes()
-        want = self._config.max_concurrent_runs * _PREFETCH - waiting - executing
-        want = max(0, want)
+        room = want = 0
+        if waiting <= self._low_water:  # above it, claiming now would only mean smaller batches
+            room = want = max(0, self._config.max_concurrent_runs * _PREFETCH - waiting - executing)
+            if not waiting and not executing:  # idle: start a first few at once, the rest next cycle
+                want = min(room, 2 * self._config.max_concurrent_runs)
         now = utcnow()
         try:
             async with self._db.session() as session:
@@ -255,8 +292,10 @@ class LocalEngine:
         self._report(finals, closed)
         if claimed:
             self._queue.put(claimed)
-        if len(claimed) == want and want:
-            self.wake()  # the queue may hold more
+        if want:
+            self._drained = len(claimed) < want
+            if want < room and not self._drained:
+                self._wakeup.set()
 
     async def _record(
         self, session: AsyncSession, finished: list[Outcome], now: datetime
@@ -307,6 +346,11 @@ class LocalEngine:
 
     def _count_closed(self, closed: list[store.Closed]) -> None:
         for workflow in closed:
+            self._closed[workflow.id] = None
+            if len(self._closed) > _REMEMBER_CLOSED:
+                self._closed.popitem(last=False)
+            if (event := self._closing.get(workflow.id)) is not None:
+                event.set()
             self._metrics.workflows.labels(workflow.name, workflow.status).inc()
             log.info(
                 "workflow_finished", workflow_id=workflow.id, workflow=workflow.name, status=workflow.status

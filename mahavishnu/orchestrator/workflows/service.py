@@ -6,6 +6,7 @@ scope are invisible (reported as not found), and roles gate what it may do.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import math
 from collections.abc import Mapping, Sequence
@@ -118,25 +119,23 @@ class WorkflowService:
             created_at=now,
         )
         runs = [
-            RepoRun(
-                id=new_id(),
-                workflow_id=record.id,
-                workflow_name=workflow,
-                repo=repo.name,
-                repo_path=str(repo.path),
-                repo_tags=list(repo.tags),
-                argv=argv,
-                status=RunStatus.QUEUED,
-                attempt=0,
-                max_attempts=definition.retry.max_attempts,
-                created_at=now,
-            )
+            {
+                "id": new_id(),
+                "workflow_id": record.id,
+                "workflow_name": workflow,
+                "repo": repo.name,
+                "repo_path": str(repo.path),
+                "repo_tags": list(repo.tags),
+                "argv": argv,
+                "status": RunStatus.QUEUED.value,
+                "attempt": 0,
+                "max_attempts": definition.retry.max_attempts,
+                "created_at": now,
+            }
             for repo in targets
         ]
         async with self._db.session() as session:
-            session.add(record)
-            await session.flush()
-            session.add_all(runs)
+            await store.add_workflow(session, record, runs)
         log.info(
             "workflow_queued", workflow_id=record.id, workflow=workflow, repos=len(runs), by=principal.subject
         )
@@ -170,6 +169,14 @@ class WorkflowService:
         if absent:
             raise InvalidArgumentError(f"repository folder missing on disk: {', '.join(absent[:10])}")
         return candidates
+
+    async def until_closed(self, workflow_id: str) -> None:
+        """Return once this process's engine has closed the workflow; without a local engine,
+        never. Callers bound the wait and read the status, which is the truth either way."""
+        if self._engine is None:
+            await asyncio.Event().wait()
+        else:
+            await self._engine.until_closed(workflow_id)
 
     # --- read -----------------------------------------------------------------
     async def status(self, principal: Principal, workflow_id: str) -> WorkflowView:

@@ -76,6 +76,16 @@ class Gauges(NamedTuple):
     open_circuits: int
 
 
+# --- queue -----------------------------------------------------------------------------
+
+
+async def add_workflow(session: AsyncSession, workflow: Workflow, runs: Sequence[Mapping[str, Any]]) -> None:
+    """Store a workflow and its queued runs (one executemany: a thousand repos is one batch)."""
+    session.add(workflow)
+    await session.flush()
+    await session.execute(insert(_RUNS), list(runs))
+
+
 # --- claim ---------------------------------------------------------------------------
 
 

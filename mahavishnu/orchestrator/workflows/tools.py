@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Sequence
 from typing import Annotated
@@ -93,7 +94,8 @@ class WorkflowTools:
                 await ctx.report_progress(
                     view.done, len(view.runs), f"{view.done}/{len(view.runs)} repos done"
                 )
-            await asyncio.sleep(self._interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._service.until_closed(summary.workflow_id), self._interval)
             view = await self._service.status(principal, summary.workflow_id)
         await ctx.report_progress(view.done, len(view.runs), f"workflow {view.status}")
         return view
