@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from mahavishnu.orchestrator.manifest import ManifestStore
 from mahavishnu.orchestrator.workflows.models import Attempt
+from mahavishnu.orchestrator.workflows.service import WorkflowService
 from mahavishnu.platform.auth import LOCAL_PRINCIPAL as ADMIN
 from mahavishnu.platform.db import Database
 from tests.workflows.conftest import agent_workflow, harness
@@ -346,3 +348,50 @@ async def test_metrics_follow_the_runs(database: Database, tmp_path: Path) -> No
         assert sample("mahavishnu_dead_letters") == 1
         assert sample("mahavishnu_queue_depth") == 0
         assert sample("mahavishnu_active_runs") == 0
+
+
+async def test_waiters_wake_when_the_engine_closes_the_workflow(database: Database, tmp_path: Path) -> None:
+    async with harness(database, tmp_path) as h:
+        summary = await h.service.trigger(ADMIN, "agent", tag="python", params={"prompt": "sleep:0.3"})
+        early = asyncio.create_task(h.service.until_closed(summary.workflow_id))
+        await asyncio.sleep(0.1)
+        assert not early.done()  # runs are still going
+        await asyncio.wait_for(early, 30)
+        # The notice comes after the close is committed: the status is final already.
+        view = await h.service.status(ADMIN, summary.workflow_id)
+        assert view.status == "succeeded"
+        assert view.finished_at is not None
+        # A waiter arriving after the close returns at once.
+        await asyncio.wait_for(h.service.until_closed(summary.workflow_id), 0.5)
+
+
+async def test_without_a_local_engine_waiting_only_times_out(database: Database, tmp_path: Path) -> None:
+    async with harness(database, tmp_path) as h:
+        summary = await h.service.trigger(ADMIN, "git-status", repos=["alpha"])
+        await h.wait(summary.workflow_id)
+        manifest = ManifestStore.from_settings(h.settings)
+        manifest.reload_if_changed()
+        detached = WorkflowService(database, manifest, h.settings.workflow_definitions(), engine=None)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(detached.until_closed(summary.workflow_id), 0.2)
+
+
+async def test_a_fleet_larger_than_the_local_queue_runs_each_repo_once(
+    database: Database, tmp_path: Path
+) -> None:
+    """Claims come in batches (a small first one from idle, then up to the prefetch); every run
+    is taken once, attempted once and recorded once."""
+    fleet = {f"r{i:02d}": ["bulk"] for i in range(90)}  # more than 2 workers x prefetch 32
+    workflows = {"noop": {"argv": ["true"]}}
+    async with harness(database, tmp_path, fleet=fleet, workflows=workflows, max_concurrent_runs=2) as h:
+        first = await h.service.trigger(ADMIN, "noop", tag="bulk")
+        second = await h.service.trigger(ADMIN, "noop", tag="bulk")
+        views = [await h.wait(w.workflow_id, within=60) for w in (first, second)]
+        async with database.session() as session:
+            attempts = (await session.scalars(select(Attempt.run_id))).all()
+    for view in views:
+        assert view.status == "succeeded"
+        assert len(view.runs) == 90
+        assert {run.attempt for run in view.runs} == {1}
+    assert len(attempts) == 180
+    assert len(set(attempts)) == 180
