@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,8 +78,10 @@ async def harness(
     *,
     fleet: dict[str, list[str]] | None = None,
     workflows: dict[str, Any] | None = None,
+    engine_takes: Collection[str] | None = None,
     **settings: Any,
 ) -> AsyncIterator[Harness]:
+    """`engine_takes` limits the engine to those workflow ids (as the CLI's engine is limited)."""
     manifest = git_fleet(root, fleet or DEFAULT_FLEET)
     config = MahavishnuSettings(
         repos_file=manifest,
@@ -97,5 +99,5 @@ async def harness(
     definitions = config.workflow_definitions()
     engine = LocalEngine(database, engine_config(config), definitions, WorkflowMetrics(metrics))
     service = WorkflowService(database, store, definitions, engine)
-    async with engine.running():
+    async with engine.running(engine_takes):
         yield Harness(service, engine, database, metrics, config, root)

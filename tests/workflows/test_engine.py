@@ -395,3 +395,19 @@ async def test_a_fleet_larger_than_the_local_queue_runs_each_repo_once(
         assert {run.attempt for run in view.runs} == {1}
     assert len(attempts) == 180
     assert len(set(attempts)) == 180
+
+
+async def test_a_cancel_that_closes_the_workflow_itself_is_counted_and_wakes_waiters(
+    database: Database, tmp_path: Path
+) -> None:
+    """With no run started, the cancel closes the workflow in the service, not in the engine's
+    cycle; the close is still counted and its waiters still wake."""
+    async with harness(database, tmp_path, engine_takes=[]) as h:  # this engine claims nothing
+        summary = await h.service.trigger(ADMIN, "git-status", tag="python")
+        waiter = asyncio.create_task(h.service.until_closed(summary.workflow_id))
+        view = await h.service.cancel(ADMIN, summary.workflow_id)
+        await asyncio.wait_for(waiter, 5)
+        sample = h.metrics.registry.get_sample_value
+        assert sample("mahavishnu_workflows_total", {"workflow": "git-status", "status": "cancelled"}) == 1
+    assert view.status == "cancelled"
+    assert view.counts == {"cancelled": 2}

@@ -344,6 +344,11 @@ class LocalEngine:
             )
         self._count_closed(closed)
 
+    def report_closed(self, closed: list[store.Closed]) -> None:
+        """Workflows closed outside the cycle (a cancel before any run started): count them and
+        wake their waiters like the ones this engine closes."""
+        self._count_closed(closed)
+
     def _count_closed(self, closed: list[store.Closed]) -> None:
         for workflow in closed:
             self._closed[workflow.id] = None

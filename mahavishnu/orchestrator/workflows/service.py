@@ -269,14 +269,16 @@ class WorkflowService:
         principal.require_role("operator")
         await self.status(principal, workflow_id)  # not found / out of scope → same error
         now = datetime.now(UTC)
+        closed: list[store.Closed] = []
         async with self._db.session() as session:
             workflow = await session.get(Workflow, workflow_id)
             assert workflow is not None
             if workflow.finished_at is None:
                 workflow.cancel_requested = True
                 await store.cancel_queued(session, workflow_id, now)
-                await store.finalize_workflows(session, {workflow_id}, now)
+                closed = await store.finalize_workflows(session, {workflow_id}, now)
         if self._engine is not None:
+            self._engine.report_closed(closed)
             self._engine.cancel_local(workflow_id=workflow_id)
         log.info("workflow_cancel_requested", workflow_id=workflow_id, by=principal.subject)
         return await self.status(principal, workflow_id)
