@@ -194,9 +194,13 @@ async def test_exhausted_retries_go_to_the_dlq_and_back_out(database: Database, 
         assert entry.inputs["argv"][-1] == "fail-until:5"
         assert entry.last_error == "exited with code 1"
 
-        # Retry 1: the 3rd call still fails, so the entry goes back to open.
+        # Retry 1: the 3rd call still fails, so the entry goes back to open. The retry reopens
+        # the workflow: a waiter now waits for its next close.
+        waiter = asyncio.create_task(h.service.until_closed(summary.workflow_id))
         await h.service.retry_dead_letter(ADMIN, entry.dead_letter_id)
-        view = await h.wait(summary.workflow_id)
+        await asyncio.wait_for(waiter, 30)
+        view = await h.service.status(ADMIN, summary.workflow_id)
+        assert view.finished_at is not None
         again = await h.service.dead_letter(ADMIN, entry.dead_letter_id)
         assert (view.status, again.status, again.retries, again.attempts) == ("failed", "open", 1, 3)
 
@@ -361,8 +365,6 @@ async def test_waiters_wake_when_the_engine_closes_the_workflow(database: Databa
         view = await h.service.status(ADMIN, summary.workflow_id)
         assert view.status == "succeeded"
         assert view.finished_at is not None
-        # A waiter arriving after the close returns at once.
-        await asyncio.wait_for(h.service.until_closed(summary.workflow_id), 0.5)
 
 
 async def test_without_a_local_engine_waiting_only_times_out(database: Database, tmp_path: Path) -> None:

@@ -29,7 +29,6 @@ import os
 import socket
 import time
 import weakref
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -60,8 +59,6 @@ _PREFETCH = 32
 """Claimed runs held locally per worker, so a freed slot never waits for the database."""
 _RECORD_DELAY = 0.5
 """Longest an outcome waits to be recorded while runs execute (status and progress lag by this)."""
-_REMEMBER_CLOSED = 1024
-"""Workflows closed lately, so a waiter that arrives just after the close returns at once."""
 
 
 def utcnow() -> datetime:
@@ -113,7 +110,6 @@ class LocalEngine:
         self._only: frozenset[str] | None = None
         self._started = time.time()
         self._closing: weakref.WeakValueDictionary[str, asyncio.Event] = weakref.WeakValueDictionary()
-        self._closed: OrderedDict[str, None] = OrderedDict()
 
     # --- public -------------------------------------------------------------
     def wake(self) -> None:
@@ -126,12 +122,11 @@ class LocalEngine:
         return self._queue.cancel(lambda run: run.run_id in run_ids or run.workflow_id == workflow_id)
 
     async def until_closed(self, workflow_id: str) -> None:
-        """Return once this engine has closed the workflow (at once if it did lately).
+        """Return once this engine closes the workflow.
 
-        A workflow closed by another engine never wakes this: bound the wait and read the status.
+        A close that came earlier, or from another engine, never wakes this: bound the wait
+        and read the status, which is the truth either way.
         """
-        if workflow_id in self._closed:
-            return
         event = self._closing.get(workflow_id)
         if event is None:
             event = self._closing[workflow_id] = asyncio.Event()
@@ -351,11 +346,8 @@ class LocalEngine:
 
     def _count_closed(self, closed: list[store.Closed]) -> None:
         for workflow in closed:
-            self._closed[workflow.id] = None
-            if len(self._closed) > _REMEMBER_CLOSED:
-                self._closed.popitem(last=False)
-            if (event := self._closing.get(workflow.id)) is not None:
-                event.set()
+            if (event := self._closing.pop(workflow.id, None)) is not None:
+                event.set()  # and forgotten: a later waiter waits for a later close (a DLQ retry)
             self._metrics.workflows.labels(workflow.name, workflow.status).inc()
             log.info(
                 "workflow_finished", workflow_id=workflow.id, workflow=workflow.name, status=workflow.status

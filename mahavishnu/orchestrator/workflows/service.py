@@ -171,7 +171,7 @@ class WorkflowService:
         return candidates
 
     async def until_closed(self, workflow_id: str) -> None:
-        """Return once this process's engine has closed the workflow; without a local engine,
+        """Return once this process's engine closes the workflow; without a local engine,
         never. Callers bound the wait and read the status, which is the truth either way."""
         if self._engine is None:
             await asyncio.Event().wait()
