@@ -267,19 +267,26 @@ class LocalEngine:
         finished, self._finished = self._finished, []
         began, self._began = self._began, []
         done = {o.claimed.run_id for o in finished}
-        began = [(run_id, at) for run_id, at in began if run_id not in done]  # recording sets those
+        now = utcnow()
+        # Recording sets the start of finished runs; of the others, only those running for a
+        # while are worth a statement now (most runs of a fan-out end before the next cycle).
+        young = now - timedelta(seconds=_RECORD_DELAY)
+        self._began = [(run_id, at) for run_id, at in began if run_id not in done and at > young]
+        began = [(run_id, at) for run_id, at in began if run_id not in done and at <= young]
+        # A workflow with runs held here and not finished is open, and was marked running when
+        # they were claimed. (A worker hands its outcome over before it lets go of the run.)
+        open_here = {run.workflow_id for run in self._queue.held() if run.run_id not in done}
         waiting, executing = self._queue.sizes()
         room = want = 0
         if waiting <= self._low_water:  # above it, claiming now would only mean smaller batches
             room = want = max(0, self._config.max_concurrent_runs * _PREFETCH - waiting - executing)
             if not waiting and not executing:  # idle: start a first few at once, the rest next cycle
                 want = min(room, 2 * self._config.max_concurrent_runs)
-        now = utcnow()
         try:
             async with self._db.session() as session:
                 await store.mark_started(session, began)
-                finals, closed = await self._record(session, finished, now)
-                claimed = await self._claim(session, want, now) if want else []
+                finals, closed = await self._record(session, finished, now, open_here)
+                claimed = await self._claim(session, want, now, open_here) if want else []
         except BaseException:
             self._finished[:0] = finished  # nothing was recorded: keep them for the next cycle
             self._began[:0] = began
@@ -293,7 +300,7 @@ class LocalEngine:
                 self._wakeup.set()
 
     async def _record(
-        self, session: AsyncSession, finished: list[Outcome], now: datetime
+        self, session: AsyncSession, finished: list[Outcome], now: datetime, open_here: Collection[str] = ()
     ) -> tuple[list[Outcome], list[store.Closed]]:
         if not finished:
             return [], []
@@ -305,9 +312,12 @@ class LocalEngine:
             policies={o.claimed.workflow_name: self._policy(o.claimed.workflow_name) for o in finished},
             backoff=_backoff,
             circuit_threshold=self._config.circuit_failure_threshold,
+            open_here=open_here,
         )
 
-    async def _claim(self, session: AsyncSession, want: int, now: datetime) -> list[Claimed]:
+    async def _claim(
+        self, session: AsyncSession, want: int, now: datetime, running_here: Collection[str]
+    ) -> list[Claimed]:
         claimed, skipped, closed = await store.claim_runs(
             session,
             owner=self.instance_id,
@@ -316,6 +326,7 @@ class LocalEngine:
             limit=want,
             only=self._only,
             cooldown_seconds=self._config.circuit_cooldown_seconds,
+            running_here=running_here,
         )
         for run in skipped:
             self._metrics.repo_runs.labels(run.workflow_name, RunStatus.SKIPPED_CIRCUIT_OPEN).inc()

@@ -98,12 +98,14 @@ async def claim_runs(
     limit: int,
     only: Collection[str] | None,
     cooldown_seconds: float,
+    running_here: Collection[str] = (),
 ) -> tuple[list[Claimed], list[Claimed], list[Closed]]:
     """Take up to `limit` queued runs whose backoff has passed, oldest first.
 
     The update is conditional on the run still being queued, so two engines never claim one
     run. Runs of cancelled workflows are not taken. A repository whose breaker is open gets
     its run skipped (returned second); once the cooldown passed, one run probes.
+    `running_here`: workflows the caller knows are marked running already (it holds their runs).
     """
     cancelled = select(Workflow.id).where(Workflow.cancel_requested.is_(True))
     query = select(RepoRun.id).where(
@@ -168,11 +170,13 @@ async def claim_runs(
         for r in rows
     ]
     flows = _WORKFLOWS.c
-    await session.execute(
-        update(_WORKFLOWS)
-        .where(flows.id.in_({c.workflow_id for c in claimed}), flows.status == WorkflowStatus.QUEUED.value)
-        .values(status=WorkflowStatus.RUNNING.value, started_at=now)
-    )
+    starting = {c.workflow_id for c in claimed} - set(running_here)
+    if starting:
+        await session.execute(
+            update(_WORKFLOWS)
+            .where(flows.id.in_(starting), flows.status == WorkflowStatus.QUEUED.value)
+            .values(status=WorkflowStatus.RUNNING.value, started_at=now)
+        )
     skipped = await _apply_breakers(session, claimed, now, cooldown_seconds)
     closed = await finalize_workflows(session, {c.workflow_id for c in skipped}, now) if skipped else []
     return [c for c in claimed if c not in skipped], skipped, closed
@@ -257,9 +261,11 @@ async def record_outcomes(
     policies: Mapping[str, RetryPolicy],
     backoff: Callable[[RetryPolicy, int], float],
     circuit_threshold: int,
+    open_here: Collection[str] = (),
 ) -> tuple[list[Outcome], list[Closed]]:
     """Write finished attempts: the attempt rows, each run's next state, breakers, dead letters,
-    and workflows now complete. Returns the outcomes that ended their run, and closed workflows."""
+    and workflows now complete. Returns the outcomes that ended their run, and closed workflows.
+    `open_here`: workflows the caller knows are still open (it holds runs of theirs), not checked."""
     still_ours = set(
         (
             await session.scalars(
@@ -341,7 +347,7 @@ async def record_outcomes(
         updates,
     )
     await _after_final(session, finals, now, circuit_threshold)
-    closed = await finalize_workflows(session, {o.claimed.workflow_id for o in valid}, now)
+    closed = await finalize_workflows(session, {o.claimed.workflow_id for o in valid} - set(open_here), now)
     return finals, closed
 
 
