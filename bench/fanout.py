@@ -4,13 +4,13 @@ For each database (--db) and fleet size (--sizes) it generates real git reposito
 commit each), then times two commands across all of them, each both ways:
 
 - **engine**: `WorkflowService.trigger` in this process, with a LocalEngine running here too
-  (max_concurrent_runs = --concurrency), from the call until the last run is final (all
-  succeeded), as `trigger_workflow` does behind the MCP tool;
+  (max_concurrent_runs = --concurrency), from the call until the engine reports the workflow
+  closed (what `trigger_workflow` with `wait: true` waits on), then checks all succeeded;
 - **xargs**: `xargs -0 -P <concurrency>` running the same command in each repository.
 
 Commands: `true` (a workflow defined here; xargs runs `sh -c 'cd "$1" && true'`, the shell's
 builtin, one exec per repository either way) and the built-in `git-status`
-(`git status --short --branch`; xargs uses `git -C <repo>`). Every case runs --rounds times,
+(`git status --short --branch`; xargs uses `git -C <repo>`). Every case runs --rounds times (default 5),
 xargs and engine alternating; the medians are reported. The engine runs as `serve` runs it:
 JSON logs at INFO (to a file here) and a tracer provider without exporter.
 
@@ -225,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sizes", default="200,1000", help="Fleet sizes, comma-separated.")
     parser.add_argument("--concurrency", type=int, default=8, help="Runs at once, both ways.")
     parser.add_argument("--db", default="sqlite,postgres", help="Databases: sqlite, postgres or both.")
-    parser.add_argument("--rounds", type=int, default=3, help="Measurements per case (median reported).")
+    parser.add_argument("--rounds", type=int, default=5, help="Measurements per case (median reported).")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     dbs = [d.strip() for d in args.db.split(",") if d.strip()]
