@@ -42,7 +42,7 @@ from pydantic import AliasChoices
 
 from mahavishnu.cli import app
 from mahavishnu.orchestrator.settings import MahavishnuSettings
-from tests.ops.support import ROOT, find_tool, promql_metric_names
+from tests.ops.support import ROOT, find_tool, promql_metric_names, require_tool
 from tests.support.repos import make_repos, standard_specs
 from tests.support.server import SECRET, RunningServer, base_env, free_port, start_server
 from tests.support.tokens import claims, hs256
@@ -775,9 +775,7 @@ def test_promql_is_valid_and_uses_only_exported_metrics(live: Live, tmp_path: Pa
     ]
     assert not unknown, "metrics the server does not export:\n" + "\n".join(unknown)
 
-    promtool = find_tool("promtool")
-    if promtool is None:
-        pytest.skip("promtool is not installed (Debian: prometheus); metric names were checked")
+    promtool = require_tool("promtool", apt="prometheus")  # in CI installed, elsewhere a skip
     rules = {
         "groups": [
             {
