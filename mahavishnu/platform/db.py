@@ -20,6 +20,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -134,6 +135,13 @@ class Database:
     async def upgrade(self) -> None:
         """Run Alembic to head (in a worker thread: Alembic drives its own event loop)."""
         await anyio.to_thread.run_sync(command.upgrade, self._alembic_config(), "head")
+
+    async def downgrade(self, revision: str) -> None:
+        """Step the schema back (`-1`, or a revision id), as rolling back a release needs."""
+        try:
+            await anyio.to_thread.run_sync(command.downgrade, self._alembic_config(), revision)
+        except CommandError as exc:  # an unknown revision, or one ahead of the database
+            raise ConfigurationError(f"cannot downgrade to {revision!r}: {exc}") from None
 
     async def ensure_schema(self, *, upgrade: bool) -> SchemaState:
         """Refuse a newer schema; bring an older one to head when `upgrade`, else refuse it too."""

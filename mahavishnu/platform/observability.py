@@ -15,15 +15,24 @@ from typing import Any, TextIO
 
 import structlog
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-__all__ = ["Metrics", "configure_logging", "configure_tracing", "get_logger"]
+__all__ = [
+    "Metrics",
+    "configure_logging",
+    "configure_tracing",
+    "current_traceparent",
+    "get_logger",
+    "trace_context",
+]
 
 _SECRET_KEYS = frozenset({"authorization", "token", "secret", "password", "auth_secret", "access_token"})
 
@@ -100,6 +109,22 @@ def configure_tracing(service_name: str, version: str, otlp_endpoint: str | None
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
     trace.set_tracer_provider(provider)
     return provider
+
+
+_PROPAGATOR = TraceContextTextMapPropagator()
+
+
+def current_traceparent() -> str | None:
+    """The current span's W3C `traceparent`, to continue its trace later or elsewhere."""
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier)
+    return carrier.get("traceparent")
+
+
+def trace_context(traceparent: str | None) -> Context:
+    """A context whose parent is the given `traceparent`; without one, a new trace (not the
+    caller's current span, which has nothing to do with a stored workflow)."""
+    return _PROPAGATOR.extract({"traceparent": traceparent}) if traceparent else Context()
 
 
 @dataclass

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from tests.support.client import call_tool
 from tests.support.repos import make_repos, standard_specs
@@ -21,6 +22,7 @@ class Collector:
 
     def __init__(self) -> None:
         self.spans: list[tuple[str, str]] = []  # (name, trace id hex)
+        self.records: list[Span] = []  # the spans whole: ids, parents, times, attributes
         collector = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -31,6 +33,7 @@ class Collector:
                 for resource_spans in request.resource_spans:
                     for scope_spans in resource_spans.scope_spans:
                         collector.spans.extend((s.name, s.trace_id.hex()) for s in scope_spans.spans)
+                        collector.records.extend(scope_spans.spans)
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-protobuf")
                 self.end_headers()

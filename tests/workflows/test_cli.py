@@ -362,3 +362,26 @@ def test_an_unreachable_database_is_one_line_and_exit_1(sqlite_cli: Cli) -> None
         result = sqlite_cli(*args, extra_env=unreachable)
         assert result.returncode == 1, (args, result.stderr)
         assert one_line_error(result.stderr).startswith("error: the database is unavailable"), args
+
+
+def test_db_downgrade_steps_back_and_upgrade_returns(cli: Cli, target: DatabaseTarget) -> None:
+    cli.ok("db", "upgrade")
+    head = cli.ok("db", "status").stdout.split("head:")[1].split()[0]
+
+    unconfirmed = cli("db", "downgrade", "--", "-1")  # no terminal here: it must not guess
+    assert unconfirmed.returncode == 2
+    assert "pass --yes to confirm" in one_line_error(unconfirmed.stderr)
+    assert f"current:  {head}" in cli.ok("db", "status").stdout
+
+    unknown = cli("db", "downgrade", "nonexistent", "--yes")
+    assert unknown.returncode == 2
+    assert "cannot downgrade to 'nonexistent'" in one_line_error(unknown.stderr)
+
+    stepped = cli.ok("db", "downgrade", "--yes", "--", "-1").stdout
+    assert f"downgraded from {head} to revision" in stepped
+    status = cli("db", "status")
+    assert status.returncode == 1
+    assert "not current" in status.stdout
+    assert f"upgraded from {stepped.split('to revision')[1].split()[0]} to revision {head}" in (
+        cli.ok("db", "upgrade").stdout
+    )

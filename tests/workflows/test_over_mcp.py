@@ -21,6 +21,7 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
 from tests.conftest import PG_URL, drop_schema, require_service
+from tests.integration.test_tracing import Collector
 from tests.support.client import call_tool
 from tests.support.gitrepos import git_fleet
 from tests.support.server import SECRET, RunningServer, base_env, free_port, start_server
@@ -284,3 +285,36 @@ async def test_wait_streams_progress_over_http(tmp_path: Path) -> None:
     assert updates[-1] == 3
     assert plain.structured_content is not None
     assert plain.structured_content["total"] == 4
+
+
+def test_a_workflow_and_its_runs_are_traced_under_the_triggering_call(
+    tmp_path: Path, db_env: dict[str, str]
+) -> None:
+    collector = Collector()
+    env = workflow_env(tmp_path, {**db_env, "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url})
+    try:
+        server = start_server(tmp_path, env)
+        try:
+            triggered = structured(
+                call_tool(server.url, "trigger_workflow", {"workflow": "git-status", "tag": "python"})
+            )
+            final = wait_final(server, triggered["workflow_id"])
+        finally:
+            assert server.stop() == 0  # a graceful stop flushes the exporter
+    finally:
+        collector.server.shutdown()
+    assert final["status"] == "succeeded"
+    [call] = [s for s in collector.records if s.name == "tools/call trigger_workflow"]
+    [workflow] = [s for s in collector.records if s.name == "workflow git-status"]
+    runs = [s for s in collector.records if s.name == "repo_run git-status"]
+    assert len(runs) == 3  # alpha, beta, delta
+    for span in (workflow, *runs):
+        assert (span.trace_id, span.parent_span_id) == (call.trace_id, call.span_id)
+    attributes = {a.key: a.value.string_value for a in workflow.attributes}
+    assert attributes["mahavishnu.workflow_id"] == triggered["workflow_id"]
+    assert attributes["mahavishnu.workflow_status"] == "succeeded"
+    # The workflow's span covers its runs: it starts at the trigger and ends at the close.
+    assert workflow.start_time_unix_nano <= min(r.start_time_unix_nano for r in runs)
+    assert workflow.end_time_unix_nano >= max(r.end_time_unix_nano for r in runs)
+    run_repos = sorted(a.value.string_value for r in runs for a in r.attributes if a.key == "mahavishnu.repo")
+    assert run_repos == ["alpha", "beta", "delta"]

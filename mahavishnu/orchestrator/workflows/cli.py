@@ -644,6 +644,30 @@ def db_upgrade() -> None:
         out.print(f"upgraded from {before or 'an empty database'} to revision {head} (head)")
 
 
+@db_app.command("downgrade")
+def db_downgrade(
+    revision: Annotated[str, typer.Argument(help="The revision to step back to, e.g. 0002 (or: -- -1).")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Step the schema back to an older revision, before rolling back to the release that needs
+    it (what a later revision added is dropped)."""
+    settings = _load()
+    if not yes:
+        if not sys.stdin.isatty():
+            _fail("a downgrade drops what later revisions added; pass --yes to confirm", 2)
+        typer.confirm(f"Downgrade the schema to {revision}?", abort=True)
+
+    async def body() -> tuple[str | None, str | None]:
+        async with _database(settings) as db:
+            before = (await db.schema_state()).current
+            await db.downgrade(revision)
+            return before, (await db.schema_state()).current
+
+    before, after = _run(body())
+    out.print(f"database: {escape(_describe(settings))}")
+    out.print(f"downgraded from {before} to revision {after or 'none (empty schema)'}")
+
+
 @db_app.command("status")
 def db_status() -> None:
     """Print the schema revision in the database and the one this code needs; exit 1 if they differ."""

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import tenacity
 from opentelemetry import trace
+from opentelemetry.trace import StatusCode
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mahavishnu.orchestrator.workflows import store
@@ -43,12 +44,12 @@ from mahavishnu.orchestrator.workflows.definitions import RetryPolicy, WorkflowD
 from mahavishnu.orchestrator.workflows.metrics import WorkflowMetrics
 from mahavishnu.orchestrator.workflows.models import Instance
 from mahavishnu.orchestrator.workflows.process import Cancellation, ProcessResult, run_attempt
-from mahavishnu.orchestrator.workflows.states import RunStatus
+from mahavishnu.orchestrator.workflows.states import RunStatus, WorkflowStatus
 from mahavishnu.orchestrator.workflows.store import Claimed, Outcome
 from mahavishnu.orchestrator.workflows.workers import RunQueue, WorkerThreads
 from mahavishnu.platform.db import Database
 from mahavishnu.platform.ids import new_id
-from mahavishnu.platform.observability import get_logger
+from mahavishnu.platform.observability import get_logger, trace_context
 
 __all__ = ["EngineConfig", "LocalEngine"]
 
@@ -196,7 +197,9 @@ class LocalEngine:
             result = ProcessResult(None, False, True, 0.0, "", 0, "cancelled before it started")
         else:
             self._began.append((claimed.run_id, started_at))
-            with tracer.start_as_current_span(f"repo_run {claimed.workflow_name}") as span:
+            with tracer.start_as_current_span(
+                f"repo_run {claimed.workflow_name}", context=trace_context(claimed.trace_parent)
+            ) as span:
                 span.set_attributes(
                     {
                         "mahavishnu.workflow_id": claimed.workflow_id,
@@ -360,6 +363,7 @@ class LocalEngine:
             if (event := self._closing.pop(workflow.id, None)) is not None:
                 event.set()  # and forgotten: a later waiter waits for a later close (a DLQ retry)
             self._metrics.workflows.labels(workflow.name, workflow.status).inc()
+            _trace_workflow(workflow)
             log.info(
                 "workflow_finished", workflow_id=workflow.id, workflow=workflow.name, status=workflow.status
             )
@@ -428,6 +432,24 @@ class LocalEngine:
         self._metrics.dead_letters.set(gauges.dead_letters)
         self._metrics.circuit_open.set(gauges.open_circuits)
         await self.heal()
+
+
+def _trace_workflow(workflow: store.Closed) -> None:
+    """The workflow's span, from trigger to close, in the trace of the call that triggered it
+    (emitted at the close: the workflow may have started in another process)."""
+    span = tracer.start_span(
+        f"workflow {workflow.name}",
+        context=trace_context(workflow.trace_parent),
+        start_time=int(workflow.created_at.timestamp() * 1e9),
+        attributes={
+            "mahavishnu.workflow_id": workflow.id,
+            "mahavishnu.workflow": workflow.name,
+            "mahavishnu.workflow_status": workflow.status,
+        },
+    )
+    if workflow.status == WorkflowStatus.FAILED:
+        span.set_status(StatusCode.ERROR, "every run failed")
+    span.end(end_time=int(workflow.finished_at.timestamp() * 1e9))
 
 
 def _backoff(policy: RetryPolicy, attempt: int) -> float:

@@ -49,6 +49,8 @@ class Workflow(Base):
     created_at: Mapped[datetime] = mapped_column(index=True)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    trace_parent: Mapped[str | None] = mapped_column(String(64))
+    """W3C traceparent of the triggering call: the workflow's and its runs' spans join its trace."""
 
 
 class RepoRun(Base):
@@ -78,6 +80,8 @@ class RepoRun(Base):
     next_attempt_at: Mapped[datetime | None]
     owner: Mapped[str | None] = mapped_column(String(64), index=True)
     lease_expires_at: Mapped[datetime | None]
+    trace_parent: Mapped[str | None] = mapped_column(String(64))
+    """Copied from the workflow, so a claim has it without a join."""
 
 
 class Attempt(Base):

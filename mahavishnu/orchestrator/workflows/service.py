@@ -40,7 +40,7 @@ from mahavishnu.platform.auth import Principal
 from mahavishnu.platform.db import Database
 from mahavishnu.platform.errors import InvalidArgumentError, NotFoundError
 from mahavishnu.platform.ids import new_id
-from mahavishnu.platform.observability import get_logger
+from mahavishnu.platform.observability import current_traceparent, get_logger
 
 __all__ = ["WorkflowService"]
 
@@ -108,6 +108,7 @@ class WorkflowService:
         targets = self._select(principal, tag=tag, role=role, names=repos)
         argv = render_argv(definition, values)
         now = datetime.now(UTC)
+        traceparent = current_traceparent()
         record = Workflow(
             id=new_id(),
             name=workflow,
@@ -117,6 +118,7 @@ class WorkflowService:
             requested_by=principal.subject,
             cancel_requested=False,
             created_at=now,
+            trace_parent=traceparent,
         )
         runs = [
             {
@@ -131,6 +133,7 @@ class WorkflowService:
                 "attempt": 0,
                 "max_attempts": definition.retry.max_attempts,
                 "created_at": now,
+                "trace_parent": traceparent,
             }
             for repo in targets
         ]

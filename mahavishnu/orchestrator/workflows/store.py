@@ -49,6 +49,7 @@ class Claimed:
     attempt: int
     max_attempts: int
     dlq_retry: bool
+    trace_parent: str | None = None
 
 
 @dataclass(slots=True)
@@ -65,9 +66,14 @@ class Outcome:
 
 
 class Closed(NamedTuple):
+    """A workflow that just ended, with what its span needs."""
+
     id: str
     name: str
     status: str
+    created_at: datetime
+    finished_at: datetime
+    trace_parent: str | None
 
 
 class Gauges(NamedTuple):
@@ -140,6 +146,7 @@ async def claim_runs(
                 runs.attempt,
                 runs.max_attempts,
                 runs.created_at,
+                runs.trace_parent,
             )
         )
     ).all()
@@ -166,6 +173,7 @@ async def claim_runs(
             r.attempt,
             r.max_attempts,
             r.id in retrying,
+            r.trace_parent,
         )
         for r in rows
     ]
@@ -482,13 +490,24 @@ async def finalize_workflows(
         statuses.setdefault(workflow_id, []).extend([status] * count)
     rows = (
         await session.execute(
-            select(Workflow.id, Workflow.name, Workflow.cancel_requested).where(
-                Workflow.id.in_(done), Workflow.finished_at.is_(None)
-            )
+            select(
+                Workflow.id,
+                Workflow.name,
+                Workflow.cancel_requested,
+                Workflow.created_at,
+                Workflow.trace_parent,
+            ).where(Workflow.id.in_(done), Workflow.finished_at.is_(None))
         )
     ).all()
     closed = [
-        Closed(r.id, r.name, rollup(statuses.get(r.id, []), cancel_requested=r.cancel_requested).value)
+        Closed(
+            r.id,
+            r.name,
+            rollup(statuses.get(r.id, []), cancel_requested=r.cancel_requested).value,
+            r.created_at,
+            now,
+            r.trace_parent,
+        )
         for r in rows
     ]
     if closed:
