@@ -413,3 +413,23 @@ async def test_a_cancel_that_closes_the_workflow_itself_is_counted_and_wakes_wai
         assert sample("mahavishnu_workflows_total", {"workflow": "git-status", "status": "cancelled"}) == 1
     assert view.status == "cancelled"
     assert view.counts == {"cancelled": 2}
+
+
+async def test_a_workflow_held_back_by_its_own_limit_does_not_starve_others(
+    database: Database, tmp_path: Path
+) -> None:
+    """A workflow limited to one run at a time, with more runs than the engine holds, must not
+    fill the local queue so that a later workflow waits for all of it."""
+    fleet = {f"b{i:02d}": ["bulk"] for i in range(80)} | {"alpha": ["python"], "beta": ["python"]}
+    workflows = {"serial": {"argv": ["sleep", "0.05"], "max_concurrency": 1}}
+    async with harness(database, tmp_path, fleet=fleet, workflows=workflows, max_concurrent_runs=2) as h:
+        serial = await h.service.trigger(ADMIN, "serial", tag="bulk")  # about 80 x 0.05 s, one by one
+        await h.wait_for(serial.workflow_id, "succeeded")
+        quick = await h.service.trigger(ADMIN, "git-status", tag="python")
+        done = await h.wait(quick.workflow_id, within=30)
+        still = await h.service.status(ADMIN, serial.workflow_id)
+        await h.wait(serial.workflow_id, within=60)
+    assert done.status == "succeeded"
+    # The quick one was claimed at once, next to the serial one; it did not queue behind the
+    # serial runs already held here (each takes at least 50 ms, one at a time).
+    assert still.counts.get("succeeded", 0) < 25

@@ -42,10 +42,29 @@ async def test_migrations_match_the_models(database: Database) -> None:
     assert await _unexpected_differences(database) == []
 
 
+def _schema_objects(connection: Connection) -> set[tuple[str, str]]:
+    """Every table, index and trigger, including what only the migrations create (search)."""
+    if connection.dialect.name == "sqlite":
+        rows = connection.exec_driver_sql(
+            "SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"
+        )
+    else:
+        rows = connection.exec_driver_sql(
+            "SELECT 'index', indexname FROM pg_indexes WHERE schemaname = current_schema() "
+            "UNION ALL SELECT 'table', tablename FROM pg_tables WHERE schemaname = current_schema()"
+        )
+    return {(kind, name) for kind, name in rows}
+
+
 async def test_downgrade_to_the_previous_revision_and_back(database: Database) -> None:
+    async with database.engine.connect() as connection:
+        before = await connection.run_sync(_schema_objects)
+    assert ("trigger", "repo_runs_fts_insert") in before or ("index", "ix_repo_runs_search") in before
     head = (await database.schema_state()).head
     await database.downgrade("-1")
     assert (await database.schema_state()).current not in (None, head)
     await database.upgrade()
     assert (await database.schema_state()).is_current
     assert await _unexpected_differences(database) == []
+    async with database.engine.connect() as connection:
+        assert await connection.run_sync(_schema_objects) == before  # search survived the round trip

@@ -29,5 +29,9 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     for table in TABLES:
-        with op.batch_alter_table(table, schema=None) as batch_op:
-            batch_op.drop_column("trace_parent")
+        if op.get_bind().dialect.name == "sqlite":
+            # In place (SQLite 3.35+): batch mode would rebuild repo_runs and lose the triggers
+            # that keep its full-text index current.
+            op.execute(f"ALTER TABLE {table} DROP COLUMN trace_parent")
+        else:
+            op.drop_column(table, "trace_parent")

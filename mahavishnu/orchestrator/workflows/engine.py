@@ -29,10 +29,12 @@ import os
 import socket
 import time
 import weakref
+from collections import deque
 from collections.abc import AsyncIterator, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import tenacity
 from opentelemetry import trace
@@ -56,6 +58,7 @@ __all__ = ["EngineConfig", "LocalEngine"]
 log = get_logger("mahavishnu.engine")
 tracer = trace.get_tracer("mahavishnu.engine")
 _BASE_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ")
+_T = TypeVar("_T")
 _PREFETCH = 32
 """Claimed runs held locally per worker, so a freed slot never waits for the database."""
 _RECORD_DELAY = 0.5
@@ -98,8 +101,10 @@ class LocalEngine:
         self.instance_id = f"{socket.gethostname()}:{os.getpid()}:{new_id()[-8:]}"
         self._wakeup = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._finished: list[Outcome] = []  # appended by worker threads (list.append is atomic)
-        self._began: list[tuple[str, datetime]] = []
+        # Filled by worker threads, drained by the cycle. Never swapped for a new object: a
+        # thread may hold the old one between reading the attribute and appending to it.
+        self._finished: deque[Outcome] = deque()
+        self._began: deque[tuple[str, datetime]] = deque()
         self._queue = RunQueue(self._limits)
         held = config.max_concurrent_runs * _PREFETCH
         self._low_water = held // 4
@@ -182,8 +187,7 @@ class LocalEngine:
             self._queue.cancel(lambda run: True)  # stop the process groups; their threads then return
             await asyncio.to_thread(threads.join, self._config.kill_grace_seconds + 5)
             # Runs stopped by this shutdown are handed back, not recorded as cancelled.
-            self._finished = [o for o in self._finished if o.claimed.run_id not in interrupted]
-            await self._flush()
+            await self._flush(skip=interrupted)
             await self._release(interrupted)
 
     # --- worker threads --------------------------------------------------------------
@@ -226,7 +230,8 @@ class LocalEngine:
                     )
                 span.set_attribute("process.exit_code", -1 if result.exit_code is None else result.exit_code)
             self._metrics.run_duration.labels(claimed.workflow_name).observe(result.duration_seconds)
-        self._finished.append(Outcome(claimed, result, started_at, str(log_path), started=started))
+        outcome = Outcome(claimed, result, started_at, str(log_path), started=started)
+        self._finished.append(outcome)
         waiting, executing = self._queue.sizes()
         self._metrics.active_runs.set(executing - 1)  # this run is done; the queue learns it next
         if self._loop is not None and (
@@ -252,7 +257,7 @@ class LocalEngine:
     async def _cycle_loop(self) -> None:
         failures = 0
         while True:
-            busy = self._finished or self._queue.sizes()[1]
+            busy = self._finished or any(self._queue.sizes())
             timeout = min(_RECORD_DELAY, self._config.poll_seconds) if busy else self._config.poll_seconds
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), timeout)
@@ -267,39 +272,40 @@ class LocalEngine:
 
     async def _cycle(self) -> None:
         """Record what finished and claim what fits, in one transaction."""
-        finished, self._finished = self._finished, []
-        began, self._began = self._began, []
+        finished, began = _drain(self._finished), _drain(self._began)
         done = {o.claimed.run_id for o in finished}
         now = utcnow()
         # Recording sets the start of finished runs; of the others, only those running for a
         # while are worth a statement now (most runs of a fan-out end before the next cycle).
         young = now - timedelta(seconds=_RECORD_DELAY)
-        self._began = [(run_id, at) for run_id, at in began if run_id not in done and at > young]
+        self._began.extend((run_id, at) for run_id, at in began if run_id not in done and at > young)
         began = [(run_id, at) for run_id, at in began if run_id not in done and at <= young]
         # A workflow with runs held here and not finished is open, and was marked running when
         # they were claimed. (A worker hands its outcome over before it lets go of the run.)
         open_here = {run.workflow_id for run in self._queue.held() if run.run_id not in done}
         waiting, executing = self._queue.sizes()
+        backlog = self._queue.backlog()  # runs waiting on a workflow's own limit do not count
         room = want = 0
-        if waiting <= self._low_water:  # above it, claiming now would only mean smaller batches
-            room = want = max(0, self._config.max_concurrent_runs * _PREFETCH - waiting - executing)
+        if backlog <= self._low_water:  # above it, claiming now would only mean smaller batches
+            room = want = max(0, self._config.max_concurrent_runs * _PREFETCH - backlog - executing)
             if not waiting and not executing:  # idle: start a first few at once, the rest next cycle
                 want = min(room, 2 * self._config.max_concurrent_runs)
         try:
             async with self._db.session() as session:
                 await store.mark_started(session, began)
                 finals, closed = await self._record(session, finished, now, open_here)
-                claimed = await self._claim(session, want, now, open_here) if want else []
+                claimed, skipped = await self._claim(session, want, now, open_here) if want else ([], 0)
         except BaseException:
-            self._finished[:0] = finished  # nothing was recorded: keep them for the next cycle
-            self._began[:0] = began
+            self._finished.extendleft(reversed(finished))  # nothing was recorded: next cycle
+            self._began.extendleft(reversed(began))
             raise
         self._report(finals, closed)
         if claimed:
             self._queue.put(claimed)
         if want:
-            self._drained = len(claimed) < want
-            if want < room and not self._drained:
+            # Skipped runs (open circuits) are taken too: the queue may hold more behind them.
+            self._drained = len(claimed) + skipped < want
+            if not self._drained and len(claimed) < room:
                 self._wakeup.set()
 
     async def _record(
@@ -320,7 +326,8 @@ class LocalEngine:
 
     async def _claim(
         self, session: AsyncSession, want: int, now: datetime, running_here: Collection[str]
-    ) -> list[Claimed]:
+    ) -> tuple[list[Claimed], int]:
+        """Claim up to `want` runs; returns them and how many were skipped by open circuits."""
         claimed, skipped, closed = await store.claim_runs(
             session,
             owner=self.instance_id,
@@ -330,11 +337,12 @@ class LocalEngine:
             only=self._only,
             cooldown_seconds=self._config.circuit_cooldown_seconds,
             running_here=running_here,
+            exclude=self._queue.saturated(),
         )
         for run in skipped:
             self._metrics.repo_runs.labels(run.workflow_name, RunStatus.SKIPPED_CIRCUIT_OPEN).inc()
         self._count_closed(closed)
-        return claimed
+        return claimed, len(skipped)
 
     def _report(self, finals: list[Outcome], closed: list[store.Closed]) -> None:
         for outcome in finals:
@@ -372,17 +380,18 @@ class LocalEngine:
         definition = self._definitions.get(workflow_name)
         return definition.retry if definition else RetryPolicy()
 
-    async def _flush(self) -> None:
-        """Record what finished before a stop, so a clean stop loses no result."""
-        if not self._finished:
+    async def _flush(self, *, skip: Collection[str]) -> None:
+        """Record what finished before a stop, so a clean stop loses no result (runs stopped by
+        the stop itself, `skip`, are handed back instead)."""
+        finished = [o for o in _drain(self._finished) if o.claimed.run_id not in skip]
+        if not finished:
             return
         try:
             async with self._db.session() as session:
-                finals, closed = await self._record(session, self._finished, utcnow())
+                finals, closed = await self._record(session, finished, utcnow())
             self._report(finals, closed)
         except Exception:
-            log.exception("final_record_failed", runs=len(self._finished))
-        self._finished = []
+            log.exception("final_record_failed", runs=len(finished))
 
     async def _release(self, interrupted: Collection[str]) -> None:
         """Hand back runs claimed but not finished, so another engine takes them at once
@@ -426,12 +435,23 @@ class LocalEngine:
             )
             cancelled = await store.cancelled_among(session, workflows)
             gauges = await store.gauges(session)
+            settled = await store.close_settled_workflows(session, now)
         for workflow_id in cancelled:
             self.cancel_local(workflow_id=workflow_id)
+        self._count_closed(settled)
         self._metrics.queue_depth.set(gauges.queued)
         self._metrics.dead_letters.set(gauges.dead_letters)
         self._metrics.circuit_open.set(gauges.open_circuits)
         await self.heal()
+
+
+def _drain(items: deque[_T]) -> list[_T]:
+    """Take what is there now, leaving the deque to the threads that append to it."""
+    taken: list[_T] = []
+    with contextlib.suppress(IndexError):
+        while True:
+            taken.append(items.popleft())
+    return taken
 
 
 def _trace_workflow(workflow: store.Closed) -> None:

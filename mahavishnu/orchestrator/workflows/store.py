@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Table, bindparam, delete, func, insert, or_, select, text, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mahavishnu.orchestrator.workflows.definitions import RetryPolicy
@@ -105,6 +106,7 @@ async def claim_runs(
     only: Collection[str] | None,
     cooldown_seconds: float,
     running_here: Collection[str] = (),
+    exclude: Collection[str] = (),
 ) -> tuple[list[Claimed], list[Claimed], list[Closed]]:
     """Take up to `limit` queued runs whose backoff has passed, oldest first.
 
@@ -112,6 +114,7 @@ async def claim_runs(
     run. Runs of cancelled workflows are not taken. A repository whose breaker is open gets
     its run skipped (returned second); once the cooldown passed, one run probes.
     `running_here`: workflows the caller knows are marked running already (it holds their runs).
+    `exclude`: workflows not to take runs of now (the caller holds enough of them).
     """
     cancelled = select(Workflow.id).where(Workflow.cancel_requested.is_(True))
     query = select(RepoRun.id).where(
@@ -121,6 +124,8 @@ async def claim_runs(
     )
     if only is not None:
         query = query.where(RepoRun.workflow_id.in_(only))
+    if exclude:
+        query = query.where(RepoRun.workflow_id.not_in(exclude))
     ids = (await session.scalars(query.order_by(RepoRun.created_at, RepoRun.id).limit(limit))).all()
     if not ids:
         return [], [], []
@@ -286,8 +291,10 @@ async def record_outcomes(
         ).all()
     )
     valid = [o for o in outcomes if o.claimed.run_id in still_ours]  # others were healed away meanwhile
+    # A run healed away may have been its workflow's last open one elsewhere: check those always.
+    lost = {o.claimed.workflow_id for o in outcomes if o.claimed.run_id not in still_ours}
     if not valid:
-        return [], []
+        return [], await finalize_workflows(session, lost, now)
     attempts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
     finals: list[Outcome] = []
@@ -355,7 +362,8 @@ async def record_outcomes(
         updates,
     )
     await _after_final(session, finals, now, circuit_threshold)
-    closed = await finalize_workflows(session, {o.claimed.workflow_id for o in valid} - set(open_here), now)
+    recorded = {o.claimed.workflow_id for o in valid}
+    closed = await finalize_workflows(session, (recorded - set(open_here)) | lost, now)
     return finals, closed
 
 
@@ -510,14 +518,30 @@ async def finalize_workflows(
         )
         for r in rows
     ]
-    if closed:
-        await session.execute(
+    flows = _WORKFLOWS.c
+    won = []
+    for workflow in closed:  # one at a time, rarely more than one: each close counted exactly once
+        result = await session.execute(
             update(_WORKFLOWS)
-            .where(_WORKFLOWS.c.id == bindparam("wid"))
-            .values(status=bindparam("status"), finished_at=now),
-            [{"wid": c.id, "status": c.status} for c in closed],
+            .where(flows.id == workflow.id, flows.finished_at.is_(None))
+            .values(status=workflow.status, finished_at=now)
         )
-    return closed
+        if cast(CursorResult[Any], result).rowcount == 1:  # else a concurrent transaction closed it
+            won.append(workflow)
+    return won
+
+
+async def close_settled_workflows(session: AsyncSession, now: datetime) -> list[Closed]:
+    """Close open workflows none of whose runs is queued or running any more.
+
+    Every path that ends a run checks its workflow at once; this sweep catches the rare close
+    that two transactions racing each other both missed (a cancel and a record committing at
+    the same moment, each seeing the other's run still active)."""
+    active = select(RepoRun.id).where(RepoRun.workflow_id == Workflow.id, RepoRun.status.in_(_ACTIVE))
+    settled = await session.scalars(
+        select(Workflow.id).where(Workflow.finished_at.is_(None), ~active.exists())
+    )
+    return await finalize_workflows(session, set(settled.all()), now)
 
 
 # --- leases, healing, release ------------------------------------------------------------

@@ -84,6 +84,32 @@ class RunQueue:
         with self._cond:
             return len(self._waiting), len(self._executing)
 
+    def backlog(self) -> int:
+        """Waiting runs that can start soon: those of workflows without a limit of their own,
+        and of each workflow with one no more than its limit (the rest wait on that limit)."""
+        with self._cond:
+            count = 0
+            per_workflow: dict[str, int] = {}
+            for run in self._waiting:
+                limit = self._limits.get(run.workflow_name)
+                if limit is not None:
+                    if per_workflow.get(run.workflow_id, 0) >= limit:
+                        continue
+                    per_workflow[run.workflow_id] = per_workflow.get(run.workflow_id, 0) + 1
+                count += 1
+            return count
+
+    def saturated(self) -> set[str]:
+        """Workflows with a limit of their own holding at least twice that many runs here:
+        claiming more of them would only keep other workflows' runs from the free slots."""
+        with self._cond:
+            held = [*self._waiting, *self._executing.values()]
+        counts: dict[tuple[str, int], int] = {}
+        for run in held:
+            if (limit := self._limits.get(run.workflow_name)) is not None:
+                counts[run.workflow_id, limit] = counts.get((run.workflow_id, limit), 0) + 1
+        return {workflow_id for (workflow_id, limit), n in counts.items() if n >= 2 * limit}
+
     def close(self) -> None:
         with self._cond:
             self._closed = True
