@@ -155,7 +155,7 @@ class LocalEngine:
                 requeue=self._config.heal_policy == "requeue",
             )
             await store.forget_instances(session, dead)
-        self._count_closed(closed)
+        self.report_closed(closed)
         if healed:
             log.warning("runs_healed", count=healed, policy=self._config.heal_policy, dead_engines=dead)
             self.wake()
@@ -341,7 +341,7 @@ class LocalEngine:
         )
         for run in skipped:
             self._metrics.repo_runs.labels(run.workflow_name, RunStatus.SKIPPED_CIRCUIT_OPEN).inc()
-        self._count_closed(closed)
+        self.report_closed(closed)
         return claimed, len(skipped)
 
     def _report(self, finals: list[Outcome], closed: list[store.Closed]) -> None:
@@ -359,14 +359,12 @@ class LocalEngine:
                 attempt=claimed.attempt,
                 exit_code=outcome.result.exit_code,
             )
-        self._count_closed(closed)
+        self.report_closed(closed)
 
     def report_closed(self, closed: list[store.Closed]) -> None:
-        """Workflows closed outside the cycle (a cancel before any run started): count them and
-        wake their waiters like the ones this engine closes."""
-        self._count_closed(closed)
-
-    def _count_closed(self, closed: list[store.Closed]) -> None:
+        """Count workflows just closed, log them, trace them and wake their waiters: the ones
+        this engine closes, and those closed elsewhere in this process (a cancel before any
+        run started)."""
         for workflow in closed:
             if (event := self._closing.pop(workflow.id, None)) is not None:
                 event.set()  # and forgotten: a later waiter waits for a later close (a DLQ retry)
@@ -402,7 +400,7 @@ class LocalEngine:
         try:
             async with self._db.session() as session:
                 closed = await store.release_runs(session, held, owner=self.instance_id, now=utcnow())
-            self._count_closed(closed)
+            self.report_closed(closed)
         except Exception:
             log.exception("release_failed")
 
@@ -438,7 +436,7 @@ class LocalEngine:
             settled = await store.close_settled_workflows(session, now)
         for workflow_id in cancelled:
             self.cancel_local(workflow_id=workflow_id)
-        self._count_closed(settled)
+        self.report_closed(settled)
         self._metrics.queue_depth.set(gauges.queued)
         self._metrics.dead_letters.set(gauges.dead_letters)
         self._metrics.circuit_open.set(gauges.open_circuits)
