@@ -354,6 +354,18 @@ async def test_metrics_follow_the_runs(database: Database, tmp_path: Path) -> No
         assert sample("mahavishnu_active_runs") == 0
 
 
+async def test_active_runs_counts_the_runs_executing_now(database: Database, tmp_path: Path) -> None:
+    async with harness(database, tmp_path) as h:
+        sample = h.metrics.registry.get_sample_value
+        summary = await h.service.trigger(ADMIN, "agent", tag="python", params={"prompt": "sleep:1.5"})
+        deadline = time.monotonic() + 10
+        while sample("mahavishnu_active_runs") != 2:
+            assert time.monotonic() < deadline, f"active_runs stayed {sample('mahavishnu_active_runs')}"
+            await asyncio.sleep(0.02)
+        await h.wait(summary.workflow_id)
+        assert sample("mahavishnu_active_runs") == 0
+
+
 async def test_waiters_wake_when_the_engine_closes_the_workflow(database: Database, tmp_path: Path) -> None:
     async with harness(database, tmp_path) as h:
         summary = await h.service.trigger(ADMIN, "agent", tag="python", params={"prompt": "sleep:0.3"})

@@ -201,9 +201,12 @@ class LocalEngine:
             result = ProcessResult(None, False, True, 0.0, "", 0, "cancelled before it started")
         else:
             self._began.append((claimed.run_id, started_at))
-            with tracer.start_as_current_span(
-                f"repo_run {claimed.workflow_name}", context=trace_context(claimed.trace_parent)
-            ) as span:
+            with (
+                self._metrics.active_runs.track_inprogress(),
+                tracer.start_as_current_span(
+                    f"repo_run {claimed.workflow_name}", context=trace_context(claimed.trace_parent)
+                ) as span,
+            ):
                 span.set_attributes(
                     {
                         "mahavishnu.workflow_id": claimed.workflow_id,
@@ -232,8 +235,7 @@ class LocalEngine:
             self._metrics.run_duration.labels(claimed.workflow_name).observe(result.duration_seconds)
         outcome = Outcome(claimed, result, started_at, str(log_path), started=started)
         self._finished.append(outcome)
-        waiting, executing = self._queue.sizes()
-        self._metrics.active_runs.set(executing - 1)  # this run is done; the queue learns it next
+        waiting = self._queue.sizes()[0]
         if self._loop is not None and (
             waiting == 0  # the tail: record now, so the workflow closes without delay
             or (waiting <= self._low_water and not self._drained)
