@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import shutil
 import statistics
@@ -173,6 +174,7 @@ async def measure(
     results = []
     try:
         await bench.db.ensure_schema(upgrade=True)
+        gc.freeze()  # as `serve` does once started
         async with bench.engine.running():
             for size, paths in fleets.items():
                 service = bench.service(paths[0].parent / "repos.yaml")

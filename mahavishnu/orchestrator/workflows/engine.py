@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import os
 import socket
 import time
@@ -169,7 +168,6 @@ class LocalEngine:
         """
         self._only = frozenset(workflows) if workflows is not None else None
         self._loop = asyncio.get_running_loop()
-        gc.freeze()  # start-up objects live as long as the process; spare the collector rewalking them
         self._queue = RunQueue(self._limits)
         await self._register()
         await self.heal()

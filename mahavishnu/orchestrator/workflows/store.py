@@ -538,9 +538,10 @@ async def close_settled_workflows(session: AsyncSession, now: datetime) -> list[
     that two transactions racing each other both missed (a cancel and a record committing at
     the same moment, each seeing the other's run still active)."""
     active = select(RepoRun.id).where(RepoRun.workflow_id == Workflow.id, RepoRun.status.in_(_ACTIVE))
-    settled = await session.scalars(
-        select(Workflow.id).where(Workflow.finished_at.is_(None), ~active.exists())
-    )
+    # `status` narrows it to open workflows by its index (`finished_at` has none).
+    open_statuses = (WorkflowStatus.QUEUED, WorkflowStatus.RUNNING)
+    unfinished = Workflow.status.in_(open_statuses) & Workflow.finished_at.is_(None)
+    settled = await session.scalars(select(Workflow.id).where(unfinished, ~active.exists()))
     return await finalize_workflows(session, set(settled.all()), now)
 
 
