@@ -32,11 +32,19 @@ from mahavishnu.platform.db import Database
 from mahavishnu.platform.errors import ConfigurationError
 from mahavishnu.platform.health import ComponentHealth, HealthCheck
 from mahavishnu.platform.observability import Metrics, get_logger
+from mahavishnu.platform.untrusted_files import FileAbsent, FileRefused, UntrustedReader
 
 __all__ = ["create_service"]
 
 log = get_logger("mahavishnu.orchestrator")
 README_HEAD_BYTES = 4096
+README_CANDIDATES = ("README.md", "README.rst", "README.txt", "README")
+README_READ_SECONDS = 2.0
+README_READ_CONCURRENCY = 4
+"""Reads of READMEs at once, on their own limiter: a flood must not take the threads backups use."""
+README_READ_MAX_THREADS = 16
+"""Threads allowed inside the filesystem at once, including reads the caller gave up on (hung NFS)."""
+README_WARNED_MAX = 4096
 BACKUP_METRICS_SECONDS = 15.0
 INSTRUCTIONS = (
     "Mahavishnu manages a fleet of git repositories described in a manifest (name, nickname, role, "
@@ -202,21 +210,45 @@ class _RepoResourceList:
 
 
 def _add_repo_resource(server: MCPServer, store: ManifestStore) -> None:
+    reader = UntrustedReader(concurrency=README_READ_CONCURRENCY, max_threads=README_READ_MAX_THREADS)
+    warned: set[tuple[str, str]] = set()
+
     @server.resource("repo://{name}", name="repository", mime_type="application/json")
     async def read_repo(name: str) -> str:
-        """A repository's manifest entry and the head of its README."""
+        """A repository's manifest entry and the head of its README (null, with a note, if refused)."""
         repo = store.manifest.find(name)
         if repo is None or not current_principal().can_see(repo.tags):
             raise MCPError(-32002, f"no repository named {name!r}")
-        return json.dumps({**RepoOut.of(repo).model_dump(), "readme_head": await _readme_head(repo)})
+        head, note = await _readme_head(repo, reader, warned)
+        return json.dumps({**RepoOut.of(repo).model_dump(), "readme_head": head, "readme_note": note})
 
 
-async def _readme_head(repo: Repo) -> str | None:
-    for candidate in ("README.md", "README.rst", "README.txt", "README"):
-        path = Path(repo.path) / candidate
+async def _readme_head(
+    repo: Repo, reader: UntrustedReader, warned: set[tuple[str, str]]
+) -> tuple[str | None, str | None]:
+    """The README's head and None, or None and why it was refused (None too when there is none).
+
+    README content is chosen by whoever can push to the repository, so it goes through
+    `UntrustedReader` (no symlink out of the repository, regular files only, size and time
+    bounded). A missing candidate moves on to the next; the first one present but refused ends
+    the search: serving README.rst because README.md is a FIFO would only hide the problem.
+    The refusal is logged at warning level once per repository and reason (a client repeating
+    the read cannot flood the log), later ones at debug level.
+    """
+    for candidate in README_CANDIDATES:
         try:
-            async with await anyio.open_file(path, "rb") as fh:
-                return (await fh.read(README_HEAD_BYTES)).decode("utf-8", errors="replace")
-        except OSError:
+            head = await reader.read_head(
+                Path(repo.path), candidate, max_bytes=README_HEAD_BYTES, time_limit=README_READ_SECONDS
+            )
+        except FileAbsent:
             continue
-    return None
+        except FileRefused as refused:
+            note = f"{candidate} refused: {refused.reason}"
+            first = (repo.name, note) not in warned
+            if first and len(warned) >= README_WARNED_MAX:
+                warned.clear()
+            warned.add((repo.name, note))
+            (log.warning if first else log.debug)("readme_refused", repo=repo.name, reason=note)
+            return None, note
+        return head.decode("utf-8", errors="replace"), None
+    return None, None

@@ -25,7 +25,7 @@ from mahavishnu.orchestrator.settings import MahavishnuSettings
 from mahavishnu.orchestrator.workflows.models import Workflow
 from mahavishnu.platform.auth import LOCAL_PRINCIPAL as ADMIN
 from mahavishnu.platform.db import Database
-from mahavishnu.platform.errors import InvalidArgumentError
+from mahavishnu.platform.errors import InvalidArgumentError, NotFoundError
 from tests.support.server import free_port
 from tests.workflows.conftest import harness
 
@@ -226,6 +226,17 @@ async def test_names_outside_the_archive_pattern_are_refused(database: Database,
     for bad in ("../../etc/passwd", "mahavishnu.db", ""):
         with pytest.raises(InvalidArgumentError):
             await manager.verify(bad)
+
+
+async def test_a_name_with_an_impossible_date_is_no_backup(database: Database, tmp_path: Path) -> None:
+    """The archive pattern with month 13 or 30 February: a clean 'no backup', not a crash."""
+    manager = BackupManager(settings_for(database, tmp_path), database)
+    month_13, february_30 = "20261399T000000000000Z", "20260230T250000000000Z"
+    for impossible in (f"mahavishnu-{month_13}.tar.gz", f"mahavishnu-{february_30}.tar.gz"):
+        for call in (manager.restore, manager.verify):
+            with pytest.raises(NotFoundError, match="no backup named"):
+                await call(impossible)
+    assert await manager.backups() == []
 
 
 @pytest.fixture(scope="module")

@@ -77,7 +77,7 @@ def test_unknown_missing_and_typed_parameters() -> None:
         },
     )
     assert validate_params(definition, {"count": "7"}) == {"count": "7", "flag": "false"}
-    assert validate_params(definition, {"count": -3, "flag": True}) == {"count": "-3", "flag": "true"}
+    assert validate_params(definition, {"count": 3, "flag": True}) == {"count": "3", "flag": "true"}
     with pytest.raises(InvalidArgumentError, match="unknown parameter"):
         validate_params(definition, {"count": 1, "other": 2})
     with pytest.raises(InvalidArgumentError, match="required"):
@@ -86,6 +86,24 @@ def test_unknown_missing_and_typed_parameters() -> None:
         validate_params(definition, {"count": "seven"})
     with pytest.raises(InvalidArgumentError, match="true or false"):
         validate_params(definition, {"count": 1, "flag": "yes"})
+
+
+@pytest.mark.parametrize("value", [-5, "-5", "\u0661\u0662", "\uff17", "+5", " 5", "5_000", "0x10", "1" * 31, 1.5])
+def test_integers_are_plain_ascii_digits_and_not_negative(value: object) -> None:
+    """`git log -n {count}` must never receive `-5` (an option) or digits the program reads otherwise."""
+    definition = WorkflowDefinition(
+        argv=("git", "log", "-n", "{count}"), params={"count": ParamSpec(type="integer")}
+    )
+    with pytest.raises(InvalidArgumentError, match=r"integer|negative"):
+        validate_params(definition, {"count": value})
+    assert validate_params(definition, {"count": "007"}) == {"count": "7"}
+
+
+def test_negative_integers_only_where_the_parameter_allows_them() -> None:
+    spec = ParamSpec(type="integer", allow_leading_dash=True)
+    definition = WorkflowDefinition(argv=("tool", "--offset", "{offset}"), params={"offset": spec})
+    assert validate_params(definition, {"offset": -3}) == {"offset": "-3"}
+    assert validate_params(definition, {"offset": "-3"}) == {"offset": "-3"}
 
 
 @given(st.text(max_size=200))

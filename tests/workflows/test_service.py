@@ -48,8 +48,11 @@ async def test_roles_and_tag_scope(database: Database, tmp_path: Path) -> None:
             await h.service.trigger(VIEWER, "git-status", tag="python")
         with pytest.raises(NotFoundError, match="gamma"):
             await h.service.trigger(PY_OPERATOR, "git-status", repos=["gamma"])
-        with pytest.raises(PermissionDeniedError, match="admin"):
-            await h.service.trigger(PY_OPERATOR, "dangerous", params={"prompt": "x"})
+        # An admin-only workflow is as unknown to an operator as a missing one; errors never name it.
+        for name in ("dangerous", "nope"):
+            with pytest.raises(NotFoundError, match=f"no workflow named '{name}'") as refused:
+                await h.service.trigger(PY_OPERATOR, name, params={"prompt": "x"})
+            assert "dangerous" not in str(refused.value).split("known workflows:")[1]
         assert "dangerous" not in [d.name for d in h.service.definitions(PY_OPERATOR)]
 
         # Without a tag, an operator's workflow covers only the repos in its scope.

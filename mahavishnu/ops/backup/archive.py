@@ -27,10 +27,15 @@ def archive_name(created_at: datetime, *, encrypted: bool) -> str:
 
 
 def timestamp_of(name: str) -> datetime | None:
+    """When an archive was made, from its name; None for a name no archive of ours can have
+    (another pattern, or the pattern with an impossible date such as month 13)."""
     match = ARCHIVE_NAME.match(name)
     if match is None:
         return None
-    return datetime.strptime(match.group(1), "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC)
+    try:
+        return datetime.strptime(match.group(1), "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None
 
 
 def _sha256(path: Path) -> str:

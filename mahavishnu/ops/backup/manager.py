@@ -22,7 +22,13 @@ from pydantic import BaseModel
 from sqlalchemy import select
 
 from mahavishnu import __version__
-from mahavishnu.ops.backup.archive import archive_name, read_archive, timestamp_of, write_archive
+from mahavishnu.ops.backup.archive import (
+    ARCHIVE_NAME,
+    archive_name,
+    read_archive,
+    timestamp_of,
+    write_archive,
+)
 from mahavishnu.ops.backup.retention import select_keep
 from mahavishnu.ops.backup.snapshot import Snapshotter
 from mahavishnu.ops.backup.targets import LocalTarget, S3Target, Target
@@ -147,8 +153,10 @@ class BackupManager:
             if not backups:
                 raise NotFoundError("there are no backups yet")
             return backups[0].name
-        if timestamp_of(name) is None:
-            raise InvalidArgumentError(f"{name!r} is not a backup archive name")
+        if ARCHIVE_NAME.match(name) is None:
+            raise InvalidArgumentError(f"{name[:120]!r} is not a backup archive name")
+        if timestamp_of(name) is None:  # our pattern, an impossible date: no such archive can exist
+            raise NotFoundError(f"no backup named {name!r}")
         return name
 
     # --- verify ------------------------------------------------------------------------

@@ -283,8 +283,10 @@ async def _until_final(
         if stop is None:
             await asyncio.sleep(POLL_SECONDS)
         else:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for loses a cancel that meets a set event.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), POLL_SECONDS)
+                async with asyncio.timeout(POLL_SECONDS):
+                    await stop.wait()
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ __all__ = [
 ]
 
 _PLACEHOLDER = re.compile(r"^\{([a-z_][a-z0-9_]*)\}$")
+_INTEGER = re.compile(r"-?[0-9]{1,30}", re.ASCII)
 
 
 class ParamSpec(BaseModel):
@@ -42,7 +43,8 @@ class ParamSpec(BaseModel):
     """A regular expression the whole value must match."""
     max_length: int = Field(default=4096, gt=0)
     allow_leading_dash: bool = False
-    """Allow values that start with `-` (they could be read as options by the program)."""
+    """Allow values that start with `-` (they could be read as options by the program);
+    for an integer parameter, this is what allows negative numbers."""
 
     @model_validator(mode="after")
     def _pattern_compiles(self) -> ParamSpec:
@@ -157,12 +159,7 @@ def validate_params(definition: WorkflowDefinition, given: Mapping[str, Any]) ->
 
 def _check(name: str, spec: ParamSpec, value: Any) -> str:
     if spec.type == "integer":
-        if isinstance(value, bool) or not isinstance(value, int | str):
-            raise InvalidArgumentError(f"parameter {name!r} must be an integer")
-        try:
-            text = str(int(value))
-        except ValueError:
-            raise InvalidArgumentError(f"parameter {name!r} must be an integer") from None
+        text = _integer_text(name, spec, value)
     elif spec.type == "boolean":
         if not isinstance(value, bool):
             raise InvalidArgumentError(f"parameter {name!r} must be true or false")
@@ -175,11 +172,25 @@ def _check(name: str, spec: ParamSpec, value: Any) -> str:
         raise InvalidArgumentError(f"parameter {name!r} contains a NUL character")
     if len(text) > spec.max_length:
         raise InvalidArgumentError(f"parameter {name!r} is longer than {spec.max_length} characters")
-    if text.startswith("-") and not spec.allow_leading_dash and spec.type != "integer":
+    if text.startswith("-") and not spec.allow_leading_dash:
         raise InvalidArgumentError(f"parameter {name!r} must not start with '-' (it would read as an option)")
     if spec.pattern is not None and re.fullmatch(spec.pattern, text) is None:
         raise InvalidArgumentError(f"parameter {name!r} does not match {spec.pattern!r}")
     return text
+
+
+def _integer_text(name: str, spec: ParamSpec, value: Any) -> str:
+    """An integer as argv text: ASCII digits only (int() also takes '١٢', '+5', ' 5', '5_0'),
+    and non-negative unless the parameter allows a leading dash: `-5` would reach a program
+    such as `git log -n {count}` as an option."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise InvalidArgumentError(f"parameter {name!r} must be an integer")
+    text = str(value)
+    if _INTEGER.fullmatch(text) is None:
+        raise InvalidArgumentError(f"parameter {name!r} must be an integer: ASCII digits, at most 30 of them")
+    if text.startswith("-") and not spec.allow_leading_dash:
+        raise InvalidArgumentError(f"parameter {name!r} must not be negative")
+    return str(int(text))
 
 
 def render_argv(definition: WorkflowDefinition, values: Mapping[str, str]) -> list[str]:

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from mahavishnu.orchestrator.manifest import ManifestStore, Repo
-from mahavishnu.orchestrator.workflows import store
+from mahavishnu.orchestrator.workflows import reads, store
 from mahavishnu.orchestrator.workflows.definitions import WorkflowDefinition, render_argv, validate_params
 from mahavishnu.orchestrator.workflows.engine import LocalEngine
 from mahavishnu.orchestrator.workflows.models import DeadLetter, RepoRun, Workflow
@@ -38,7 +39,7 @@ from mahavishnu.orchestrator.workflows.views import (
 )
 from mahavishnu.platform.auth import Principal
 from mahavishnu.platform.db import Database
-from mahavishnu.platform.errors import InvalidArgumentError, NotFoundError
+from mahavishnu.platform.errors import InvalidArgumentError, NotFoundError, PermissionDeniedError
 from mahavishnu.platform.ids import new_id
 from mahavishnu.platform.observability import current_traceparent, get_logger
 
@@ -81,11 +82,13 @@ class WorkflowService:
             if not d.admin_only or principal.has_role("admin")
         ]
 
-    def _definition(self, name: str) -> WorkflowDefinition:
+    def _definition(self, principal: Principal, name: str) -> WorkflowDefinition:
+        """The definition to run; an admin-only one is as unknown to a non-admin as a missing one,
+        and the error names only the workflows the caller could run."""
         definition = self._definitions.get(name)
-        if definition is None:
-            known = ", ".join(sorted(self._definitions))
-            raise NotFoundError(f"no workflow named {name!r}; known workflows: {known}")
+        if definition is None or (definition.admin_only and not principal.has_role("admin")):
+            known = ", ".join(d.name for d in self.definitions(principal)) or "none"
+            raise NotFoundError(f"no workflow named {_shown(name)}; known workflows: {known}")
         return definition
 
     # --- trigger --------------------------------------------------------------
@@ -101,9 +104,7 @@ class WorkflowService:
     ) -> WorkflowSummary:
         """Validate everything, store the workflow and one queued run per repo, and return at once."""
         principal.require_role("operator")
-        definition = self._definition(workflow)
-        if definition.admin_only:
-            principal.require_role("admin")
+        definition = self._definition(principal, workflow)
         values = validate_params(definition, params or {})
         targets = self._select(principal, tag=tag, role=role, names=repos)
         argv = render_argv(definition, values)
@@ -160,7 +161,7 @@ class WorkflowService:
                 else:
                     found.append(repo)
             if missing:
-                raise NotFoundError(f"no repository named {', '.join(repr(n) for n in missing)}")
+                raise NotFoundError(f"no repository named {_listed(missing)}")
             candidates = [
                 r for r in found if (tag is None or tag in r.tags) and (role is None or r.role == role)
             ]
@@ -170,7 +171,7 @@ class WorkflowService:
             raise InvalidArgumentError("no repositories match the given tag, role and names")
         absent = [r.name for r in candidates if not Path(r.path).is_dir()]
         if absent:
-            raise InvalidArgumentError(f"repository folder missing on disk: {', '.join(absent[:10])}")
+            raise InvalidArgumentError(f"repository folder missing on disk: {_listed(absent)}")
         return candidates
 
     async def until_closed(self, workflow_id: str) -> None:
@@ -183,23 +184,21 @@ class WorkflowService:
 
     # --- read -----------------------------------------------------------------
     async def status(self, principal: Principal, workflow_id: str) -> WorkflowView:
+        """A workflow and its runs in the caller's scope. Visibility follows the token's tags only:
+        who requested a workflow widens nothing (another token may carry the same subject)."""
+        workflow, visible, _ = await self._scoped(principal, workflow_id)
+        return WorkflowView.with_runs(workflow, visible)
+
+    async def _scoped(self, principal: Principal, workflow_id: str) -> tuple[Workflow, list[RepoRun], int]:
+        """The workflow, its runs the caller may see, and how many runs it has in all."""
         async with self._db.session() as session:
             workflow = await session.get(Workflow, workflow_id)
-            runs = (
-                list(
-                    (
-                        await session.scalars(
-                            select(RepoRun).where(RepoRun.workflow_id == workflow_id).order_by(RepoRun.repo)
-                        )
-                    ).all()
-                )
-                if workflow
-                else []
-            )
+            query = select(RepoRun).where(RepoRun.workflow_id == workflow_id).order_by(RepoRun.repo)
+            runs = list((await session.scalars(query)).all()) if workflow else []
         visible = [r for r in runs if principal.can_see(r.repo_tags)]
-        if workflow is None or (runs and not visible and workflow.requested_by != principal.subject):
-            raise NotFoundError(f"no workflow {workflow_id!r}")
-        return WorkflowView.with_runs(workflow, visible)
+        if workflow is None or not visible:
+            raise NotFoundError(f"no workflow {_shown(workflow_id)}")
+        return workflow, visible, len(runs)
 
     async def list(
         self,
@@ -216,8 +215,15 @@ class WorkflowService:
         since_at = _parse_since(since)
         before = _decode_cursor(cursor) if cursor else None
         async with self._db.session() as session:
-            rows = await store.list_workflows(
-                session, status=status, name=workflow, since=since_at, before_id=before, limit=limit + 1
+            rows = await reads.list_workflows(
+                session,
+                principal,
+                self._db.dialect,
+                status=status,
+                name=workflow,
+                since=since_at,
+                before_id=before,
+                limit=limit + 1,
             )
         page = rows[:limit]
         next_cursor = _encode_cursor(page[-1].id) if len(rows) > limit and page else None
@@ -227,7 +233,7 @@ class WorkflowService:
         if not text.strip():
             raise InvalidArgumentError("search text is empty")
         async with self._db.session() as session:
-            runs = await store.search_runs(session, self._db.dialect, text, limit * 3)
+            runs = await reads.search_runs(session, principal, self._db.dialect, text, limit)
         hits = [
             SearchHit(
                 workflow_id=r.workflow_id,
@@ -237,14 +243,13 @@ class WorkflowService:
                 excerpt=_excerpt(f"{r.error or ''}\n{r.output_tail or ''}", text),
             )
             for r in runs
-            if principal.can_see(r.repo_tags)
         ]
-        return SearchResult(hits=hits[:limit])
+        return SearchResult(hits=hits)
 
     async def statistics(self, principal: Principal) -> WorkflowStatistics:
         async with self._db.session() as session:
-            counts = await store.workflow_counts(session)
-            durations = await store.run_durations(session)
+            counts = await reads.workflow_counts(session, principal, self._db.dialect)
+            durations = await reads.run_durations(session, principal, self._db.dialect)
         names = sorted({n for n, _, _ in counts} | {n for n, _, _ in durations})
         stats = []
         for name in names:
@@ -268,9 +273,18 @@ class WorkflowService:
 
     # --- change ---------------------------------------------------------------
     async def cancel(self, principal: Principal, workflow_id: str) -> WorkflowView:
-        """Stop queued runs now, and running ones (their process groups) within seconds."""
+        """Stop queued runs now, and running ones (their process groups) within seconds.
+
+        A cancel stops the whole workflow, so the caller's scope must cover all of it: a
+        workflow reaching repositories outside the scope is refused (its runs there are not
+        the caller's to stop), and one entirely outside it is not found."""
         principal.require_role("operator")
-        await self.status(principal, workflow_id)  # not found / out of scope → same error
+        _, visible, total = await self._scoped(principal, workflow_id)
+        if len(visible) < total:
+            raise PermissionDeniedError(
+                "this workflow also runs in repositories outside your tag scope; "
+                "cancelling it needs a token whose scope covers all of them"
+            )
         now = datetime.now(UTC)
         closed: list[store.Closed] = []
         async with self._db.session() as session:
@@ -287,7 +301,8 @@ class WorkflowService:
         return await self.status(principal, workflow_id)
 
     async def heal(self, principal: Principal) -> int:
-        principal.require_role("admin")
+        """Healing requeues orphans of every scope, so it needs an admin with no tag scope."""
+        _require_unscoped_admin(principal, "healing orphaned runs")
         if self._engine is None:
             raise InvalidArgumentError("no engine runs in this process")
         return await self._engine.heal()
@@ -295,29 +310,34 @@ class WorkflowService:
     # --- dead letters -----------------------------------------------------------
     async def dead_letters(self, principal: Principal, *, include_resolved: bool = False) -> DeadLetterPage:
         principal.require_role("admin")
-        query = select(DeadLetter).order_by(DeadLetter.created_at.desc()).limit(MAX_PAGE)
-        if not include_resolved:
-            query = query.where(DeadLetter.status != "resolved")
         async with self._db.session() as session:
-            rows = (await session.scalars(query)).all()
+            rows = await reads.list_dead_letters(
+                session, principal, self._db.dialect, include_resolved=include_resolved, limit=MAX_PAGE
+            )
         return DeadLetterPage(dead_letters=[DeadLetterView.of(r) for r in rows])
 
     async def dead_letter(self, principal: Principal, dead_letter_id: str) -> DeadLetterView:
         principal.require_role("admin")
         async with self._db.session() as session:
-            entry = await session.get(DeadLetter, dead_letter_id)
-        if entry is None:
-            raise NotFoundError(f"no dead letter {dead_letter_id!r}")
+            entry = await self._scoped_dead_letter(session, principal, dead_letter_id)
         return DeadLetterView.of(entry)
+
+    async def _scoped_dead_letter(
+        self, session: AsyncSession, principal: Principal, dead_letter_id: str
+    ) -> DeadLetter:
+        query = select(DeadLetter).where(DeadLetter.id == dead_letter_id)
+        scope = reads.dead_letter_in_scope(principal, self._db.dialect)
+        entry = await session.scalar(query if scope is None else query.where(scope))
+        if entry is None:
+            raise NotFoundError(f"no dead letter {_shown(dead_letter_id)}")
+        return entry
 
     async def retry_dead_letter(self, principal: Principal, dead_letter_id: str) -> DeadLetterView:
         """Queue the run again as one more attempt of the same workflow; it leaves the DLQ on success."""
         principal.require_role("admin")
         now = datetime.now(UTC)
         async with self._db.session() as session:
-            entry = await session.get(DeadLetter, dead_letter_id)
-            if entry is None:
-                raise NotFoundError(f"no dead letter {dead_letter_id!r}")
+            entry = await self._scoped_dead_letter(session, principal, dead_letter_id)
             if entry.status != "open":
                 raise InvalidArgumentError(f"dead letter {dead_letter_id!r} is {entry.status}, not open")
             run = await session.get(RepoRun, entry.run_id)
@@ -341,9 +361,29 @@ class WorkflowService:
             query = query.where(DeadLetter.status == "resolved")
         else:
             query = query.where(DeadLetter.status != "retrying")
+        scope = reads.dead_letter_in_scope(principal, self._db.dialect)
+        if scope is not None:
+            query = query.where(scope)
         async with self._db.session() as session:
             result = await session.execute(query)
         return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _require_unscoped_admin(principal: Principal, what: str) -> None:
+    principal.require_role("admin")
+    if principal.tags:
+        raise PermissionDeniedError(f"{what} spans every tag scope; it needs an admin token without tags")
+
+
+def _shown(value: str, limit: int = 80) -> str:
+    """A caller's value quoted for an error message, cut so an answer never echoes a huge input."""
+    return repr(value) if len(value) <= limit else repr(value[:limit]) + f"... ({len(value)} characters)"
+
+
+def _listed(names: Sequence[str], most: int = 5) -> str:
+    """A few names and a count of the rest: an error answer stays small whatever was asked."""
+    shown = ", ".join(_shown(n, 64) for n in names[:most])
+    return shown if len(names) <= most else f"{shown} and {len(names) - most} more"
 
 
 def _parse_since(since: str | None) -> datetime | None:

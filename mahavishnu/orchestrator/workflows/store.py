@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Table, bindparam, delete, func, insert, or_, select, text, update
+from sqlalchemy import Table, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,7 +28,7 @@ from mahavishnu.orchestrator.workflows.models import (
     Workflow,
 )
 from mahavishnu.orchestrator.workflows.process import ProcessResult
-from mahavishnu.orchestrator.workflows.states import FINAL_RUN_STATUSES, RunStatus, WorkflowStatus, rollup
+from mahavishnu.orchestrator.workflows.states import RunStatus, WorkflowStatus, rollup
 from mahavishnu.platform.ids import new_id
 
 _ACTIVE = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
@@ -679,65 +679,8 @@ async def cancel_queued(session: AsyncSession, workflow_id: str, now: datetime) 
 # --- reading ---------------------------------------------------------------------------------
 
 
-async def list_workflows(
-    session: AsyncSession,
-    *,
-    status: str | None,
-    name: str | None,
-    since: datetime | None,
-    before_id: str | None,
-    limit: int,
-) -> list[Workflow]:
-    """Newest first; `before_id` continues a previous page (ids sort by creation time)."""
-    query = select(Workflow)
-    if status:
-        query = query.where(Workflow.status == status)
-    if name:
-        query = query.where(Workflow.name == name)
-    if since:
-        query = query.where(Workflow.created_at >= since)
-    if before_id:
-        query = query.where(Workflow.id < before_id)
-    return list((await session.scalars(query.order_by(Workflow.id.desc()).limit(limit))).all())
-
-
-async def search_runs(session: AsyncSession, dialect: str, query_text: str, limit: int) -> list[RepoRun]:
-    """Full-text search over output tails and errors (FTS5 on SQLite, tsvector on PostgreSQL)."""
-    if dialect == "postgresql":
-        document = func.to_tsvector(
-            text("'simple'"), func.coalesce(RepoRun.output_tail, "") + " " + func.coalesce(RepoRun.error, "")
-        )
-        condition = document.op("@@")(func.plainto_tsquery(text("'simple'"), query_text))
-        query = select(RepoRun).where(condition)
-    else:
-        terms = " ".join('"' + word.replace('"', '""') + '"' for word in query_text.split())
-        if not terms:
-            return []
-        matching = text("SELECT rowid FROM repo_runs_fts WHERE repo_runs_fts MATCH :terms").bindparams(
-            terms=terms
-        )
-        query = select(RepoRun).where(text("repo_runs.rowid IN (" + str(matching) + ")")).params(terms=terms)
-    return list((await session.scalars(query.order_by(RepoRun.created_at.desc()).limit(limit))).all())
-
-
 async def gauges(session: AsyncSession) -> Gauges:
     queued = await session.scalar(select(func.count()).where(RepoRun.status == RunStatus.QUEUED))
     dead = await session.scalar(select(func.count()).where(DeadLetter.status != "resolved"))
     circuits = await session.scalar(select(func.count()).where(CircuitState.state != "closed"))
     return Gauges(int(queued or 0), int(dead or 0), int(circuits or 0))
-
-
-async def run_durations(session: AsyncSession) -> list[tuple[str, str, float | None]]:
-    rows = await session.execute(
-        select(RepoRun.workflow_name, RepoRun.status, RepoRun.duration_seconds).where(
-            RepoRun.status.in_(FINAL_RUN_STATUSES)
-        )
-    )
-    return [(r[0], r[1], r[2]) for r in rows.all()]
-
-
-async def workflow_counts(session: AsyncSession) -> list[tuple[str, str, int]]:
-    rows = await session.execute(
-        select(Workflow.name, Workflow.status, func.count()).group_by(Workflow.name, Workflow.status)
-    )
-    return [(r[0], r[1], int(r[2])) for r in rows.all()]

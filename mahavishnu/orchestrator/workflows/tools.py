@@ -94,8 +94,9 @@ class WorkflowTools:
                 await ctx.report_progress(
                     view.done, len(view.runs), f"{view.done}/{len(view.runs)} repos done"
                 )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._service.until_closed(summary.workflow_id), self._interval)
+            with contextlib.suppress(TimeoutError):  # not wait_for: on 3.11 it can swallow a cancel
+                async with asyncio.timeout(self._interval):
+                    await self._service.until_closed(summary.workflow_id)
             view = await self._service.status(principal, summary.workflow_id)
         await ctx.report_progress(view.done, len(view.runs), f"workflow {view.status}")
         return view
