@@ -69,16 +69,18 @@ def serve(
     """Start the MCP server (Streamable HTTP on /mcp, or stdio)."""
     from mahavishnu.orchestrator.service import create_service
     from mahavishnu.platform.app import build_app, build_stdio
-    from mahavishnu.platform.observability import Metrics, configure_logging, configure_tracing
+    from mahavishnu.platform.observability import Metrics, configure_logging, configure_tracing, get_logger
     from mahavishnu.platform.server import serve_http, serve_stdio
 
     settings = _load(host=host, port=port, repos_file=repos)
     configure_logging(settings.log_level, settings.log_format, stream=sys.stderr if stdio else sys.stdout)
     try:
-        settings.ensure_secure()
+        settings.ensure_secure(listening=not stdio)
     except ConfigurationError as exc:
         err.print(f"[red]refusing to start:[/red] {exc.message}")
         raise typer.Exit(2) from None
+    for warning in settings.insecure_warnings(listening=not stdio):
+        get_logger("mahavishnu.server").warning("insecure_configuration", problem=warning)
     service_version = _version()
     _check_schema(settings)
     tracer_provider = configure_tracing("mahavishnu", service_version, settings.otel_exporter_otlp_endpoint)

@@ -144,6 +144,8 @@ http_call() {
         [[ -f "$AUTH_FILE" ]] && args+=(-H "@$AUTH_FILE")
         note "POST $url $data"
     else
+        # The token on GETs too: /health shows its details only to a caller with one.
+        [[ -f "$AUTH_FILE" ]] && args+=(-H "@$AUTH_FILE")
         note "GET $url"
     fi
     : >"$BODY_FILE"

@@ -125,10 +125,12 @@ class _Session:
         return min(cap, remaining)
 
     def get(self, path: str, cap: float = REQUEST_TIMEOUT) -> httpx.Response:
+        """GET with the token when there is one: /health shows its details only to a caller with one."""
         url = self.base_url + path
         self.transcript.append(f"GET {url}")
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         try:
-            response = self.client.get(url, timeout=self.timeout(cap))
+            response = self.client.get(url, headers=headers, timeout=self.timeout(cap))
         except httpx.TimeoutException:
             raise CheckFailed(f"no answer from GET {path} within {cap:g} s") from None
         except httpx.HTTPError as exc:

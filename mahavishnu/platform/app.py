@@ -19,7 +19,7 @@ from typing import Any
 from mcp.server import MCPServer
 from mcp.server.context import ServerMiddleware
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
-from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
+from mcp.server.transport_security import TransportSecuritySettings
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -28,8 +28,9 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from mahavishnu.platform.auth import ROLES, TokenVerifier
+from mahavishnu.platform.errors import AuthenticationError
 from mahavishnu.platform.health import ComponentHealth, HealthCheck, HealthReport, HealthState, evaluate
-from mahavishnu.platform.http import McpGate, RequestObserver
+from mahavishnu.platform.http import HostOriginGuard, McpGate, RequestObserver, bearer_token
 from mahavishnu.platform.mcp import ToolSpec, build_mcp_server
 from mahavishnu.platform.observability import Metrics, get_logger
 from mahavishnu.platform.ratelimit import ClientAddressResolver, RateLimiter
@@ -82,22 +83,10 @@ def build_mcp(
     )
 
 
-def _transport_security(settings: PlatformSettings) -> TransportSecuritySettings:
-    hosts = [
-        "127.0.0.1",
-        "127.0.0.1:*",
-        "localhost",
-        "localhost:*",
-        "[::1]",
-        "[::1]:*",
-        *settings.allowed_hosts,
-    ]
-    origins = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*", *settings.allowed_origins]
-    return TransportSecuritySettings(
-        enable_dns_rebinding_protection=settings.dns_rebinding_protection,
-        allowed_hosts=hosts,
-        allowed_origins=origins,
-    )
+def _host_origin_guard(settings: PlatformSettings) -> HostOriginGuard | None:
+    if not settings.dns_rebinding_protection:
+        return None
+    return HostOriginGuard.with_loopback(settings.allowed_hosts, settings.allowed_origins)
 
 
 def build_app(service: Service, metrics: Metrics) -> Platform:
@@ -123,21 +112,27 @@ def build_app(service: Service, metrics: Metrics) -> Platform:
         managers.append(server.session_manager)
     json_manager, streaming_manager = managers
     addresses = ClientAddressResolver(settings.trusted_proxies)
+    verifier = TokenVerifier.from_settings(settings)
     gate = McpGate(
         StreamableHTTPASGIApp(json_manager),
         streaming_app=StreamableHTTPASGIApp(streaming_manager),
         max_body_bytes=settings.max_body_bytes,
-        security=TransportSecurityMiddleware(_transport_security(settings)),
-        verifier=TokenVerifier.from_settings(settings),
+        max_json_depth=settings.max_json_depth,
+        guard=_host_origin_guard(settings),
+        verifier=verifier,
         limiter=limiter,
         tool_roles={spec.name: spec.min_role for spec in service.tools if spec.min_role != "viewer"},
         metrics=metrics,
         resource_metadata_url=settings.resource_url + METADATA_PATH,
     )
 
-    async def health(_: Request) -> Response:
+    async def health(request: Request) -> Response:
         report = await evaluate(checks, state)
-        return JSONResponse(_health_body(service, report, state), status_code=report.http_status)
+        if settings.health_details_public or _may_see_details(request, verifier):
+            body = _health_body(service, report, state)
+        else:
+            body = report.summary()
+        return JSONResponse(body, status_code=report.http_status)
 
     async def ready(_: Request) -> Response:
         report = await evaluate([c for c in checks if c.critical], state)
@@ -196,6 +191,18 @@ def _health_body(service: Service, report: HealthReport, state: HealthState) -> 
     return report.as_dict(
         service=service.name, version=service.version, uptime_seconds=time.time() - state.started_at
     )
+
+
+def _may_see_details(request: Request, verifier: TokenVerifier | None) -> bool:
+    """Component details name paths, backends and problems: with auth on, a valid token (any
+    role) sees them; probes without one get the status of each component only."""
+    if verifier is None:
+        return True
+    try:
+        verifier.verify(bearer_token(request.scope))
+    except AuthenticationError:
+        return False
+    return True
 
 
 def _health_tool(service: Service, checks: Sequence[HealthCheck], state: HealthState) -> ToolSpec:

@@ -36,6 +36,7 @@ Role = Literal["viewer", "operator", "admin"]
 ROLES: tuple[Role, ...] = ("viewer", "operator", "admin")
 _RANK = {role: rank for rank, role in enumerate(ROLES)}
 _CACHE_SIZE = 4096
+_TIME_CLAIMS = ("exp", "nbf", "iat")
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,14 +121,23 @@ class TokenVerifier:
             leeway_seconds=settings.auth_leeway_seconds,
         )
 
+    def lookup(self, token: str) -> Principal | None:
+        """The principal of a token verified before and not yet expired; None means "not known
+        to be valid" (never checked, or expired), and costs no signature check."""
+        cached = self._cache.get(token)
+        if cached is None:
+            return None
+        principal, expires = cached
+        if time.time() <= expires + self._leeway:
+            return principal
+        del self._cache[token]
+        return None
+
     def verify(self, token: str) -> Principal:
         """Check a token; a token already verified is answered from a small cache until it expires."""
-        cached = self._cache.get(token)
+        cached = self.lookup(token)
         if cached is not None:
-            principal, expires = cached
-            if time.time() <= expires + self._leeway:
-                return principal
-            del self._cache[token]
+            return cached
         principal, expires = self._verify(token)
         if len(self._cache) >= _CACHE_SIZE:
             self._cache.pop(next(iter(self._cache)))  # evict the oldest entry
@@ -183,8 +193,13 @@ class TokenVerifier:
 
 
 def _principal_from_claims(claims: dict[str, Any]) -> Principal:
+    """Type-check every claim we read: a validly signed token is still the caller's data, and a
+    list where a string belongs must be a 401, not a TypeError deep in the pipeline."""
+    for name in _TIME_CLAIMS:
+        if name in claims and not _is_number(claims[name]):
+            raise AuthenticationError(f"token claim {name!r} must be a number", reason="bad_claim")
     role = claims.get("role", "viewer")
-    if role not in _RANK:
+    if not isinstance(role, str) or role not in _RANK:
         raise AuthenticationError("token role not recognised", reason="bad_claim")
     tags = claims.get("tags", [])
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
@@ -192,7 +207,12 @@ def _principal_from_claims(claims: dict[str, Any]) -> Principal:
     subject = claims["sub"]
     if not isinstance(subject, str) or not subject:
         raise AuthenticationError("token subject must be a non-empty string", reason="bad_claim")
-    return Principal(subject=subject, role=cast(Role, role), tags=frozenset(tags))
+    return Principal(subject=subject, role=role, tags=frozenset(tags))
+
+
+def _is_number(value: object) -> bool:
+    """A JSON number: PyJWT would also take "123" or true (it calls int() on them)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def issue_token(

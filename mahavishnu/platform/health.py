@@ -54,6 +54,13 @@ class HealthReport:
     def http_status(self) -> int:
         return 503 if self.status == "unhealthy" else 200
 
+    def summary(self) -> dict[str, Any]:
+        """What anyone may see: the roll-up and each component's status, nothing more."""
+        return {
+            "status": self.status,
+            "checks": {name: {"status": c.status} for name, c in self.components.items()},
+        }
+
     def as_dict(self, *, service: str, version: str, uptime_seconds: float) -> dict[str, Any]:
         return {
             "status": self.status,

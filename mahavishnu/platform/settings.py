@@ -90,11 +90,20 @@ class PlatformSettings(BaseSettings):
 
     # --- HTTP transport ---------------------------------------------------
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    max_json_depth: int = Field(default=64, ge=2, le=128)
+    """Deepest nesting of arrays and objects a request body may have; deeper bodies are refused
+    before parsing, so no parser (ours, the SDK's, pydantic's) recurses on a hostile document."""
     dns_rebinding_protection: bool = True
     allowed_hosts: list[str] = Field(default_factory=list)
     """Host header values accepted besides loopback (needed behind a proxy or on a real hostname)."""
     allowed_origins: list[str] = Field(default_factory=list)
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    allow_unauthenticated_network: bool = False
+    """Listen beyond loopback with authentication off. Anyone who reaches the port gets the admin
+    role, so this is refused unless set explicitly, and start-up logs a warning when it is."""
+    health_details_public: bool = False
+    """With authentication on, /health shows component details (paths, backends, problems) only
+    to a valid token; True shows them to everyone."""
 
     # --- observability ----------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -161,8 +170,11 @@ class PlatformSettings(BaseSettings):
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
-    def check_secure(self) -> list[str]:
-        """Reasons this configuration must not start; warnings are not included."""
+    def check_secure(self, *, listening: bool = True) -> list[str]:
+        """Reasons this configuration must not start; warnings are not included.
+
+        `listening` is False for stdio, which opens no socket, so where it would bind is moot.
+        """
         problems: list[str] = []
         if (
             self.auth_secret is not None
@@ -177,17 +189,32 @@ class PlatformSettings(BaseSettings):
                 f"production mode needs {self.env_prefix}AUTH_SECRET (at least {MIN_SECRET_BYTES} bytes) "
                 "or an RS256 public key"
             )
-        if not self.auth_enabled and not is_loopback(self.host) and self.env != "development":
+        if listening and self._open_to_network() and not self.allow_unauthenticated_network:
             problems.append(
                 f"refusing to listen on {self.host} without authentication; "
-                f"set {self.env_prefix}AUTH_SECRET or bind to 127.0.0.1"
+                f"set {self.env_prefix}AUTH_SECRET or bind to 127.0.0.1 "
+                f"(or accept the risk with {self.env_prefix}ALLOW_UNAUTHENTICATED_NETWORK=true)"
             )
         return problems
 
-    def ensure_secure(self) -> None:
-        problems = self.check_secure()
+    def ensure_secure(self, *, listening: bool = True) -> None:
+        problems = self.check_secure(listening=listening)
         if problems:
             raise InsecureConfigurationError(problems[0])
+
+    def insecure_warnings(self, *, listening: bool = True) -> list[str]:
+        """Risks an operator chose explicitly; start-up logs each one as a warning."""
+        if listening and self._open_to_network() and self.allow_unauthenticated_network:
+            return [
+                f"listening on {self.host} WITHOUT authentication "
+                f"({self.env_prefix}ALLOW_UNAUTHENTICATED_NETWORK=true): anyone who can reach "
+                "this port has the admin role"
+            ]
+        return []
+
+    def _open_to_network(self) -> bool:
+        """Auth off and a non-loopback address: every reachable machine would be the admin."""
+        return not self.auth_enabled and not is_loopback(self.host)
 
     def redacted(self) -> dict[str, Any]:
         """The effective settings with secrets masked, safe to print or log."""

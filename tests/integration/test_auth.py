@@ -87,6 +87,58 @@ def test_bad_tokens_are_refused_and_counted(
     assert failures(auth_server, reason) == before + 1
 
 
+WRONGLY_TYPED_CLAIMS: dict[str, dict[str, Any]] = {
+    "role-list": {"role": ["admin"]},
+    "role-object": {"role": {"admin": True}},
+    "role-number": {"role": 2},
+    "tags-string": {"tags": "python"},
+    "tags-object": {"tags": {"python": 1}},
+    "tags-numbers": {"tags": [1, 2]},
+    "sub-number": {"sub": 42},
+    "sub-list": {"sub": ["alice"]},
+    "sub-empty": {"sub": ""},
+    "exp-string": {"exp": str(int(time.time()) + 600)},
+    "exp-bool": {"exp": True},
+    "exp-list": {"exp": [1]},
+    "nbf-string": {"nbf": "0"},
+    "iat-object": {"iat": {"t": 0}},
+    "iss-list": {"iss": ["mahavishnu"]},
+    "jti-number": {"jti": 7},
+}
+
+
+@pytest.mark.parametrize("case", sorted(WRONGLY_TYPED_CLAIMS))
+def test_validly_signed_tokens_with_wrongly_typed_claims_are_401(
+    auth_server: RunningServer, case: str
+) -> None:
+    # Signed by hand: PyJWT itself would refuse to encode some of these.
+    token = hs256_with_key_bytes({**claims(), **WRONGLY_TYPED_CLAIMS[case]}, SECRET.encode())
+    response = rpc(auth_server.url, "tools/list", token=token)
+    assert response.status_code == 401, response.text
+    assert 'error="invalid_token"' in response.headers["www-authenticate"]
+    assert response.json()["error"]["code"] == -32001
+    assert "Traceback" not in auth_server.log_path.read_text()
+
+
+@pytest.mark.parametrize("with_token", [True, False], ids=["token", "no-token"])
+def test_deep_json_is_a_clean_400_with_or_without_a_token(
+    auth_server: RunningServer, with_token: bool
+) -> None:
+    headers = {"Content-Type": "application/json"}
+    if with_token:
+        headers["Authorization"] = f"Bearer {hs256(claims())}"
+    body = (
+        b'{"jsonrpc":"2.0","id":1,"method":"ping","params":{"_meta":{"x":'
+        + b"[" * 6000
+        + b"]" * 6000
+        + b"}}}"
+    )
+    response = httpx.post(auth_server.url, content=body, headers=headers)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == -32700
+    assert "Traceback" not in auth_server.log_path.read_text()
+
+
 def test_hs_rs_confusion_is_refused(auth_server: RunningServer, keys: tuple[bytes, Path]) -> None:
     forged = hs256_with_key_bytes(claims(role="admin"), keys[1].read_bytes())
     before = failures(auth_server, "bad_signature")

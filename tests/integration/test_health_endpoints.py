@@ -1,9 +1,26 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import httpx
+import pytest
 
 from tests.support.client import call_tool
-from tests.support.server import RunningServer
+from tests.support.server import SECRET, RunningServer, base_env, start_server
+from tests.support.tokens import claims, hs256
+
+PUBLIC_SUMMARY = {
+    "status": "healthy",
+    "checks": {"manifest": {"status": "ok"}, "database": {"status": "ok"}, "rate_limit": {"status": "ok"}},
+}
+
+
+@pytest.fixture(scope="module")
+def auth_server(workdir: Path, manifest: Path) -> Iterator[RunningServer]:
+    server = start_server(workdir, base_env(workdir, manifest, {"MAHAVISHNU_AUTH_SECRET": SECRET}))
+    yield server
+    server.stop()
 
 
 def test_health_reports_version_uptime_and_components(open_server: RunningServer) -> None:
@@ -51,3 +68,43 @@ def test_protected_resource_metadata(open_server: RunningServer) -> None:
     body = httpx.get(f"{open_server.base}/.well-known/oauth-protected-resource").json()
     assert body["resource"].endswith("/mcp")
     assert body["bearer_methods_supported"] == ["header"]
+
+
+@pytest.mark.parametrize("authorization", [None, "Bearer not.a.jwt", "Basic dXNlcjpwYXNz"])
+def test_health_without_a_valid_token_shows_component_status_only(
+    auth_server: RunningServer, workdir: Path, authorization: str | None
+) -> None:
+    headers = {"Authorization": authorization} if authorization else {}
+    response = httpx.get(f"{auth_server.base}/health", headers=headers)
+    assert response.status_code == 200
+    assert response.json() == PUBLIC_SUMMARY
+    assert str(workdir) not in response.text  # no manifest path, allowed roots or offending paths
+
+
+@pytest.mark.parametrize("role", ["viewer", "admin"])
+def test_health_with_a_valid_token_shows_the_details(
+    auth_server: RunningServer, manifest: Path, role: str
+) -> None:
+    token = hs256(claims(sub="prober", role=role))
+    body = httpx.get(f"{auth_server.base}/health", headers={"Authorization": f"Bearer {token}"}).json()
+    assert body["version"]
+    assert body["checks"]["manifest"]["data"]["path"] == str(manifest)
+
+
+def test_ready_and_the_health_tool_with_auth_on(auth_server: RunningServer, manifest: Path) -> None:
+    assert httpx.get(f"{auth_server.base}/ready").json() == {"status": "ready"}
+    result = call_tool(auth_server.url, "get_health", token=hs256(claims())).json()["result"]
+    assert result["structuredContent"]["checks"]["manifest"]["data"]["path"] == str(manifest)
+    assert call_tool(auth_server.url, "get_health").status_code == 401
+
+
+def test_health_details_can_be_made_public(workdir: Path, manifest: Path) -> None:
+    env = base_env(
+        workdir, manifest, {"MAHAVISHNU_AUTH_SECRET": SECRET, "MAHAVISHNU_HEALTH_DETAILS_PUBLIC": "true"}
+    )
+    server = start_server(workdir, env)
+    try:
+        body = httpx.get(f"{server.base}/health").json()
+        assert body["checks"]["manifest"]["data"]["path"] == str(manifest)
+    finally:
+        server.stop()

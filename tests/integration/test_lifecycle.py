@@ -45,11 +45,52 @@ def test_production_refuses_a_weak_secret_without_echoing_it(tmp_path: Path) -> 
     assert weak not in result.stderr + result.stdout
 
 
-def test_refuses_public_bind_without_auth_outside_development(tmp_path: Path) -> None:
-    env = base_env(tmp_path, None, {"MAHAVISHNU_ENV": "staging"})
+@pytest.mark.parametrize("environment", ["development", "test", "staging"])
+def test_refuses_public_bind_without_auth_in_every_environment(tmp_path: Path, environment: str) -> None:
+    env = base_env(tmp_path, None, {"MAHAVISHNU_ENV": environment})
+    started = time.monotonic()
     result = run_serve(env, "--host", "0.0.0.0", "--port", str(free_port()))
+    assert time.monotonic() - started < 20
     assert result.returncode == 2
-    assert "0.0.0.0" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "refusing to listen on 0.0.0.0 without authentication" in result.stderr
+    assert "MAHAVISHNU_ALLOW_UNAUTHENTICATED_NETWORK=true" in result.stderr
+
+
+def test_public_bind_without_auth_starts_only_when_allowed_and_says_so(tmp_path: Path) -> None:
+    manifest = make_repos(tmp_path, standard_specs())
+    env = base_env(
+        tmp_path,
+        manifest,
+        {"MAHAVISHNU_HOST": "0.0.0.0", "MAHAVISHNU_ALLOW_UNAUTHENTICATED_NETWORK": "true"},
+    )
+    server = start_server(tmp_path, env)
+    try:
+        warnings = [
+            json.loads(line)
+            for line in server.log_lines()
+            if line.startswith("{") and '"insecure_configuration"' in line
+        ]
+        assert len(warnings) == 1
+        assert warnings[0]["level"] == "warning"
+        assert "WITHOUT authentication" in warnings[0]["problem"]
+        assert "0.0.0.0" in warnings[0]["problem"]
+    finally:
+        assert server.stop() == 0
+
+
+async def test_stdio_ignores_the_listening_address(tmp_path: Path) -> None:
+    # stdio opens no socket: a host setting meant for HTTP must not stop a desktop client.
+    manifest = make_repos(tmp_path, standard_specs())
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "mahavishnu", "serve", "--stdio"],
+        env=base_env(tmp_path, manifest, {"MAHAVISHNU_HOST": "0.0.0.0"}),
+        cwd=str(tmp_path),
+    )
+    async with Client(params, mode="legacy", cache=None) as client:
+        result = await client.call_tool("list_roles", {})
+        assert result.is_error is False
 
 
 def test_sigterm_finishes_in_flight_request_then_exits_zero(tmp_path: Path) -> None:

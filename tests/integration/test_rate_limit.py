@@ -84,6 +84,60 @@ def test_unauthenticated_callers_are_limited_by_ip(workdir: Path, manifest: Path
         server.stop()
 
 
+def test_a_flood_of_forged_tokens_meets_429_at_the_default_limits(workdir: Path, manifest: Path) -> None:
+    env = base_env(workdir, manifest, {"MAHAVISHNU_AUTH_SECRET": SECRET})
+    for name in ("RATE_LIMIT_PER_MINUTE", "RATE_LIMIT_PER_HOUR", "RATE_LIMIT_BURST"):
+        env.pop(name)
+    server = start_server(workdir, env)
+    try:
+        forged = hs256(claims(sub="mallory"), secret="not-the-server-secret-but-long-enough-0000")
+        results = statuses(server, 120, token=forged)
+        # The default budget per address: 20 a second and 60 a minute, whichever runs out first.
+        assert results.count(401) <= 60
+        assert results.count(429) >= 60
+        assert set(results) == {401, 429}
+        assert statuses(server, 3) == [429] * 3  # no token at all: the same address budget
+    finally:
+        server.stop()
+
+
+def test_failed_auth_spends_the_address_budget_but_known_tokens_keep_theirs(
+    workdir: Path, manifest: Path
+) -> None:
+    server = start_server(workdir, base_env(workdir, manifest, {**LIMITS, "MAHAVISHNU_AUTH_SECRET": SECRET}))
+    try:
+        good = hs256(claims(sub="known"))
+        away_from_window_edge()
+        assert statuses(server, 1, token=good) == [200]  # first use: verified, and one address unit spent
+        bad = hs256(claims(sub="known"), secret="not-the-server-secret-but-long-enough-0000")
+        assert statuses(server, 7, token=bad) == [401] * 5 + [429] * 2
+        assert statuses(server, 2) == [429, 429]
+        refused = rpc(server.url, "ping", token=bad)
+        assert refused.headers["ratelimit-limit"] == "6"
+        assert "www-authenticate" not in refused.headers  # refused before the token was looked at
+        # A token verified before the flood is known good: its own budget, untouched by the flood.
+        assert statuses(server, 5, token=good) == [200] * 5
+        assert statuses(server, 1, token=good) == [429]  # ...which is a budget too (6 a minute)
+    finally:
+        server.stop()
+
+
+def test_malformed_bodies_without_a_known_token_spend_the_address_budget(
+    workdir: Path, manifest: Path
+) -> None:
+    server = start_server(workdir, base_env(workdir, manifest, {**LIMITS, "MAHAVISHNU_AUTH_SECRET": SECRET}))
+    try:
+        away_from_window_edge()
+        garbage = [
+            httpx.post(server.url, content=b"[" * 100_000, headers={"Content-Type": "application/json"})
+            for _ in range(8)
+        ]
+        # Refused before parsing once the budget is spent: a flood costs no parsing at all.
+        assert [r.status_code for r in garbage] == [400] * 6 + [429] * 2
+    finally:
+        server.stop()
+
+
 def test_forwarded_for_only_from_trusted_proxies(workdir: Path, manifest: Path) -> None:
     trusted = base_env(workdir, manifest, {**LIMITS, "MAHAVISHNU_TRUSTED_PROXIES": '["127.0.0.1/32"]'})
     server = start_server(workdir, trusted)
@@ -120,7 +174,7 @@ def test_two_replicas_share_one_redis_budget(workdir: Path, manifest: Path, redi
         assert results == [200] * 6
         assert statuses(one, 1, token=token) == [429]
         assert statuses(two, 1, token=token) == [429]
-        health = httpx.get(f"{one.base}/health").json()
+        health = httpx.get(f"{one.base}/health", headers={"Authorization": f"Bearer {token}"}).json()
         assert health["checks"]["rate_limit"]["data"]["backend"] == "redis"
     finally:
         one.stop()

@@ -172,6 +172,8 @@ def test_token_option_passes_and_is_never_printed(runner: str, auth_server: Runn
     assert run.code == 0, run.out
     assert token not in run.out + run.err
     assert "Authorization" not in run.out
+    # With the token, /health shows its details (the version) as it does on an open server.
+    assert "version ?" not in run.lines()["health"][1]
 
 
 @pytest.mark.parametrize("runner", RUNNERS)

@@ -5,7 +5,7 @@ import pytest
 from mahavishnu.platform.auth import LOCAL_PRINCIPAL, Principal, TokenVerifier, issue_token
 from mahavishnu.platform.errors import AuthenticationError, ConfigurationError, PermissionDeniedError
 from mahavishnu.platform.settings import PlatformSettings
-from tests.support.tokens import claims, hs256
+from tests.support.tokens import claims, hs256, hs256_with_key_bytes
 
 SECRET = "s" * 48
 
@@ -45,6 +45,26 @@ def test_tags_claim_must_be_a_list_of_strings(tags: object, ok: bool) -> None:
     else:
         with pytest.raises(AuthenticationError):
             verifier().verify(token)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"role": ["admin"]}, {"role": {"a": 1}}, {"exp": "99999999999"}, {"iat": True}, {"nbf": "0"}],
+)
+def test_wrongly_typed_claims_are_bad_claims(extra: dict[str, object]) -> None:
+    payload = {**claims(), **extra}
+    with pytest.raises(AuthenticationError) as caught:
+        verifier().verify(hs256_with_key_bytes(payload, SECRET.encode()))
+    assert caught.value.reason == "bad_claim"
+
+
+def test_lookup_knows_only_tokens_verified_before() -> None:
+    check = verifier()
+    token = hs256(claims(sub="cached"), SECRET)
+    assert check.lookup(token) is None
+    assert check.verify(token).subject == "cached"
+    assert check.lookup(token) == Principal("cached", "viewer")
+    assert check.lookup(hs256(claims(sub="cached"), "t" * 48)) is None
 
 
 def test_roles_are_ordered() -> None:

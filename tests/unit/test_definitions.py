@@ -88,7 +88,9 @@ def test_unknown_missing_and_typed_parameters() -> None:
         validate_params(definition, {"count": 1, "flag": "yes"})
 
 
-@pytest.mark.parametrize("value", [-5, "-5", "\u0661\u0662", "\uff17", "+5", " 5", "5_000", "0x10", "1" * 31, 1.5])
+@pytest.mark.parametrize(
+    "value", [-5, "-5", "\u0661\u0662", "\uff17", "+5", " 5", "5_000", "0x10", "1" * 31, 1.5]
+)
 def test_integers_are_plain_ascii_digits_and_not_negative(value: object) -> None:
     """`git log -n {count}` must never receive `-5` (an option) or digits the program reads otherwise."""
     definition = WorkflowDefinition(

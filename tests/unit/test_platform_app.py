@@ -110,8 +110,12 @@ def test_tool_outcomes_are_counted(client: TestClient) -> None:
     assert 'demo_mcp_tool_calls_total{outcome="error",tool="lookup"} 1.0' in text
 
 
+def bearer(role: str = "viewer") -> dict[str, str]:
+    return {"Authorization": f"Bearer {hs256(claims(role=role), SECRET)}"}
+
+
 def test_degraded_component_gives_degraded_200(client: TestClient) -> None:
-    response = client.get("/health")
+    response = client.get("/health", headers=bearer())
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "degraded"
@@ -119,10 +123,20 @@ def test_degraded_component_gives_degraded_200(client: TestClient) -> None:
     assert body["checks"]["cache"] == {"status": "degraded", "detail": "slow", "data": {}}
 
 
+def test_health_without_a_token_names_components_and_their_status_only(client: TestClient) -> None:
+    response = client.get("/health")
+    assert response.status_code == 200
+    assert response.json() == {
+        "status": "degraded",
+        "checks": {"database": {"status": "ok"}, "cache": {"status": "degraded"}},
+    }
+
+
 def test_critical_component_down_gives_unhealthy_503() -> None:
     with make_client(database_up=False) as client:
-        health = client.get("/health")
+        health = client.get("/health", headers=bearer())
         assert health.status_code == 503
         assert health.json()["status"] == "unhealthy"
         assert health.json()["checks"]["database"]["detail"] == "connection refused"
+        assert client.get("/health").status_code == 503  # the public summary keeps the status code
         assert client.get("/ready").status_code == 503

@@ -88,11 +88,41 @@ def test_bad_trusted_proxy_is_refused() -> None:
         ({"env": "production", "auth_secret": "short"}, "shorter than 32 bytes"),
         ({"env": "development", "auth_secret": "short"}, "shorter than 32 bytes"),
         ({"env": "staging", "host": "0.0.0.0"}, "refusing to listen on 0.0.0.0"),
+        ({"env": "development", "host": "0.0.0.0"}, "refusing to listen on 0.0.0.0"),
+        ({"env": "test", "host": "10.0.0.5"}, "refusing to listen on 10.0.0.5"),
+        ({"env": "production", "allow_unauthenticated_network": True}, "production mode needs"),
     ],
 )
 def test_insecure_configurations_are_refused(overrides: dict[str, str], problem: str) -> None:
     problems = MahavishnuSettings.load(**overrides).check_secure()
     assert any(problem in p for p in problems), problems
+
+
+def test_unauthenticated_network_needs_the_loud_setting_and_is_warned_about(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MAHAVISHNU_ALLOW_UNAUTHENTICATED_NETWORK", "true")
+    settings = MahavishnuSettings.load(host="0.0.0.0")
+    assert settings.check_secure() == []
+    assert len(settings.insecure_warnings()) == 1
+    assert "WITHOUT authentication" in settings.insecure_warnings()[0]
+    assert MahavishnuSettings.load(host="127.0.0.1").insecure_warnings() == []
+    assert MahavishnuSettings.load(host="0.0.0.0", auth_secret=SECRET).insecure_warnings() == []
+
+
+def test_stdio_does_not_listen_so_the_host_does_not_matter() -> None:
+    settings = MahavishnuSettings.load(host="0.0.0.0")
+    assert settings.check_secure(listening=False) == []
+    assert settings.insecure_warnings(listening=False) == []
+
+
+def test_new_request_limits_have_safe_defaults() -> None:
+    settings = MahavishnuSettings.load()
+    assert settings.max_json_depth == 64
+    assert settings.health_details_public is False
+    assert settings.allow_unauthenticated_network is False
+    with pytest.raises(ConfigurationError, match="max_json_depth"):
+        MahavishnuSettings.load(max_json_depth=10_000)
 
 
 def test_secure_production_configuration_passes() -> None:
