@@ -9,9 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from mcp.server import MCPServer
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
-from mcp.shared.exceptions import MCPError
 from mcp_types import ListResourcesResult, Resource
 from prometheus_client import Counter, Gauge
 
@@ -29,8 +27,9 @@ from mahavishnu.orchestrator.workflows.tools import WorkflowTools
 from mahavishnu.platform.app import Service
 from mahavishnu.platform.auth import current_principal
 from mahavishnu.platform.db import Database
-from mahavishnu.platform.errors import ConfigurationError
+from mahavishnu.platform.errors import ConfigurationError, NotFoundError
 from mahavishnu.platform.health import ComponentHealth, HealthCheck
+from mahavishnu.platform.mcp import ResourceSpec
 from mahavishnu.platform.observability import Metrics, get_logger
 from mahavishnu.platform.untrusted_files import FileAbsent, FileRefused, UntrustedReader
 
@@ -92,8 +91,8 @@ def create_service(settings: MahavishnuSettings, metrics: Metrics) -> Service:
             HealthCheck("database", lambda: _database_health(db)),
         ],
         background=background,
+        resources=[_repo_resource(store)],
         mcp_middleware=[_RepoResourceList(store)],
-        configure_mcp=lambda server: _add_repo_resource(server, store),
     )
 
 
@@ -209,18 +208,19 @@ class _RepoResourceList:
         )
 
 
-def _add_repo_resource(server: MCPServer, store: ManifestStore) -> None:
+def _repo_resource(store: ManifestStore) -> ResourceSpec:
     reader = UntrustedReader(concurrency=README_READ_CONCURRENCY, max_threads=README_READ_MAX_THREADS)
     warned: set[tuple[str, str]] = set()
 
-    @server.resource("repo://{name}", name="repository", mime_type="application/json")
     async def read_repo(name: str) -> str:
         """A repository's manifest entry and the head of its README (null, with a note, if refused)."""
         repo = store.manifest.find(name)
         if repo is None or not current_principal().can_see(repo.tags):
-            raise MCPError(-32002, f"no repository named {name!r}")
+            raise NotFoundError(f"no repository named {name!r}")
         head, note = await _readme_head(repo, reader, warned)
         return json.dumps({**RepoOut.of(repo).model_dump(), "readme_head": head, "readme_note": note})
+
+    return ResourceSpec("repo://{name}", read_repo, name="repository", mime_type="application/json")
 
 
 async def _readme_head(

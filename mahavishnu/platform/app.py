@@ -1,9 +1,9 @@
 """The platform's app factory: a service in, one ASGI app out.
 
 A `Service` is what a product (Mahavishnu, later Session-Buddy and Akosha)
-contributes: its tools, health checks and background jobs. `build_app`
-wraps it in the shared pipeline and serves `/mcp`, `/health`, `/ready`,
-`/metrics` and the OAuth protected-resource metadata.
+contributes: its tools, resources, health checks, background jobs and any HTTP
+routes of its own. `build_app` wraps it in the shared pipeline and serves `/mcp`,
+`/health`, `/ready`, `/metrics` and the OAuth protected-resource metadata.
 """
 
 from __future__ import annotations
@@ -24,14 +24,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
 from mahavishnu.platform.auth import ROLES, TokenVerifier
 from mahavishnu.platform.errors import AuthenticationError
 from mahavishnu.platform.health import ComponentHealth, HealthCheck, HealthReport, HealthState, evaluate
 from mahavishnu.platform.http import HostOriginGuard, McpGate, RequestObserver, bearer_token
-from mahavishnu.platform.mcp import ToolSpec, build_mcp_server
+from mahavishnu.platform.mcp import ResourceSpec, ToolSpec, build_mcp_server
 from mahavishnu.platform.observability import Metrics, get_logger
 from mahavishnu.platform.ratelimit import ClientAddressResolver, RateLimiter
 from mahavishnu.platform.settings import PlatformSettings
@@ -51,11 +51,17 @@ class Service:
     instructions: str
     settings: PlatformSettings
     tools: Sequence[ToolSpec]
+    resources: Sequence[ResourceSpec] = ()
     health_checks: Sequence[HealthCheck] = ()
     background: Callable[[], AbstractAsyncContextManager[None]] | None = None
     """Started before the first request and stopped after the last (file watchers, workers)."""
     mcp_middleware: Sequence[ServerMiddleware[Any]] = ()
     configure_mcp: Callable[[MCPServer], None] | None = None
+    """For what the platform has no declaration of; what it registers bypasses the pipeline."""
+    routes: Sequence[BaseRoute] = ()
+    """HTTP routes beside `/mcp`, after the platform's own (which win a clash). They get the
+    request id, span, access log and metrics under their own route label, but not `McpGate`:
+    authentication, rate limits and body limits are theirs to apply."""
 
 
 @dataclass
@@ -71,13 +77,14 @@ class Platform:
 def build_mcp(
     service: Service, metrics: Metrics, state: HealthState, checks: Sequence[HealthCheck]
 ) -> MCPServer:
-    """The SDK server with the service's tools plus the platform's own `get_health`."""
+    """The SDK server with the service's tools and resources plus the platform's own `get_health`."""
     return build_mcp_server(
         name=service.name,
         version=service.version,
         instructions=service.instructions,
         tools=[*service.tools, _health_tool(service, checks, state)],
         metrics=metrics,
+        resources=service.resources,
         middleware=service.mcp_middleware,
         configure=service.configure_mcp,
     )
@@ -176,6 +183,7 @@ def build_app(service: Service, metrics: Metrics) -> Platform:
         Route("/metrics", prometheus, methods=["GET"]),
         Route(METADATA_PATH, resource_metadata, methods=["GET"]),
         Route(METADATA_PATH + "/mcp", resource_metadata, methods=["GET"]),
+        *service.routes,
     ]
     starlette = Starlette(routes=routes, lifespan=lifespan)
     observed = RequestObserver(starlette, metrics=metrics, addresses=addresses)

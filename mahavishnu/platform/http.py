@@ -25,28 +25,45 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
+from mcp_types import INVALID_PARAMS, INVALID_REQUEST, PARSE_ERROR
 from mcp_types.version import LATEST_HANDSHAKE_VERSION
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mahavishnu.platform._asgi import header, json_nesting_exceeds, jsonrpc_error, replay_body, send_json
 from mahavishnu.platform.auth import LOCAL_PRINCIPAL, Principal, Role, TokenVerifier, principal_var
-from mahavishnu.platform.errors import AuthenticationError, ConfigurationError
+from mahavishnu.platform.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    PermissionDeniedError,
+    PlatformError,
+    RateLimitedError,
+    UnavailableError,
+)
 from mahavishnu.platform.ids import new_id
 from mahavishnu.platform.observability import Metrics, get_logger
 from mahavishnu.platform.ratelimit import ClientAddressResolver, RateLimiter
 
-__all__ = ["HostOriginGuard", "McpGate", "RequestInfo", "RequestObserver", "bearer_token", "request_info"]
+__all__ = [
+    "HostOriginGuard",
+    "McpGate",
+    "RequestInfo",
+    "RequestObserver",
+    "RouteLabels",
+    "bearer_token",
+    "request_info",
+]
 
 log = get_logger("mahavishnu.http")
 tracer = trace.get_tracer("mahavishnu.http")
 
-PARSE_ERROR, INVALID_REQUEST, INVALID_PARAMS = -32700, -32600, -32602
 MAX_PROGRESS_TOKEN_CHARS = 128
 """A progress token is echoed in every progress notification, so it is kept short."""
 _MAX_PROGRESS_INT = 2**63
-_KNOWN_ROUTES = frozenset({"/mcp", "/health", "/ready", "/metrics", "/.well-known/oauth-protected-resource"})
+OTHER_ROUTE = "other"
+"""The one label of every path no route serves: scanners cannot grow the metric's label set."""
 _TOKEN_QUERY_KEYS = frozenset({"access_token", "token", "auth", "authorization"})
 
 
@@ -69,13 +86,54 @@ request_info: contextvars.ContextVar[RequestInfo | None] = contextvars.ContextVa
 )
 
 
-class RequestObserver:
-    """Outermost layer: one span, one log line and one metric sample per HTTP request."""
+class RouteLabels:
+    """The bounded label of a request path: the path (template) of the route that serves it, or
+    `OTHER_ROUTE`.
 
-    def __init__(self, app: ASGIApp, *, metrics: Metrics, addresses: ClientAddressResolver) -> None:
+    Built from the app's own routes, so a route a service adds is counted under its own name
+    with nothing to keep in step, while invented paths share one label. Exact paths are one dict
+    lookup (the hot path); templated routes (`/items/{id}`, mounts) are tried in the app's order
+    and labelled by their template, never by the concrete path.
+    """
+
+    def __init__(self, routes: Iterable[BaseRoute]) -> None:
+        self._exact: dict[str, str] = {}
+        self._templates: list[tuple[re.Pattern[str], str]] = []
+        for route in routes:
+            path, regex = getattr(route, "path", None), getattr(route, "path_regex", None)
+            if not isinstance(path, str) or not isinstance(regex, re.Pattern):
+                continue  # e.g. a Host route: nothing path-shaped to label it by
+            if getattr(route, "param_convertors", None):
+                self._templates.append((regex, path or "/"))
+            elif path not in self._exact and self._template_of(path) is None:
+                self._exact[path] = path  # (a path an earlier template serves keeps that label)
+
+    def __call__(self, path: str) -> str:
+        return self._exact.get(path) or self._template_of(path) or OTHER_ROUTE
+
+    def _template_of(self, path: str) -> str | None:
+        return next((template for regex, template in self._templates if regex.match(path)), None)
+
+
+class RequestObserver:
+    """Outermost layer: one span, one log line and one metric sample per HTTP request.
+
+    Requests are labelled by route; the routes are `app.routes` (a Starlette app or router)
+    unless given.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        metrics: Metrics,
+        addresses: ClientAddressResolver,
+        routes: Iterable[BaseRoute] | None = None,
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.addresses = addresses
+        self.route_label = RouteLabels(getattr(app, "routes", ()) if routes is None else routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -87,7 +145,7 @@ class RequestObserver:
         info = RequestInfo(request_id, self.addresses.resolve(peer, header(scope, b"x-forwarded-for")))
         token = request_info.set(info)
         path, method = scope["path"], scope["method"]
-        route = path if path in _KNOWN_ROUTES else "other"
+        route = self.route_label(path)
         status = 500
         started = time.perf_counter()
 
@@ -320,12 +378,7 @@ class McpGate:
         challenge = f'Bearer resource_metadata="{self.resource_metadata_url}"'
         if error.reason != "missing":
             challenge += f', error="invalid_token", error_description="{error.message}"'
-        await send_json(
-            send,
-            401,
-            jsonrpc_error(request_id, error.code, error.message),
-            headers=[("www-authenticate", challenge)],
-        )
+        await _send_error(send, request_id, error, headers=[("www-authenticate", challenge)])
 
     async def _authorize_tool(
         self, message: dict[str, Any], principal: Principal, send: Send, info: RequestInfo, request_id: Any
@@ -338,16 +391,10 @@ class McpGate:
             f'Bearer error="insufficient_scope", scope="{needed}", '
             f'resource_metadata="{self.resource_metadata_url}"'
         )
-        await send_json(
-            send,
-            403,
-            jsonrpc_error(
-                request_id,
-                -32003,
-                f"tool {info.tool!r} needs the {needed} role; the caller is {principal.role}",
-            ),
-            headers=[("www-authenticate", challenge)],
+        denied = PermissionDeniedError(
+            f"tool {info.tool!r} needs the {needed} role; the caller is {principal.role}"
         )
+        await _send_error(send, request_id, denied, headers=[("www-authenticate", challenge)])
         return False
 
     async def _within_budget(self, key: str, send: Send, info: RequestInfo, request_id: Any) -> bool:
@@ -358,18 +405,15 @@ class McpGate:
             return True
         if decision.backend_error:
             info.rejected = "rate_limit_backend"
-            await send_json(
-                send,
-                503,
-                jsonrpc_error(request_id, -32050, "rate limiting is unavailable; try again shortly"),
-                headers=[("retry-after", "5")],
-            )
+            unavailable = UnavailableError("rate limiting is unavailable; try again shortly")
+            await _send_error(send, request_id, unavailable, headers=[("retry-after", "5")])
             return False
         info.rejected = "rate_limited"
-        await send_json(
+        limited = RateLimitedError(f"rate limit exceeded; retry in {decision.retry_after} s")
+        await _send_error(
             send,
-            429,
-            jsonrpc_error(request_id, -32029, f"rate limit exceeded; retry in {decision.retry_after} s"),
+            request_id,
+            limited,
             headers=[
                 ("retry-after", str(decision.retry_after)),
                 ("ratelimit-limit", str(decision.limit)),
@@ -394,6 +438,15 @@ class McpGate:
         params.setdefault("clientInfo", {"name": "unknown-client", "version": "0"})
         message["params"] = params
         return json.dumps(message).encode()
+
+
+async def _send_error(
+    send: Send, request_id: Any, error: PlatformError, headers: Iterable[tuple[str, str]] = ()
+) -> None:
+    """The gate's answer for a platform error: its HTTP status, and its JSON-RPC code and message."""
+    await send_json(
+        send, error.http_status, jsonrpc_error(request_id, error.jsonrpc_code, error.message), headers
+    )
 
 
 def bearer_token(scope: Scope) -> str:
