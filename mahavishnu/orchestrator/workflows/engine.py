@@ -17,13 +17,18 @@
 - A slower **maintain** loop renews leases, heals runs orphaned by a dead
   engine, relays cancellations made elsewhere and refreshes the gauges.
 
-Delivery is at least once: a run whose engine died mid-attempt runs again.
+Delivery is at least once: a run whose engine died mid-attempt runs again, but
+never beside its lost attempt. Each process group is written down as it starts
+(`groups.GroupGuard`, a ledger file per engine), and a reaper process kills the
+groups when the engine dies; healing kills what a dead engine of this host left
+running (its reaper died too) before it requeues that engine's runs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import socket
 import time
@@ -42,6 +47,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mahavishnu.orchestrator.workflows import store
 from mahavishnu.orchestrator.workflows.definitions import RetryPolicy, WorkflowDefinition
+from mahavishnu.orchestrator.workflows.groups import GroupGuard, reap_dead_ledgers
 from mahavishnu.orchestrator.workflows.metrics import WorkflowMetrics
 from mahavishnu.orchestrator.workflows.models import Instance
 from mahavishnu.orchestrator.workflows.process import Cancellation, ProcessResult, run_attempt
@@ -82,6 +88,10 @@ class EngineConfig:
     heal_policy: str
     lease_seconds: float
     poll_seconds: float
+    groups_dir: Path | None = None
+    """Where engines of this host keep the ledgers of their process groups (`groups.GroupGuard`);
+    unset means `engines` beside the log folder (in the data folder, as `serve` sets it up).
+    Engines sharing a database on one host should share it too, so each can heal the others."""
 
 
 class LocalEngine:
@@ -115,6 +125,8 @@ class LocalEngine:
         self._only: frozenset[str] | None = None
         self._started = time.time()
         self._closing: weakref.WeakValueDictionary[str, asyncio.Event] = weakref.WeakValueDictionary()
+        self._guard: GroupGuard | None = None
+        self._groups_dir = config.groups_dir or config.log_dir.parent / "engines"
 
     # --- public -------------------------------------------------------------
     def wake(self) -> None:
@@ -138,7 +150,12 @@ class LocalEngine:
         await event.wait()
 
     async def heal(self) -> int:
-        """Requeue (or fail) runs whose engine died; returns how many were healed."""
+        """Requeue (or fail) runs whose engine died; returns how many were healed.
+
+        Between finding the dead engines of this host and requeueing their runs, the process
+        groups that dead engines left running are killed and waited for (a requeued run must not
+        start beside its lost attempt); no transaction stays open meanwhile.
+        """
         hostname = socket.gethostname()
         async with self._db.session() as session:
             dead = [
@@ -146,6 +163,8 @@ class LocalEngine:
                 for i in await store.instances_on(session, hostname)
                 if i.id != self.instance_id and not _pid_alive(i.pid)
             ]
+        await self._kill_orphaned_groups()  # every engine in `dead` had died: its ledger is reaped
+        async with self._db.session() as session:
             healed, closed = await store.heal_orphans(
                 session,
                 now=utcnow(),
@@ -169,8 +188,13 @@ class LocalEngine:
         self._only = frozenset(workflows) if workflows is not None else None
         self._loop = asyncio.get_running_loop()
         self._queue = RunQueue(self._limits)
-        await self._register()
-        await self.heal()
+        self._guard = await asyncio.to_thread(self._start_guard)
+        try:
+            await self._register()
+            await self.heal()
+        except BaseException:
+            await self._close_guard()
+            raise
         threads = WorkerThreads(self._config.max_concurrent_runs, self._queue, self._execute)
         cycle = asyncio.create_task(self._cycle_loop(), name="engine-cycle")
         maintain = asyncio.create_task(self._maintain_loop(), name="engine-maintain")
@@ -184,13 +208,61 @@ class LocalEngine:
             self._queue.close()
             self._queue.cancel(lambda run: True)  # stop the process groups; their threads then return
             await asyncio.to_thread(threads.join, self._config.kill_grace_seconds + 5)
+            await self._close_guard()  # kills any group a stuck thread still runs, before the hand-back
             # Runs stopped by this shutdown are handed back, not recorded as cancelled.
             await self._flush(skip=interrupted)
             await self._release(interrupted)
 
+    # --- process groups ------------------------------------------------------------------
+    def _start_guard(self) -> GroupGuard | None:
+        """This engine's ledger and reaper. Without them the engine still runs (as before):
+        healing then has nothing to kill, so say so loudly."""
+        try:
+            guard = GroupGuard.start(
+                self._groups_dir, self.instance_id.replace(":", "_"), self._config.max_concurrent_runs
+            )
+        except OSError as exc:
+            log.error("process_groups_unguarded", reason=f"no ledger: {exc}", folder=str(self._groups_dir))
+            return None
+        if guard is None:
+            log.warning("process_groups_unguarded", reason="no /proc to tell processes apart")
+        elif not guard.reaping:
+            log.warning("process_groups_unguarded", reason="no reaper could be started; healing only")
+        return guard
+
+    async def _close_guard(self) -> None:
+        guard, self._guard = self._guard, None
+        if guard is not None:
+            await asyncio.to_thread(guard.close)
+
+    async def _kill_orphaned_groups(self) -> None:
+        """Kill the process groups of dead engines of this host (their reapers died too), and
+        wait until they are gone."""
+        skip = self._guard.path if self._guard is not None else None
+        reaped = await asyncio.to_thread(reap_dead_ledgers, self._groups_dir, skip=skip)
+        for ledger, result in reaped.items():
+            emit = log.error if result.survivors else log.warning
+            emit(
+                "orphaned_process_groups_killed",
+                ledger=ledger,
+                groups=result.killed,
+                survivors=result.survivors,
+            )
+
+    def _record_group(self, slot: int, pid: int) -> None:
+        """A worker thread just started a process group: write it down (never raises: the run
+        goes on either way, only unguarded)."""
+        guard = self._guard
+        if guard is None:
+            return
+        try:
+            guard.started(slot, pid)
+        except Exception as exc:
+            log.warning("process_group_not_recorded", pid=pid, error=f"{type(exc).__name__}: {exc}")
+
     # --- worker threads --------------------------------------------------------------
-    def _execute(self, claimed: Claimed, cancel: Cancellation) -> None:
-        """One attempt, in a worker thread; the outcome goes to the next cycle."""
+    def _execute(self, claimed: Claimed, cancel: Cancellation, slot: int) -> None:
+        """One attempt, in worker thread `slot`; the outcome goes to the next cycle."""
         definition = self._definitions.get(claimed.workflow_name)
         started_at = utcnow()
         log_path = self._config.log_dir / claimed.workflow_id / f"{claimed.run_id}.{claimed.attempt}.log"
@@ -223,6 +295,7 @@ class LocalEngine:
                         log_path=log_path,
                         log_max_bytes=self._config.log_max_bytes,
                         cancel=cancel,
+                        on_start=functools.partial(self._record_group, slot),
                     )
                 except Exception as exc:  # a vanished folder, a full disk: the run fails, the engine goes on
                     log.exception("run_crashed", run_id=claimed.run_id, workflow_id=claimed.workflow_id)
@@ -259,8 +332,11 @@ class LocalEngine:
         while True:
             busy = self._finished or any(self._queue.sizes())
             timeout = min(_RECORD_DELAY, self._config.poll_seconds) if busy else self._config.poll_seconds
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel that
+            # arrives as the wake-up is set, and the engine's stop then waits for this loop forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wakeup.wait()
             self._wakeup.clear()
             try:
                 await self._cycle()
@@ -440,6 +516,8 @@ class LocalEngine:
         self._metrics.queue_depth.set(gauges.queued)
         self._metrics.dead_letters.set(gauges.dead_letters)
         self._metrics.circuit_open.set(gauges.open_circuits)
+        if self._guard is not None and self._guard.ensure_reaper():
+            log.warning("reaper_restarted", reason="the engine's reaper process had died")
         await self.heal()
 
 

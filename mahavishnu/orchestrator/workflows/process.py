@@ -9,11 +9,13 @@ more than the tail holds, the head in a log file up to a byte cap.
 This is the engine's hot path. Each attempt runs start to finish in one of
 the engine's worker threads (fork, read, wait: blocking calls that release
 the GIL). A cancel reaches the process group through a hook, from any thread.
+
+A process group must not outlive its engine: `on_start` hands each new group
+to `groups.GroupGuard`, which writes it down for the reaper.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import select
 import signal
@@ -25,6 +27,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
+
+from mahavishnu.orchestrator.workflows.groups import signal_group
 
 __all__ = ["Cancellation", "ProcessResult", "run_attempt"]
 
@@ -128,11 +132,6 @@ class _Output:
             self._log.close()
 
 
-def _signal_group(pid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, sig)
-
-
 @dataclass(frozen=True, slots=True)
 class _Attempt:
     argv: list[str]
@@ -144,6 +143,7 @@ class _Attempt:
     log_path: Path | None
     log_max_bytes: int
     cancel: Cancellation | None
+    on_start: Callable[[int], None] | None
 
 
 def _run_blocking(attempt: _Attempt) -> ProcessResult:
@@ -166,15 +166,17 @@ def _run_blocking(attempt: _Attempt) -> ProcessResult:
     kill_at: list[float] = []
 
     def stop() -> None:  # called by a cancel, from whichever thread asked
-        _signal_group(popen.pid, signal.SIGTERM)
+        signal_group(popen.pid, signal.SIGTERM)
         kill_at.append(time.monotonic() + attempt.kill_grace)
 
     if attempt.cancel is not None:
         attempt.cancel.bind(stop)
     try:
+        if attempt.on_start is not None:
+            attempt.on_start(popen.pid)  # inside the try: whatever it does, the group is stopped
         timed_out = _watch(popen, output, started + attempt.timeout_seconds, attempt.kill_grace, kill_at)
     finally:
-        _signal_group(popen.pid, signal.SIGKILL)  # nothing of the group outlives the attempt
+        signal_group(popen.pid, signal.SIGKILL)  # nothing of the group outlives the attempt
         popen.wait()
         assert popen.stdout is not None
         popen.stdout.close()
@@ -221,10 +223,10 @@ def _watch(
             now = time.monotonic()
             if not timed_out and now >= deadline:
                 timed_out = True
-                _signal_group(popen.pid, signal.SIGTERM)
+                signal_group(popen.pid, signal.SIGTERM)
                 kill_at.append(now + grace)
             if kill_at and now >= min(kill_at):
-                _signal_group(popen.pid, signal.SIGKILL)
+                signal_group(popen.pid, signal.SIGKILL)
                 kill_at.clear()
             if drain_until is not None and now >= drain_until:
                 break
@@ -244,7 +246,7 @@ def _watch(
                 elif fd == pidfd and not exited:
                     exited = True
                     poller.unregister(pidfd)
-                    _signal_group(popen.pid, signal.SIGKILL)  # reap what the leader left behind
+                    signal_group(popen.pid, signal.SIGKILL)  # reap what the leader left behind
                     drain_until = time.monotonic() + _DRAIN_SECONDS
     finally:
         if pidfd is not None:
@@ -263,9 +265,23 @@ def run_attempt(
     log_path: Path | None,
     log_max_bytes: int,
     cancel: Cancellation | None = None,
+    on_start: Callable[[int], None] | None = None,
 ) -> ProcessResult:
-    """Run one attempt to the end, blocking (call it from a worker thread)."""
+    """Run one attempt to the end, blocking (call it from a worker thread).
+
+    `on_start` gets the new process group's id (its leader's pid) as soon as it exists, to
+    write it down (`GroupGuard.started`); it should not raise.
+    """
     attempt = _Attempt(
-        list(argv), cwd, dict(env), timeout_seconds, kill_grace, tail_bytes, log_path, log_max_bytes, cancel
+        list(argv),
+        cwd,
+        dict(env),
+        timeout_seconds,
+        kill_grace,
+        tail_bytes,
+        log_path,
+        log_max_bytes,
+        cancel,
+        on_start,
     )
     return _run_blocking(attempt)

@@ -117,22 +117,30 @@ class RunQueue:
 
 
 class WorkerThreads:
-    """`count` threads, each running `execute` on the runs it takes from the queue."""
+    """`count` threads, each running `execute` on the runs it takes from the queue.
 
-    def __init__(self, count: int, queue: RunQueue, execute: Callable[[Claimed, Cancellation], None]) -> None:
+    `execute` also gets the thread's slot (0 to count - 1): a thread runs one attempt at a
+    time, so the slot names one place where the engine writes down the process group of the
+    attempt in progress (see `groups.GroupGuard`).
+    """
+
+    def __init__(
+        self, count: int, queue: RunQueue, execute: Callable[[Claimed, Cancellation, int], None]
+    ) -> None:
         self._queue = queue
         self._execute = execute
         self._threads = [
-            threading.Thread(target=self._loop, name=f"mahavishnu-run-{i}", daemon=True) for i in range(count)
+            threading.Thread(target=self._loop, args=(i,), name=f"mahavishnu-run-{i}", daemon=True)
+            for i in range(count)
         ]
         for thread in self._threads:
             thread.start()
 
-    def _loop(self) -> None:
+    def _loop(self, slot: int) -> None:
         while (taken := self._queue.take()) is not None:
             run, cancellation = taken
             try:
-                self._execute(run, cancellation)
+                self._execute(run, cancellation, slot)
             finally:
                 self._queue.done(run)
 
