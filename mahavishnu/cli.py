@@ -1,12 +1,18 @@
-"""The `mahavishnu` command: one typer app, one sub-command group per area."""
+"""The `mahavishnu` command: one typer app, one sub-command group per area.
+
+It is the composition root: `SERVICES` is where each service's settings class and factory
+are registered, and `serve [SERVICE]` and `token create --service` work from that table.
+"""
 
 from __future__ import annotations
 
 import json
 import re
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar
 
 import typer
 from rich.console import Console
@@ -18,6 +24,13 @@ from mahavishnu.orchestrator.settings import MahavishnuSettings
 from mahavishnu.orchestrator.workflows.cli import db_app, dlq_app, run_command, workflows_app
 from mahavishnu.platform.auth import ROLES, Role, issue_token
 from mahavishnu.platform.errors import ConfigurationError
+from mahavishnu.platform.settings import PlatformSettings
+
+if TYPE_CHECKING:
+    from mahavishnu.platform.app import Service
+    from mahavishnu.platform.observability import Metrics
+
+S = TypeVar("S", bound=PlatformSettings)
 
 app = typer.Typer(
     help="Mahavishnu: an MCP server that orchestrates work across many git repositories.",
@@ -37,7 +50,6 @@ app.add_typer(dlq_app, name="dlq")
 app.add_typer(db_app, name="db")
 
 err = Console(stderr=True, soft_wrap=True, highlight=False)
-SCHEMA_CHECK_SECONDS = 15.0
 _TTL = re.compile(r"^(\d+)([smhd]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -50,9 +62,38 @@ def _main() -> None:
     configure_logging("WARNING", "console", stream=sys.stderr)
 
 
-def _load(**overrides: object) -> MahavishnuSettings:
+@dataclass(frozen=True, slots=True)
+class ServiceEntry(Generic[S]):
+    """A service as the CLI knows it: its settings class, and its factory imported on first use
+    (a factory pulls in the MCP SDK, SQLAlchemy and the service's domain: `--help` need not)."""
+
+    settings: type[S]
+    factory: Callable[[], Callable[[S, Metrics], Service]]
+
+
+def _mahavishnu_factory() -> Callable[[MahavishnuSettings, Metrics], Service]:
+    from mahavishnu.orchestrator.service import create_service
+
+    return create_service
+
+
+SERVICES: dict[str, ServiceEntry[Any]] = {
+    "mahavishnu": ServiceEntry(MahavishnuSettings, _mahavishnu_factory),
+}
+"""Every service `serve` and `token create` know, by name. A new one is one entry here."""
+
+
+def _entry(name: str) -> ServiceEntry[Any]:
+    entry = SERVICES.get(name)
+    if entry is None:
+        err.print(f"[red]error:[/red] no service named {name!r}; choose one of: {', '.join(SERVICES)}")
+        raise typer.Exit(2)
+    return entry
+
+
+def _load(settings_cls: type[S]) -> S:
     try:
-        settings = MahavishnuSettings.load(**overrides)
+        settings = settings_cls.load()
     except ConfigurationError as exc:
         err.print(f"[red]error:[/red] {exc.message}")
         raise typer.Exit(2) from None
@@ -61,66 +102,31 @@ def _load(**overrides: object) -> MahavishnuSettings:
 
 @app.command()
 def serve(
+    service: Annotated[
+        str, typer.Argument(help=f"The service to run, one of: {', '.join(SERVICES)}.")
+    ] = "mahavishnu",
     host: Annotated[str | None, typer.Option(help="Address to listen on (setting: host).")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on (setting: port).")] = None,
-    repos: Annotated[Path | None, typer.Option(help="Repository manifest (setting: repos_file).")] = None,
+    repos: Annotated[
+        Path | None, typer.Option(help="Repository manifest (setting: repos_file; mahavishnu only).")
+    ] = None,
     stdio: Annotated[bool, typer.Option("--stdio", help="Serve one client over stdin/stdout.")] = False,
 ) -> None:
-    """Start the MCP server (Streamable HTTP on /mcp, or stdio)."""
-    from mahavishnu.orchestrator.service import create_service
-    from mahavishnu.platform.app import build_app, build_stdio
-    from mahavishnu.platform.observability import Metrics, configure_logging, configure_tracing, get_logger
-    from mahavishnu.platform.server import serve_http, serve_stdio
+    """Start an MCP server (Streamable HTTP on /mcp, or stdio): Mahavishnu unless SERVICE names another."""
+    from mahavishnu.platform.server import run_service
 
-    settings = _load(host=host, port=port, repos_file=repos)
-    configure_logging(settings.log_level, settings.log_format, stream=sys.stderr if stdio else sys.stdout)
+    entry = _entry(service)
     try:
-        settings.ensure_secure(listening=not stdio)
+        run_service(
+            entry.settings,
+            entry.factory(),
+            version=_version(),
+            overrides={"host": host, "port": port, "repos_file": repos},
+            stdio=stdio,
+        )
     except ConfigurationError as exc:
         err.print(f"[red]refusing to start:[/red] {exc.message}")
         raise typer.Exit(2) from None
-    for warning in settings.insecure_warnings(listening=not stdio):
-        get_logger("mahavishnu.server").warning("insecure_configuration", problem=warning)
-    service_version = _version()
-    _check_schema(settings)
-    tracer_provider = configure_tracing("mahavishnu", service_version, settings.otel_exporter_otlp_endpoint)
-    metrics = Metrics()
-    try:
-        service = create_service(settings, metrics)
-        if stdio:
-            serve_stdio(build_stdio(service, metrics), service.background)
-        else:
-            serve_http(build_app(service, metrics), settings)
-    except ConfigurationError as exc:
-        err.print(f"[red]error:[/red] {exc.message}")
-        raise typer.Exit(2) from None
-    finally:
-        tracer_provider.shutdown()  # flush spans still queued for the OTLP exporter
-
-
-def _check_schema(settings: MahavishnuSettings) -> None:
-    """Refuse a schema this version cannot use with one line, before the server starts.
-
-    An unreachable database does not stop the start: the engine waits for it, the rest serves.
-    """
-    import asyncio
-
-    from mahavishnu.platform.db import Database
-
-    async def check() -> None:
-        db = Database(settings.effective_database_url, schema=settings.database_schema)
-        try:
-            await asyncio.wait_for(db.ensure_schema(upgrade=settings.db_auto_upgrade), SCHEMA_CHECK_SECONDS)
-        finally:
-            await db.dispose()
-
-    try:
-        asyncio.run(check())
-    except ConfigurationError as exc:
-        err.print(f"[red]refusing to start:[/red] {exc.message}")
-        raise typer.Exit(2) from None
-    except Exception as exc:  # unreachable: the service starts degraded and keeps trying
-        err.print(f"warning: database not reachable at start-up ({type(exc).__name__}); starting degraded")
 
 
 def _version() -> str:
@@ -136,7 +142,7 @@ def config_show(
     """Print the effective settings (secrets masked) and the files they came from."""
     import yaml
 
-    settings = _load()
+    settings = _load(MahavishnuSettings)
     data = settings.redacted()
     if as_json:
         typer.echo(json.dumps(data, indent=2, sort_keys=True))
@@ -152,8 +158,12 @@ def token_create(
     role: Annotated[str, typer.Option(help=f"One of: {', '.join(ROLES)}.")] = "viewer",
     tags: Annotated[str, typer.Option(help="Comma-separated repo tags the token may see (empty: all).")] = "",
     ttl: Annotated[str, typer.Option(help="Lifetime, e.g. 3600, 30m, 1h, 7d.")] = "1h",
+    service: Annotated[
+        str, typer.Option(help=f"The service the token is for (its audience), one of: {', '.join(SERVICES)}.")
+    ] = "mahavishnu",
 ) -> None:
-    """Issue an HS256 bearer token signed with MAHAVISHNU_AUTH_SECRET (printed on stdout only)."""
+    """Issue an HS256 bearer token for one service, signed with its AUTH_SECRET (MAHAVISHNU_AUTH_SECRET
+    for mahavishnu) and carrying its audience (printed on stdout only)."""
     match = _TTL.match(ttl.strip())
     if match is None:
         err.print(f"[red]error:[/red] ttl {ttl!r} is not like 3600, 30m, 1h or 7d")
@@ -162,7 +172,7 @@ def token_create(
         err.print(f"[red]error:[/red] role must be one of {', '.join(ROLES)}")
         raise typer.Exit(2)
     seconds = int(match.group(1)) * _UNITS[match.group(2)]
-    settings = _load()
+    settings = _load(_entry(service).settings)
     try:
         settings.ensure_secure()
         role_value: Role = role  # narrowed by the ROLES check above
@@ -195,7 +205,7 @@ def readiness(
 
     from mahavishnu.ops.readiness import run_readiness
 
-    report = asyncio.run(run_readiness(_load(), url=url, alert_rules=alert_rules))
+    report = asyncio.run(run_readiness(_load(MahavishnuSettings), url=url, alert_rules=alert_rules))
     if as_json:
         typer.echo(report.model_dump_json(indent=2))
     else:

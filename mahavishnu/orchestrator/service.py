@@ -59,7 +59,7 @@ def create_service(settings: MahavishnuSettings, metrics: Metrics) -> Service:
     store = ManifestStore(settings.repos_file, allowed_roots=settings.allowed_roots, roles=settings.roles)
     _instrument_manifest(store, metrics)
     store.reload_if_changed()
-    db = Database(settings.effective_database_url, schema=settings.database_schema)
+    db = Database.from_settings(settings)
     definitions = settings.workflow_definitions()
     engine = LocalEngine(db, engine_config(settings), definitions, WorkflowMetrics(metrics))
     workflows = WorkflowService(db, store, definitions, engine)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import Field, SecretStr
 
 from mahavishnu.orchestrator.workflows.definitions import WorkflowDefinition, builtin_workflows
-from mahavishnu.platform.settings import PlatformSettings
+from mahavishnu.platform.settings import ROOT_MIGRATIONS, PlatformSettings
 
 __all__ = ["DEFAULT_ROLES", "MahavishnuSettings"]
 
@@ -31,7 +31,16 @@ DEFAULT_ROLES: tuple[str, ...] = (
 )
 
 
-class MahavishnuSettings(PlatformSettings):
+class MahavishnuSettings(
+    PlatformSettings,
+    service_name="mahavishnu",
+    env_prefix="MAHAVISHNU_",
+    default_port=8680,
+    migrations=ROOT_MIGRATIONS,
+):
+    env_file_template = "{env}.yaml"
+    """`settings/<env>.yaml`, as before services had files of their own: deployments have them."""
+
     repos_file: Path = Path("repos.yaml")
     """The repository manifest. Missing means an empty manifest (with a hint in the log)."""
     allowed_roots: list[Path] = Field(default_factory=lambda: [Path.home()])
@@ -39,18 +48,6 @@ class MahavishnuSettings(PlatformSettings):
     roles: list[str] = Field(default_factory=lambda: list(DEFAULT_ROLES))
     manifest_poll_seconds: float = Field(default=1.0, gt=0)
     """How often the manifest file is checked for changes."""
-
-    # --- storage ----------------------------------------------------------
-    data_dir: Path = Path("var")
-    """Where the embedded SQLite database and the run logs live."""
-    database_url: str | None = Field(
-        default=None, validation_alias=AliasChoices("POSTGRES_URL", "MAHAVISHNU_DATABASE_URL", "database_url")
-    )
-    """PostgreSQL (or SQLite) URL; unset means SQLite at DATA_DIR/mahavishnu.db."""
-    database_schema: str | None = Field(default=None, pattern=r"^[a-z_][a-z0-9_]{0,62}$")
-    """PostgreSQL schema to use (several deployments can share one database)."""
-    db_auto_upgrade: bool = True
-    """Bring an older schema to the current one at start-up (a newer one is always refused)."""
 
     # --- workflows ----------------------------------------------------------
     workflows: dict[str, WorkflowDefinition] = Field(default_factory=dict)
@@ -89,10 +86,6 @@ class MahavishnuSettings(PlatformSettings):
     @property
     def effective_backup_dir(self) -> Path:
         return (self.backup_dir or self.data_dir / "backups").resolve()
-
-    @property
-    def effective_database_url(self) -> str:
-        return self.database_url or f"sqlite:///{(self.data_dir / 'mahavishnu.db').resolve()}"
 
     def workflow_definitions(self) -> dict[str, WorkflowDefinition]:
         return {**builtin_workflows(self.agent_command), **self.workflows}

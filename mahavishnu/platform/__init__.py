@@ -30,11 +30,12 @@ from mahavishnu.platform.errors import (
 if TYPE_CHECKING:
     from mahavishnu.platform.app import Service
     from mahavishnu.platform.auth import Principal, Role, current_principal
-    from mahavishnu.platform.db import Database
+    from mahavishnu.platform.db import Database, run_migrations
     from mahavishnu.platform.health import ComponentHealth, HealthCheck
     from mahavishnu.platform.mcp import ResourceSpec, ToolSpec
     from mahavishnu.platform.observability import Metrics, get_logger
-    from mahavishnu.platform.settings import PlatformSettings
+    from mahavishnu.platform.server import run_service
+    from mahavishnu.platform.settings import MigrationSet, PlatformSettings
 
 __all__ = [
     "AuthenticationError",
@@ -46,6 +47,7 @@ __all__ = [
     "InvalidArgumentError",
     "MahavishnuError",
     "Metrics",
+    "MigrationSet",
     "NotFoundError",
     "PermissionDeniedError",
     "PlatformError",
@@ -59,6 +61,8 @@ __all__ = [
     "UnavailableError",
     "current_principal",
     "get_logger",
+    "run_migrations",
+    "run_service",
 ]
 
 _LAZY = {
@@ -67,6 +71,7 @@ _LAZY = {
     "Role": "auth",
     "current_principal": "auth",
     "Database": "db",
+    "run_migrations": "db",
     "ComponentHealth": "health",
     "HealthCheck": "health",
     "ResourceSpec": "mcp",
@@ -74,6 +79,8 @@ _LAZY = {
     "Metrics": "observability",
     "get_logger": "observability",
     "PlatformSettings": "settings",
+    "MigrationSet": "settings",
+    "run_service": "server",
 }
 
 

@@ -4,6 +4,10 @@ Tokens are HS256 (shared secret) or RS256 (public key). The accepted
 algorithm is chosen by which key is configured, never by the token, so
 `alg=none` and HS/RS confusion fail as bad algorithms. `exp` is required,
 clock skew is bounded by settings, and audience/issuer are checked.
+
+Every service requires an audience, by default its own name: services of one
+deployment may share a secret, and a token minted for one must not open
+another (unless the deployment gives them one `auth_audience` on purpose).
 """
 
 from __future__ import annotations
@@ -96,6 +100,7 @@ class TokenVerifier:
             raise ConfigurationError("a token verifier needs an HS256 secret or an RS256 public key")
         self._issuer = issuer
         self._audience = audience
+        """Required `aud`; None (a bare verifier, never one built from settings) checks none."""
         self._leeway = leeway_seconds
         self._cache: dict[str, tuple[Principal, float]] = {}
         """Verified tokens: signature checks cost more than the rest of the pipeline together."""
@@ -117,7 +122,7 @@ class TokenVerifier:
             public_key=public_key,
             previous_secret=previous,
             issuer=settings.auth_issuer,
-            audience=settings.auth_audience,
+            audience=settings.token_audience,
             leeway_seconds=settings.auth_leeway_seconds,
         )
 
@@ -171,7 +176,10 @@ class TokenVerifier:
                 audience=self._audience,
                 issuer=self._issuer,
                 leeway=self._leeway,
-                options={"require": ["exp", "sub"], "verify_aud": self._audience is not None},
+                options={
+                    "require": ["exp", "sub", *(["aud"] if self._audience is not None else [])],
+                    "verify_aud": self._audience is not None,
+                },
             )
         except jwt.ExpiredSignatureError:
             raise AuthenticationError("token expired", reason="expired") from None
@@ -223,7 +231,8 @@ def issue_token(
     tags: Iterable[str] = (),
     ttl_seconds: int,
 ) -> str:
-    """Sign an HS256 token with the configured secret (what `mahavishnu token create` prints)."""
+    """Sign an HS256 token for the service these settings belong to, with its secret and its
+    audience (what `mahavishnu token create --service` prints)."""
     if settings.auth_secret is None:
         raise ConfigurationError(f"set {settings.env_prefix}AUTH_SECRET to issue tokens")
     if role not in _RANK:
@@ -239,8 +248,7 @@ def issue_token(
         "nbf": now,
         "exp": now + ttl_seconds,
         "iss": settings.auth_issuer,
+        "aud": settings.token_audience,
         "jti": new_id(),
     }
-    if settings.auth_audience:
-        claims["aud"] = settings.auth_audience
     return jwt.encode(claims, settings.auth_secret.get_secret_value(), algorithm="HS256")

@@ -5,10 +5,15 @@ can share the file. PostgreSQL is used when a `postgresql://` URL is
 configured (driver asyncpg); an optional schema keeps several deployments
 (or tests) apart in one database. Start-up refuses a schema newer than this
 code, and upgrades an older one only when told to.
+
+Each service brings its own Alembic tree as a `MigrationSet` (folder and version
+table), so services share one database without sharing a migration history; the
+tree's `env.py` is three lines around `run_migrations`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -21,16 +26,15 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
-from sqlalchemy import event
+from sqlalchemy import MetaData, event
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from mahavishnu.platform.errors import ConfigurationError, UnavailableError
+from mahavishnu.platform.settings import ROOT_MIGRATIONS, MigrationSet, PlatformSettings
 
-__all__ = ["Database", "SchemaState", "normalize_url"]
-
-MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+__all__ = ["Database", "MigrationSet", "SchemaState", "normalize_url", "run_migrations"]
 
 
 def normalize_url(url: str) -> str:
@@ -57,16 +61,44 @@ class SchemaState:
 
 
 class Database:
-    """Owns the engine and hands out sessions; the caller owns each transaction."""
+    """Owns the engine and hands out sessions; the caller owns each transaction.
 
-    def __init__(self, url: str, *, schema: str | None = None, echo: bool = False) -> None:
+    `migrations` is the service's tree; None means a database without one (schema checks
+    refuse). Its default, Mahavishnu's tree, serves the callers written before services had
+    trees of their own (the workflow and ops commands, the bench); new code passes the set
+    of its service, usually through `from_settings`.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        schema: str | None = None,
+        migrations: MigrationSet | None = ROOT_MIGRATIONS,
+        pool_min_size: int = 10,
+        pool_max_size: int = 20,
+        echo: bool = False,
+    ) -> None:
         self.url = normalize_url(url)
         self.schema = schema
+        self.migrations = migrations
+        self._pool = (pool_min_size, max(pool_max_size, pool_min_size))
         self.dialect = make_url(self.url).get_backend_name()
         self.engine: AsyncEngine = create_async_engine(self.url, echo=echo, **self._engine_options())
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @classmethod
+    def from_settings(cls, settings: PlatformSettings) -> Database:
+        """The service's database: its URL, schema, pool and migration tree, all from its settings."""
+        return cls(
+            settings.effective_database_url,
+            schema=settings.database_schema,
+            migrations=settings.migrations,
+            pool_min_size=settings.db_pool_min_size,
+            pool_max_size=settings.db_pool_max_size,
+        )
 
     def _engine_options(self) -> dict[str, Any]:
         if self.dialect == "sqlite":
@@ -74,10 +106,13 @@ class Database:
             if database and database != ":memory:":
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
             return {"connect_args": {"timeout": 30}}
-        options: dict[str, Any] = {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 10}
-        if self.schema:
-            options["connect_args"] = {"server_settings": {"search_path": self.schema}}
-        return options
+        keep, most = self._pool
+        return {
+            "pool_pre_ping": True,
+            "pool_size": keep,
+            "max_overflow": most - keep,
+            "connect_args": _schema_args(self.url, self.schema),
+        }
 
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -111,21 +146,29 @@ class Database:
         await self.engine.dispose()
 
     # --- migrations -------------------------------------------------------
+    def _migration_set(self) -> MigrationSet:
+        if self.migrations is None:
+            raise ConfigurationError("this database has no migrations to check or apply")
+        return self.migrations
+
     def _alembic_config(self) -> Config:
+        migrations = self._migration_set()
         config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS))
+        config.set_main_option("script_location", str(migrations.location))
         config.attributes["database_url"] = self.url
         config.attributes["schema"] = self.schema
+        config.attributes["version_table"] = migrations.version_table
         return config
 
     async def schema_state(self) -> SchemaState:
         head = ScriptDirectory.from_config(self._alembic_config()).get_current_head()
         assert head is not None
+        version_table = self._migration_set().version_table
         async with self.engine.connect() as conn:
             if self.schema and self.dialect == "postgresql":
                 await conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
                 await conn.commit()
-            current = await conn.run_sync(_current_revision)
+            current = await conn.run_sync(_current_revision, version_table)
         return SchemaState(current=current, head=head)
 
     def known_revisions(self) -> set[str]:
@@ -145,25 +188,76 @@ class Database:
 
     async def ensure_schema(self, *, upgrade: bool) -> SchemaState:
         """Refuse a newer schema; bring an older one to head when `upgrade`, else refuse it too."""
+        migrations = self._migration_set()
         state = await self.schema_state()
         if state.is_current:
             return state
         if state.current is not None and state.current not in self.known_revisions():
             raise ConfigurationError(
-                f"the database schema ({state.current}) is newer than this version of Mahavishnu "
-                f"understands (head {state.head}); upgrade Mahavishnu or restore a matching backup"
+                f"the database schema ({state.current}) is newer than this version of {migrations.title} "
+                f"understands (head {state.head}); upgrade {migrations.title} or restore a matching backup"
             )
         if not upgrade:
             raise ConfigurationError(
                 f"the database schema is at {state.current or 'nothing'}, not {state.head}; "
-                "run `mahavishnu db upgrade`"
+                f"{migrations.upgrade_hint}"
             )
         await self.upgrade()
         return await self.schema_state()
 
 
-def _current_revision(conn: Connection) -> str | None:
-    return MigrationContext.configure(conn).get_current_revision()
+def run_migrations(metadata: MetaData) -> None:
+    """The body of a service's `migrations/env.py`: run its revisions with what `Database` handed
+    Alembic (URL, schema, version table).
+
+    Autogenerate compares only the tables of `metadata`: the other services' tables (and their
+    version tables) in the same database, and tables a migration makes by hand (SQLite's FTS5
+    shadow tables), are no business of this tree.
+    """
+    from alembic import context
+
+    config = context.config
+    url: str = config.attributes["database_url"]
+    schema: str | None = config.attributes.get("schema")
+    version_table: str = config.attributes["version_table"]
+
+    def own_tables_only(
+        obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+    ) -> bool:
+        return not (type_ == "table" and reflected and compare_to is None)
+
+    def run(connection: Connection) -> None:
+        context.configure(
+            connection=connection,
+            target_metadata=metadata,
+            version_table=version_table,
+            render_as_batch=True,  # SQLite alters tables by copying them
+            include_object=own_tables_only,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+
+    async def main() -> None:
+        engine = create_async_engine(url, connect_args=_schema_args(url, schema))
+        try:
+            async with engine.connect() as connection:
+                await connection.run_sync(run)
+                await connection.commit()
+        finally:
+            await engine.dispose()
+
+    asyncio.run(main())
+
+
+def _schema_args(url: str, schema: str | None) -> dict[str, Any]:
+    """Connection arguments that put PostgreSQL sessions in `schema` (nothing for SQLite)."""
+    if schema and make_url(url).get_backend_name() == "postgresql":
+        return {"server_settings": {"search_path": schema}}
+    return {}
+
+
+def _current_revision(conn: Connection, version_table: str) -> str | None:
+    return MigrationContext.configure(conn, opts={"version_table": version_table}).get_current_revision()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:

@@ -52,17 +52,31 @@ def _drop_secrets(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
-def configure_logging(level: str = "INFO", fmt: str = "json", stream: TextIO | None = None) -> None:
+def _stamp_service(service: str) -> Any:
+    """`service_name`, not `service`: lines about a peer (the service client's) use that key."""
+
+    def stamp(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+        event["service_name"] = service
+        return event
+
+    return stamp
+
+
+def configure_logging(
+    level: str = "INFO", fmt: str = "json", stream: TextIO | None = None, *, service: str | None = None
+) -> None:
     """Route structlog and the standard library (uvicorn, the MCP SDK) to one JSON stream.
 
     The stream is stdout for HTTP serving; stdio serving passes stderr, because
-    there stdout carries the protocol.
+    there stdout carries the protocol. With `service`, every line carries `service_name=<name>`:
+    several services log to one collector, and a line must say whose it is.
     """
     stream = stream or sys.stdout
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        *([_stamp_service(service)] if service else []),
         _add_trace_ids,
         _drop_secrets,
     ]

@@ -1,26 +1,92 @@
-"""Running a built platform: uvicorn for HTTP (graceful stop on SIGTERM), or stdio."""
+"""Running a service: `run_service` from settings class to a serving process, over uvicorn
+(HTTP, graceful stop on SIGTERM) or stdio."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import signal
+import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager
 from types import FrameType
+from typing import Any, TypeVar
 
 import anyio
 import uvicorn
 from mcp.server import MCPServer
 
-from mahavishnu.platform.app import Platform
+from mahavishnu.platform.app import Platform, Service, build_app, build_stdio
+from mahavishnu.platform.db import Database
+from mahavishnu.platform.errors import ConfigurationError
 from mahavishnu.platform.health import HealthState
-from mahavishnu.platform.observability import get_logger
+from mahavishnu.platform.observability import Metrics, configure_logging, configure_tracing, get_logger
 from mahavishnu.platform.settings import PlatformSettings
 
-__all__ = ["serve_http", "serve_stdio"]
+__all__ = ["SCHEMA_CHECK_SECONDS", "check_schema", "run_service", "serve_http", "serve_stdio"]
 
+S = TypeVar("S", bound=PlatformSettings)
+SCHEMA_CHECK_SECONDS = 15.0
 log = get_logger("mahavishnu.server")
+
+
+def run_service(
+    settings_cls: type[S],
+    factory: Callable[[S, Metrics], Service],
+    *,
+    version: str,
+    overrides: Mapping[str, Any] | None = None,
+    stdio: bool = False,
+) -> None:
+    """Load a service's settings, refuse what must not start, and serve it until stopped.
+
+    Everything that names the service follows from its settings class: the variables read, the
+    port, the metric prefix, the `service_name` of every log line and the traces' `service.name`.
+    A reason not to start (bad or insecure settings, a schema this code cannot use) is raised as a
+    ConfigurationError whose message is one line for the operator; the caller prints it.
+    """
+    settings = settings_cls.load(**(overrides or {}))
+    stream = sys.stderr if stdio else sys.stdout  # over stdio, stdout carries the protocol
+    configure_logging(settings.log_level, settings.log_format, stream=stream, service=settings.service_name)
+    settings.ensure_secure(listening=not stdio)
+    for warning in settings.insecure_warnings(listening=not stdio):
+        log.warning("insecure_configuration", problem=warning)
+    check_schema(settings)
+    tracer_provider = configure_tracing(settings.service_name, version, settings.otel_exporter_otlp_endpoint)
+    metrics = Metrics(prefix=settings.metric_prefix)
+    try:
+        service = factory(settings, metrics)
+        if stdio:
+            serve_stdio(build_stdio(service, metrics), service.background)
+        else:
+            serve_http(build_app(service, metrics), settings)
+    finally:
+        tracer_provider.shutdown()  # flush spans still queued for the OTLP exporter
+
+
+def check_schema(settings: PlatformSettings) -> None:
+    """Refuse a schema this version cannot use before the server starts (ConfigurationError).
+
+    An unreachable database does not stop the start: it is logged, the service starts degraded
+    and its own start-up keeps trying.
+    """
+    if settings.migrations is None:
+        return
+
+    async def check() -> None:
+        db = Database.from_settings(settings)
+        try:
+            await asyncio.wait_for(db.ensure_schema(upgrade=settings.db_auto_upgrade), SCHEMA_CHECK_SECONDS)
+        finally:
+            await db.dispose()
+
+    try:
+        asyncio.run(check())
+    except ConfigurationError:
+        raise
+    except Exception as exc:
+        log.warning("database_unreachable_at_start", error=type(exc).__name__, detail=str(exc)[:200])
 
 
 class _DrainingServer(uvicorn.Server):

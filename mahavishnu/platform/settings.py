@@ -2,25 +2,37 @@
 
 Precedence, lowest first: field defaults → the base YAML file
 (`settings/<service>.yaml`, or the file `<PREFIX>CONFIG` names) → the
-environment's YAML file (`settings/<env>.yaml` when `<PREFIX>ENV` is set) →
-environment variables → explicit keyword arguments (the CLI's flags).
+environment's YAML file (when `<PREFIX>ENV` is set) → the shared deployment
+names (`POSTGRES_URL`, `REDIS_URL`, `OTEL_EXPORTER_OTLP_ENDPOINT`,
+`RATE_LIMIT_*`, `POOL_*_SIZE`) → the service's prefixed environment variables →
+explicit keyword arguments (the CLI's flags).
 
-The environment names of the deployment guide are honoured as given
-(`REDIS_URL`, `OTEL_EXPORTER_OTLP_ENDPOINT`, `RATE_LIMIT_*`), beside their
-prefixed forms.
+A service names itself once, in its class statement, and everything that
+differs between services follows from that: the prefix it reads, the port it
+listens on, its token audience, its SQLite file, its metric prefix:
+
+    class SessionBuddySettings(
+        PlatformSettings, service_name="session-buddy", env_prefix="SESSION_BUDDY_", default_port=8678
+    ): ...
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, ClassVar, Literal, Self
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     YamlConfigSettingsSource,
@@ -30,6 +42,9 @@ from mahavishnu.platform.errors import ConfigurationError, InsecureConfiguration
 
 __all__ = [
     "MIN_SECRET_BYTES",
+    "ROOT_MIGRATIONS",
+    "SHARED_ENV",
+    "MigrationSet",
     "PlatformSettings",
     "is_loopback",
     "mask_url",
@@ -37,29 +52,160 @@ __all__ = [
 
 MIN_SECRET_BYTES = 32
 Environment = Literal["development", "test", "staging", "production"]
+_SERVICE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+_ENV_PREFIX = re.compile(r"^[A-Z][A-Z0-9_]*_$")
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
-def _both(name: str, prefix: str = "MAHAVISHNU_") -> AliasChoices:
-    """Accept a deployment-guide name and its prefixed twin."""
-    return AliasChoices(name, f"{prefix}{name}", name.lower())
+@dataclass(frozen=True, slots=True)
+class MigrationSet:
+    """A service's Alembic tree and the table that records how far it has run.
+
+    Each service keeps its own version table, so several services can migrate their own tables
+    side by side in one database (one PostgreSQL schema, even one SQLite file) without reading
+    each other's revisions. It lives here, not in `db`, so a settings class can name its tree
+    without importing SQLAlchemy and Alembic (the CLI's start-up stays quick).
+    """
+
+    location: Path
+    """The folder holding `env.py` and `versions/`."""
+    version_table: str
+    title: str
+    """The service as messages name it ("newer than this version of Mahavishnu understands")."""
+    upgrade_hint: str = "start the service with db_auto_upgrade on (the default)"
+    """What to do about an older schema when start-up may not upgrade it."""
+
+    def __post_init__(self) -> None:
+        if not _IDENTIFIER.match(self.version_table):
+            raise ValueError(f"version table {self.version_table!r} is not a plain SQL identifier")
+
+
+ROOT_MIGRATIONS = MigrationSet(
+    location=Path(__file__).resolve().parent.parent / "migrations",
+    version_table="alembic_version",
+    title="Mahavishnu",
+    upgrade_hint="run `mahavishnu db upgrade`",
+)
+"""Mahavishnu's tree, the package's first. It keeps Alembic's default table name, so existing
+deployments upgrade in place; every later service names a table of its own."""
+
+SHARED_ENV: Mapping[str, str] = MappingProxyType(
+    {
+        "database_url": "POSTGRES_URL",
+        "db_pool_min_size": "POOL_MIN_SIZE",
+        "db_pool_max_size": "POOL_MAX_SIZE",
+        "redis_url": "REDIS_URL",
+        "otel_exporter_otlp_endpoint": "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "rate_limit_enabled": "RATE_LIMIT_ENABLED",
+        "rate_limit_per_minute": "RATE_LIMIT_PER_MINUTE",
+        "rate_limit_per_hour": "RATE_LIMIT_PER_HOUR",
+        "rate_limit_burst": "RATE_LIMIT_BURST",
+    }
+)
+"""Setting → the deployment-guide name every service reads without its prefix (one database,
+one Redis, one collector and one rate-limit policy per deployment)."""
+
+
+class SharedEnvSource(PydanticBaseSettingsSource):
+    """Reads the unprefixed deployment names a settings class declares in `shared_env`.
+
+    Only those names: a bare `PORT` or `ENV` in the environment belongs to nobody. Values are
+    the raw strings (the shared names are all scalars); validation converts them.
+    """
+
+    def __init__(self, settings_cls: type[BaseSettings], names: Mapping[str, str]) -> None:
+        super().__init__(settings_cls)
+        self._names = names
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        name = self._names.get(field_name)
+        return (_environ().get(name) if name else None), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        environ = _environ()
+        return {field: environ[name] for field, name in self._names.items() if name in environ}
+
+
+def _environ() -> dict[str, str]:
+    """The environment by upper-cased name (names are case-insensitive, as for the prefixed ones)."""
+    return {key.upper(): value for key, value in os.environ.items()}
 
 
 class PlatformSettings(BaseSettings):
-    """Settings every service needs: listening, auth, limits, observability."""
+    """Settings every service needs: listening, auth, limits, storage, observability.
+
+    A service subclasses it with its identity as class keywords (see `__init_subclass__`).
+    The base class itself answers as Mahavishnu, the first service, so the platform's tests
+    and tools that build a bare `PlatformSettings` keep speaking to it.
+    """
 
     service_name: ClassVar[str] = "mahavishnu"
     env_prefix: ClassVar[str] = "MAHAVISHNU_"
+    default_port: ClassVar[int] = 8680
+    migrations: ClassVar[MigrationSet | None] = ROOT_MIGRATIONS
+    shared_env: ClassVar[Mapping[str, str]] = SHARED_ENV
+    env_file_template: ClassVar[str] = "{service}.{env}.yaml"
+    """The environment's YAML file, beside the base one; per service, so two services sharing
+    a `settings/` folder never read each other's keys (unknown keys are refused)."""
 
     model_config = SettingsConfigDict(
-        env_prefix="MAHAVISHNU_",
         extra="forbid",
-        populate_by_name=True,
         validate_default=True,
     )
 
+    def __init_subclass__(
+        cls,
+        *,
+        service_name: str | None = None,
+        default_port: int | None = None,
+        migrations: MigrationSet | None = None,
+        shared_env: Mapping[str, str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Take a service's identity from its class statement.
+
+        `env_prefix` is pydantic-settings' own class keyword: it arrives in `model_config`
+        (the base class leaves it unset there), and is copied to the class variable.
+        A direct subclass must name itself (service name, prefix, port): inheriting the base's
+        would make a new service read `MAHAVISHNU_*` and listen on 8680 without a word. A
+        subclass of a service's settings (a test's, say) inherits what it does not repeat.
+        `migrations` default to none, and `shared_env` adds to the names the parent reads.
+        """
+        super().__init_subclass__(**kwargs)
+        env_prefix = cls.model_config.get("env_prefix") or None
+        direct = PlatformSettings in cls.__bases__
+        if direct and (service_name is None or env_prefix is None or default_port is None):
+            raise TypeError(
+                f"{cls.__name__} must name its service: class {cls.__name__}(PlatformSettings, "
+                'service_name="...", env_prefix="..._", default_port=...)'
+            )
+        if service_name is not None:
+            if not _SERVICE_NAME.match(service_name):
+                raise TypeError(f"service_name {service_name!r}: lowercase letters, digits and '-'")
+            cls.service_name = service_name
+        if env_prefix is not None:
+            if not _ENV_PREFIX.match(env_prefix):
+                raise TypeError(f"env_prefix {env_prefix!r}: upper case, ending in '_'")
+            cls.env_prefix = env_prefix
+        if default_port is not None:
+            cls.default_port = default_port
+        if migrations is not None or direct:
+            cls.migrations = migrations
+        if shared_env is not None:
+            cls.shared_env = MappingProxyType({**cls.shared_env, **shared_env})
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        """Once the fields exist: a shared name for a setting that is not there is a typo."""
+        super().__pydantic_init_subclass__(**kwargs)
+        unknown = sorted(set(cls.shared_env) - set(cls.model_fields))
+        if unknown:
+            raise TypeError(f"{cls.__name__}.shared_env names unknown settings: {', '.join(unknown)}")
+
     env: Environment = "development"
     host: str = "127.0.0.1"
-    port: int = Field(default=8680, ge=0, le=65535)
+    port: int = Field(default=default_port, ge=0, le=65535)
+    """Unset means the service's `default_port` (filled in by `_service_defaults`)."""
     public_url: str | None = None
     """External URL of the service (for OAuth resource metadata); derived from host/port when unset."""
 
@@ -70,21 +216,26 @@ class PlatformSettings(BaseSettings):
     """During a rotation: tokens signed with the old secret stay valid until they expire."""
     auth_public_key_file: Path | None = None
     """PEM public key for RS256 tokens. Turns authentication on."""
-    auth_audience: str | None = None
+    auth_audience: str | None = Field(default=None, min_length=1)
+    """The `aud` tokens must carry; unset means the service name, so a token minted for one
+    service is refused by the others even when they share a secret. Give every service the same
+    value to let one token serve them all."""
     auth_issuer: str = "mahavishnu"
+    """The `iss` tokens must carry: who mints them (`mahavishnu token create`), the same for every
+    service; which service a token is for is its audience."""
     auth_leeway_seconds: int = Field(default=30, ge=0, le=300)
     """Clock skew tolerated on exp/nbf/iat; bounded so a token cannot live much past its expiry."""
     auth_max_ttl_seconds: int = Field(default=30 * 24 * 3600, gt=0)
 
     # --- rate limiting ----------------------------------------------------
-    rate_limit_enabled: bool = Field(default=True, validation_alias=_both("RATE_LIMIT_ENABLED"))
-    rate_limit_per_minute: int = Field(default=60, gt=0, validation_alias=_both("RATE_LIMIT_PER_MINUTE"))
-    rate_limit_per_hour: int = Field(default=1000, gt=0, validation_alias=_both("RATE_LIMIT_PER_HOUR"))
-    rate_limit_burst: int = Field(default=20, gt=0, validation_alias=_both("RATE_LIMIT_BURST"))
+    rate_limit_enabled: bool = True
+    rate_limit_per_minute: int = Field(default=60, gt=0)
+    rate_limit_per_hour: int = Field(default=1000, gt=0)
+    rate_limit_burst: int = Field(default=20, gt=0)
     """Requests allowed within any one second."""
     rate_limit_fail_open: bool = True
     """When the Redis backend is unreachable: True lets requests through, False refuses them (503)."""
-    redis_url: SecretStr | None = Field(default=None, validation_alias=_both("REDIS_URL"))
+    redis_url: SecretStr | None = None
     trusted_proxies: list[str] = Field(default_factory=list)
     """Addresses or CIDR blocks whose X-Forwarded-For header is believed."""
 
@@ -105,12 +256,39 @@ class PlatformSettings(BaseSettings):
     """With authentication on, /health shows component details (paths, backends, problems) only
     to a valid token; True shows them to everyone."""
 
+    # --- storage ----------------------------------------------------------
+    data_dir: Path = Path("var")
+    """Where the embedded SQLite database (`<service>.db`) and other local files live."""
+    database_url: str | None = None
+    """PostgreSQL (or SQLite) URL; unset means SQLite at DATA_DIR/<service>.db. Services may share
+    one PostgreSQL database and schema: each migrates its own tables under its own version table."""
+    database_schema: str | None = Field(default=None, pattern=_IDENTIFIER.pattern)
+    """PostgreSQL schema to use (several deployments can share one database)."""
+    db_auto_upgrade: bool = True
+    """Bring an older schema to the current one at start-up (a newer one is always refused)."""
+    db_pool_min_size: int = Field(default=10, ge=1)
+    """PostgreSQL connections each process keeps open."""
+    db_pool_max_size: int = Field(default=20, ge=1)
+    """PostgreSQL connections each process may open at busy times."""
+
     # --- observability ----------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
-    otel_exporter_otlp_endpoint: str | None = Field(
-        default=None, validation_alias=_both("OTEL_EXPORTER_OTLP_ENDPOINT")
-    )
+    otel_exporter_otlp_endpoint: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _service_defaults(cls, data: Any) -> Any:
+        """A field default is one value for every subclass, so the service's port goes in here."""
+        if isinstance(data, dict) and data.get("port") is None:
+            return {**data, "port": cls.default_port}
+        return data
+
+    @model_validator(mode="after")
+    def _pool_bounds(self) -> Self:
+        if self.db_pool_max_size < self.db_pool_min_size:
+            raise ValueError("db_pool_max_size must be at least db_pool_min_size")
+        return self
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -131,19 +309,34 @@ class PlatformSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Flags, then the service's own prefix, then the shared names, then the YAML files.
+
+        The prefix is handed to the environment source here rather than set in `model_config`,
+        so it follows the class variable a service sets, not the base class's.
+        """
+        prefixed = EnvSettingsSource(settings_cls, env_prefix=cls.env_prefix)
+        shared = SharedEnvSource(settings_cls, cls.shared_env)
         yaml_sources = [YamlConfigSettingsSource(settings_cls, yaml_file=p) for p in cls.config_files()]
-        return (init_settings, env_settings, *reversed(yaml_sources))
+        return (init_settings, prefixed, shared, *reversed(yaml_sources))
 
     @classmethod
     def config_files(cls) -> list[Path]:
         """The YAML files this process reads, lowest precedence first (missing ones skipped)."""
         prefix = cls.env_prefix
-        base = os.environ.get(f"{prefix}CONFIG") or f"settings/{cls.service_name}.yaml"
-        files = [Path(base)]
+        base = Path(os.environ.get(f"{prefix}CONFIG") or f"settings/{cls.service_name}.yaml")
+        files = [base]
         env = os.environ.get(f"{prefix}ENV")
         if env:
-            files.append(Path(base).parent / f"{env}.yaml")
+            files.append(base.parent / cls.env_file_template.format(service=cls.service_name, env=env))
         return [f for f in files if f.is_file()]
+
+    @classmethod
+    def env_names(cls) -> dict[str, str]:
+        """Each setting's canonical environment variable: its shared deployment name when it has
+        one, else the prefixed name (which works for every setting)."""
+        return {
+            name: cls.shared_env.get(name) or f"{cls.env_prefix}{name.upper()}" for name in cls.model_fields
+        }
 
     @classmethod
     def load(cls, **overrides: Any) -> Self:
@@ -162,6 +355,20 @@ class PlatformSettings(BaseSettings):
     @property
     def auth_enabled(self) -> bool:
         return self.auth_secret is not None or self.auth_public_key_file is not None
+
+    @property
+    def token_audience(self) -> str:
+        """The `aud` this service's tokens carry and its verifier requires."""
+        return self.auth_audience or self.service_name
+
+    @property
+    def metric_prefix(self) -> str:
+        """`session-buddy` → `session_buddy`: Prometheus names allow no dash."""
+        return self.service_name.replace("-", "_")
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / f'{self.service_name}.db').resolve()}"
 
     @property
     def resource_url(self) -> str:

@@ -38,7 +38,6 @@ from typing import Any
 import pytest
 import typer
 import yaml
-from pydantic import AliasChoices
 
 from mahavishnu.cli import app
 from mahavishnu.orchestrator.settings import MahavishnuSettings
@@ -794,17 +793,7 @@ def test_promql_is_valid_and_uses_only_exported_metrics(live: Live, tmp_path: Pa
 
 def setting_env_names() -> dict[str, str]:
     """Each setting's canonical environment variable (the deployment name when it has one)."""
-    prefix = MahavishnuSettings.env_prefix
-    names = {}
-    for name, info in MahavishnuSettings.model_fields.items():
-        alias = info.validation_alias
-        upper = (
-            [c for c in alias.choices if isinstance(c, str) and c.isupper()]
-            if isinstance(alias, AliasChoices)
-            else []
-        )
-        names[name] = upper[0] if upper else f"{prefix}{name.upper()}"
-    return names
+    return MahavishnuSettings.env_names()
 
 
 def deploy_script_env_names() -> set[str]:

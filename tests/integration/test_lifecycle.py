@@ -181,7 +181,9 @@ def test_token_create_issues_a_verifiable_token(tmp_path: Path) -> None:
         timeout=30,
         check=True,
     )
-    claims = jwt.decode(result.stdout.strip(), SECRET, algorithms=["HS256"], issuer="mahavishnu")
+    claims = jwt.decode(
+        result.stdout.strip(), SECRET, algorithms=["HS256"], issuer="mahavishnu", audience="mahavishnu"
+    )
     assert claims["sub"] == "ci-bot"
     assert claims["role"] == "operator"
     assert claims["tags"] == ["python", "web"]

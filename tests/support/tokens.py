@@ -18,10 +18,24 @@ from tests.support.server import SECRET
 
 
 def claims(
-    sub: str = "alice", role: str = "viewer", tags: list[str] | None = None, **extra: Any
+    sub: str = "alice",
+    role: str = "viewer",
+    tags: list[str] | None = None,
+    aud: str | None = "mahavishnu",
+    **extra: Any,
 ) -> dict[str, Any]:
+    """Good claims for Mahavishnu (its audience); `aud=None` leaves the audience out, another
+    name mints for another service."""
     now = int(time.time())
-    base = {"sub": sub, "role": role, "tags": tags or [], "iat": now, "exp": now + 600, "iss": "mahavishnu"}
+    base = {
+        "sub": sub,
+        "role": role,
+        "tags": tags or [],
+        "iat": now,
+        "exp": now + 600,
+        "iss": "mahavishnu",
+        "aud": aud,
+    }
     base.update(extra)
     return {k: v for k, v in base.items() if v is not None}
 
