@@ -183,22 +183,12 @@ def require_module(module: str, *, pip: str) -> Any:
 
 
 def settings_env_names() -> set[str]:
-    """Every environment variable name the settings accept (upper case; matching ignores case)."""
-    from pydantic import AliasChoices
-
+    """Every environment variable name the settings accept (upper case; matching ignores case):
+    the prefixed name of each setting, and the shared deployment names (POSTGRES_URL, ...)."""
     from mahavishnu.orchestrator.settings import MahavishnuSettings
 
-    prefix = MahavishnuSettings.model_config.get("env_prefix", "")
-    names: set[str] = set()
-    for name, info in MahavishnuSettings.model_fields.items():
-        alias = info.validation_alias
-        if isinstance(alias, AliasChoices):
-            names.update(str(choice).upper() for choice in alias.choices if isinstance(choice, str))
-        elif isinstance(alias, str):
-            names.add(alias.upper())
-        else:
-            names.add(f"{prefix}{name}".upper())
-    return names
+    prefixed = {f"{MahavishnuSettings.env_prefix}{name}".upper() for name in MahavishnuSettings.model_fields}
+    return prefixed | {name.upper() for name in MahavishnuSettings.shared_env.values()}
 
 
 def _install(*, apt: str | None, pip: str | None) -> None:
