@@ -10,41 +10,43 @@
                 request carries a progress token and the client accepts SSE
 
 Pure ASGI (no BaseHTTPMiddleware) keeps one task per request, so the principal
-and trace context set here are visible in the tool call below.
+and trace context set here are visible in the tool call below. The gate orchestrates; the
+Host/Origin guard lives in `origin.py`, the depth pre-scan and envelope checks in `jsonrpc.py`,
+bearer token extraction in `bearer.py`, and the access log's `RequestInfo` in `request_context.py`
+(the names other modules import from here are re-exported).
 """
 
 from __future__ import annotations
 
-import contextvars
-import functools
 import json
 import re
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl
 
-from mcp_types import INVALID_PARAMS, INVALID_REQUEST, PARSE_ERROR
+from mcp_types import INVALID_REQUEST
 from mcp_types.version import LATEST_HANDSHAKE_VERSION
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from mahavishnu.platform._asgi import header, json_nesting_exceeds, jsonrpc_error, replay_body, send_json
+from mahavishnu.platform._asgi import header, replay_body, send_json
 from mahavishnu.platform.auth import LOCAL_PRINCIPAL, Principal, Role, TokenVerifier, principal_var
+from mahavishnu.platform.bearer import bearer_token, known_principal
 from mahavishnu.platform.errors import (
     AuthenticationError,
-    ConfigurationError,
     PermissionDeniedError,
     PlatformError,
     RateLimitedError,
     UnavailableError,
 )
 from mahavishnu.platform.ids import new_id
+from mahavishnu.platform.jsonrpc import Refusal, jsonrpc_error, parse_message
 from mahavishnu.platform.observability import Metrics, get_logger
+from mahavishnu.platform.origin import HostOriginGuard
 from mahavishnu.platform.ratelimit import ClientAddressResolver, RateLimiter
+from mahavishnu.platform.request_context import RequestInfo, request_info
 
 __all__ = [
     "HostOriginGuard",
@@ -59,31 +61,8 @@ __all__ = [
 log = get_logger("mahavishnu.http")
 tracer = trace.get_tracer("mahavishnu.http")
 
-MAX_PROGRESS_TOKEN_CHARS = 128
-"""A progress token is echoed in every progress notification, so it is kept short."""
-_MAX_PROGRESS_INT = 2**63
 OTHER_ROUTE = "other"
 """The one label of every path no route serves: scanners cannot grow the metric's label set."""
-_TOKEN_QUERY_KEYS = frozenset({"access_token", "token", "auth", "authorization"})
-
-
-@dataclass(slots=True)
-class RequestInfo:
-    """What the access log line says about one request; filled in as the pipeline learns it."""
-
-    request_id: str
-    client: str
-    principal: str | None = None
-    rpc_method: str | None = None
-    tool: str | None = None
-    tool_outcome: str | None = None
-    tool_ms: float | None = None
-    rejected: str | None = None
-
-
-request_info: contextvars.ContextVar[RequestInfo | None] = contextvars.ContextVar(
-    "mahavishnu_request_info", default=None
-)
 
 
 class RouteLabels:
@@ -232,7 +211,7 @@ class McpGate:
         body = await self._posted_body(scope, receive, send, info)
         if body is None:
             return
-        known = _known_principal(self.verifier, scope) if self.verifier is not None else None
+        known = known_principal(self.verifier, scope) if self.verifier is not None else None
         # A caller without a token verified before (none, a bad one, a new one; everyone when auth
         # is off) spends its address's budget first: floods meet 429s before any parsing or
         # signature check, and forged tokens cannot be tried without limit.
@@ -303,60 +282,18 @@ class McpGate:
 
     async def _parse(self, body: bytes, send: Send, info: RequestInfo) -> dict[str, Any] | None:
         """The body as one JSON-RPC message MCP accepts, or None once the refusal is sent."""
-        if json_nesting_exceeds(body, self.max_json_depth):
-            await self._refuse(
-                send,
-                info,
-                "too_deep",
-                None,
-                PARSE_ERROR,
-                f"Parse error: JSON nested deeper than {self.max_json_depth} levels",
-            )
-            return None
-        try:
-            message = json.loads(body)
-        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: belt and braces
-            await self._refuse(
-                send, info, "parse_error", None, PARSE_ERROR, "Parse error: the body is not valid JSON"
-            )
-            return None
-        if isinstance(message, list):
-            await self._refuse(
-                send,
-                info,
-                "batch",
-                None,
-                INVALID_REQUEST,
-                "Batch requests are not supported: send one JSON-RPC message per request",
-            )
-            return None
-        if not isinstance(message, dict):
-            await self._refuse(
-                send,
-                info,
-                "invalid_request",
-                None,
-                INVALID_REQUEST,
-                "Invalid Request: expected a JSON-RPC 2.0 object",
-            )
-            return None
-        problem = _envelope_problem(message)
-        if problem is not None:
-            code, text = problem
-            request_id = message.get("id") if _is_request_id(message.get("id")) else None
-            reason = "invalid_request" if code == INVALID_REQUEST else "invalid_params"
-            await self._refuse(send, info, reason, request_id, code, text)
+        message = parse_message(body, self.max_json_depth)
+        if isinstance(message, Refusal):
+            await self._refuse(send, info, message)
             return None
         _describe(message, info)
         return message
 
     @staticmethod
-    async def _refuse(
-        send: Send, info: RequestInfo, reason: str, request_id: Any, code: int, text: str
-    ) -> None:
+    async def _refuse(send: Send, info: RequestInfo, refusal: Refusal) -> None:
         """A 400 with a JSON-RPC error: the message never reaches authentication or the SDK."""
-        info.rejected = reason
-        await send_json(send, 400, jsonrpc_error(request_id, code, text))
+        info.rejected = refusal.reason
+        await send_json(send, 400, jsonrpc_error(refusal.request_id, refusal.code, refusal.text))
 
     async def _authenticate(
         self, scope: Scope, send: Send, info: RequestInfo, request_id: Any
@@ -449,91 +386,6 @@ async def _send_error(
     )
 
 
-def bearer_token(scope: Scope) -> str:
-    """The request's bearer token; AuthenticationError says why there is none to check."""
-    query = scope.get("query_string", b"").decode("latin-1")
-    if query and any(k.lower() in _TOKEN_QUERY_KEYS for k, _ in parse_qsl(query, keep_blank_values=True)):
-        raise AuthenticationError(
-            "tokens in the URL are refused (they end up in logs); use the Authorization header",
-            reason="query_string",
-        )
-    authorization = header(scope, b"authorization")
-    if not authorization:
-        raise AuthenticationError("authentication required: send Authorization: Bearer <token>", "missing")
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise AuthenticationError("the Authorization header must be 'Bearer <token>'", reason="malformed")
-    return token.strip()
-
-
-def _known_principal(verifier: TokenVerifier, scope: Scope) -> Principal | None:
-    """The principal of a token verified before: the hot path, no signature check."""
-    try:
-        return verifier.lookup(bearer_token(scope))
-    except AuthenticationError:
-        return None
-
-
-def _is_request_id(value: object) -> bool:
-    """MCP request ids are strings or integers (never null, floats or booleans)."""
-    return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
-
-
-def _envelope_problem(message: dict[str, Any]) -> tuple[int, str] | None:
-    """Why an object is not a JSON-RPC 2.0 message MCP accepts, as (code, message); None if it is.
-
-    The SDK would take a request with an object id for a notification (202, no answer) and
-    answer other shape errors with pydantic's text under the wrong code, so the gate decides.
-    """
-    if message.get("jsonrpc") != "2.0":
-        return INVALID_REQUEST, 'Invalid Request: "jsonrpc" must be "2.0"'
-    if "method" not in message:
-        return _response_problem(message)
-    if not isinstance(message["method"], str):
-        return INVALID_REQUEST, 'Invalid Request: "method" must be a string'
-    if "id" in message and not _is_request_id(message["id"]):
-        return INVALID_REQUEST, 'Invalid Request: "id" must be a string or an integer'
-    return _params_problem(message.get("params"))
-
-
-def _response_problem(message: dict[str, Any]) -> tuple[int, str] | None:
-    """A message without a method must be a response: a result or an error for a request id."""
-    request_id = message.get("id")
-    if isinstance(message.get("result"), dict) and _is_request_id(request_id):
-        return None
-    if isinstance(message.get("error"), dict) and (request_id is None or _is_request_id(request_id)):
-        return None
-    return INVALID_REQUEST, 'Invalid Request: a request needs a "method"; a response a "result" or "error"'
-
-
-def _params_problem(params: object) -> tuple[int, str] | None:
-    """Params are an object (or absent/null); `_meta` an object; a progress token short."""
-    if params is None:
-        return None
-    if isinstance(params, list):
-        return INVALID_PARAMS, "Invalid params: MCP methods take named parameters (an object)"
-    if not isinstance(params, dict):
-        return INVALID_REQUEST, 'Invalid Request: "params" must be an object'
-    meta = params.get("_meta")
-    if meta is None:
-        return None
-    if not isinstance(meta, dict):
-        return INVALID_PARAMS, 'Invalid params: "_meta" must be an object'
-    token = meta.get("progressToken")
-    if token is None or _is_progress_token(token):
-        return None
-    return INVALID_PARAMS, (
-        f"Invalid params: _meta.progressToken must be a string of at most {MAX_PROGRESS_TOKEN_CHARS} "
-        "characters or an integer"
-    )
-
-
-def _is_progress_token(token: object) -> bool:
-    if isinstance(token, str):
-        return len(token) <= MAX_PROGRESS_TOKEN_CHARS
-    return isinstance(token, int) and not isinstance(token, bool) and abs(token) < _MAX_PROGRESS_INT
-
-
 def _describe(message: dict[str, Any], info: RequestInfo) -> None:
     """What the access log says about the message: its method and, for tools/call, the tool."""
     method = message.get("method")
@@ -563,114 +415,3 @@ def _with_json_headers(scope: Scope) -> Scope:
     if not extra:
         return scope
     return {**scope, "headers": [*scope["headers"], *extra]}
-
-
-_ANY_PORT = -1
-_HOST_NAME = re.compile(r"[A-Za-z0-9._-]+")
-_IPV6_LITERAL = re.compile(r"\[[0-9A-Fa-f:.]+(%[A-Za-z0-9._~-]+)?\]")
-HostKey = tuple[str, int | None]
-OriginKey = tuple[str, str, int | None]
-
-
-class HostOriginGuard:
-    """DNS-rebinding protection with exact matching: Host and Origin are parsed into scheme, host
-    and port and compared whole, so `http://127.0.0.1:8680.evil.com` is not `http://127.0.0.1:*`.
-
-    The SDK's check compares string prefixes. Here a pattern is `host`, `host:port` or `host:*`
-    (any numeric port), and for origins `scheme://` before it; a header that does not parse is
-    refused. Loopback names accept any port: the browser sends them only for pages that really are
-    on this machine, and port-mapped containers and port forwards reach us on other ports.
-    """
-
-    LOOPBACK_HOSTS = ("127.0.0.1", "127.0.0.1:*", "localhost", "localhost:*", "[::1]", "[::1]:*")
-    LOOPBACK_ORIGINS = ("http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*")
-
-    def __init__(self, *, allowed_hosts: Iterable[str], allowed_origins: Iterable[str]) -> None:
-        self._hosts = {_pattern(_parse_host(h, wildcard=True), "allowed_hosts", h) for h in allowed_hosts}
-        self._origins = {
-            _pattern(_parse_origin(o, wildcard=True), "allowed_origins", o) for o in allowed_origins
-        }
-        # Clients send the same few values again and again: remember the verdicts (bounded, so
-        # a stream of invented headers only churns the cache).
-        self._admits_host = functools.lru_cache(maxsize=256)(self._judge_host)
-        self._admits_origin = functools.lru_cache(maxsize=256)(self._judge_origin)
-
-    @classmethod
-    def with_loopback(cls, allowed_hosts: Iterable[str], allowed_origins: Iterable[str]) -> HostOriginGuard:
-        return cls(
-            allowed_hosts=[*cls.LOOPBACK_HOSTS, *allowed_hosts],
-            allowed_origins=[*cls.LOOPBACK_ORIGINS, *allowed_origins],
-        )
-
-    async def admit(self, scope: Scope, send: Send, info: RequestInfo) -> bool:
-        """True to go on; otherwise the 421 (Host) or 403 (Origin) has been sent."""
-        host = header(scope, b"host")
-        if host is None or not self._admits_host(host):
-            info.rejected = "host_or_origin"
-            await send_json(send, 421, jsonrpc_error(None, INVALID_REQUEST, "Invalid Host header"))
-            return False
-        origin = header(scope, b"origin")
-        if origin is not None and not self._admits_origin(origin):
-            info.rejected = "host_or_origin"
-            await send_json(send, 403, jsonrpc_error(None, INVALID_REQUEST, "Invalid Origin header"))
-            return False
-        return True
-
-    def _judge_host(self, value: str) -> bool:
-        parsed = _parse_host(value, wildcard=False)
-        return parsed is not None and _matches(parsed, self._hosts)
-
-    def _judge_origin(self, value: str) -> bool:
-        parsed = _parse_origin(value, wildcard=False)
-        return parsed is not None and _matches(parsed, self._origins)
-
-
-def _matches(key: tuple[Any, ...], patterns: set[Any]) -> bool:
-    """Exactly listed, or listed with `:*` and carrying a port."""
-    return key in patterns or (key[-1] is not None and (*key[:-1], _ANY_PORT) in patterns)
-
-
-def _pattern(parsed: Any, setting: str, raw: str) -> Any:
-    if parsed is None:
-        raise ConfigurationError(
-            f"{setting}: {raw!r} is not host, host:port or host:* (origins: scheme://host[:port|:*])"
-        )
-    return parsed
-
-
-def _parse_host(value: str, *, wildcard: bool) -> HostKey | None:
-    """`host`, `host:port`, `[v6]` or `[v6]:port` → (lowercase host, port); None when malformed."""
-    if value.startswith("["):
-        end = value.find("]")
-        name, rest = value[: end + 1], value[end + 1 :]
-        if end < 0 or (rest and not rest.startswith(":")) or not _IPV6_LITERAL.fullmatch(name):
-            return None
-        port_text = rest[1:] if rest else None
-    else:
-        name, colon, after = value.partition(":")
-        port_text = after if colon else None
-        if not _HOST_NAME.fullmatch(name):
-            return None
-    port = _parse_port(port_text, wildcard=wildcard)
-    if port is None and port_text is not None:
-        return None
-    return name.lower(), port
-
-
-def _parse_port(text: str | None, *, wildcard: bool) -> int | None:
-    if text is None:
-        return None
-    if wildcard and text == "*":
-        return _ANY_PORT
-    if not (text.isascii() and text.isdigit()) or len(text) > 5 or int(text) > 65535:
-        return None
-    return int(text)
-
-
-def _parse_origin(value: str, *, wildcard: bool) -> OriginKey | None:
-    """`scheme://host[:port]` (nothing after it) → (lowercase scheme, host, port); None when malformed."""
-    scheme, separator, authority = value.partition("://")
-    if not separator or not scheme.isalpha():
-        return None
-    host = _parse_host(authority, wildcard=wildcard)
-    return None if host is None else (scheme.lower(), *host)

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mahavishnu.platform._asgi import json_nesting_exceeds
 from mahavishnu.platform.errors import ConfigurationError
-from mahavishnu.platform.http import HostOriginGuard
+from mahavishnu.platform.jsonrpc import json_nesting_exceeds
+from mahavishnu.platform.origin import HostOriginGuard
 
 
 def depth(value: Any) -> int:
