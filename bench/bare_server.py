@@ -20,13 +20,13 @@ import uvicorn
 from mcp.server import MCPServer
 from mcp_types import ToolAnnotations
 
-from mahavishnu.orchestrator.service import create_service
 from mahavishnu.orchestrator.settings import MahavishnuSettings
 from mahavishnu.platform.observability import Metrics
+from mahavishnu.wiring import create_mahavishnu
 
 
 def build() -> MCPServer:
-    service = create_service(MahavishnuSettings.load(), Metrics())
+    service = create_mahavishnu(MahavishnuSettings.load(), Metrics())
     # The SDK's own per-request INFO lines are silenced in Mahavishnu too (log_level WARNING).
     server: MCPServer = MCPServer(
         name=service.name, version=service.version, instructions=service.instructions, log_level="WARNING"

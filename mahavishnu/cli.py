@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar
 import typer
 from rich.console import Console
 
-from mahavishnu.ops.backup.cli import backup_app
+from mahavishnu.ops.backup.cli import backup_app, use_services
+from mahavishnu.ops.service_ops import ServiceOps
 from mahavishnu.ops.smoke_cli import smoke_command
 from mahavishnu.orchestrator.repos_cli import app as repos_app
 from mahavishnu.orchestrator.settings import MahavishnuSettings
@@ -69,16 +70,25 @@ class ServiceEntry(Generic[S]):
 
     settings: type[S]
     factory: Callable[[], Callable[[S, Metrics], Service]]
+    ops: Callable[[], Callable[[S], ServiceOps]] | None = None
+    """What `backup` and `readiness` need beyond the platform's settings (files of its own to
+    back up, checks of its own), imported on first use too; None: nothing beyond them."""
 
 
 def _mahavishnu_factory() -> Callable[[MahavishnuSettings, Metrics], Service]:
-    from mahavishnu.orchestrator.service import create_service
+    from mahavishnu.wiring import create_mahavishnu
 
-    return create_service
+    return create_mahavishnu
+
+
+def _mahavishnu_ops() -> Callable[[MahavishnuSettings], ServiceOps]:
+    from mahavishnu.wiring import mahavishnu_ops
+
+    return mahavishnu_ops
 
 
 SERVICES: dict[str, ServiceEntry[Any]] = {
-    "mahavishnu": ServiceEntry(MahavishnuSettings, _mahavishnu_factory),
+    "mahavishnu": ServiceEntry(MahavishnuSettings, _mahavishnu_factory, _mahavishnu_ops),
 }
 """Every service `serve` and `token create` know, by name. A new one is one entry here."""
 
@@ -98,6 +108,16 @@ def _load(settings_cls: type[S]) -> S:
         err.print(f"[red]error:[/red] {exc.message}")
         raise typer.Exit(2) from None
     return settings
+
+
+def _service_ops(name: str) -> ServiceOps:
+    """`--service NAME` for the ops commands: the service's settings and its part in ops."""
+    entry = _entry(name)
+    settings = _load(entry.settings)
+    return entry.ops()(settings) if entry.ops is not None else ServiceOps(settings)
+
+
+use_services(_service_ops)
 
 
 @app.command()
@@ -197,15 +217,21 @@ def readiness(
     alert_rules: Annotated[Path, typer.Option(help="Prometheus alert rules to check.")] = Path(
         "deploy/prometheus/alerts.yml"
     ),
+    service: Annotated[
+        str, typer.Option(help=f"The service to check, one of: {', '.join(SERVICES)}.")
+    ] = "mahavishnu",
 ) -> None:
-    """Check that this deployment is ready for production; exit non-zero below --min-score."""
+    """Check that this deployment of a service is ready for production; exit non-zero below --min-score."""
     import asyncio
 
     from rich.table import Table
 
     from mahavishnu.ops.readiness import run_readiness
 
-    report = asyncio.run(run_readiness(_load(MahavishnuSettings), url=url, alert_rules=alert_rules))
+    ops = _service_ops(service)
+    report = asyncio.run(
+        run_readiness(ops.settings, url=url, alert_rules=alert_rules, extra_checks=ops.readiness_checks)
+    )
     if as_json:
         typer.echo(report.model_dump_json(indent=2))
     else:

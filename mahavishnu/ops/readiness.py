@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,12 +23,21 @@ import yaml
 from pydantic import BaseModel
 
 from mahavishnu.ops.backup.manager import BackupManager
-from mahavishnu.orchestrator.manifest import validate_manifest
-from mahavishnu.orchestrator.settings import MahavishnuSettings
 from mahavishnu.platform.db import Database
-from mahavishnu.platform.settings import MIN_SECRET_BYTES, is_loopback
+from mahavishnu.platform.settings import MIN_SECRET_BYTES, PlatformSettings, is_loopback
 
-__all__ = ["CheckResult", "ReadinessReport", "run_readiness"]
+__all__ = [
+    "FAIL",
+    "OK",
+    "WARN",
+    "Check",
+    "CheckResult",
+    "ReadinessCheck",
+    "ReadinessContext",
+    "ReadinessReport",
+    "Status",
+    "run_readiness",
+]
 
 Status = Literal["pass", "warn", "fail"]
 _CREDENTIAL_URL = re.compile(r"://[^/\s:@]+:[^/\s@]+@")
@@ -54,16 +63,22 @@ class ReadinessReport(BaseModel):
 
 
 @dataclass
-class _Context:
-    settings: MahavishnuSettings
+class ReadinessContext:
+    """What a check looks at: the service's settings (any service: the shared checks need only
+    the platform's), its database, the running server's URL and the alert rules file."""
+
+    settings: PlatformSettings
     db: Database
     url: str
     alert_rules: Path
     disk_min_free_bytes: int
 
 
-Check = Callable[[_Context], Awaitable[tuple[Status, str, str]]]
-_CHECKS: list[tuple[str, int, Check]] = []
+Check = Callable[[ReadinessContext], Awaitable[tuple[Status, str, str]]]
+ReadinessCheck = tuple[str, int, Check]
+"""A check's name, its weight in the score, and the check; a service adds its own through
+`run_readiness(extra_checks=...)` (Mahavishnu's manifest check lives in `mahavishnu.wiring`)."""
+_CHECKS: list[ReadinessCheck] = []
 
 
 def check(name: str, weight: int) -> Callable[[Check], Check]:
@@ -80,32 +95,33 @@ FAIL: Status = "fail"
 
 
 @check("auth_secret", 10)
-async def _auth_secret(c: _Context) -> tuple[Status, str, str]:
+async def _auth_secret(c: ReadinessContext) -> tuple[Status, str, str]:
     s = c.settings
     if s.auth_secret is None and s.auth_public_key_file is None:
         return (
             FAIL,
             "no authentication configured",
-            "set MAHAVISHNU_AUTH_SECRET (python3 -c 'import secrets; print(secrets.token_urlsafe(48))')",
+            f"set {s.env_prefix}AUTH_SECRET (python3 -c 'import secrets; print(secrets.token_urlsafe(48))')",
         )
     if s.auth_secret is not None and len(s.auth_secret.get_secret_value().encode()) < MIN_SECRET_BYTES:
         return (
             FAIL,
             f"auth secret shorter than {MIN_SECRET_BYTES} bytes",
-            "generate a longer MAHAVISHNU_AUTH_SECRET",
+            f"generate a longer {s.env_prefix}AUTH_SECRET",
         )
     return OK, "bearer-token authentication is on with a strong key", ""
 
 
 @check("production_mode", 5)
-async def _production_mode(c: _Context) -> tuple[Status, str, str]:
+async def _production_mode(c: ReadinessContext) -> tuple[Status, str, str]:
+    prefix = c.settings.env_prefix
     if c.settings.env == "production":
-        return OK, "MAHAVISHNU_ENV=production", ""
-    return WARN, f"running in {c.settings.env} mode", "set MAHAVISHNU_ENV=production"
+        return OK, f"{prefix}ENV=production", ""
+    return WARN, f"running in {c.settings.env} mode", f"set {prefix}ENV=production"
 
 
 @check("listen_address", 8)
-async def _listen_address(c: _Context) -> tuple[Status, str, str]:
+async def _listen_address(c: ReadinessContext) -> tuple[Status, str, str]:
     host = c.settings.host
     if is_loopback(host):
         return OK, f"listening on loopback ({host})", ""
@@ -113,13 +129,13 @@ async def _listen_address(c: _Context) -> tuple[Status, str, str]:
         return (
             FAIL,
             f"listening on {host} without authentication",
-            "set MAHAVISHNU_AUTH_SECRET or bind to 127.0.0.1",
+            f"set {c.settings.env_prefix}AUTH_SECRET or bind to 127.0.0.1",
         )
     return OK, f"listening on {host} with authentication", ""
 
 
 @check("tls_or_proxy", 6)
-async def _tls(c: _Context) -> tuple[Status, str, str]:
+async def _tls(c: ReadinessContext) -> tuple[Status, str, str]:
     s = c.settings
     if is_loopback(s.host):
         return OK, "loopback only: TLS is the fronting proxy's job", ""
@@ -133,7 +149,7 @@ async def _tls(c: _Context) -> tuple[Status, str, str]:
 
 
 @check("database", 10)
-async def _database(c: _Context) -> tuple[Status, str, str]:
+async def _database(c: ReadinessContext) -> tuple[Status, str, str]:
     if await c.db.ping():
         return OK, f"{c.db.dialect} database answers", ""
     return (
@@ -144,7 +160,7 @@ async def _database(c: _Context) -> tuple[Status, str, str]:
 
 
 @check("migrations", 8)
-async def _migrations(c: _Context) -> tuple[Status, str, str]:
+async def _migrations(c: ReadinessContext) -> tuple[Status, str, str]:
     try:
         state = await c.db.schema_state()
     except Exception as exc:
@@ -159,25 +175,29 @@ async def _migrations(c: _Context) -> tuple[Status, str, str]:
 
 
 @check("backup_fresh", 8)
-async def _backup_fresh(c: _Context) -> tuple[Status, str, str]:
+async def _backup_fresh(c: ReadinessContext) -> tuple[Status, str, str]:
     try:
         last = await BackupManager(c.settings, c.db).last_success("create")
     except Exception as exc:
         return FAIL, f"cannot read the backup log ({type(exc).__name__})", "make the database reachable"
     if last is None:
-        return FAIL, "no successful backup yet", "run: mahavishnu backup create (and schedule it)"
+        return (
+            FAIL,
+            "no successful backup yet",
+            f"run: mahavishnu backup create --service {c.settings.service_name} (and schedule it)",
+        )
     age_hours = (datetime.now(UTC) - last.created_at).total_seconds() / 3600
     if age_hours > c.settings.backup_max_age_hours:
         return (
             FAIL,
             f"last backup is {age_hours:.1f} h old",
-            "run: mahavishnu backup create; check the schedule",
+            f"run: mahavishnu backup create --service {c.settings.service_name}; check the schedule",
         )
     return OK, f"last backup {age_hours:.1f} h ago ({last.archive})", ""
 
 
 @check("backup_verified", 6)
-async def _backup_verified(c: _Context) -> tuple[Status, str, str]:
+async def _backup_verified(c: ReadinessContext) -> tuple[Status, str, str]:
     try:
         last = await BackupManager(c.settings, c.db).last_event("verify")
     except Exception as exc:
@@ -194,7 +214,7 @@ async def _backup_verified(c: _Context) -> tuple[Status, str, str]:
 
 
 @check("rate_limiting", 6)
-async def _rate_limiting(c: _Context) -> tuple[Status, str, str]:
+async def _rate_limiting(c: ReadinessContext) -> tuple[Status, str, str]:
     s = c.settings
     if not s.rate_limit_enabled:
         return FAIL, "rate limiting is disabled", "set RATE_LIMIT_ENABLED=true"
@@ -225,7 +245,7 @@ async def _rate_limiting(c: _Context) -> tuple[Status, str, str]:
 
 
 @check("metrics_endpoint", 6)
-async def _metrics(c: _Context) -> tuple[Status, str, str]:
+async def _metrics(c: ReadinessContext) -> tuple[Status, str, str]:
     try:
         async with httpx.AsyncClient(timeout=3) as client:
             response = await client.get(f"{c.url}/metrics")
@@ -235,17 +255,18 @@ async def _metrics(c: _Context) -> tuple[Status, str, str]:
             f"{c.url}/metrics does not answer ({type(exc).__name__})",
             "start the server; check --url",
         )
-    if response.status_code != 200 or "mahavishnu_up 1.0" not in response.text:
+    up = f"{c.settings.metric_prefix}_up"
+    if response.status_code != 200 or f"{up} 1.0" not in response.text:
         return (
             FAIL,
-            f"{c.url}/metrics answered {response.status_code} without mahavishnu_up 1",
+            f"{c.url}/metrics answered {response.status_code} without {up} 1",
             "check the server logs",
         )
     return OK, "/metrics answers and the service reports up", ""
 
 
 @check("health_endpoint", 6)
-async def _health(c: _Context) -> tuple[Status, str, str]:
+async def _health(c: ReadinessContext) -> tuple[Status, str, str]:
     try:
         async with httpx.AsyncClient(timeout=3) as client:
             status = (await client.get(f"{c.url}/health")).json().get("status")
@@ -259,7 +280,7 @@ async def _health(c: _Context) -> tuple[Status, str, str]:
 
 
 @check("alert_rules", 5)
-async def _alert_rules(c: _Context) -> tuple[Status, str, str]:
+async def _alert_rules(c: ReadinessContext) -> tuple[Status, str, str]:
     if not c.alert_rules.is_file():
         return (
             FAIL,
@@ -289,48 +310,21 @@ async def _alert_rules(c: _Context) -> tuple[Status, str, str]:
 
 
 @check("tracing", 3)
-async def _tracing(c: _Context) -> tuple[Status, str, str]:
+async def _tracing(c: ReadinessContext) -> tuple[Status, str, str]:
     if c.settings.otel_exporter_otlp_endpoint:
         return OK, f"traces exported to {c.settings.otel_exporter_otlp_endpoint}", ""
     return WARN, "no OTLP endpoint: traces stay in the process", "set OTEL_EXPORTER_OTLP_ENDPOINT"
 
 
 @check("json_logs", 3)
-async def _json_logs(c: _Context) -> tuple[Status, str, str]:
+async def _json_logs(c: ReadinessContext) -> tuple[Status, str, str]:
     if c.settings.log_format == "json":
         return OK, "logs are JSON lines on stdout", ""
-    return WARN, f"log format is {c.settings.log_format}", "set MAHAVISHNU_LOG_FORMAT=json"
-
-
-@check("manifest", 6)
-async def _manifest(c: _Context) -> tuple[Status, str, str]:
-    path = c.settings.repos_file
-    if not path.is_file():
-        return FAIL, f"no repository manifest at {path}", "run: mahavishnu repos init ~/Projects"
-    manifest, problems = validate_manifest(
-        path.read_text(errors="replace"),
-        str(path),
-        allowed_roots=c.settings.allowed_roots,
-        roles=c.settings.roles,
-    )
-    if manifest is None:
-        return (
-            FAIL,
-            f"{len(problems)} problem(s), first: {problems[0]}",
-            f"run: mahavishnu repos validate {path}",
-        )
-    missing = [r.name for r in manifest.repos if not await anyio.Path(r.path).is_dir()]
-    if missing:
-        return (
-            WARN,
-            f"{len(missing)} repository folder(s) missing: {', '.join(missing[:5])}",
-            "clone them or edit the manifest",
-        )
-    return OK, f"{len(manifest.repos)} repositories, every path present", ""
+    return WARN, f"log format is {c.settings.log_format}", f"set {c.settings.env_prefix}LOG_FORMAT=json"
 
 
 @check("disk_space", 6)
-async def _disk(c: _Context) -> tuple[Status, str, str]:
+async def _disk(c: ReadinessContext) -> tuple[Status, str, str]:
     folder = c.settings.data_dir.resolve()
     probe = folder if folder.exists() else Path.cwd()
     free = shutil.disk_usage(probe).free
@@ -340,7 +334,7 @@ async def _disk(c: _Context) -> tuple[Status, str, str]:
 
 
 @check("no_secrets_in_files", 8)
-async def _no_secret_files(c: _Context) -> tuple[Status, str, str]:
+async def _no_secret_files(c: ReadinessContext) -> tuple[Status, str, str]:
     offenders = []
     for path in c.settings.config_files():
         content = path.read_text(errors="replace")
@@ -356,14 +350,16 @@ async def _no_secret_files(c: _Context) -> tuple[Status, str, str]:
 
 
 async def run_readiness(
-    settings: MahavishnuSettings,
+    settings: PlatformSettings,
     *,
     url: str | None = None,
     alert_rules: Path | None = None,
     disk_min_free_bytes: int = 1 << 30,
+    extra_checks: Sequence[ReadinessCheck] = (),
 ) -> ReadinessReport:
-    db = Database(settings.effective_database_url, schema=settings.database_schema)
-    context = _Context(
+    """Every shared check, then the service's `extra_checks`, against `settings`' deployment."""
+    db = Database.from_settings(settings)
+    context = ReadinessContext(
         settings=settings,
         db=db,
         url=(url or settings.resource_url).rstrip("/"),
@@ -372,7 +368,7 @@ async def run_readiness(
     )
     results = []
     try:
-        for name, weight, fn in _CHECKS:
+        for name, weight, fn in [*_CHECKS, *extra_checks]:
             try:
                 status, reason, fix = await fn(context)
             except Exception as exc:  # a broken check is a failed check, never a crash

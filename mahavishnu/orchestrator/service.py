@@ -14,9 +14,6 @@ from mcp_types import ListResourcesResult, Resource
 from prometheus_client import Counter, Gauge
 
 from mahavishnu import __version__
-from mahavishnu.ops.backup.manager import BackupManager
-from mahavishnu.ops.backup.metrics import BackupMetrics
-from mahavishnu.ops.backup.tools import BackupTools
 from mahavishnu.orchestrator.manifest import Manifest, ManifestStore, Repo
 from mahavishnu.orchestrator.settings import MahavishnuSettings
 from mahavishnu.orchestrator.tools import RepoOut, RepoTools
@@ -44,7 +41,6 @@ README_READ_CONCURRENCY = 4
 README_READ_MAX_THREADS = 16
 """Threads allowed inside the filesystem at once, including reads the caller gave up on (hung NFS)."""
 README_WARNED_MAX = 4096
-BACKUP_METRICS_SECONDS = 15.0
 INSTRUCTIONS = (
     "Mahavishnu manages a fleet of git repositories described in a manifest (name, nickname, role, "
     "tags, path). Use list_repos to browse or filter them, get_repo for one entry, get_all_repo_paths "
@@ -55,17 +51,17 @@ INSTRUCTIONS = (
 )
 
 
-def create_service(settings: MahavishnuSettings, metrics: Metrics) -> Service:
+def create_service(settings: MahavishnuSettings, metrics: Metrics, *, db: Database | None = None) -> Service:
+    """Mahavishnu's own tools, resources, checks and jobs; `db` when the caller shares it (the
+    composition root adds backups over the same database), else one of its own. Either way the
+    service's background job disposes it when the service stops."""
     store = ManifestStore(settings.repos_file, allowed_roots=settings.allowed_roots, roles=settings.roles)
     _instrument_manifest(store, metrics)
     store.reload_if_changed()
-    db = Database.from_settings(settings)
+    db = db or Database.from_settings(settings)
     definitions = settings.workflow_definitions()
     engine = LocalEngine(db, engine_config(settings), definitions, WorkflowMetrics(metrics))
     workflows = WorkflowService(db, store, definitions, engine)
-    backups = BackupManager(settings, db)
-    backup_metrics = BackupMetrics(metrics)
-    backups.on_event(lambda: backup_metrics.refresh(backups))
 
     @contextlib.asynccontextmanager
     async def background() -> AsyncIterator[None]:
@@ -73,7 +69,6 @@ def create_service(settings: MahavishnuSettings, metrics: Metrics) -> Service:
             tg.start_soon(store.watch, settings.manifest_poll_seconds)
             ready = await _schema_ready(db, upgrade=settings.db_auto_upgrade)
             tg.start_soon(_run_engine, db, engine, settings.db_auto_upgrade, ready)
-            tg.start_soon(_refresh_backup_metrics, backup_metrics, backups)
             try:
                 yield
             finally:
@@ -85,7 +80,7 @@ def create_service(settings: MahavishnuSettings, metrics: Metrics) -> Service:
         version=__version__,
         instructions=INSTRUCTIONS,
         settings=settings,
-        tools=[*RepoTools(store).specs(), *WorkflowTools(workflows).specs(), *BackupTools(backups).specs()],
+        tools=[*RepoTools(store).specs(), *WorkflowTools(workflows).specs()],
         health_checks=[
             HealthCheck("manifest", lambda: _manifest_health(store)),
             HealthCheck("database", lambda: _database_health(db)),
@@ -132,15 +127,6 @@ async def _run_engine(db: Database, engine: LocalEngine, upgrade: bool, ready: b
         ready = await _schema_ready(db, upgrade=upgrade)
     async with engine.running():
         await anyio.sleep_forever()
-
-
-async def _refresh_backup_metrics(gauges: BackupMetrics, backups: BackupManager) -> None:
-    while True:
-        try:
-            await gauges.refresh(backups)
-        except Exception as exc:  # the database may be down; the gauges keep their last values
-            log.debug("backup_metrics_stale", error=type(exc).__name__)
-        await anyio.sleep(BACKUP_METRICS_SECONDS)
 
 
 async def _database_health(db: Database) -> ComponentHealth:

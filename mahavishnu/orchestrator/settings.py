@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field
 
 from mahavishnu.orchestrator.workflows.definitions import WorkflowDefinition, builtin_workflows
 from mahavishnu.platform.settings import ROOT_MIGRATIONS, PlatformSettings
@@ -65,27 +65,6 @@ class MahavishnuSettings(
     """What happens to runs left `running` by a process that died."""
     lease_seconds: float = Field(default=15.0, gt=0)
     engine_poll_seconds: float = Field(default=0.5, gt=0)
-
-    # --- backups --------------------------------------------------------------
-    backup_dir: Path | None = None
-    """Local folder for backup archives; unset means DATA_DIR/backups."""
-    backup_s3_bucket: str | None = None
-    """Store archives in this S3 bucket instead (credentials from the usual AWS variables)."""
-    backup_s3_prefix: str = "mahavishnu/"
-    backup_s3_endpoint_url: str | None = None
-    """For S3-compatible stores (MinIO, Ceph, ...)."""
-    backup_s3_region: str | None = None
-    backup_encryption_key: SecretStr | None = None
-    """A Fernet key (`mahavishnu backup keygen`); when set, archives are encrypted."""
-    backup_keep_daily: int = Field(default=30, ge=0)
-    backup_keep_weekly: int = Field(default=12, ge=0)
-    backup_keep_monthly: int = Field(default=6, ge=0)
-    backup_max_age_hours: float = Field(default=26.0, gt=0)
-    """Older than this, the last good backup counts as stale (readiness, alerts)."""
-
-    @property
-    def effective_backup_dir(self) -> Path:
-        return (self.backup_dir or self.data_dir / "backups").resolve()
 
     def workflow_definitions(self) -> dict[str, WorkflowDefinition]:
         return {**builtin_workflows(self.agent_command), **self.workflows}

@@ -13,7 +13,7 @@ import gc
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from mcp.server import MCPServer
@@ -36,7 +36,7 @@ from mahavishnu.platform.observability import Metrics, get_logger
 from mahavishnu.platform.ratelimit import ClientAddressResolver, RateLimiter
 from mahavishnu.platform.settings import PlatformSettings
 
-__all__ = ["Platform", "Service", "build_app", "build_mcp", "build_stdio"]
+__all__ = ["Platform", "Service", "build_app", "build_mcp", "build_stdio", "extend_service"]
 
 log = get_logger("mahavishnu.app")
 METADATA_PATH = "/.well-known/oauth-protected-resource"
@@ -62,6 +62,29 @@ class Service:
     """HTTP routes beside `/mcp`, after the platform's own (which win a clash). They get the
     request id, span, access log and metrics under their own route label, but not `McpGate`:
     authentication, rate limits and body limits are theirs to apply."""
+
+
+def extend_service(
+    service: Service,
+    *,
+    tools: Sequence[ToolSpec] = (),
+    background: Callable[[], AbstractAsyncContextManager[None]] | None = None,
+) -> Service:
+    """`service` plus tools and a background job contributed from outside it.
+
+    The composition root uses it to add what a service must not import (ops: backups) without
+    the service knowing. The extra job runs inside the service's own, so it starts after and
+    stops before whatever the service's job owns (its database, say)."""
+    if background is None:
+        return replace(service, tools=[*service.tools, *tools])
+    inner, outer = background, service.background
+
+    @contextlib.asynccontextmanager
+    async def both() -> AsyncIterator[None]:
+        async with _maybe(outer), inner():
+            yield
+
+    return replace(service, tools=[*service.tools, *tools], background=both)
 
 
 @dataclass

@@ -271,6 +271,24 @@ class PlatformSettings(BaseSettings):
     db_pool_max_size: int = Field(default=20, ge=1)
     """PostgreSQL connections each process may open at busy times."""
 
+    # --- backups (every service's; `mahavishnu backup --service NAME`) ---------
+    backup_dir: Path | None = None
+    """Local folder for backup archives; unset means DATA_DIR/backups."""
+    backup_s3_bucket: str | None = None
+    """Store archives in this S3 bucket instead (credentials from the usual AWS variables)."""
+    backup_s3_prefix: str = "mahavishnu/"
+    """Archive names start with the service's name, so services may share one prefix (and one folder)."""
+    backup_s3_endpoint_url: str | None = None
+    """For S3-compatible stores (MinIO, Ceph, ...)."""
+    backup_s3_region: str | None = None
+    backup_encryption_key: SecretStr | None = None
+    """A Fernet key (`mahavishnu backup keygen`); when set, archives are encrypted."""
+    backup_keep_daily: int = Field(default=30, ge=0)
+    backup_keep_weekly: int = Field(default=12, ge=0)
+    backup_keep_monthly: int = Field(default=6, ge=0)
+    backup_max_age_hours: float = Field(default=26.0, gt=0)
+    """Older than this, the last good backup counts as stale (readiness, alerts)."""
+
     # --- observability ----------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
@@ -369,6 +387,10 @@ class PlatformSettings(BaseSettings):
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / f'{self.service_name}.db').resolve()}"
+
+    @property
+    def effective_backup_dir(self) -> Path:
+        return (self.backup_dir or self.data_dir / "backups").resolve()
 
     @property
     def resource_url(self) -> str:

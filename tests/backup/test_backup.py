@@ -164,7 +164,7 @@ async def test_no_secret_is_ever_in_an_archive(database: Database, tmp_path: Pat
     key = Fernet.generate_key()
     (tmp_path / "repos.yaml").write_text("repos: []\n")
     settings = settings_for(database, tmp_path, backup_encryption_key=key.decode())
-    manager = BackupManager(settings, database)
+    manager = BackupManager(settings, database, files={"repos.yaml": settings.repos_file})
     backup = await manager.create()
     assert backup.name.endswith(".tar.gz.enc")
     raw = (tmp_path / "var" / "backups" / backup.name).read_bytes()
@@ -209,7 +209,7 @@ async def test_prune_applies_the_retention_by_archive_timestamp(database: Databa
     folder = tmp_path / "var" / "backups"
     now = datetime.now(UTC)
     for days in range(1, 10):
-        name = archive_name(now - timedelta(days=days), encrypted=False)
+        name = archive_name("mahavishnu", now - timedelta(days=days), encrypted=False)
         shutil.copyfile(folder / real.name, folder / name)
     assert len(await manager.backups()) == 10
     preview = await manager.prune(dry_run=True)

@@ -16,20 +16,26 @@ from cryptography.fernet import Fernet, InvalidToken
 
 from mahavishnu.platform.errors import InvalidArgumentError
 
-__all__ = ["ARCHIVE_NAME", "archive_name", "read_archive", "timestamp_of", "write_archive"]
+__all__ = ["archive_name", "archive_pattern", "read_archive", "timestamp_of", "write_archive"]
 
 MANIFEST = "manifest.json"
-ARCHIVE_NAME = re.compile(r"^mahavishnu-(\d{8}T\d{6}\d{6}Z)\.tar\.gz(\.enc)?$")
 
 
-def archive_name(created_at: datetime, *, encrypted: bool) -> str:
-    return f"mahavishnu-{created_at.astimezone(UTC):%Y%m%dT%H%M%S%fZ}.tar.gz" + (".enc" if encrypted else "")
+def archive_pattern(service: str) -> re.Pattern[str]:
+    """Names of `service`'s archives. The service's name comes first, so services sharing a
+    folder or an S3 prefix each list, prune and restore only their own."""
+    return re.compile(rf"^{re.escape(service)}-(\d{{8}}T\d{{6}}\d{{6}}Z)\.tar\.gz(\.enc)?$")
 
 
-def timestamp_of(name: str) -> datetime | None:
-    """When an archive was made, from its name; None for a name no archive of ours can have
+def archive_name(service: str, created_at: datetime, *, encrypted: bool) -> str:
+    stamp = f"{created_at.astimezone(UTC):%Y%m%dT%H%M%S%fZ}"
+    return f"{service}-{stamp}.tar.gz" + (".enc" if encrypted else "")
+
+
+def timestamp_of(service: str, name: str) -> datetime | None:
+    """When an archive was made, from its name; None for a name no archive of `service` can have
     (another pattern, or the pattern with an impossible date such as month 13)."""
-    match = ARCHIVE_NAME.match(name)
+    match = archive_pattern(service).match(name)
     if match is None:
         return None
     try:
@@ -68,7 +74,7 @@ def read_archive(path: Path, dest: Path, fernet: Fernet | None) -> tuple[dict[st
     data = path.read_bytes()
     if path.name.endswith(".enc"):
         if fernet is None:
-            raise InvalidArgumentError("this archive is encrypted; set MAHAVISHNU_BACKUP_ENCRYPTION_KEY")
+            raise InvalidArgumentError("this archive is encrypted; set the service's BACKUP_ENCRYPTION_KEY")
         try:
             data = fernet.decrypt(data)
         except InvalidToken:

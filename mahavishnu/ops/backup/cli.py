@@ -13,13 +13,13 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
-from mahavishnu.orchestrator.settings import MahavishnuSettings
+from mahavishnu.ops.service_ops import ServiceOps, ServiceOpsResolver
 from mahavishnu.platform.errors import MahavishnuError
 
 if TYPE_CHECKING:  # the manager pulls in SQLAlchemy and the MCP SDK; load it only when a command runs
     from mahavishnu.ops.backup.manager import BackupManager
 
-__all__ = ["backup_app"]
+__all__ = ["backup_app", "use_services"]
 
 backup_app = typer.Typer(help="Create, list, verify, restore and prune backups.", no_args_is_help=True)
 out = Console(highlight=False, soft_wrap=True)
@@ -27,19 +27,35 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 T = TypeVar("T")
 
 
-def _run(action: Callable[[BackupManager], Awaitable[T]]) -> T:
+_resolver: list[ServiceOpsResolver] = []
+
+
+def use_services(resolve: ServiceOpsResolver) -> None:
+    """Called once by the composition root: how `--service NAME` becomes settings and files
+    (ops import no service, so they are told)."""
+    _resolver[:] = [resolve]
+
+
+def _service(name: str) -> ServiceOps:
+    if not _resolver:
+        raise RuntimeError("mahavishnu.ops.backup.cli.use_services was never called")
+    return _resolver[0](name)
+
+
+def _run(service: str, action: Callable[[BackupManager], Awaitable[T]]) -> T:
     """Build settings, database and manager; run `action`; turn our errors into one line and exit 2."""
 
     from mahavishnu.ops.backup.manager import BackupManager
     from mahavishnu.platform.db import Database
 
+    ops = _service(service)
+
     async def main() -> T:
-        settings = MahavishnuSettings.load()
-        db = Database(settings.effective_database_url, schema=settings.database_schema)
+        db = Database.from_settings(ops.settings)
         try:
             # Never migrate here: a backup must capture the schema as it is (see `mahavishnu db upgrade`).
             await db.ensure_schema(upgrade=False)
-            return await action(BackupManager(settings, db))
+            return await action(BackupManager(ops.settings, db, files=ops.backup_files))
         finally:
             await db.dispose()
 
@@ -59,18 +75,22 @@ def _emit(model: BaseModel, as_json: bool) -> None:
 
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+ServiceOption = Annotated[
+    str, typer.Option("--service", help="The service whose data to back up (a name `serve` knows).")
+]
 
 
 @backup_app.command("create")
-def create(as_json: JsonFlag = False) -> None:
-    """Back up the database, the settings (secrets masked) and the manifest now."""
-    _emit(_run(lambda m: m.create()), as_json)
+def create(as_json: JsonFlag = False, service: ServiceOption = "mahavishnu") -> None:
+    """Back up the database, the settings (secrets masked) and the service's own files (Mahavishnu:
+    the manifest) now."""
+    _emit(_run(service, lambda m: m.create()), as_json)
 
 
 @backup_app.command("list")
-def list_backups(as_json: JsonFlag = False) -> None:
+def list_backups(as_json: JsonFlag = False, service: ServiceOption = "mahavishnu") -> None:
     """List archives, newest first."""
-    backups = _run(lambda m: m.backups())
+    backups = _run(service, lambda m: m.backups())
     if as_json:
         typer.echo(json.dumps([b.model_dump(mode="json") for b in backups], indent=2))
         return
@@ -86,9 +106,10 @@ def list_backups(as_json: JsonFlag = False) -> None:
 def verify(
     name: Annotated[str, typer.Argument(help="Archive name or 'latest'.")] = "latest",
     as_json: JsonFlag = False,
+    service: ServiceOption = "mahavishnu",
 ) -> None:
     """Recompute checksums and restore into a scratch database; exit 1 when anything is wrong."""
-    report = _run(lambda m: m.verify(name))
+    report = _run(service, lambda m: m.verify(name))
     _emit(report, as_json)
     if not report.ok:
         raise typer.Exit(1)
@@ -99,20 +120,22 @@ def restore(
     name: Annotated[str, typer.Argument(help="Archive name or 'latest'.")],
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
     as_json: JsonFlag = False,
+    service: ServiceOption = "mahavishnu",
 ) -> None:
     """Replace the current data with the archive's (a safety backup is taken first)."""
     if not yes and not typer.confirm(f"Replace the current data with {name}?"):
         raise typer.Exit(1)
-    _emit(_run(lambda m: m.restore(name)), as_json)
+    _emit(_run(service, lambda m: m.restore(name)), as_json)
 
 
 @backup_app.command("prune")
 def prune(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only show what would be deleted.")] = False,
     as_json: JsonFlag = False,
+    service: ServiceOption = "mahavishnu",
 ) -> None:
     """Apply the retention (30 daily, 12 weekly, 6 monthly by default)."""
-    report = _run(lambda m: m.prune(dry_run=dry_run))
+    report = _run(service, lambda m: m.prune(dry_run=dry_run))
     if as_json:
         typer.echo(report.model_dump_json(indent=2))
         return

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,25 +23,35 @@ from sqlalchemy import select
 
 from mahavishnu import __version__
 from mahavishnu.ops.backup.archive import (
-    ARCHIVE_NAME,
     archive_name,
+    archive_pattern,
     read_archive,
     timestamp_of,
     write_archive,
 )
+from mahavishnu.ops.backup.events import BackupEvent, ensure_events_table, events_table_exists
 from mahavishnu.ops.backup.retention import select_keep
 from mahavishnu.ops.backup.snapshot import Snapshotter
 from mahavishnu.ops.backup.targets import LocalTarget, S3Target, Target
-from mahavishnu.orchestrator.settings import MahavishnuSettings
-from mahavishnu.orchestrator.workflows.models import BackupEvent
 from mahavishnu.platform.db import Database
 from mahavishnu.platform.errors import InvalidArgumentError, NotFoundError
 from mahavishnu.platform.ids import new_id
 from mahavishnu.platform.observability import get_logger
+from mahavishnu.platform.settings import PlatformSettings
 
-__all__ = ["BackupInfo", "BackupManager", "PruneReport", "RecoveryReport", "RestoreReport", "VerifyReport"]
+__all__ = [
+    "BackupInfo",
+    "BackupManager",
+    "BackupSettings",
+    "PruneReport",
+    "RecoveryReport",
+    "RestoreReport",
+    "VerifyReport",
+]
 
 log = get_logger("mahavishnu.backup")
+BackupSettings = PlatformSettings
+"""What backups read: every service's settings carry the `backup_*` knobs, its name and database."""
 
 
 class BackupInfo(BaseModel):
@@ -81,9 +91,17 @@ class RecoveryReport(BaseModel):
 
 
 class BackupManager:
-    def __init__(self, settings: MahavishnuSettings, db: Database) -> None:
+    """Backups of one service: its database snapshot, its settings (secrets masked) and the
+    service's own `files` (archive name → path, e.g. Mahavishnu's manifest as `repos.yaml`)."""
+
+    def __init__(
+        self, settings: BackupSettings, db: Database, *, files: Mapping[str, Path] | None = None
+    ) -> None:
         self._settings = settings
         self._db = db
+        self._service = settings.service_name
+        self._files = dict(files or {})
+        self._events_ready = False
         self._listeners: list[Callable[[], Awaitable[None]]] = []
         self._snapshots = Snapshotter(db.url, db.schema)
         key = settings.backup_encryption_key
@@ -102,7 +120,7 @@ class BackupManager:
     # --- create --------------------------------------------------------------------
     async def create(self) -> BackupInfo:
         created_at = datetime.now(UTC)
-        name = archive_name(created_at, encrypted=self._fernet is not None)
+        name = archive_name(self._service, created_at, encrypted=self._fernet is not None)
         revision = (await self._db.schema_state()).current
         with tempfile.TemporaryDirectory(prefix="mahavishnu-backup-") as tmp:
             staging = Path(tmp) / "files"
@@ -111,7 +129,7 @@ class BackupManager:
             self._stage_configuration(staging)
             meta = {
                 "format": 1,
-                "service": "mahavishnu",
+                "service": self._service,
                 "version": __version__,
                 "schema_revision": revision,
                 "created_at": created_at.isoformat(),
@@ -126,20 +144,20 @@ class BackupManager:
         return BackupInfo(name=name, created_at=created_at, bytes=size, encrypted=self._fernet is not None)
 
     def _stage_configuration(self, staging: Path) -> None:
-        """The effective settings with every secret masked, and the repository manifest."""
+        """The effective settings with every secret masked, and the service's own files."""
         (staging / "settings.json").write_text(
             json.dumps(self._settings.redacted(), indent=2, sort_keys=True)
         )
-        manifest = self._settings.repos_file
-        if manifest.is_file():
-            (staging / "repos.yaml").write_bytes(manifest.read_bytes())
+        for arcname, path in self._files.items():
+            if path.is_file():
+                (staging / arcname).write_bytes(path.read_bytes())
 
     # --- list ------------------------------------------------------------------------
     async def backups(self) -> list[BackupInfo]:
         names = await anyio.to_thread.run_sync(self.target.names)
         found = []
         for name, size in names:
-            created = timestamp_of(name)
+            created = timestamp_of(self._service, name)
             if created is not None:
                 found.append(
                     BackupInfo(name=name, created_at=created, bytes=size, encrypted=name.endswith(".enc"))
@@ -153,9 +171,11 @@ class BackupManager:
             if not backups:
                 raise NotFoundError("there are no backups yet")
             return backups[0].name
-        if ARCHIVE_NAME.match(name) is None:
+        if archive_pattern(self._service).match(name) is None:
             raise InvalidArgumentError(f"{name[:120]!r} is not a backup archive name")
-        if timestamp_of(name) is None:  # our pattern, an impossible date: no such archive can exist
+        if (
+            timestamp_of(self._service, name) is None
+        ):  # our pattern, an impossible date: no such archive can exist
             raise NotFoundError(f"no backup named {name!r}")
         return name
 
@@ -275,6 +295,9 @@ class BackupManager:
 
     async def _insert_event(self, kind: str, archive: str, *, ok: bool, detail: str) -> None:
         async with self._db.session() as session:
+            if not self._events_ready:
+                await ensure_events_table(session)
+                self._events_ready = True
             session.add(
                 BackupEvent(
                     id=new_id(),
@@ -288,6 +311,8 @@ class BackupManager:
 
     async def last_success(self, kind: str) -> BackupEvent | None:
         async with self._db.session() as session:
+            if not await events_table_exists(session):
+                return None
             return await session.scalar(
                 select(BackupEvent)
                 .where(BackupEvent.kind == kind, BackupEvent.ok.is_(True))
@@ -297,6 +322,8 @@ class BackupManager:
 
     async def last_event(self, kind: str) -> BackupEvent | None:
         async with self._db.session() as session:
+            if not await events_table_exists(session):
+                return None
             return await session.scalar(
                 select(BackupEvent)
                 .where(BackupEvent.kind == kind)

@@ -12,14 +12,15 @@ __all__ = ["BackupMetrics"]
 
 
 class BackupMetrics:
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, *, prefix: str = "mahavishnu") -> None:
+        """`prefix` is the service's metric prefix: `<prefix>_backup_…`, like its other metrics."""
         self.last_success = Gauge(
-            "mahavishnu_backup_last_success_timestamp_seconds",
+            f"{prefix}_backup_last_success_timestamp_seconds",
             "Unix time of the last successful backup (0: none yet).",
             registry=metrics.registry,
         )
         self.last_verify_ok = Gauge(
-            "mahavishnu_backup_last_verify_success",
+            f"{prefix}_backup_last_verify_success",
             "1 when the most recent backup verification passed, else 0.",
             registry=metrics.registry,
         )

@@ -1,0 +1,81 @@
+"""What the composition root puts together: services with the ops they get from outside.
+
+Only `mahavishnu.cli` imports this module (an import-linter contract says so): it is where a
+service (which imports only the platform) meets ops (which serve every service and import
+none). `create_mahavishnu` has the `(settings, metrics) -> Service` shape `run_service` takes;
+`mahavishnu_ops` is what `backup` and `readiness` need to know of Mahavishnu beyond the platform.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+
+from mahavishnu.ops.backup.attach import attach_backups
+from mahavishnu.ops.readiness import FAIL, OK, WARN, Check, ReadinessContext, Status
+from mahavishnu.ops.service_ops import ServiceOps
+from mahavishnu.orchestrator.manifest import validate_manifest
+from mahavishnu.orchestrator.service import create_service
+from mahavishnu.orchestrator.settings import MahavishnuSettings
+from mahavishnu.platform.app import Service
+from mahavishnu.platform.db import Database
+from mahavishnu.platform.observability import Metrics
+
+__all__ = ["create_mahavishnu", "mahavishnu_ops"]
+
+
+def create_mahavishnu(settings: MahavishnuSettings, metrics: Metrics) -> Service:
+    """Mahavishnu as served: its own tools, plus the admin backup tools and gauges over its database."""
+    db = Database.from_settings(settings)
+    service = create_service(settings, metrics, db=db)
+    return attach_backups(service, settings, db, metrics, files=_backup_files(settings))
+
+
+def mahavishnu_ops(settings: MahavishnuSettings) -> ServiceOps:
+    """Mahavishnu's part in ops: its manifest goes into every archive and is checked for readiness."""
+    return ServiceOps(
+        settings=settings,
+        backup_files=_backup_files(settings),
+        readiness_checks=[("manifest", 6, _manifest_check(settings))],
+    )
+
+
+def _backup_files(settings: MahavishnuSettings) -> dict[str, Path]:
+    return {"repos.yaml": settings.repos_file}
+
+
+def _manifest_check(settings: MahavishnuSettings) -> Check:
+    """The repository manifest is valid and every folder it names exists (over `settings`, typed
+    as Mahavishnu's: the context's are the platform's)."""
+
+    async def check(_: ReadinessContext) -> tuple[Status, str, str]:
+        return await _manifest(settings)
+
+    return check
+
+
+async def _manifest(settings: MahavishnuSettings) -> tuple[Status, str, str]:
+    path = settings.repos_file
+    if not path.is_file():
+        return FAIL, f"no repository manifest at {path}", "run: mahavishnu repos init ~/Projects"
+    manifest, problems = validate_manifest(
+        path.read_text(errors="replace"),
+        str(path),
+        allowed_roots=settings.allowed_roots,
+        roles=settings.roles,
+    )
+    if manifest is None:
+        return (
+            FAIL,
+            f"{len(problems)} problem(s), first: {problems[0]}",
+            f"run: mahavishnu repos validate {path}",
+        )
+    missing = [r.name for r in manifest.repos if not await anyio.Path(r.path).is_dir()]
+    if missing:
+        return (
+            WARN,
+            f"{len(missing)} repository folder(s) missing: {', '.join(missing[:5])}",
+            "clone them or edit the manifest",
+        )
+    return OK, f"{len(manifest.repos)} repositories, every path present", ""
