@@ -42,7 +42,7 @@ import yaml
 from mahavishnu.orchestrator.manifest import ManifestStore
 from mahavishnu.orchestrator.service import engine_config
 from mahavishnu.orchestrator.settings import MahavishnuSettings
-from mahavishnu.orchestrator.workflows.engine import LocalEngine
+from mahavishnu.orchestrator.workflows.local import LocalEngine
 from mahavishnu.orchestrator.workflows.metrics import WorkflowMetrics
 from mahavishnu.orchestrator.workflows.service import WorkflowService
 from mahavishnu.platform.auth import LOCAL_PRINCIPAL

@@ -17,7 +17,7 @@ from mahavishnu import __version__
 from mahavishnu.orchestrator.manifest import Manifest, ManifestStore, Repo
 from mahavishnu.orchestrator.settings import MahavishnuSettings
 from mahavishnu.orchestrator.tools import RepoOut, RepoTools
-from mahavishnu.orchestrator.workflows.engine import EngineConfig, LocalEngine
+from mahavishnu.orchestrator.workflows.local import EngineConfig, LocalEngine
 from mahavishnu.orchestrator.workflows.metrics import WorkflowMetrics
 from mahavishnu.orchestrator.workflows.service import WorkflowService
 from mahavishnu.orchestrator.workflows.tools import WorkflowTools

@@ -1,4 +1,11 @@
-"""A workflow engine in the test process, on SQLite and on the real PostgreSQL, each test isolated."""
+"""A workflow engine in the test process, on SQLite and on the real PostgreSQL, each test isolated.
+
+The harness is a contract suite: a module whose tests hold for any engine says
+`pytestmark = pytest.mark.usefixtures("engine_kind")`, and its tests then run once per engine in
+`ENGINES` (today only the local one). A test that relies on one engine's own mechanics (the local
+queue's claims, its instance rows) names that engine: `harness(..., engine="local")`; a test
+outside the contract gets the local engine.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +13,20 @@ import asyncio
 import contextlib
 import sys
 import time
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from mahavishnu.orchestrator.manifest import ManifestStore
 from mahavishnu.orchestrator.service import engine_config
 from mahavishnu.orchestrator.settings import MahavishnuSettings
-from mahavishnu.orchestrator.workflows.engine import LocalEngine
+from mahavishnu.orchestrator.workflows.definitions import WorkflowDefinition
+from mahavishnu.orchestrator.workflows.local import LocalEngine
 from mahavishnu.orchestrator.workflows.metrics import WorkflowMetrics
+from mahavishnu.orchestrator.workflows.ports import WorkflowEngine
 from mahavishnu.orchestrator.workflows.service import WorkflowService
 from mahavishnu.orchestrator.workflows.views import WorkflowView
 from mahavishnu.platform.auth import LOCAL_PRINCIPAL
@@ -27,10 +38,54 @@ FAKE_AGENT = str(Path(__file__).resolve().parent.parent / "support" / "fake_agen
 DEFAULT_FLEET = {"alpha": ["python"], "beta": ["python"], "gamma": ["rust"]}
 
 
+@dataclass(frozen=True)
+class EngineUnderTest:
+    """An engine built for the contract suite, with the hooks the tests need beyond the seam."""
+
+    engine: WorkflowEngine
+    maintain: Callable[[], Awaitable[None]]
+    """One round of the engine's housekeeping now (relayed cancels, gauges, the sweep that closes
+    workflows every other check missed), so a test need not wait for its schedule."""
+
+
+EngineFactory = Callable[
+    [Database, MahavishnuSettings, Mapping[str, WorkflowDefinition], WorkflowMetrics], EngineUnderTest
+]
+
+
+def _local_engine(
+    db: Database,
+    settings: MahavishnuSettings,
+    definitions: Mapping[str, WorkflowDefinition],
+    metrics: WorkflowMetrics,
+) -> EngineUnderTest:
+    engine = LocalEngine(db, engine_config(settings), definitions, metrics)
+    return EngineUnderTest(engine, engine._maintain)
+
+
+ENGINES: dict[str, EngineFactory] = {"local": _local_engine}
+"""Every engine the contract suite runs against; a new engine adds its factory here."""
+
+_engine_kinds: list[str] = []
+"""The engine the current contract test runs against (set by the `engine_kind` fixture)."""
+
+
+@pytest.fixture(params=sorted(ENGINES))
+def engine_kind(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Runs the requesting test once per engine; `harness()` builds that engine."""
+    kind = str(request.param)
+    _engine_kinds.append(kind)
+    try:
+        yield kind
+    finally:
+        _engine_kinds.pop()
+
+
 @dataclass
 class Harness:
     service: WorkflowService
-    engine: LocalEngine
+    engine: WorkflowEngine
+    maintain: Callable[[], Awaitable[None]]
     db: Database
     metrics: Metrics
     settings: MahavishnuSettings
@@ -79,9 +134,13 @@ async def harness(
     fleet: dict[str, list[str]] | None = None,
     workflows: dict[str, Any] | None = None,
     engine_takes: Collection[str] | None = None,
+    engine: str | None = None,
     **settings: Any,
 ) -> AsyncIterator[Harness]:
-    """`engine_takes` limits the engine to those workflow ids (as the CLI's engine is limited)."""
+    """`engine_takes` limits the engine to those workflow ids (as the CLI's engine is limited).
+    `engine` names the engine; by default, the one the contract test runs against, or the local
+    engine for a test outside the contract (tests/backup builds its data with this harness)."""
+    kind = engine or (_engine_kinds[-1] if _engine_kinds else "local")
     manifest = git_fleet(root, fleet or DEFAULT_FLEET)
     config = MahavishnuSettings(
         repos_file=manifest,
@@ -97,7 +156,7 @@ async def harness(
     store.reload_if_changed()
     metrics = Metrics()
     definitions = config.workflow_definitions()
-    engine = LocalEngine(database, engine_config(config), definitions, WorkflowMetrics(metrics))
-    service = WorkflowService(database, store, definitions, engine)
-    async with engine.running(engine_takes):
-        yield Harness(service, engine, database, metrics, config, root)
+    built = ENGINES[kind](database, config, definitions, WorkflowMetrics(metrics))
+    service = WorkflowService(database, store, definitions, built.engine)
+    async with built.engine.running(engine_takes):
+        yield Harness(service, built.engine, built.maintain, database, metrics, config, root)

@@ -18,6 +18,9 @@ from mahavishnu.platform.auth import LOCAL_PRINCIPAL as ADMIN
 from mahavishnu.platform.db import Database
 from tests.workflows.conftest import agent_workflow, harness
 
+pytestmark = pytest.mark.usefixtures("engine_kind")
+"""A contract: these hold for every engine (see `conftest.ENGINES`)."""
+
 
 def calls(repo: Path) -> list[dict[str, object]]:
     path = repo / ".fake-agent-calls.jsonl"
@@ -235,7 +238,7 @@ async def test_circuit_opens_skips_and_recovers_after_cooldown(database: Databas
         assert "circuit open for alpha" in (by_repo["alpha"].error or "")
         assert by_repo["beta"].status == "succeeded"
         assert len(calls(h.repo("alpha"))) == 2  # the skipped run never started
-        await h.engine._maintain()
+        await h.maintain()
         assert h.metrics.registry.get_sample_value("mahavishnu_circuit_open_repos") == 1
 
         await asyncio.sleep(1.6)
@@ -247,7 +250,7 @@ async def test_circuit_opens_skips_and_recovers_after_cooldown(database: Databas
             (await h.service.trigger(ADMIN, "agent", repos=["alpha"], params={"prompt": "ok"})).workflow_id
         )
         assert after.runs[0].status == "succeeded"
-        await h.engine._maintain()
+        await h.maintain()
         assert h.metrics.registry.get_sample_value("mahavishnu_circuit_open_repos") == 0
 
 
@@ -348,7 +351,7 @@ async def test_metrics_follow_the_runs(database: Database, tmp_path: Path) -> No
         assert sample("mahavishnu_repo_runs_total", {"workflow": "agent", "status": "succeeded"}) == 1
         assert sample("mahavishnu_repo_runs_total", {"workflow": "agent", "status": "failed"}) == 1
         assert sample("mahavishnu_repo_run_duration_seconds_count", {"workflow": "agent"}) == 2
-        await h.engine._maintain()
+        await h.maintain()
         assert sample("mahavishnu_dead_letters") == 1
         assert sample("mahavishnu_queue_depth") == 0
         assert sample("mahavishnu_active_runs") == 0

@@ -14,15 +14,20 @@ from pathlib import Path
 
 import pytest
 
-from mahavishnu.orchestrator.workflows.groups import GroupGuard, kill_groups, proc_stat, reap_dead_ledgers
-from mahavishnu.orchestrator.workflows.process import run_attempt
+from mahavishnu.orchestrator.workflows.local.groups import (
+    GroupGuard,
+    kill_groups,
+    proc_stat,
+    reap_dead_ledgers,
+)
+from mahavishnu.orchestrator.workflows.local.process import run_attempt
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 
 ENGINE = """
 import subprocess, sys
 from pathlib import Path
-from mahavishnu.orchestrator.workflows.groups import GroupGuard
+from mahavishnu.orchestrator.workflows.local.groups import GroupGuard
 
 guard = GroupGuard.start(Path(sys.argv[1]), "engine", 2)
 quiet = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL}  # no pipe of the test's

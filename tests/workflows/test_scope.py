@@ -17,6 +17,9 @@ from mahavishnu.platform.db import Database
 from mahavishnu.platform.errors import NotFoundError, PermissionDeniedError
 from tests.workflows.conftest import Harness, harness
 
+pytestmark = pytest.mark.usefixtures("engine_kind")
+"""A contract: these hold for every engine (see `conftest.ENGINES`)."""
+
 FLEET = {"a1": ["alpha"], "a2": ["alpha"], "b1": ["beta"]}
 WORKFLOWS = {
     "mark": {"argv": ["sh", "-c", "echo scopemarker in $(basename $PWD)"], "timeout_seconds": 20},

@@ -15,6 +15,9 @@ from mahavishnu.platform.db import Database
 from mahavishnu.platform.errors import InvalidArgumentError, NotFoundError, PermissionDeniedError
 from tests.workflows.conftest import agent_workflow, harness
 
+pytestmark = pytest.mark.usefixtures("engine_kind")
+"""A contract: these hold for every engine (see `conftest.ENGINES`)."""
+
 VIEWER = Principal("vera", "viewer")
 PY_OPERATOR = Principal("otto", "operator", frozenset({"python"}))
 
@@ -151,7 +154,8 @@ async def test_statistics(database: Database, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("policy", ["requeue", "fail"])
 async def test_heal_takes_runs_of_a_dead_engine(database: Database, tmp_path: Path, policy: str) -> None:
-    async with harness(database, tmp_path, heal_policy=policy) as h:
+    # The local engine's own mechanics: a dead engine of this host is an instance row with a dead pid.
+    async with harness(database, tmp_path, heal_policy=policy, engine="local") as h:
         view = await h.wait((await h.service.trigger(ADMIN, "git-status", repos=["alpha"])).workflow_id)
         now = datetime.now(UTC)
         dead = Instance(

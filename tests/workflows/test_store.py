@@ -1,5 +1,5 @@
-"""The store's recording paths where two engines or transactions meet: each workflow is closed
-once, and a run healed away from an engine cannot leave its workflow open."""
+"""Recording (`records`, with the local queue's claims) where two engines or transactions
+meet: each workflow is closed once, and a run healed away from an engine cannot leave its workflow open."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ from pathlib import Path
 
 from sqlalchemy import update
 
-from mahavishnu.orchestrator.workflows import store
+from mahavishnu.orchestrator.workflows import outcomes, records
+from mahavishnu.orchestrator.workflows.decisions import AttemptResult
 from mahavishnu.orchestrator.workflows.definitions import RetryPolicy
+from mahavishnu.orchestrator.workflows.local import queue
 from mahavishnu.orchestrator.workflows.models import RepoRun
-from mahavishnu.orchestrator.workflows.process import ProcessResult
-from mahavishnu.orchestrator.workflows.store import Claimed, Outcome
+from mahavishnu.orchestrator.workflows.records import Claimed, Outcome
 from mahavishnu.platform.auth import LOCAL_PRINCIPAL as ADMIN
 from mahavishnu.platform.db import Database
 from tests.workflows.conftest import harness
@@ -23,7 +24,7 @@ ME = "engine-under-test"
 async def _claim_all(database: Database, workflow_id: str) -> list[Claimed]:
     now = datetime.now(UTC)
     async with database.session() as session:
-        claimed, skipped, _ = await store.claim_runs(
+        claimed, skipped, _ = await queue.claim_runs(
             session,
             owner=ME,
             now=now,
@@ -36,11 +37,11 @@ async def _claim_all(database: Database, workflow_id: str) -> list[Claimed]:
     return claimed
 
 
-async def _record(database: Database, runs: list[Claimed], open_here: set[str]) -> list[store.Closed]:
+async def _record(database: Database, runs: list[Claimed], open_here: set[str]) -> list[records.Closed]:
     now = datetime.now(UTC)
-    ok = ProcessResult(0, False, False, 0.01, "ok", 2)
+    ok = AttemptResult(0, False, False, 0.01, "ok", 2)
     async with database.session() as session:
-        _, closed = await store.record_outcomes(
+        _, closed = await outcomes.record_outcomes(
             session,
             [Outcome(run, ok, now, "/dev/null") for run in runs],
             owner=ME,
@@ -54,7 +55,9 @@ async def _record(database: Database, runs: list[Claimed], open_here: set[str]) 
 
 
 async def test_a_run_healed_away_still_lets_its_workflow_close(database: Database, tmp_path: Path) -> None:
-    async with harness(database, tmp_path, engine_takes=[]) as h:  # the harness engine claims nothing
+    async with harness(
+        database, tmp_path, engine_takes=[], engine="local"
+    ) as h:  # the harness engine claims nothing
         summary = await h.service.trigger(ADMIN, "git-status", tag="python")
         first, second = await _claim_all(database, summary.workflow_id)
 
@@ -76,12 +79,12 @@ async def test_a_run_healed_away_still_lets_its_workflow_close(database: Databas
 async def test_a_workflow_is_closed_once_however_often_it_is_checked(
     database: Database, tmp_path: Path
 ) -> None:
-    async with harness(database, tmp_path, engine_takes=[]) as h:
+    async with harness(database, tmp_path, engine_takes=[], engine="local") as h:
         summary = await h.service.trigger(ADMIN, "git-status", tag="python")
         runs = await _claim_all(database, summary.workflow_id)
         assert [c.id for c in await _record(database, runs, open_here=set())] == [summary.workflow_id]
         async with database.session() as session:
-            again = await store.finalize_workflows(session, {summary.workflow_id}, datetime.now(UTC))
+            again = await records.finalize_workflows(session, {summary.workflow_id}, datetime.now(UTC))
         assert again == []
 
 
@@ -89,7 +92,7 @@ async def test_the_maintain_sweep_closes_a_workflow_every_check_missed(
     database: Database, tmp_path: Path
 ) -> None:
     """All runs final, workflow still open: what a cancel and a record racing each other leave."""
-    async with harness(database, tmp_path, engine_takes=[]) as h:
+    async with harness(database, tmp_path, engine_takes=[], engine="local") as h:
         summary = await h.service.trigger(ADMIN, "git-status", tag="python")
         async with database.session() as session:
             await session.execute(
@@ -97,8 +100,8 @@ async def test_the_maintain_sweep_closes_a_workflow_every_check_missed(
                 .where(RepoRun.workflow_id == summary.workflow_id)
                 .values(status="succeeded", finished_at=datetime.now(UTC))
             )
-        await h.engine._maintain()
-        await h.engine._maintain()  # a second sweep finds nothing more to close
+        await h.maintain()
+        await h.maintain()  # a second sweep finds nothing more to close
         view = await h.service.status(ADMIN, summary.workflow_id)
         counted = h.metrics.registry.get_sample_value(
             "mahavishnu_workflows_total", {"workflow": "git-status", "status": "succeeded"}

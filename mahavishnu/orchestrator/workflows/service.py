@@ -18,10 +18,10 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mahavishnu.orchestrator.manifest import ManifestStore, Repo
-from mahavishnu.orchestrator.workflows import reads, store
+from mahavishnu.orchestrator.workflows import reads, records
 from mahavishnu.orchestrator.workflows.definitions import WorkflowDefinition, render_argv, validate_params
-from mahavishnu.orchestrator.workflows.engine import LocalEngine
 from mahavishnu.orchestrator.workflows.models import DeadLetter, RepoRun, Workflow
+from mahavishnu.orchestrator.workflows.ports import WorkflowEngine
 from mahavishnu.orchestrator.workflows.states import RunStatus, WorkflowStatus
 from mahavishnu.orchestrator.workflows.views import (
     DeadLetterPage,
@@ -55,7 +55,7 @@ class WorkflowService:
         db: Database,
         manifest: ManifestStore,
         definitions: Mapping[str, WorkflowDefinition],
-        engine: LocalEngine | None = None,
+        engine: WorkflowEngine | None = None,
     ) -> None:
         self._db = db
         self._manifest = manifest
@@ -139,12 +139,12 @@ class WorkflowService:
             for repo in targets
         ]
         async with self._db.session() as session:
-            await store.add_workflow(session, record, runs)
+            await records.add_workflow(session, record, runs)
         log.info(
             "workflow_queued", workflow_id=record.id, workflow=workflow, repos=len(runs), by=principal.subject
         )
         if self._engine is not None:
-            self._engine.wake()
+            self._engine.submit(record.id)
         return WorkflowSummary.of(record)
 
     def _select(
@@ -286,17 +286,17 @@ class WorkflowService:
                 "cancelling it needs a token whose scope covers all of them"
             )
         now = datetime.now(UTC)
-        closed: list[store.Closed] = []
+        closed: list[records.Closed] = []
         async with self._db.session() as session:
             workflow = await session.get(Workflow, workflow_id)
             assert workflow is not None
             if workflow.finished_at is None:
                 workflow.cancel_requested = True
-                await store.cancel_queued(session, workflow_id, now)
-                closed = await store.finalize_workflows(session, {workflow_id}, now)
+                await records.cancel_queued(session, workflow_id, now)
+                closed = await records.finalize_workflows(session, {workflow_id}, now)
         if self._engine is not None:
             self._engine.report_closed(closed)
-            self._engine.cancel_local(workflow_id=workflow_id)
+            self._engine.cancel(workflow_id)
         log.info("workflow_cancel_requested", workflow_id=workflow_id, by=principal.subject)
         return await self.status(principal, workflow_id)
 
@@ -348,9 +348,9 @@ class WorkflowService:
             run.finished_at, run.next_attempt_at, run.error = None, None, None
             workflow.status, workflow.finished_at = WorkflowStatus.RUNNING, None
             entry.status, entry.retries, entry.updated_at = "retrying", entry.retries + 1, now
-            view = DeadLetterView.of(entry)
+            view, workflow_id = DeadLetterView.of(entry), entry.workflow_id
         if self._engine is not None:
-            self._engine.wake()
+            self._engine.submit(workflow_id)
         log.info("dead_letter_retried", dead_letter_id=dead_letter_id, by=principal.subject)
         return view
 

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from mahavishnu.orchestrator.workflows.groups import signal_group
+from mahavishnu.orchestrator.workflows.decisions import AttemptResult
+from mahavishnu.orchestrator.workflows.local.groups import signal_group
 
 __all__ = ["Cancellation", "ProcessResult", "run_attempt"]
 
@@ -36,18 +37,9 @@ _CHUNK = 65536
 _DRAIN_SECONDS = 2.0
 
 
-@dataclass(frozen=True, slots=True)
-class ProcessResult:
-    exit_code: int | None
-    """None when the program could not be started."""
-    timed_out: bool
-    cancelled: bool
-    duration_seconds: float
-    output_tail: str
-    output_bytes: int
-    error: str | None = None
-    log_written: bool = False
-    """True when the output outgrew the tail and went to the log file too."""
+ProcessResult = AttemptResult
+"""What one attempt came to: the engine-neutral `decisions.AttemptResult`, so recording and
+the retry, breaker and dead-letter decisions never depend on this executor."""
 
 
 class Cancellation:

@@ -13,8 +13,8 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 
-from mahavishnu.orchestrator.workflows.process import Cancellation
-from mahavishnu.orchestrator.workflows.store import Claimed
+from mahavishnu.orchestrator.workflows.local.process import Cancellation
+from mahavishnu.orchestrator.workflows.records import Claimed
 
 __all__ = ["RunQueue", "WorkerThreads"]
 

@@ -2,7 +2,8 @@
 
 - **Worker threads** (`max_concurrent_runs` of them, see `workers.py`) take
   the runs this engine has claimed, respecting each workflow's own
-  concurrency limit, and execute them start to finish (see `process.py`);
+  concurrency limit, and execute them start to finish (see `attempts.py`
+  and `process.py`);
   a freed slot starts the next claimed run at once, without the event loop
   or the database in between.
 - One **cycle** loop owns the database: in one transaction it records the
@@ -28,32 +29,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import os
 import socket
 import time
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator, Collection, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TypeVar
 
-import tenacity
 from opentelemetry import trace
 from opentelemetry.trace import StatusCode
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mahavishnu.orchestrator.workflows import store
+from mahavishnu.orchestrator.workflows import outcomes, records
 from mahavishnu.orchestrator.workflows.definitions import RetryPolicy, WorkflowDefinition
-from mahavishnu.orchestrator.workflows.groups import GroupGuard, reap_dead_ledgers
+from mahavishnu.orchestrator.workflows.local import attempts, queue
+from mahavishnu.orchestrator.workflows.local.config import EngineConfig
+from mahavishnu.orchestrator.workflows.local.groups import GroupGuard
+from mahavishnu.orchestrator.workflows.local.process import Cancellation
+from mahavishnu.orchestrator.workflows.local.workers import RunQueue, WorkerThreads
 from mahavishnu.orchestrator.workflows.metrics import WorkflowMetrics
 from mahavishnu.orchestrator.workflows.models import Instance
-from mahavishnu.orchestrator.workflows.process import Cancellation, ProcessResult, run_attempt
+from mahavishnu.orchestrator.workflows.records import Claimed, Closed, Outcome
 from mahavishnu.orchestrator.workflows.states import RunStatus, WorkflowStatus
-from mahavishnu.orchestrator.workflows.store import Claimed, Outcome
-from mahavishnu.orchestrator.workflows.workers import RunQueue, WorkerThreads
 from mahavishnu.platform.db import Database
 from mahavishnu.platform.ids import new_id
 from mahavishnu.platform.observability import get_logger, trace_context
@@ -62,7 +61,6 @@ __all__ = ["EngineConfig", "LocalEngine"]
 
 log = get_logger("mahavishnu.engine")
 tracer = trace.get_tracer("mahavishnu.engine")
-_BASE_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ")
 _T = TypeVar("_T")
 _PREFETCH = 32
 """Claimed runs held locally per worker, so a freed slot never waits for the database."""
@@ -72,26 +70,6 @@ _RECORD_DELAY = 0.5
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class EngineConfig:
-    """The engine's knobs, taken from settings once."""
-
-    max_concurrent_runs: int
-    kill_grace_seconds: float
-    output_tail_bytes: int
-    log_max_bytes: int
-    log_dir: Path
-    circuit_failure_threshold: int
-    circuit_cooldown_seconds: float
-    heal_policy: str
-    lease_seconds: float
-    poll_seconds: float
-    groups_dir: Path | None = None
-    """Where engines of this host keep the ledgers of their process groups (`groups.GroupGuard`);
-    unset means `engines` beside the log folder (in the data folder, as `serve` sets it up).
-    Engines sharing a database on one host should share it too, so each can heal the others."""
 
 
 class LocalEngine:
@@ -129,6 +107,16 @@ class LocalEngine:
         self._groups_dir = config.groups_dir or config.log_dir.parent / "engines"
 
     # --- public -------------------------------------------------------------
+    def submit(self, workflow_id: str) -> None:
+        """`WorkflowEngine.submit`: its runs are in the queue every engine claims from, so this
+        engine only has to look sooner than its next poll."""
+        self.wake()
+
+    def cancel(self, workflow_id: str) -> None:
+        """`WorkflowEngine.cancel`: stop this engine's runs of the workflow, waiting or executing
+        (other engines see the cancel at their next maintain)."""
+        self.cancel_local(workflow_id=workflow_id)
+
     def wake(self) -> None:
         """New work was queued: run a cycle now rather than at the next poll."""
         self._drained = False
@@ -160,19 +148,21 @@ class LocalEngine:
         async with self._db.session() as session:
             dead = [
                 i.id
-                for i in await store.instances_on(session, hostname)
+                for i in await queue.instances_on(session, hostname)
                 if i.id != self.instance_id and not _pid_alive(i.pid)
             ]
-        await self._kill_orphaned_groups()  # every engine in `dead` had died: its ledger is reaped
+        # Every engine in `dead` had died: its ledger is reaped.
+        skip = self._guard.path if self._guard is not None else None
+        await asyncio.to_thread(attempts.kill_orphaned_groups, self._groups_dir, skip=skip)
         async with self._db.session() as session:
-            healed, closed = await store.heal_orphans(
+            healed, closed = await queue.heal_orphans(
                 session,
                 now=utcnow(),
                 dead_owners=dead,
                 keep={run.run_id for run in self._queue.held()},
                 requeue=self._config.heal_policy == "requeue",
             )
-            await store.forget_instances(session, dead)
+            await queue.forget_instances(session, dead)
         self.report_closed(closed)
         if healed:
             log.warning("runs_healed", count=healed, policy=self._config.heal_policy, dead_engines=dead)
@@ -188,7 +178,8 @@ class LocalEngine:
         self._only = frozenset(workflows) if workflows is not None else None
         self._loop = asyncio.get_running_loop()
         self._queue = RunQueue(self._limits)
-        self._guard = await asyncio.to_thread(self._start_guard)
+        name, slots = self.instance_id.replace(":", "_"), self._config.max_concurrent_runs
+        self._guard = await asyncio.to_thread(attempts.start_guard, self._groups_dir, name, slots)
         try:
             await self._register()
             await self.heal()
@@ -213,98 +204,20 @@ class LocalEngine:
             await self._flush(skip=interrupted)
             await self._release(interrupted)
 
-    # --- process groups ------------------------------------------------------------------
-    def _start_guard(self) -> GroupGuard | None:
-        """This engine's ledger and reaper. Without them the engine still runs (as before):
-        healing then has nothing to kill, so say so loudly."""
-        try:
-            guard = GroupGuard.start(
-                self._groups_dir, self.instance_id.replace(":", "_"), self._config.max_concurrent_runs
-            )
-        except OSError as exc:
-            log.error("process_groups_unguarded", reason=f"no ledger: {exc}", folder=str(self._groups_dir))
-            return None
-        if guard is None:
-            log.warning("process_groups_unguarded", reason="no /proc to tell processes apart")
-        elif not guard.reaping:
-            log.warning("process_groups_unguarded", reason="no reaper could be started; healing only")
-        return guard
-
-    async def _close_guard(self) -> None:
-        guard, self._guard = self._guard, None
-        if guard is not None:
-            await asyncio.to_thread(guard.close)
-
-    async def _kill_orphaned_groups(self) -> None:
-        """Kill the process groups of dead engines of this host (their reapers died too), and
-        wait until they are gone."""
-        skip = self._guard.path if self._guard is not None else None
-        reaped = await asyncio.to_thread(reap_dead_ledgers, self._groups_dir, skip=skip)
-        for ledger, result in reaped.items():
-            emit = log.error if result.survivors else log.warning
-            emit(
-                "orphaned_process_groups_killed",
-                ledger=ledger,
-                groups=result.killed,
-                survivors=result.survivors,
-            )
-
-    def _record_group(self, slot: int, pid: int) -> None:
-        """A worker thread just started a process group: write it down (never raises: the run
-        goes on either way, only unguarded)."""
-        guard = self._guard
-        if guard is None:
-            return
-        try:
-            guard.started(slot, pid)
-        except Exception as exc:
-            log.warning("process_group_not_recorded", pid=pid, error=f"{type(exc).__name__}: {exc}")
-
     # --- worker threads --------------------------------------------------------------
     def _execute(self, claimed: Claimed, cancel: Cancellation, slot: int) -> None:
-        """One attempt, in worker thread `slot`; the outcome goes to the next cycle."""
-        definition = self._definitions.get(claimed.workflow_name)
-        started_at = utcnow()
-        log_path = self._config.log_dir / claimed.workflow_id / f"{claimed.run_id}.{claimed.attempt}.log"
-        started = not cancel.requested
-        if not started:  # cancelled while it waited for a slot: never start it
-            result = ProcessResult(None, False, True, 0.0, "", 0, "cancelled before it started")
-        else:
-            self._began.append((claimed.run_id, started_at))
-            with (
-                self._metrics.active_runs.track_inprogress(),
-                tracer.start_as_current_span(
-                    f"repo_run {claimed.workflow_name}", context=trace_context(claimed.trace_parent)
-                ) as span,
-            ):
-                span.set_attributes(
-                    {
-                        "mahavishnu.workflow_id": claimed.workflow_id,
-                        "mahavishnu.repo": claimed.repo,
-                        "mahavishnu.attempt": claimed.attempt,
-                    }
-                )
-                try:
-                    result = run_attempt(
-                        claimed.argv,
-                        cwd=Path(claimed.repo_path),
-                        env=_environment(definition),
-                        timeout_seconds=definition.timeout_seconds if definition else 600.0,
-                        kill_grace=self._config.kill_grace_seconds,
-                        tail_bytes=self._config.output_tail_bytes,
-                        log_path=log_path,
-                        log_max_bytes=self._config.log_max_bytes,
-                        cancel=cancel,
-                        on_start=functools.partial(self._record_group, slot),
-                    )
-                except Exception as exc:  # a vanished folder, a full disk: the run fails, the engine goes on
-                    log.exception("run_crashed", run_id=claimed.run_id, workflow_id=claimed.workflow_id)
-                    result = ProcessResult(
-                        None, False, False, 0.0, "", 0, f"could not run: {type(exc).__name__}"
-                    )
-                span.set_attribute("process.exit_code", -1 if result.exit_code is None else result.exit_code)
-            self._metrics.run_duration.labels(claimed.workflow_name).observe(result.duration_seconds)
-        outcome = Outcome(claimed, result, started_at, str(log_path), started=started)
+        """One attempt, in worker thread `slot` (`attempts.execute`); the outcome goes to the next
+        cycle, woken only when the queue runs low, outcomes pile up, or the work ends."""
+        outcome = attempts.execute(
+            claimed,
+            cancel,
+            slot=slot,
+            config=self._config,
+            definition=self._definitions.get(claimed.workflow_name),
+            metrics=self._metrics,
+            guard=self._guard,
+            began=lambda run_id, at: self._began.append((run_id, at)),
+        )
         self._finished.append(outcome)
         waiting = self._queue.sizes()[0]
         if self._loop is not None and (
@@ -313,6 +226,11 @@ class LocalEngine:
             or len(self._finished) >= self._record_batch
         ):
             self._loop.call_soon_threadsafe(self._wakeup.set)
+
+    async def _close_guard(self) -> None:
+        guard, self._guard = self._guard, None
+        if guard is not None:
+            await asyncio.to_thread(guard.close)
 
     # --- the database cycle -----------------------------------------------------
     async def _register(self) -> None:
@@ -325,7 +243,7 @@ class LocalEngine:
             heartbeat_at=now,
         )
         async with self._db.session() as session:
-            await store.heartbeat(session, instance, now)
+            await queue.heartbeat(session, instance, now)
 
     async def _cycle_loop(self) -> None:
         failures = 0
@@ -368,7 +286,7 @@ class LocalEngine:
                 want = min(room, 2 * self._config.max_concurrent_runs)
         try:
             async with self._db.session() as session:
-                await store.mark_started(session, began)
+                await queue.mark_started(session, began)
                 finals, closed = await self._record(session, finished, now, open_here)
                 claimed, skipped = await self._claim(session, want, now, open_here) if want else ([], 0)
         except BaseException:
@@ -386,16 +304,15 @@ class LocalEngine:
 
     async def _record(
         self, session: AsyncSession, finished: list[Outcome], now: datetime, open_here: Collection[str] = ()
-    ) -> tuple[list[Outcome], list[store.Closed]]:
+    ) -> tuple[list[Outcome], list[Closed]]:
         if not finished:
             return [], []
-        return await store.record_outcomes(
+        return await outcomes.record_outcomes(
             session,
             finished,
             owner=self.instance_id,
             now=now,
             policies={o.claimed.workflow_name: self._policy(o.claimed.workflow_name) for o in finished},
-            backoff=_backoff,
             circuit_threshold=self._config.circuit_failure_threshold,
             open_here=open_here,
         )
@@ -404,7 +321,7 @@ class LocalEngine:
         self, session: AsyncSession, want: int, now: datetime, running_here: Collection[str]
     ) -> tuple[list[Claimed], int]:
         """Claim up to `want` runs; returns them and how many were skipped by open circuits."""
-        claimed, skipped, closed = await store.claim_runs(
+        claimed, skipped, closed = await queue.claim_runs(
             session,
             owner=self.instance_id,
             now=now,
@@ -420,7 +337,7 @@ class LocalEngine:
         self.report_closed(closed)
         return claimed, len(skipped)
 
-    def _report(self, finals: list[Outcome], closed: list[store.Closed]) -> None:
+    def _report(self, finals: list[Outcome], closed: list[Closed]) -> None:
         for outcome in finals:
             claimed = outcome.claimed
             self._metrics.repo_runs.labels(claimed.workflow_name, outcome.status).inc()
@@ -437,7 +354,7 @@ class LocalEngine:
             )
         self.report_closed(closed)
 
-    def report_closed(self, closed: list[store.Closed]) -> None:
+    def report_closed(self, closed: Sequence[Closed]) -> None:
         """Count workflows just closed, log them, trace them and wake their waiters: the ones
         this engine closes, and those closed elsewhere in this process (a cancel before any
         run started)."""
@@ -475,7 +392,7 @@ class LocalEngine:
             return
         try:
             async with self._db.session() as session:
-                closed = await store.release_runs(session, held, owner=self.instance_id, now=utcnow())
+                closed = await queue.release_runs(session, held, owner=self.instance_id, now=utcnow())
             self.report_closed(closed)
         except Exception:
             log.exception("release_failed")
@@ -503,13 +420,13 @@ class LocalEngine:
         held = [run.run_id for run in runs]
         workflows = {run.workflow_id for run in runs}
         async with self._db.session() as session:
-            await store.heartbeat(session, instance, now)
-            await store.renew_leases(
+            await queue.heartbeat(session, instance, now)
+            await queue.renew_leases(
                 session, run_ids=held, lease_until=now + timedelta(seconds=self._config.lease_seconds)
             )
-            cancelled = await store.cancelled_among(session, workflows)
-            gauges = await store.gauges(session)
-            settled = await store.close_settled_workflows(session, now)
+            cancelled = await records.cancelled_among(session, workflows)
+            gauges = await records.gauges(session)
+            settled = await records.close_settled_workflows(session, now)
         for workflow_id in cancelled:
             self.cancel_local(workflow_id=workflow_id)
         self.report_closed(settled)
@@ -530,7 +447,7 @@ def _drain(items: deque[_T]) -> list[_T]:
     return taken
 
 
-def _trace_workflow(workflow: store.Closed) -> None:
+def _trace_workflow(workflow: Closed) -> None:
     """The workflow's span, from trigger to close, in the trace of the call that triggered it
     (emitted at the close: the workflow may have started in another process)."""
     span = tracer.start_span(
@@ -546,24 +463,6 @@ def _trace_workflow(workflow: store.Closed) -> None:
     if workflow.status == WorkflowStatus.FAILED:
         span.set_status(StatusCode.ERROR, "every run failed")
     span.end(end_time=int(workflow.finished_at.timestamp() * 1e9))
-
-
-def _backoff(policy: RetryPolicy, attempt: int) -> float:
-    """Delay before attempt `attempt + 1`: tenacity's exponential backoff with jitter."""
-    wait = tenacity.wait_exponential_jitter(
-        multiplier=policy.initial_backoff_seconds,
-        max=policy.max_backoff_seconds,
-        exp_base=policy.multiplier,
-        jitter=policy.jitter_seconds,
-    )
-    state = tenacity.RetryCallState(None, None, (), {})  # type: ignore[arg-type]
-    state.attempt_number = attempt
-    return float(wait(state))
-
-
-def _environment(definition: WorkflowDefinition | None) -> dict[str, str]:
-    allowed = (*_BASE_ENV, *(definition.env_allowlist if definition else ()))
-    return {name: os.environ[name] for name in allowed if name in os.environ}
 
 
 def _pid_alive(pid: int) -> bool:

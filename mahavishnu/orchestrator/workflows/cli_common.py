@@ -1,0 +1,191 @@
+"""What the workflow commands share: settings, the service over a current schema, one-line
+errors with their exit codes, and the way statuses, times and runs are printed.
+
+Heavy modules (SQLAlchemy, the engine) are imported inside the functions, so `mahavishnu --help`
+and the commands that do not need them stay quick to start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from mahavishnu.orchestrator.settings import MahavishnuSettings
+from mahavishnu.platform.auth import LOCAL_PRINCIPAL
+from mahavishnu.platform.errors import ConfigurationError, MahavishnuError, UnavailableError
+
+if TYPE_CHECKING:
+    from mahavishnu.orchestrator.manifest import ManifestStore
+    from mahavishnu.orchestrator.workflows.ports import WorkflowEngine
+    from mahavishnu.orchestrator.workflows.service import WorkflowService
+    from mahavishnu.orchestrator.workflows.views import RunView, WorkflowView
+    from mahavishnu.platform.db import Database
+
+T = TypeVar("T")
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True, highlight=False)
+
+POLL_SECONDS = 0.2
+_STATUS_STYLE = {
+    "succeeded": "green",
+    "failed": "red",
+    "timed_out": "red",
+    "cancelled": "yellow",
+    "skipped_circuit_open": "yellow",
+    "partial": "yellow",
+}
+
+# --- plumbing ---------------------------------------------------------------------------
+
+
+def fail(message: str, code: int) -> NoReturn:
+    err.print(f"[red]error:[/red] {escape(message)}")
+    raise typer.Exit(code)
+
+
+def load_settings() -> MahavishnuSettings:
+    """Settings as `mahavishnu serve` builds them. (The main app's callback already sends log
+    lines to stderr, so stdout carries only the command's answer: a table or JSON.)"""
+    try:
+        return MahavishnuSettings.load()
+    except ConfigurationError as exc:
+        fail(exc.message, 2)
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run one command's async body; a failure the caller can act on is one line, not a traceback."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        return asyncio.run(coro)
+    except UnavailableError as exc:
+        fail(exc.message, 1)
+    except MahavishnuError as exc:
+        fail(exc.message, 2)
+    except (SQLAlchemyError, OSError) as exc:
+        fail(f"the database is unavailable: {first_line(str(exc))}", 1)
+
+
+@contextlib.asynccontextmanager
+async def database(settings: MahavishnuSettings) -> AsyncIterator[Database]:
+    from mahavishnu.platform.db import Database
+
+    db = Database(settings.effective_database_url, schema=settings.database_schema)
+    try:
+        yield db
+    finally:
+        await db.dispose()
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    settings: MahavishnuSettings
+    manifest: ManifestStore
+    service: WorkflowService
+    engine: WorkflowEngine | None
+
+
+@contextlib.asynccontextmanager
+async def open_service(settings: MahavishnuSettings, *, engine: bool = False) -> AsyncIterator[Context]:
+    """The workflow service over a current schema (upgraded as at server start-up when allowed),
+    with an engine of its own when this command executes runs."""
+    from mahavishnu.orchestrator.manifest import ManifestStore
+    from mahavishnu.orchestrator.service import engine_config
+    from mahavishnu.orchestrator.workflows.local import LocalEngine
+    from mahavishnu.orchestrator.workflows.metrics import WorkflowMetrics
+    from mahavishnu.orchestrator.workflows.service import WorkflowService
+    from mahavishnu.platform.observability import Metrics
+
+    manifest = ManifestStore.from_settings(settings)
+    definitions = settings.workflow_definitions()
+    async with database(settings) as db:
+        await db.ensure_schema(upgrade=settings.db_auto_upgrade)
+        local = (
+            LocalEngine(db, engine_config(settings), definitions, WorkflowMetrics(Metrics()))
+            if engine
+            else None
+        )
+        yield Context(settings, manifest, WorkflowService(db, manifest, definitions, local), local)
+
+
+def first_line(text: str | None) -> str:
+    return next((line.strip() for line in (text or "").splitlines() if line.strip()), "")
+
+
+def styled(status: str) -> str:
+    style = _STATUS_STYLE.get(status)
+    return f"[{style}]{status}[/{style}]" if style else status
+
+
+def when(moment: datetime | None) -> str:
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S") if moment else "-"
+
+
+def counts_text(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no repo runs"
+
+
+def print_json(data: object) -> None:
+    typer.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+async def until_final(
+    service: WorkflowService,
+    workflow_id: str,
+    stop: asyncio.Event | None,
+    progress: Callable[[WorkflowView], None] | None,
+) -> WorkflowView:
+    """Poll the workflow until it is final, or `stop` is set."""
+    while True:
+        view = await service.status(LOCAL_PRINCIPAL, workflow_id)
+        if progress is not None:
+            progress(view)
+        if view.finished_at is not None or (stop is not None and stop.is_set()):
+            return view
+        if stop is None:
+            await asyncio.sleep(POLL_SECONDS)
+        else:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for loses a cancel that meets a set event.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(POLL_SECONDS):
+                    await stop.wait()
+
+
+def runs_table(runs: list[RunView]) -> Table:
+    table = Table(show_edge=False, pad_edge=False)
+    for column, justify in (
+        ("repo", "left"),
+        ("status", "left"),
+        ("attempt", "right"),
+        ("exit code", "right"),
+        ("duration", "right"),
+        ("error / output", "left"),
+    ):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for run in runs:
+        table.add_row(
+            escape(run.repo),
+            styled(run.status),
+            str(run.attempt),
+            "-" if run.exit_code is None else str(run.exit_code),
+            "-" if run.duration_seconds is None else f"{run.duration_seconds:.2f}s",
+            escape(first_line(run.error) or first_line(run.output_tail)),
+        )
+    return table
+
+
+def print_view(view: WorkflowView) -> None:
+    out.print(runs_table(view.runs))
+    name = escape(view.workflow)
+    out.print(f"workflow {view.workflow_id} ({name}): {styled(view.status)} · {counts_text(view.counts)}")
