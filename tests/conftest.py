@@ -35,6 +35,14 @@ def require_service(name: str, host: str, port: int) -> None:
     pytest.skip(f"{message}; start it to run this test")
 
 
+def require_capability(what: str) -> None:
+    """Skip on a laptop that lacks a privilege a test needs (creating a device node); fail in CI,
+    which runs as root here and must exercise the case."""
+    if IN_CI:
+        pytest.fail(f"{what} (CI=true: this case must run)")
+    pytest.skip(what)
+
+
 @pytest.fixture
 def redis_url() -> Iterator[str]:
     require_service("Redis", "127.0.0.1", 6379)

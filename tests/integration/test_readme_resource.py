@@ -18,6 +18,7 @@ import anyio
 import httpx
 import pytest
 
+from tests.conftest import require_capability
 from tests.support.client import call_tool, rpc
 from tests.support.repos import make_repos
 from tests.support.server import SECRET, RunningServer, base_env, start_server
@@ -157,7 +158,7 @@ def test_a_present_but_refused_readme_ends_the_search(server: RunningServer, tok
 
 def test_a_device_node_is_refused(server: RunningServer, token: str, hostile: tuple[Path, bool]) -> None:
     if not hostile[1]:
-        pytest.skip("creating a device node needs CAP_MKNOD")
+        require_capability("creating a device node needs CAP_MKNOD")
     entry = read(server, token, "devnode")
     assert entry["readme_head"] is None
     assert entry["readme_note"] == "README.md refused: a character device, not a regular file"

@@ -21,6 +21,7 @@ from mahavishnu.platform.untrusted_files import (
     UntrustedReader,
     read_head_sync,
 )
+from tests.conftest import require_capability
 
 
 @pytest.fixture
@@ -128,7 +129,7 @@ def test_devices_are_refused(repo: Path) -> None:
     try:
         os.mknod(repo / "README.md", stat.S_IFCHR | 0o644, os.makedev(1, 5))
     except PermissionError:
-        pytest.skip("creating a device node needs CAP_MKNOD")
+        require_capability("creating a device node needs CAP_MKNOD")
     assert refusal(repo) == "a character device, not a regular file"
 
 
