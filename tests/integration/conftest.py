@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.test_tracing import Collector
 from tests.support.repos import make_repos, standard_specs
 from tests.support.server import RunningServer, base_env, start_server
 
@@ -25,3 +26,11 @@ def open_server(workdir: Path, manifest: Path) -> Iterator[RunningServer]:
     server = start_server(workdir, base_env(workdir, manifest))
     yield server
     server.stop()
+
+
+@pytest.fixture
+def collector() -> Iterator[Collector]:
+    """A real OTLP/HTTP receiver on loopback for the test, shut down after it."""
+    c = Collector()
+    yield c
+    c.server.shutdown()

@@ -10,10 +10,8 @@ import os
 import sqlite3
 import subprocess
 import sys
-import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -21,11 +19,11 @@ import httpx
 import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from mahavishnu.orchestrator.settings import MahavishnuSettings
 from mahavishnu.platform.db import Database
 from tests.conftest import PG_URL, drop_schema, require_service
+from tests.integration.test_tracing import Collector
 from tests.support.client import call_tool
 from tests.support.echo_service.settings import EchoSettings
 from tests.support.server import SECRET, RunningServer, free_port, wait_ready
@@ -116,41 +114,6 @@ async def test_two_trees_can_even_share_one_sqlite_file(tmp_path: Path) -> None:
 # --- serving -------------------------------------------------------------------------------------------
 
 
-class Collector:
-    """An OTLP/HTTP receiver that keeps each span's name with its resource's `service.name`."""
-
-    def __init__(self) -> None:
-        self.spans: list[tuple[str, str]] = []
-        collector = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                request = ExportTraceServiceRequest()
-                request.ParseFromString(self.rfile.read(int(self.headers["Content-Length"])))
-                for resource_spans in request.resource_spans:
-                    attributes = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
-                    for scope_spans in resource_spans.scope_spans:
-                        collector.spans.extend(
-                            (attributes["service.name"], s.name) for s in scope_spans.spans
-                        )
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
-@pytest.fixture
-def collector() -> Iterator[Collector]:
-    c = Collector()
-    yield c
-    c.server.shutdown()
-
-
 def echo_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     """One deployment's environment: one secret for both services, Echo's own names, shared limits."""
     shared = {"POSTGRES_URL", "REDIS_URL", "OTEL_EXPORTER_OTLP_ENDPOINT", "POOL_MIN_SIZE", "POOL_MAX_SIZE"}
@@ -229,8 +192,8 @@ def test_echo_serves_under_its_own_names_and_refuses_other_services_tokens(
     assert all(line["service_name"] == "echo" for line in lines)
     assert any(line.get("tool") == "echo" for line in lines)
 
-    assert ("echo", "tools/call echo") in collector.spans
-    assert {service for service, _ in collector.spans} == {"echo"}
+    assert ("echo", "tools/call echo") in collector.services
+    assert {service for service, _ in collector.services} == {"echo"}
     assert (tmp_path / "var" / "echo.db").is_file()
     assert not (tmp_path / "var" / "mahavishnu.db").exists()
 

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
@@ -23,6 +21,7 @@ class Collector:
     def __init__(self) -> None:
         self.spans: list[tuple[str, str]] = []  # (name, trace id hex)
         self.records: list[Span] = []  # the spans whole: ids, parents, times, attributes
+        self.services: list[tuple[str, str]] = []  # (the exporter's service.name, span name)
         collector = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -31,9 +30,13 @@ class Collector:
                 request = ExportTraceServiceRequest()
                 request.ParseFromString(body)
                 for resource_spans in request.resource_spans:
+                    resource = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
                     for scope_spans in resource_spans.scope_spans:
                         collector.spans.extend((s.name, s.trace_id.hex()) for s in scope_spans.spans)
                         collector.records.extend(scope_spans.spans)
+                        collector.services.extend(
+                            (resource.get("service.name", ""), s.name) for s in scope_spans.spans
+                        )
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-protobuf")
                 self.end_headers()
@@ -44,13 +47,6 @@ class Collector:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
-@pytest.fixture
-def collector() -> Iterator[Collector]:
-    c = Collector()
-    yield c
-    c.server.shutdown()
 
 
 def test_spans_are_exported_and_correlated_with_logs(tmp_path: Path, collector: Collector) -> None:
