@@ -504,8 +504,10 @@ def test_failed_rollback_says_what_to_run_by_hand(broken_deployer: Deployer) -> 
 
 def test_kubernetes_port_forward_when_no_candidate_url(deployer: Deployer) -> None:
     port = free_port()
-    result = deployer.run("kubernetes", CANDIDATE_URL="<unset>", CANDIDATE_PORT=str(port), READY_TIMEOUT="1")
-    # The stand-in's port-forward forwards nothing, so the candidate never gets ready.
+    # The stand-in's port-forward forwards nothing, so the candidate never gets ready. The wait is long
+    # enough for the backgrounded stand-in to start and record its call on a loaded machine before the
+    # script's clean-up kills it (one second was not, once, in CI).
+    result = deployer.run("kubernetes", CANDIDATE_URL="<unset>", CANDIDATE_PORT=str(port), READY_TIMEOUT="5")
     assert result.code == 3, result.out
     assert result.having("port-forward service/mahavishnu-canary", f"{port}:8680")
     assert "the candidate did not become ready" in result.out
