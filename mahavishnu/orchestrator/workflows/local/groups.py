@@ -31,6 +31,7 @@ __all__ = [
     "GroupGuard",
     "ProcStat",
     "Reaped",
+    "boot_ticks",
     "kill_groups",
     "proc_stat",
     "reap_dead_ledgers",
@@ -63,7 +64,16 @@ def signal_group(pid: int, sig: int) -> None:
 # this host, while the database is shared with engines on other hosts; and the reaper, a plain
 # process without a database driver, can read it. The file never grows: one fixed record per
 # worker thread (slot), overwritten by the slot's next run. An earlier run's record stays behind
-# once it ended, and is harmless: its leader was reaped, so the start time no longer matches.
+# once it ended, and is harmless: its leader was reaped, so a process with its pid now started
+# later than the record says.
+#
+# Why "started no later than" (the clock when the group is written down), not the leader's own
+# start time from /proc/PID/stat: reading it takes three more system calls on the hot path, each a
+# release and re-acquisition of the GIL that the event loop and the other workers contend for
+# (measured: about a third of the cost of the fork itself). /proc's start times count clock ticks
+# on CLOCK_BOOTTIME, which Python reads without a system call; a leader started before the
+# record was written, a process that reuses its pid after it (nothing reuses it in between: the
+# leader keeps its pid, as a zombie if need be, until the worker waits for it, after the record).
 #
 # Not covered: a process that leaves its group (setsid, or a daemonizing program); a crash
 # between fork and the record (the child's exec, which Popen waits for); a leader that exits by
@@ -80,7 +90,8 @@ _LEDGER_MAGIC = "mahavishnu-groups"
 _HEADER_BYTES = 320
 """The header record: magic, host name (at most 253 bytes), the engine's pid and start time."""
 _SLOT_BYTES = 32
-"""One slot: the group's id and its leader's start time ('%10d %20d\\n'), or blank."""
+"""One slot: the group's id and a bound on its leader's start time ('%10d %20d\\n'), or blank."""
+_TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 REAP_WAIT_SECONDS = 5.0
 """How long a reap waits for killed processes to be gone (a process in an uninterruptible
 sleep, such as on a hung NFS mount, dies only when the sleep ends)."""
@@ -132,7 +143,7 @@ class _Ledger:
     owner: int
     owner_start: int
     groups: list[tuple[int, int]]
-    """(group id, leader start time) per slot written so far."""
+    """(group id, latest leader start) per slot written so far."""
 
 
 def _header(host: str, pid: int, start: int) -> bytes:
@@ -159,11 +170,18 @@ def _read_ledger(path: Path) -> _Ledger | None:
         return None
 
 
-def _leads(pgid: int, start: int) -> bool:
+def boot_ticks() -> int:
+    """Now, in the clock ticks after boot that /proc/PID/stat's start times count (no system
+    call); one tick ahead, so a process started in this tick is never later than the answer."""
+    return int(time.clock_gettime(time.CLOCK_BOOTTIME) * _TICKS_PER_SECOND) + 1
+
+
+def _leads(pgid: int, started_by: int) -> bool:
     """Whether the recorded leader is still the process with that pid (alive, or a zombie that
-    keeps the pid taken): then every process in the group is the run's, not a stranger's."""
+    keeps the pid taken): then every process in the group is the run's, not a stranger's. A
+    process that took the pid after the leader was written down started later than the record."""
     stat = proc_stat(pgid)
-    return stat is not None and stat.start == start and stat.pgrp == pgid
+    return stat is not None and stat.start <= started_by and stat.pgrp == pgid
 
 
 def _groups_alive(pgids: Collection[int]) -> set[int]:
@@ -180,10 +198,10 @@ def _groups_alive(pgids: Collection[int]) -> set[int]:
 
 
 def kill_groups(groups: Iterable[tuple[int, int]], wait_seconds: float = REAP_WAIT_SECONDS) -> Reaped:
-    """SIGKILL each (group id, leader start time) whose leader is still that process, then wait
+    """SIGKILL each (group id, latest leader start) whose leader is still that process, then wait
     until none of their processes is alive (zombies count as gone: only their parent's wait
     is missing, and a container's init may never do it)."""
-    ours = {pgid for pgid, start in groups if _leads(pgid, start)}
+    ours = {pgid for pgid, started_by in groups if _leads(pgid, started_by)}
     killed = _groups_alive(ours)
     for pgid in killed:
         signal_group(pgid, signal.SIGKILL)
@@ -265,13 +283,10 @@ class GroupGuard:
         return guard
 
     def started(self, slot: int, pid: int) -> None:
-        """Write down the group just started by worker `slot` (the engine's hot path: a read of
-        /proc/PID/stat and one pwrite; no fsync: the page cache outlives a killed process, and a
-        crash of the machine leaves no process to kill)."""
-        stat = proc_stat(pid)
-        if stat is None:
-            return  # already gone and reaped: nothing to write down
-        record = f"{pid:>10} {stat.start:>20}\n".encode()
+        """Write down the group just started by worker `slot`, before the worker waits for its
+        leader (the engine's hot path: one pwrite; no fsync: the page cache outlives a killed
+        process, and a crash of the machine leaves no process to kill)."""
+        record = f"{pid:>10} {boot_ticks():>20}\n".encode()
         with self._lock:  # never into a closed (and maybe reused) descriptor
             if self._fd >= 0:
                 os.pwrite(self._fd, record, _HEADER_BYTES + slot * _SLOT_BYTES)
