@@ -3,8 +3,10 @@
 The command runs as an argv list (never a shell) in the repository folder,
 in a new session so the whole process group can be stopped: SIGTERM first,
 SIGKILL after a grace period. Output (stdout and stderr together) is kept
-twice, both bounded: the tail in memory for the database and, when there is
-more than the tail holds, the head in a log file up to a byte cap.
+twice, both bounded: the tail in memory for the database and the head in the
+attempt's log file up to a byte cap. Every attempt gets its log file (empty when
+the command printed nothing, the reason when it could not start), so the file
+the README names is always there to read.
 
 This is the engine's hot path. Each attempt runs start to finish in one of
 the engine's worker threads (fork, read, wait: blocking calls that release
@@ -68,17 +70,24 @@ class Cancellation:
 
 
 class _Output:
-    """Collects a stream into a bounded tail and, past the tail's size, a bounded log file."""
+    """Collects a stream into a bounded tail and a bounded log file (when it has one)."""
 
-    def __init__(self, tail_bytes: int, log_path: Path | None, log_max_bytes: int) -> None:
+    def __init__(self, tail_bytes: int, log: BinaryIO | None, log_max_bytes: int) -> None:
         self._tail: deque[bytes] = deque()
         self._tail_size = 0
         self._tail_bytes = tail_bytes
-        self._head: list[bytes] | None = []  # everything so far, until the log file takes over
-        self._log_path = log_path
-        self._log: BinaryIO | None = None
+        self._log = log
         self._log_room = log_max_bytes
         self.total = 0
+
+    @classmethod
+    def opened(cls, tail_bytes: int, log_path: Path | None, log_max_bytes: int) -> _Output:
+        """Opens the log file first: a file that cannot be written fails the attempt before any
+        process exists (the error reaches the caller; nothing is left running)."""
+        if log_path is None:
+            return cls(tail_bytes, None, log_max_bytes)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        return cls(tail_bytes, log_path.open("wb"), log_max_bytes)
 
     def feed(self, chunk: bytes) -> None:
         self.total += len(chunk)
@@ -86,21 +95,11 @@ class _Output:
         self._tail_size += len(chunk)
         while self._tail_size - len(self._tail[0]) >= self._tail_bytes:
             self._tail_size -= len(self._tail.popleft())
-        if self._head is not None:
-            self._head.append(chunk)
-            if self.total <= self._tail_bytes:
-                return  # still all in the tail: no file needed
-            pending, self._head = self._head, None
-            self._open_log()
-            for piece in pending:
-                self._write(piece)
-        else:
-            self._write(chunk)
+        self._write(chunk)
 
-    def _open_log(self) -> None:
-        if self._log_path is not None:
-            self._log_path.parent.mkdir(parents=True, exist_ok=True)
-            self._log = self._log_path.open("wb")
+    def note(self, line: str) -> None:
+        """A line of our own in the log (not the command's output): why it could not start."""
+        self._write(f"{line}\n".encode())
 
     def _write(self, chunk: bytes) -> None:
         if self._log is None or self._log_room <= 0:
@@ -141,6 +140,7 @@ class _Attempt:
 def _run_blocking(attempt: _Attempt) -> ProcessResult:
     """Start, watch and reap one process group; runs in a worker thread."""
     started = time.monotonic()
+    output = _Output.opened(attempt.tail_bytes, attempt.log_path, attempt.log_max_bytes)
     try:
         popen = subprocess.Popen(
             attempt.argv,
@@ -153,8 +153,13 @@ def _run_blocking(attempt: _Attempt) -> ProcessResult:
         )
     except OSError as exc:
         reason = f"could not start {attempt.argv[0]!r}: {exc.strerror or exc}"
-        return ProcessResult(None, False, False, time.monotonic() - started, "", 0, reason)
-    output = _Output(attempt.tail_bytes, attempt.log_path, attempt.log_max_bytes)
+        output.note(reason)
+        output.close()
+        duration = time.monotonic() - started
+        return ProcessResult(None, False, False, duration, "", 0, reason, log_written=output.logged)
+    except BaseException:
+        output.close()
+        raise
     kill_at: list[float] = []
 
     def stop() -> None:  # called by a cancel, from whichever thread asked
@@ -174,13 +179,6 @@ def _run_blocking(attempt: _Attempt) -> ProcessResult:
         popen.stdout.close()
         output.close()
     cancelled = attempt.cancel is not None and attempt.cancel.requested and not timed_out
-    error = None
-    if timed_out:
-        error = f"timed out after {attempt.timeout_seconds:g} s; process group stopped"
-    elif cancelled:
-        error = "cancelled; process group stopped"
-    elif popen.returncode:
-        error = f"exited with code {popen.returncode}"
     return ProcessResult(
         exit_code=popen.returncode,
         timed_out=timed_out,
@@ -188,9 +186,17 @@ def _run_blocking(attempt: _Attempt) -> ProcessResult:
         duration_seconds=time.monotonic() - started,
         output_tail=output.tail(),
         output_bytes=output.total,
-        error=error,
+        error=_error(attempt, popen.returncode, timed_out=timed_out, cancelled=cancelled),
         log_written=output.logged,
     )
+
+
+def _error(attempt: _Attempt, returncode: int, *, timed_out: bool, cancelled: bool) -> str | None:
+    if timed_out:
+        return f"timed out after {attempt.timeout_seconds:g} s; process group stopped"
+    if cancelled:
+        return "cancelled; process group stopped"
+    return f"exited with code {returncode}" if returncode else None
 
 
 def _watch(
