@@ -1,0 +1,92 @@
+"""When the local engine's database cycle comes, and how much it claims.
+
+The database's CPU competes with the runs themselves, so cycles work in batches, never once per
+run: a claim when the runs held locally run low (a quarter of what may be held), a record when
+half of that has finished or `RECORD_DELAY` has passed while runs execute, and at once at the tail
+of the work so a workflow closes without delay. Pure arithmetic over counts, so the policy reads
+in one place and is the same for the loop and the worker threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import deque
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+__all__ = ["PREFETCH", "RECORD_DELAY", "Pacing", "drain", "split_started"]
+
+_T = TypeVar("_T")
+PREFETCH = 32
+"""Claimed runs held locally per worker, so a freed slot never waits for the database."""
+RECORD_DELAY = 0.5
+"""Longest an outcome waits to be recorded while runs execute (status and progress lag by this)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Pacing:
+    slots: int
+    """Worker threads (`max_concurrent_runs`)."""
+    poll_seconds: float
+
+    @property
+    def held(self) -> int:
+        """Most runs held locally, waiting or executing."""
+        return self.slots * PREFETCH
+
+    @property
+    def low_water(self) -> int:
+        """Claim more when this few runs wait locally (enough for the next claim to arrive)."""
+        return self.held // 4
+
+    @property
+    def record_batch(self) -> int:
+        """Record at once when this many outcomes wait."""
+        return self.held // 2
+
+    def wait_seconds(self, *, busy: bool) -> float:
+        """Longest sleep before the next cycle: short while runs execute or outcomes wait."""
+        return min(RECORD_DELAY, self.poll_seconds) if busy else self.poll_seconds
+
+    def claim_size(self, *, backlog: int, waiting: int, executing: int) -> tuple[int, int]:
+        """(room, want): how many runs would fit, and how many to claim this cycle.
+
+        `backlog` counts waiting runs that a workflow's own limit does not hold back. Above the
+        low-water mark nothing is claimed (claiming now would only mean smaller batches); when
+        idle only a first few are claimed, so they start at once and the rest follow next cycle.
+        """
+        if backlog > self.low_water:
+            return 0, 0
+        room = max(0, self.held - backlog - executing)
+        want = min(room, 2 * self.slots) if not waiting and not executing else room
+        return room, want
+
+    def wake_for_outcome(self, *, waiting: int, drained: bool, finished: int) -> bool:
+        """Whether an outcome just handed over should wake the cycle now rather than at its delay."""
+        return (
+            waiting == 0  # the tail: record now, so the workflow closes without delay
+            or (waiting <= self.low_water and not drained)
+            or finished >= self.record_batch
+        )
+
+
+def split_started(
+    began: Sequence[tuple[str, datetime]], done: Collection[str], now: datetime
+) -> tuple[list[tuple[str, datetime]], list[tuple[str, datetime]]]:
+    """(later, now): starts of runs still executing, split by whether they are worth a statement
+    yet. Recording sets the start of finished runs (`done`); of the others, only those running for
+    a while are written now (most runs of a fan-out end before the next cycle)."""
+    young = now - timedelta(seconds=RECORD_DELAY)
+    pending = [(run_id, at) for run_id, at in began if run_id not in done]
+    return [s for s in pending if s[1] > young], [s for s in pending if s[1] <= young]
+
+
+def drain(items: deque[_T]) -> list[_T]:
+    """Take what is there now, leaving the deque to the threads that append to it."""
+    taken: list[_T] = []
+    with contextlib.suppress(IndexError):
+        while True:
+            taken.append(items.popleft())
+    return taken
