@@ -9,23 +9,31 @@ computed over what the caller may see, never trimmed afterwards.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
-from typing import TypeVarTuple
+from typing import TypeVar, TypeVarTuple
 
-from sqlalchemy import ColumnElement, Select, func, select, text
+from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
+from mahavishnu.orchestrator.workflows import search
 from mahavishnu.orchestrator.workflows.models import DeadLetter, RepoRun, Workflow
-from mahavishnu.orchestrator.workflows.states import FINAL_RUN_STATUSES
+from mahavishnu.orchestrator.workflows.states import FINAL_RUN_STATUSES, RunStatus
 from mahavishnu.platform.auth import Principal
 
 __all__ = [
+    "Page",
     "dead_letter_in_scope",
+    "ids_starting",
     "list_dead_letters",
     "list_workflows",
+    "run_counts",
     "run_durations",
     "run_in_scope",
+    "run_page",
     "search_runs",
+    "shown_status",
     "workflow_counts",
 ]
 
@@ -55,10 +63,36 @@ def dead_letter_in_scope(principal: Principal, dialect: str) -> ColumnElement[bo
 
 
 _Columns = TypeVarTuple("_Columns")
+T = TypeVar("T")
+IdColumn = InstrumentedAttribute[str]
 
 
 def _narrowed(query: Select[*_Columns], condition: ColumnElement[bool] | None) -> Select[*_Columns]:
     return query if condition is None else query.where(condition)
+
+
+Page = tuple[list[T], int]
+"""One page's rows (one more than asked when there is more) and how many match in all pages."""
+
+
+async def _page(
+    session: AsyncSession,
+    query: Select[T],
+    key: InstrumentedAttribute[str],
+    *,
+    after: str | None,
+    limit: int | None,
+    descending: bool = False,
+) -> Page[T]:
+    """`limit + 1` rows of `query` in `key` order after `after`, and the count of all its rows.
+    `limit` None: every row (for in-process callers; answers to clients are bounded)."""
+    total = await session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+    if after is not None:
+        query = query.where(key < after if descending else key > after)
+    query = query.order_by(key.desc() if descending else key)
+    if limit is not None:
+        query = query.limit(limit + 1)
+    return list((await session.scalars(query)).all()), int(total or 0)
 
 
 async def list_workflows(
@@ -69,10 +103,10 @@ async def list_workflows(
     status: str | None,
     name: str | None,
     since: datetime | None,
-    before_id: str | None,
+    after: str | None,
     limit: int,
-) -> list[Workflow]:
-    """Newest first; `before_id` continues a previous page (ids sort by creation time)."""
+) -> Page[Workflow]:
+    """Newest first; `after` continues a previous page (ids sort by creation time)."""
     query = _narrowed(select(Workflow), _workflow_in_scope(principal, dialect))
     if status:
         query = query.where(Workflow.status == status)
@@ -80,31 +114,80 @@ async def list_workflows(
         query = query.where(Workflow.name == name)
     if since:
         query = query.where(Workflow.created_at >= since)
-    if before_id:
-        query = query.where(Workflow.id < before_id)
-    return list((await session.scalars(query.order_by(Workflow.id.desc()).limit(limit))).all())
+    return await _page(session, query, Workflow.id, after=after, limit=limit, descending=True)
+
+
+shown_status = case(
+    (and_(RepoRun.status == RunStatus.RUNNING, RepoRun.started_at.is_(None)), RunStatus.QUEUED.value),
+    else_=RepoRun.status,
+)
+"""A run's status as callers see it (`RunView.of`): one an engine holds before it started is queued."""
+
+
+async def run_counts(
+    session: AsyncSession, principal: Principal | None, dialect: str, workflow_id: str
+) -> dict[str, int]:
+    """A workflow's runs by status, those in the caller's scope (all of them for None)."""
+    query = select(shown_status, func.count()).where(RepoRun.workflow_id == workflow_id)
+    if principal is not None:
+        query = _narrowed(query, run_in_scope(principal, dialect))
+    rows = await session.execute(query.group_by(shown_status))
+    return {str(r[0]): int(r[1]) for r in rows.all()}
+
+
+async def run_page(
+    session: AsyncSession,
+    principal: Principal,
+    dialect: str,
+    workflow_id: str,
+    *,
+    status: str | None,
+    after: str | None,
+    limit: int | None,
+) -> Page[RepoRun]:
+    """A workflow's runs in scope by repository name, optionally only those with `status`."""
+    query = _narrowed(
+        select(RepoRun).where(RepoRun.workflow_id == workflow_id), run_in_scope(principal, dialect)
+    )
+    if status is not None:
+        query = query.where(shown_status == status)
+    return await _page(session, query, RepoRun.repo, after=after, limit=limit)
 
 
 async def search_runs(
-    session: AsyncSession, principal: Principal, dialect: str, query_text: str, limit: int
-) -> list[RepoRun]:
-    """Full-text search over output tails and errors (FTS5 on SQLite, tsvector on PostgreSQL)."""
-    if dialect == "postgresql":
-        document = func.to_tsvector(
-            text("'simple'"), func.coalesce(RepoRun.output_tail, "") + " " + func.coalesce(RepoRun.error, "")
-        )
-        condition = document.op("@@")(func.plainto_tsquery(text("'simple'"), query_text))
-        query = select(RepoRun).where(condition)
-    else:
-        terms = " ".join('"' + word.replace('"', '""') + '"' for word in query_text.split())
-        if not terms:
-            return []
-        matching = text("SELECT rowid FROM repo_runs_fts WHERE repo_runs_fts MATCH :terms").bindparams(
-            terms=terms
-        )
-        query = select(RepoRun).where(text("repo_runs.rowid IN (" + str(matching) + ")")).params(terms=terms)
-    query = _narrowed(query, run_in_scope(principal, dialect))
-    return list((await session.scalars(query.order_by(RepoRun.created_at.desc()).limit(limit))).all())
+    session: AsyncSession,
+    principal: Principal,
+    dialect: str,
+    phrases: list[str],
+    *,
+    after: str | None,
+    limit: int,
+) -> Page[RepoRun]:
+    """Runs whose output or error holds every phrase (`search.py`), newest first."""
+    query = _narrowed(
+        select(RepoRun).where(search.matches(dialect, phrases)), run_in_scope(principal, dialect)
+    )
+    return await _page(session, query, RepoRun.id, after=after, limit=limit, descending=True)
+
+
+async def ids_starting(
+    session: AsyncSession,
+    principal: Principal,
+    dialect: str,
+    key: IdColumn,
+    prefixes: Collection[str],
+    limit: int,
+) -> list[str]:
+    """IDs in the caller's scope that start with one of `prefixes` (normalised: hex digits and
+    dashes, so no LIKE wildcard), in order: prefix resolution and short IDs."""
+    scope = (
+        _workflow_in_scope(principal, dialect)
+        if key is Workflow.id
+        else dead_letter_in_scope(principal, dialect)
+    )
+    starts = or_(*(key.startswith(p, autoescape=True) for p in prefixes))
+    query = _narrowed(select(key).where(starts), scope).order_by(key).limit(limit)
+    return list((await session.scalars(query)).all())
 
 
 async def run_durations(
@@ -128,9 +211,16 @@ async def workflow_counts(
 
 
 async def list_dead_letters(
-    session: AsyncSession, principal: Principal, dialect: str, *, include_resolved: bool, limit: int
-) -> list[DeadLetter]:
+    session: AsyncSession,
+    principal: Principal,
+    dialect: str,
+    *,
+    include_resolved: bool,
+    after: str | None,
+    limit: int,
+) -> Page[DeadLetter]:
+    """Newest first (ids sort by filing time)."""
     query = _narrowed(select(DeadLetter), dead_letter_in_scope(principal, dialect))
     if not include_resolved:
         query = query.where(DeadLetter.status != "resolved")
-    return list((await session.scalars(query.order_by(DeadLetter.created_at.desc()).limit(limit))).all())
+    return await _page(session, query, DeadLetter.id, after=after, limit=limit, descending=True)

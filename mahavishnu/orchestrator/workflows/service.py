@@ -4,64 +4,38 @@ Each method takes the calling `Principal`: repositories outside its tag
 scope are invisible (reported as not found), and roles gate what it may do.
 """
 
-from __future__ import annotations
-
 import asyncio
-import base64
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from mahavishnu.orchestrator.manifest import ManifestStore, Repo
-from mahavishnu.orchestrator.workflows import reads, records
+from mahavishnu.orchestrator.manifest import Repo
+from mahavishnu.orchestrator.workflows import insights, reads, records, search
+from mahavishnu.orchestrator.workflows.dead_letters import DeadLetterCases
 from mahavishnu.orchestrator.workflows.definitions import WorkflowDefinition, render_argv, validate_params
-from mahavishnu.orchestrator.workflows.models import DeadLetter, RepoRun, Workflow
-from mahavishnu.orchestrator.workflows.ports import WorkflowEngine
-from mahavishnu.orchestrator.workflows.states import RunStatus, WorkflowStatus
-from mahavishnu.orchestrator.workflows.views import (
-    DeadLetterPage,
-    DeadLetterView,
-    DurationStats,
-    ParamView,
-    SearchHit,
-    SearchResult,
-    WorkflowDefinitionView,
-    WorkflowPage,
-    WorkflowStatistics,
-    WorkflowStats,
-    WorkflowSummary,
-    WorkflowView,
+from mahavishnu.orchestrator.workflows.models import Workflow
+from mahavishnu.orchestrator.workflows.pages import (
+    SearchPage,
+    StatisticsPage,
+    WorkflowList,
+    WorkflowStatusPage,
 )
+from mahavishnu.orchestrator.workflows.paging import MAX_PAGE, Cursor, check_limit
+from mahavishnu.orchestrator.workflows.service_base import listed, shown
+from mahavishnu.orchestrator.workflows.states import RunStatus, WorkflowStatus
+from mahavishnu.orchestrator.workflows.views import ParamView, WorkflowDefinitionView, WorkflowSummary
 from mahavishnu.platform.auth import Principal
-from mahavishnu.platform.db import Database
 from mahavishnu.platform.errors import InvalidArgumentError, NotFoundError, PermissionDeniedError
 from mahavishnu.platform.ids import new_id
 from mahavishnu.platform.observability import current_traceparent, get_logger
 
-__all__ = ["WorkflowService"]
+__all__ = ["MAX_PAGE", "WorkflowService"]
 
 log = get_logger("mahavishnu.workflows")
-MAX_PAGE = 200
 
 
-class WorkflowService:
-    def __init__(
-        self,
-        db: Database,
-        manifest: ManifestStore,
-        definitions: Mapping[str, WorkflowDefinition],
-        engine: WorkflowEngine | None = None,
-    ) -> None:
-        self._db = db
-        self._manifest = manifest
-        self._definitions = definitions
-        self._engine = engine
-
+class WorkflowService(DeadLetterCases):
     # --- definitions ----------------------------------------------------------
     def definitions(self, principal: Principal) -> list[WorkflowDefinitionView]:
         return [
@@ -88,7 +62,7 @@ class WorkflowService:
         definition = self._definitions.get(name)
         if definition is None or (definition.admin_only and not principal.has_role("admin")):
             known = ", ".join(d.name for d in self.definitions(principal)) or "none"
-            raise NotFoundError(f"no workflow named {_shown(name)}; known workflows: {known}")
+            raise NotFoundError(f"no workflow named {shown(name)}; known workflows: {known}")
         return definition
 
     # --- trigger --------------------------------------------------------------
@@ -161,7 +135,7 @@ class WorkflowService:
                 else:
                     found.append(repo)
             if missing:
-                raise NotFoundError(f"no repository named {_listed(missing)}")
+                raise NotFoundError(f"no repository named {listed(missing)}")
             candidates = [
                 r for r in found if (tag is None or tag in r.tags) and (role is None or r.role == role)
             ]
@@ -171,7 +145,7 @@ class WorkflowService:
             raise InvalidArgumentError("no repositories match the given tag, role and names")
         absent = [r.name for r in candidates if not Path(r.path).is_dir()]
         if absent:
-            raise InvalidArgumentError(f"repository folder missing on disk: {_listed(absent)}")
+            raise InvalidArgumentError(f"repository folder missing on disk: {listed(absent)}")
         return candidates
 
     async def until_closed(self, workflow_id: str) -> None:
@@ -183,22 +157,54 @@ class WorkflowService:
             await self._engine.until_closed(workflow_id)
 
     # --- read -----------------------------------------------------------------
-    async def status(self, principal: Principal, workflow_id: str) -> WorkflowView:
-        """A workflow and its runs in the caller's scope. Visibility follows the token's tags only:
-        who requested a workflow widens nothing (another token may carry the same subject)."""
-        workflow, visible, _ = await self._scoped(principal, workflow_id)
-        return WorkflowView.with_runs(workflow, visible)
+    async def resolve_workflow_id(self, principal: Principal, text: str) -> str:
+        """The full ID of the workflow in the caller's scope that `text` is a unique prefix of
+        (at least 4 characters, like git; a whole ID is returned as is). NotFoundError when none
+        matches, InvalidArgumentError naming a few candidates when several do."""
+        return await self._resolve(principal, text, Workflow.id, "workflow")
 
-    async def _scoped(self, principal: Principal, workflow_id: str) -> tuple[Workflow, list[RepoRun], int]:
-        """The workflow, its runs the caller may see, and how many runs it has in all."""
+    async def short_workflow_ids(self, principal: Principal, ids: Collection[str]) -> dict[str, str]:
+        """Each ID mapped to its shortest prefix (8 characters or more) unique in the caller's
+        scope, for tables: what they show, `resolve_workflow_id` takes back."""
+        return await self._short(principal, ids, Workflow.id)
+
+    async def status(
+        self,
+        principal: Principal,
+        workflow_id: str,
+        *,
+        run_status: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> WorkflowStatusPage:
+        """A workflow, its runs' counts by status and a page of its runs (by repository name,
+        only those with `run_status` if given), all in the caller's scope. `limit` 0 gives the
+        counts alone; None every run (in-process callers only: client answers are bounded).
+
+        Visibility follows the token's tags only: who requested a workflow widens nothing
+        (another token may carry the same subject)."""
+        if limit is not None:
+            check_limit(limit, least=0)
+        if run_status is not None and run_status not in {s.value for s in RunStatus}:
+            raise InvalidArgumentError(f"status must be one of {', '.join(s.value for s in RunStatus)}")
+        workflow_id = await self.resolve_workflow_id(principal, workflow_id)
+        pages = Cursor("runs", workflow_id, run_status)
+        after = pages.decode(cursor)
         async with self._db.session() as session:
             workflow = await session.get(Workflow, workflow_id)
-            query = select(RepoRun).where(RepoRun.workflow_id == workflow_id).order_by(RepoRun.repo)
-            runs = list((await session.scalars(query)).all()) if workflow else []
-        visible = [r for r in runs if principal.can_see(r.repo_tags)]
-        if workflow is None or not visible:
-            raise NotFoundError(f"no workflow {_shown(workflow_id)}")
-        return workflow, visible, len(runs)
+            counts = await reads.run_counts(session, principal, self._db.dialect, workflow_id)
+            if workflow is None or not counts:
+                raise NotFoundError(f"no workflow {shown(workflow_id)}")
+            runs, total = await reads.run_page(
+                session, principal, self._db.dialect, workflow_id, status=run_status, after=after, limit=limit
+            )
+        return WorkflowStatusPage.of_page(
+            workflow,
+            counts,
+            runs[:limit],
+            total=total,
+            next_cursor=None if limit is None else pages.after(runs, limit, lambda r: r.repo),
+        )
 
     async def list(
         self,
@@ -209,87 +215,92 @@ class WorkflowService:
         since: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
-    ) -> WorkflowPage:
+    ) -> WorkflowList:
+        """Workflows in the caller's scope, newest first, a page at a time."""
+        check_limit(limit)
         if status is not None and status not in {s.value for s in WorkflowStatus}:
             raise InvalidArgumentError(f"status must be one of {', '.join(s.value for s in WorkflowStatus)}")
         since_at = _parse_since(since)
-        before = _decode_cursor(cursor) if cursor else None
+        pages = Cursor("workflows", status, workflow, since_at)
         async with self._db.session() as session:
-            rows = await reads.list_workflows(
+            rows, total = await reads.list_workflows(
                 session,
                 principal,
                 self._db.dialect,
                 status=status,
                 name=workflow,
                 since=since_at,
-                before_id=before,
-                limit=limit + 1,
+                after=pages.decode(cursor),
+                limit=limit,
             )
-        page = rows[:limit]
-        next_cursor = _encode_cursor(page[-1].id) if len(rows) > limit and page else None
-        return WorkflowPage(workflows=[WorkflowSummary.of(w) for w in page], next_cursor=next_cursor)
+        return WorkflowList(
+            workflows=[WorkflowSummary.of(w) for w in rows[:limit]],
+            next_cursor=pages.after(rows, limit, lambda w: w.id),
+            total=total,
+        )
 
-    async def search(self, principal: Principal, text: str, limit: int = 20) -> SearchResult:
-        if not text.strip():
-            raise InvalidArgumentError("search text is empty")
+    async def search(
+        self, principal: Principal, text: str, limit: int = 20, cursor: str | None = None
+    ) -> SearchPage:
+        """Runs whose output or error holds every word of `text` (`search.py`), newest first."""
+        check_limit(limit)
+        phrases = search.phrases(text)
+        if not phrases:
+            raise InvalidArgumentError("search text has no words (letters or digits) to look for")
+        pages = Cursor("search", phrases)
         async with self._db.session() as session:
-            runs = await reads.search_runs(session, principal, self._db.dialect, text, limit)
-        hits = [
-            SearchHit(
-                workflow_id=r.workflow_id,
-                workflow=r.workflow_name,
-                repo=r.repo,
-                status=r.status,
-                excerpt=_excerpt(f"{r.error or ''}\n{r.output_tail or ''}", text),
+            runs, total = await reads.search_runs(
+                session, principal, self._db.dialect, phrases, after=pages.decode(cursor), limit=limit
             )
-            for r in runs
-        ]
-        return SearchResult(hits=hits)
+        return SearchPage(
+            hits=[insights.hit(r, text) for r in runs[:limit]],
+            next_cursor=pages.after(runs, limit, lambda r: r.id),
+            total=total,
+        )
 
-    async def statistics(self, principal: Principal) -> WorkflowStatistics:
+    async def statistics(
+        self, principal: Principal, *, limit: int = 50, cursor: str | None = None
+    ) -> StatisticsPage:
+        """Per workflow name (in name order, a page at a time): counts by status and run-duration
+        percentiles, over what the caller's scope covers."""
+        check_limit(limit)
+        pages = Cursor("statistics")
+        after = pages.decode(cursor)
         async with self._db.session() as session:
             counts = await reads.workflow_counts(session, principal, self._db.dialect)
             durations = await reads.run_durations(session, principal, self._db.dialect)
-        names = sorted({n for n, _, _ in counts} | {n for n, _, _ in durations})
-        stats = []
-        for name in names:
-            by_status = {s: c for n, s, c in counts if n == name}
-            runs_by_status: dict[str, int] = {}
-            seconds = []
-            for n, s, d in durations:
-                if n == name:
-                    runs_by_status[s] = runs_by_status.get(s, 0) + 1
-                    if d is not None:
-                        seconds.append(d)
-            stats.append(
-                WorkflowStats(
-                    workflow=name,
-                    workflows_by_status=by_status,
-                    repo_runs_by_status=runs_by_status,
-                    run_duration_seconds=_percentiles(seconds),
-                )
-            )
-        return WorkflowStatistics(workflows=stats)
+        stats = insights.workflow_stats(counts, durations)
+        rest = [s for s in stats if after is None or s.workflow > after]
+        return StatisticsPage(
+            workflows=rest[:limit],
+            next_cursor=pages.after(rest, limit, lambda s: s.workflow),
+            total=len(stats),
+        )
 
     # --- change ---------------------------------------------------------------
-    async def cancel(self, principal: Principal, workflow_id: str) -> WorkflowView:
-        """Stop queued runs now, and running ones (their process groups) within seconds.
+    async def cancel(
+        self, principal: Principal, workflow_id: str, *, limit: int | None = None
+    ) -> WorkflowStatusPage:
+        """Stop queued runs now, and running ones (their process groups) within seconds; returns
+        the status with `limit` runs (as `status`).
 
         A cancel stops the whole workflow, so the caller's scope must cover all of it: a
         workflow reaching repositories outside the scope is refused (its runs there are not
         the caller's to stop), and one entirely outside it is not found."""
         principal.require_role("operator")
-        _, visible, total = await self._scoped(principal, workflow_id)
-        if len(visible) < total:
-            raise PermissionDeniedError(
-                "this workflow also runs in repositories outside your tag scope; "
-                "cancelling it needs a token whose scope covers all of them"
-            )
+        workflow_id = await self.resolve_workflow_id(principal, workflow_id)
         now = datetime.now(UTC)
         closed: list[records.Closed] = []
         async with self._db.session() as session:
             workflow = await session.get(Workflow, workflow_id)
-            assert workflow is not None
+            visible = await reads.run_counts(session, principal, self._db.dialect, workflow_id)
+            if workflow is None or not visible:
+                raise NotFoundError(f"no workflow {shown(workflow_id)}")
+            if visible != await reads.run_counts(session, None, self._db.dialect, workflow_id):
+                raise PermissionDeniedError(
+                    "this workflow also runs in repositories outside your tag scope; "
+                    "cancelling it needs a token whose scope covers all of them"
+                )
             if workflow.finished_at is None:
                 workflow.cancel_requested = True
                 await records.cancel_queued(session, workflow_id, now)
@@ -298,7 +309,7 @@ class WorkflowService:
             self._engine.report_closed(closed)
             self._engine.cancel(workflow_id)
         log.info("workflow_cancel_requested", workflow_id=workflow_id, by=principal.subject)
-        return await self.status(principal, workflow_id)
+        return await self.status(principal, workflow_id, limit=limit)
 
     async def heal(self, principal: Principal) -> int:
         """Healing requeues orphans of every scope, so it needs an admin with no tag scope."""
@@ -307,83 +318,11 @@ class WorkflowService:
             raise InvalidArgumentError("no engine runs in this process")
         return await self._engine.heal()
 
-    # --- dead letters -----------------------------------------------------------
-    async def dead_letters(self, principal: Principal, *, include_resolved: bool = False) -> DeadLetterPage:
-        principal.require_role("admin")
-        async with self._db.session() as session:
-            rows = await reads.list_dead_letters(
-                session, principal, self._db.dialect, include_resolved=include_resolved, limit=MAX_PAGE
-            )
-        return DeadLetterPage(dead_letters=[DeadLetterView.of(r) for r in rows])
-
-    async def dead_letter(self, principal: Principal, dead_letter_id: str) -> DeadLetterView:
-        principal.require_role("admin")
-        async with self._db.session() as session:
-            entry = await self._scoped_dead_letter(session, principal, dead_letter_id)
-        return DeadLetterView.of(entry)
-
-    async def _scoped_dead_letter(
-        self, session: AsyncSession, principal: Principal, dead_letter_id: str
-    ) -> DeadLetter:
-        query = select(DeadLetter).where(DeadLetter.id == dead_letter_id)
-        scope = reads.dead_letter_in_scope(principal, self._db.dialect)
-        entry = await session.scalar(query if scope is None else query.where(scope))
-        if entry is None:
-            raise NotFoundError(f"no dead letter {_shown(dead_letter_id)}")
-        return entry
-
-    async def retry_dead_letter(self, principal: Principal, dead_letter_id: str) -> DeadLetterView:
-        """Queue the run again as one more attempt of the same workflow; it leaves the DLQ on success."""
-        principal.require_role("admin")
-        now = datetime.now(UTC)
-        async with self._db.session() as session:
-            entry = await self._scoped_dead_letter(session, principal, dead_letter_id)
-            if entry.status != "open":
-                raise InvalidArgumentError(f"dead letter {dead_letter_id!r} is {entry.status}, not open")
-            run = await session.get(RepoRun, entry.run_id)
-            workflow = await session.get(Workflow, entry.workflow_id)
-            if run is None or workflow is None:
-                raise NotFoundError(f"the run behind dead letter {dead_letter_id!r} is gone")
-            run.status, run.max_attempts = RunStatus.QUEUED, run.attempt + 1
-            run.finished_at, run.next_attempt_at, run.error = None, None, None
-            workflow.status, workflow.finished_at = WorkflowStatus.RUNNING, None
-            entry.status, entry.retries, entry.updated_at = "retrying", entry.retries + 1, now
-            view, workflow_id = DeadLetterView.of(entry), entry.workflow_id
-        if self._engine is not None:
-            self._engine.submit(workflow_id)
-        log.info("dead_letter_retried", dead_letter_id=dead_letter_id, by=principal.subject)
-        return view
-
-    async def purge_dead_letters(self, principal: Principal, *, resolved_only: bool = True) -> int:
-        principal.require_role("admin")
-        query = delete(DeadLetter)
-        if resolved_only:
-            query = query.where(DeadLetter.status == "resolved")
-        else:
-            query = query.where(DeadLetter.status != "retrying")
-        scope = reads.dead_letter_in_scope(principal, self._db.dialect)
-        if scope is not None:
-            query = query.where(scope)
-        async with self._db.session() as session:
-            result = await session.execute(query)
-        return int(getattr(result, "rowcount", 0) or 0)
-
 
 def _require_unscoped_admin(principal: Principal, what: str) -> None:
     principal.require_role("admin")
     if principal.tags:
         raise PermissionDeniedError(f"{what} spans every tag scope; it needs an admin token without tags")
-
-
-def _shown(value: str, limit: int = 80) -> str:
-    """A caller's value quoted for an error message, cut so an answer never echoes a huge input."""
-    return repr(value) if len(value) <= limit else repr(value[:limit]) + f"... ({len(value)} characters)"
-
-
-def _listed(names: Sequence[str], most: int = 5) -> str:
-    """A few names and a count of the rest: an error answer stays small whatever was asked."""
-    shown = ", ".join(_shown(n, 64) for n in names[:most])
-    return shown if len(names) <= most else f"{shown} and {len(names) - most} more"
 
 
 def _parse_since(since: str | None) -> datetime | None:
@@ -396,36 +335,3 @@ def _parse_since(since: str | None) -> datetime | None:
             "since must be an ISO 8601 date or time, e.g. 2026-11-27T00:00:00Z"
         ) from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _encode_cursor(last_id: str) -> str:
-    return base64.urlsafe_b64encode(last_id.encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> str:
-    try:
-        value = base64.urlsafe_b64decode((cursor + "=" * (-len(cursor) % 4)).encode()).decode()
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidArgumentError("cursor is not one this server issued") from None
-    if len(value) != 36:
-        raise InvalidArgumentError("cursor is not one this server issued")
-    return value
-
-
-def _percentiles(values: list[float]) -> DurationStats:
-    if not values:
-        return DurationStats(p50=None, p95=None, p99=None)
-    ordered = sorted(values)
-
-    def pick(q: float) -> float:
-        return round(ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)], 4)
-
-    return DurationStats(p50=pick(0.50), p95=pick(0.95), p99=pick(0.99))
-
-
-def _excerpt(text: str, query: str, width: int = 160) -> str:
-    lowered = text.lower()
-    positions = [lowered.find(word.lower()) for word in query.split()]
-    found = [p for p in positions if p >= 0]
-    start = max(0, (min(found) if found else 0) - width // 4)
-    return text[start : start + width].strip()

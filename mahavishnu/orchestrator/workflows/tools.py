@@ -11,22 +11,28 @@ from typing import Annotated
 from mcp.server.mcpserver import Context
 from pydantic import BaseModel, Field
 
-from mahavishnu.orchestrator.workflows.service import MAX_PAGE, WorkflowService
-from mahavishnu.orchestrator.workflows.views import (
-    DeadLetterPage,
-    DeadLetterView,
-    SearchResult,
-    WorkflowDefinitionView,
-    WorkflowPage,
-    WorkflowStatistics,
-    WorkflowView,
+from mahavishnu.orchestrator.workflows.pages import (
+    DeadLetterList,
+    SearchPage,
+    StatisticsPage,
+    WorkflowList,
+    WorkflowStatusPage,
 )
+from mahavishnu.orchestrator.workflows.service import MAX_PAGE, WorkflowService
+from mahavishnu.orchestrator.workflows.views import DeadLetterView, WorkflowDefinitionView
 from mahavishnu.platform.auth import current_principal
 from mahavishnu.platform.mcp import ToolSpec
 
 __all__ = ["WorkflowTools"]
 
 ParamValue = str | int | bool
+Limit = Annotated[int, Field(ge=1, le=MAX_PAGE, description=f"Items per page, 1 to {MAX_PAGE}.")]
+RunLimit = Annotated[
+    int, Field(ge=0, le=MAX_PAGE, description=f"Runs per page, 0 (counts only) to {MAX_PAGE}.")
+]
+IdOrPrefix = Annotated[
+    str, Field(description="The full ID or a unique prefix of it (at least 4 characters).")
+]
 
 
 class DefinitionList(BaseModel):
@@ -71,74 +77,94 @@ class WorkflowTools:
         params: dict[str, ParamValue] | None = None,
         wait: bool = False,
         wait_timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 600,
-    ) -> WorkflowView:
+        limit: RunLimit = 50,
+    ) -> WorkflowStatusPage:
         """Run a configured workflow (see list_workflow_definitions) in every repository matching
         `tag`, `role` and `repos` (names), with `params` for its declared parameters, e.g.
         workflow="agent", tag="python", params={"prompt": "update the changelog"}.
 
         Returns at once with status `queued` and the workflow id; poll get_workflow_status. With
         `wait: true` it returns when every repo run is final (or after `wait_timeout_seconds`),
-        sending progress notifications when the request carries a progress token."""
+        sending progress notifications when the request carries a progress token. The answer
+        holds the runs' counts by status and the first `limit` runs (see get_workflow_status)."""
         principal = current_principal()
         summary = await self._service.trigger(
             principal, workflow, tag=tag, role=role, repos=repos, params=params
         )
-        view = await self._service.status(principal, summary.workflow_id)
         if not wait:
-            return view
+            return await self._service.status(principal, summary.workflow_id, limit=limit)
+        view = await self._service.status(principal, summary.workflow_id, limit=0)
         deadline = time.monotonic() + wait_timeout_seconds
         reported = -1
         while view.finished_at is None and time.monotonic() < deadline:
             if view.done != reported:
                 reported = view.done
-                await ctx.report_progress(
-                    view.done, len(view.runs), f"{view.done}/{len(view.runs)} repos done"
-                )
+                total = view.runs_in_scope
+                await ctx.report_progress(view.done, total, f"{view.done}/{total} repos done")
             with contextlib.suppress(TimeoutError):  # not wait_for: on 3.11 it can swallow a cancel
                 async with asyncio.timeout(self._interval):
                     await self._service.until_closed(summary.workflow_id)
-            view = await self._service.status(principal, summary.workflow_id)
-        await ctx.report_progress(view.done, len(view.runs), f"workflow {view.status}")
+            view = await self._service.status(principal, summary.workflow_id, limit=0)
+        view = await self._service.status(principal, summary.workflow_id, limit=limit)
+        await ctx.report_progress(view.done, view.runs_in_scope, f"workflow {view.status}")
         return view
 
-    async def get_workflow_status(self, workflow_id: str) -> WorkflowView:
-        """Get a workflow's overall status (queued, running, succeeded, partial, failed, cancelled)
-        and, per repository: status, attempt, exit code, duration, output tail and error."""
-        return await self._service.status(current_principal(), workflow_id)
+    async def get_workflow_status(
+        self,
+        workflow_id: IdOrPrefix,
+        status: str | None = None,
+        limit: RunLimit = 50,
+        cursor: str | None = None,
+    ) -> WorkflowStatusPage:
+        """Get a workflow's overall status (queued, running, succeeded, partial, failed, cancelled),
+        `counts` of its repo runs by status, and a page of its runs by repository name (only
+        those with `status` if given): status, attempt, exit code, duration, output tail, error.
+        `total` counts the runs the filter matches; pass `next_cursor` back as `cursor` for the
+        next page. To watch a workflow, poll with `limit: 0` (counts only)."""
+        return await self._service.status(
+            current_principal(), workflow_id, run_status=status, limit=limit, cursor=cursor
+        )
 
     async def list_workflows(
         self,
         status: str | None = None,
         workflow: str | None = None,
         since: str | None = None,
-        limit: Annotated[int, Field(ge=1, le=MAX_PAGE)] = 50,
+        limit: Limit = 50,
         cursor: str | None = None,
-    ) -> WorkflowPage:
+    ) -> WorkflowList:
         """List workflows, newest first, optionally by status, workflow name and `since` (ISO 8601).
-        Pass `next_cursor` back as `cursor` for the next page."""
+        Pass `next_cursor` back as `cursor` for the next page; `total` counts them all."""
         return await self._service.list(
             current_principal(), status=status, workflow=workflow, since=since, limit=limit, cursor=cursor
         )
 
-    async def cancel_workflow(self, workflow_id: str) -> WorkflowView:
-        """Cancel a workflow: queued repo runs never start, running ones are stopped within seconds."""
-        return await self._service.cancel(current_principal(), workflow_id)
+    async def cancel_workflow(self, workflow_id: IdOrPrefix, limit: RunLimit = 50) -> WorkflowStatusPage:
+        """Cancel a workflow: queued repo runs never start, running ones are stopped within seconds.
+        Answers as get_workflow_status does, with the first `limit` runs."""
+        return await self._service.cancel(current_principal(), workflow_id, limit=limit)
 
-    async def search_workflows(
-        self, text: str, limit: Annotated[int, Field(ge=1, le=MAX_PAGE)] = 20
-    ) -> SearchResult:
-        """Full-text search in the output and errors of past repo runs (words, not regexes)."""
-        return await self._service.search(current_principal(), text, limit)
+    async def search_workflows(self, text: str, limit: Limit = 20, cursor: str | None = None) -> SearchPage:
+        """Full-text search in the output and errors of past repo runs, newest first. Words, not
+        regexes: each must occur, case does not matter, and a word with punctuation (`README.md`,
+        `src/app.py`) matches its parts in that order. Pass `next_cursor` back for more."""
+        return await self._service.search(current_principal(), text, limit, cursor)
 
-    async def get_workflow_statistics(self) -> WorkflowStatistics:
-        """Counts by status and repo-run duration percentiles (p50, p95, p99), per workflow."""
-        return await self._service.statistics(current_principal())
+    async def get_workflow_statistics(self, limit: Limit = 50, cursor: str | None = None) -> StatisticsPage:
+        """Counts by status and repo-run duration percentiles (p50, p95, p99), per workflow name,
+        in name order. Pass `next_cursor` back as `cursor` for the next page."""
+        return await self._service.statistics(current_principal(), limit=limit, cursor=cursor)
 
-    async def list_dead_letters(self, include_resolved: bool = False) -> DeadLetterPage:
-        """List repo runs that used up their retries (the dead-letter queue), with their last error."""
-        return await self._service.dead_letters(current_principal(), include_resolved=include_resolved)
+    async def list_dead_letters(
+        self, include_resolved: bool = False, limit: Limit = 50, cursor: str | None = None
+    ) -> DeadLetterList:
+        """List repo runs that used up their retries (the dead-letter queue), newest first, with
+        their last error. Pass `next_cursor` back as `cursor` for the next page."""
+        return await self._service.dead_letters(
+            current_principal(), include_resolved=include_resolved, limit=limit, cursor=cursor
+        )
 
-    async def retry_dead_letter(self, dead_letter_id: str) -> DeadLetterView:
+    async def retry_dead_letter(self, dead_letter_id: IdOrPrefix) -> DeadLetterView:
         """Run a dead-lettered repo run again as a new attempt; it leaves the queue only if it succeeds."""
         return await self._service.retry_dead_letter(current_principal(), dead_letter_id)
 
