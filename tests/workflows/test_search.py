@@ -8,9 +8,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
+from sqlalchemy.dialects import postgresql
 
-from mahavishnu.orchestrator.workflows.search import DOCUMENT_SQL, phrases
+from mahavishnu.orchestrator.workflows.models import RepoRun
+from mahavishnu.orchestrator.workflows.search import matches, phrases
 from mahavishnu.platform.auth import LOCAL_PRINCIPAL as ADMIN
 from mahavishnu.platform.db import Database
 from mahavishnu.platform.errors import InvalidArgumentError
@@ -96,15 +98,13 @@ async def test_search_results_come_in_pages(database: Database, tmp_path: Path) 
 
 
 async def test_postgresql_searches_through_its_index(database: Database) -> None:
-    """The query's document is the expression the GIN index is built on (migration 0004): a
+    """The search's document is the expression the GIN index is built on (migration 0004): a
     drift between them would still answer, by reading every row."""
     if database.dialect != "postgresql":
         pytest.skip("SQLite searches its FTS5 table")
+    query = select(RepoRun.id).where(matches("postgresql", ["readme md"]))
+    sql = str(query.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
     async with database.engine.connect() as connection:
         await connection.execute(text("SET enable_seqscan = off"))
-        plan = await connection.execute(
-            text(
-                f"EXPLAIN SELECT id FROM repo_runs WHERE {DOCUMENT_SQL} @@ phraseto_tsquery('simple', 'readme')"
-            )
-        )
+        plan = await connection.execute(text("EXPLAIN " + sql))
         assert "ix_repo_runs_search" in "\n".join(row[0] for row in plan)
