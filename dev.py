@@ -5,6 +5,7 @@
     python3 dev.py test  [ARGS...]   install dev deps, run the whole test suite
     python3 dev.py lock  [ARGS...]   regenerate requirements/*.lock from pyproject.toml
                                      (ARGS go to `uv pip compile`, e.g. --upgrade)
+    python3 dev.py --help            this text
 
 Needs only Python 3.11+. The environment lives in `.venv` and holds exactly the pinned,
 hashed versions of `requirements/runtime.lock` (serve) or `requirements/dev.lock` (test),
@@ -167,6 +168,9 @@ def lock(args: list[str]) -> int:
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] in (["-h"], ["--help"], ["help"]):
+        print(__doc__)  # asked for: stdout and success, as `git --help` does
+        return 0
     if not argv or argv[0] not in {"serve", "test", "lock"}:
         print(__doc__, file=sys.stderr)
         return 2

@@ -294,10 +294,20 @@ cloud_run_rollback() {
 
 # --- Docker --------------------------------------------------------------------------------------------
 docker_previous() {
-    PREVIOUS="$(query docker inspect --format '{{.Config.Image}}' "$SERVICE_NAME")" \
-        || abort "no container named $SERVICE_NAME to upgrade; start the first one as described in docs/PRODUCTION_DEPLOYMENT_GUIDE.md"
+    if ! PREVIOUS="$(query docker inspect --format '{{.Config.Image}}' "$SERVICE_NAME")"; then
+        docker_daemon_reachable
+        abort "no container named $SERVICE_NAME to upgrade; start the first one as described in docs/PRODUCTION_DEPLOYMENT_GUIDE.md"
+    fi
     [[ -n "$PREVIOUS" ]] || abort "could not read the image of container $SERVICE_NAME"
     SERVICE_URL="${SERVICE_URL:-http://127.0.0.1:$DOCKER_PORT}"
+}
+
+# Asked only after `docker inspect` failed: is it the container that is missing, or the daemon?
+docker_daemon_reachable() {
+    local answer
+    answer="$(query docker info --format '{{.ServerVersion}}' 2>&1)" && return 0
+    answer="$(grep -m 1 -i 'cannot connect\|daemon' <<<"$answer" || true)"
+    abort "the Docker daemon is unreachable${answer:+ ($answer)}; start Docker (or set DOCKER_HOST) and retry"
 }
 
 # docker_run_args NAME PORT IMAGE: the `docker run` arguments for one Mahavishnu container.

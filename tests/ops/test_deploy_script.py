@@ -204,6 +204,7 @@ DEPLOY_COMMANDS = {
 READ_ONLY = {
     "cloud-run": ("gcloud run services describe",),
     "docker": ("docker inspect",),
+    "docker-daemon": ("docker info",),
     "kubernetes": ("kubectl", " get deployment "),
 }
 
@@ -357,6 +358,25 @@ def test_no_previous_version_refuses_to_deploy(deployer: Deployer, target: str) 
     assert result.code == 1, result.out
     assert all(is_read_only(line) for line in result.lines()), result.lines()
     assert "backup" not in result.tools_called()
+
+
+def test_docker_without_a_reachable_daemon_says_so(deployer: Deployer) -> None:
+    result = deployer.run("docker", STANDIN_DOCKER_DAEMON="down")
+    assert result.code == 1, result.out
+    assert "the Docker daemon is unreachable" in result.out
+    assert "Cannot connect to the Docker daemon at unix:///var/run/docker.sock" in result.out
+    assert "no container named" not in result.out
+    assert all(is_read_only(line) for line in result.lines()), result.lines()
+    assert "backup" not in result.tools_called()
+    assert "FAILED before any change" in result.out
+
+
+def test_docker_with_a_daemon_but_no_container_says_which_is_missing(deployer: Deployer) -> None:
+    result = deployer.run("docker", STANDIN_PREVIOUS_IMAGE="<unset>")
+    assert result.code == 1, result.out
+    assert "no container named mahavishnu to upgrade" in result.out
+    assert "daemon is unreachable" not in result.out
+    assert result.having("docker info"), "the daemon was asked before blaming the container"
 
 
 def test_split_traffic_is_refused(deployer: Deployer) -> None:

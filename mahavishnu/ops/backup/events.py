@@ -1,11 +1,10 @@
 """The backup log, `backup_events`, as ops sees it: every service's backups are recorded there.
 
-Why a model of its own: ops serves every service and imports none, so it cannot use
-Mahavishnu's model of this table. Mahavishnu's migration 0002 still creates the table in its
-databases (existing deployments keep their rows, and its migrations stay the owner there); a
-service without that migration gets it from `ensure_events_table`, created only if absent, on
-the first write. Reads of a database without the table find no events instead of failing
-(readiness may look at a database that was never migrated).
+Why a model of its own: ops serve every service and import none. The table is ops': ops' own
+migration tree (`mahavishnu/ops/migrations`, version table `alembic_version_ops`, see
+`mahavishnu.ops.schema`) creates it in any service's database, or adopts it where Mahavishnu's
+revision 0002 made it before ops had a tree. Reads of a database without the table find no
+events instead of failing (readiness may look at a database that was never migrated).
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-__all__ = ["BackupEvent", "ensure_events_table", "events_table_exists"]
+__all__ = ["BackupEvent", "OpsBase", "events_table_exists"]
 
 TABLE = "backup_events"
 
@@ -37,14 +36,16 @@ class _UTCDateTime(TypeDecorator[datetime]):
         return value
 
 
-class _OpsBase(DeclarativeBase):
+class OpsBase(DeclarativeBase):
+    """The metadata of ops' tables (their migration tree compares against it)."""
+
     type_annotation_map = {datetime: _UTCDateTime()}
 
 
-class BackupEvent(_OpsBase):
+class BackupEvent(OpsBase):
     """What happened to backups (create, verify, restore), so metrics and readiness can tell how
-    old the last good backup is, whichever process made it. Same columns and indexes as
-    Mahavishnu's migration 0002 creates."""
+    old the last good backup is, whichever process made it. Created by ops' revision ops_0001
+    (the same columns and indexes as Mahavishnu's 0002, which it adopts)."""
 
     __tablename__ = TABLE
 
@@ -59,9 +60,3 @@ class BackupEvent(_OpsBase):
 async def events_table_exists(session: AsyncSession) -> bool:
     connection = await session.connection()
     return await connection.run_sync(lambda sync: inspect(sync).has_table(TABLE))
-
-
-async def ensure_events_table(session: AsyncSession) -> None:
-    """Create `backup_events` (and its indexes) unless the database has it already."""
-    connection = await session.connection()
-    await connection.run_sync(lambda sync: _OpsBase.metadata.create_all(sync, checkfirst=True))

@@ -12,6 +12,8 @@ Every call appends one JSON line, {"tool": ..., "argv": [...]}, to $STANDIN_LOG,
         tagged candidate revision once `gcloud run deploy --tag T` was called; status.url is
         $STANDIN_SERVICE_URL, the tag's url $STANDIN_CANDIDATE_URL. No previous revision: "not found".
     docker inspect --format {{.Config.Image}} NAME   $STANDIN_PREVIOUS_IMAGE, or "No such object".
+    docker ANYTHING with $STANDIN_DOCKER_DAEMON=down  exit 1 and the real client's "Cannot connect
+        to the Docker daemon" line on stderr (as `docker info`, `ps`, `inspect` do without a daemon).
     kubectl get deployment NAME -o jsonpath=...image  $STANDIN_PREVIOUS_IMAGE; `get ... -o name`
         prints deployment.apps/NAME unless NAME is in $STANDIN_MISSING.
 Everything else succeeds quietly (docker run prints a container id).
@@ -90,7 +92,17 @@ def gcloud(argv: list[str], state: Path | None) -> int:
     return 0
 
 
+DAEMON_DOWN = (
+    "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?"
+)
+
+
 def docker(argv: list[str], _: Path | None) -> int:
+    if os.environ.get("STANDIN_DOCKER_DAEMON") == "down":
+        if argv[:1] == ["info"]:
+            print("Client:\n Version:    27.3.1\n Context:    default")
+        print(DAEMON_DOWN, file=sys.stderr)
+        return 1
     if argv[:1] == ["inspect"]:
         image = os.environ.get("STANDIN_PREVIOUS_IMAGE")
         if not image:
