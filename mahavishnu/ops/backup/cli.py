@@ -123,9 +123,22 @@ def restore(
     service: ServiceOption = "mahavishnu",
 ) -> None:
     """Replace the current data with the archive's (a safety backup is taken first)."""
-    if not yes and not typer.confirm(f"Replace the current data with {name}?"):
-        raise typer.Exit(1)
+    if not yes:
+        _confirm_or_cancel(f"Replace the current data with {name}?")
     _emit(_run(service, lambda m: m.restore(name)), as_json)
+
+
+def _confirm_or_cancel(question: str) -> None:
+    """Ask; on anything but yes (or no answer at all: stdin closed) say so and exit 1, as
+    `apt` and `gh` do: the command did not do what it was asked."""
+    try:
+        if typer.confirm(question):
+            return
+        reason = ""
+    except typer.Abort:  # end of input (or Ctrl-C) at the prompt
+        reason = " (no answer; pass --yes to restore without asking)"
+    err.print(f"restore cancelled{reason}: nothing was changed")
+    raise typer.Exit(1)
 
 
 @backup_app.command("prune")

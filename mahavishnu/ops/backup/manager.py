@@ -2,8 +2,10 @@
 
 Blocking work (the snapshot, tar, S3) runs in worker threads so a server
 can take a backup while it keeps answering. Every create, verify and
-restore is recorded in `backup_events`, which metrics and the readiness
-checker read, whichever process did the work.
+restore is recorded in `backup_events` (ops' table, see `mahavishnu.ops.schema`),
+which metrics and the readiness checker read, whichever process did the work.
+Verifications are also recorded beside the archives (`ledger`), where a restore
+cannot take them back.
 """
 
 from __future__ import annotations
@@ -29,10 +31,13 @@ from mahavishnu.ops.backup.archive import (
     timestamp_of,
     write_archive,
 )
-from mahavishnu.ops.backup.events import BackupEvent, ensure_events_table, events_table_exists
+from mahavishnu.ops.backup.events import BackupEvent, events_table_exists
+from mahavishnu.ops.backup.ids import backup_id, match_backup
+from mahavishnu.ops.backup.ledger import Verification, VerificationLog, parse_records
 from mahavishnu.ops.backup.retention import select_keep
 from mahavishnu.ops.backup.snapshot import Snapshotter
 from mahavishnu.ops.backup.targets import LocalTarget, S3Target, Target
+from mahavishnu.ops.schema import upgrade_ops_schema
 from mahavishnu.platform.db import Database
 from mahavishnu.platform.errors import InvalidArgumentError, NotFoundError
 from mahavishnu.platform.ids import new_id
@@ -55,10 +60,15 @@ BackupSettings = PlatformSettings
 
 
 class BackupInfo(BaseModel):
+    id: str
+    """SHA-256 of the name: `backup list` shows its shortest unique prefix, commands take any."""
     name: str
     created_at: datetime
     bytes: int
     encrypted: bool
+    verified: bool | None = None
+    """The newest verification's result (None: never verified)."""
+    verified_at: datetime | None = None
 
 
 class VerifyReport(BaseModel):
@@ -116,6 +126,7 @@ class BackupManager:
             if settings.backup_s3_bucket
             else LocalTarget(settings.effective_backup_dir)
         )
+        self._ledger = VerificationLog(self.target)
 
     # --- create --------------------------------------------------------------------
     async def create(self) -> BackupInfo:
@@ -141,7 +152,13 @@ class BackupManager:
             await anyio.to_thread.run_sync(self.target.put, out, name)
         await self._record("create", name, ok=True, detail=f"{size} bytes to {self.target.description}")
         log.info("backup_created", archive=name, bytes=size, target=self.target.description)
-        return BackupInfo(name=name, created_at=created_at, bytes=size, encrypted=self._fernet is not None)
+        return BackupInfo(
+            id=backup_id(name),
+            name=name,
+            created_at=created_at,
+            bytes=size,
+            encrypted=self._fernet is not None,
+        )
 
     def _stage_configuration(self, staging: Path) -> None:
         """The effective settings with every secret masked, and the service's own files."""
@@ -154,30 +171,44 @@ class BackupManager:
 
     # --- list ------------------------------------------------------------------------
     async def backups(self) -> list[BackupInfo]:
-        names = await anyio.to_thread.run_sync(self.target.names)
-        found = []
-        for name, size in names:
-            created = timestamp_of(self._service, name)
-            if created is not None:
-                found.append(
-                    BackupInfo(name=name, created_at=created, bytes=size, encrypted=name.endswith(".enc"))
-                )
+        listing = await anyio.to_thread.run_sync(self.target.names)
+        archives = {name: size for name, size in listing if timestamp_of(self._service, name) is not None}
+        verified = parse_records((name for name, _ in listing), set(archives))
+        found = [
+            BackupInfo(
+                id=backup_id(name),
+                name=name,
+                created_at=created,
+                bytes=size,
+                encrypted=name.endswith(".enc"),
+                verified=verified[name].ok if name in verified else None,
+                verified_at=verified[name].verified_at if name in verified else None,
+            )
+            for name, size in archives.items()
+            if (created := timestamp_of(self._service, name)) is not None
+        ]
         return sorted(found, key=lambda b: b.created_at, reverse=True)
 
     async def _resolve(self, name: str) -> str:
-        """`latest` or a name; refuses anything that is not one of our archive names."""
+        """`latest`, an archive name, or a unique prefix of an ID or a name (see `ids`)."""
+        if archive_pattern(self._service).match(name) is not None:
+            if timestamp_of(self._service, name) is None:  # our pattern, an impossible date
+                raise NotFoundError(f"no backup named {name!r}")
+            return name
+        backups = await self.backups()
         if name == "latest":
-            backups = await self.backups()
             if not backups:
                 raise NotFoundError("there are no backups yet")
             return backups[0].name
-        if archive_pattern(self._service).match(name) is None:
-            raise InvalidArgumentError(f"{name[:120]!r} is not a backup archive name")
-        if (
-            timestamp_of(self._service, name) is None
-        ):  # our pattern, an impossible date: no such archive can exist
-            raise NotFoundError(f"no backup named {name!r}")
-        return name
+        return match_backup(name, [b.name for b in backups], service=self._service)
+
+    async def show(self, name: str) -> BackupInfo:
+        """One archive, named as every command takes it."""
+        name = await self._resolve(name)
+        found = next((b for b in await self.backups() if b.name == name), None)
+        if found is None:
+            raise NotFoundError(f"no backup named {name!r} in {self.target.description}")
+        return found
 
     # --- verify ------------------------------------------------------------------------
     async def verify(self, name: str) -> VerifyReport:
@@ -241,6 +272,7 @@ class BackupManager:
             )
         await self._db.dispose()  # pooled connections may describe the old file or schema
         await self._db.ensure_schema(upgrade=True)
+        self._events_ready = False  # the restored copy may predate ops' tables
         # The restored data predates the safety backup; record it again so its age stays known.
         await self._record("create", safety.name, ok=True, detail="safety backup taken before a restore")
         await self._record("restore", name, ok=True, detail=f"safety backup {safety.name}")
@@ -262,8 +294,10 @@ class BackupManager:
         kept = [b.name for b in backups if b.created_at in keep]
         doomed = [b.name for b in backups if b.created_at not in keep]
         if not dry_run:
+            listing = [name for name, _ in await anyio.to_thread.run_sync(self.target.names)]
             for name in doomed:
                 await anyio.to_thread.run_sync(self.target.delete, name)
+                await anyio.to_thread.run_sync(self._ledger.forget, name, listing)
             log.info("backups_pruned", deleted=len(doomed), kept=len(kept))
         return PruneReport(dry_run=dry_run, kept=kept, deleted=doomed)
 
@@ -289,24 +323,24 @@ class BackupManager:
         self._listeners.append(listener)
 
     async def _record(self, kind: str, archive: str, *, ok: bool, detail: str) -> None:
-        await self._insert_event(kind, archive, ok=ok, detail=detail)
+        at = datetime.now(UTC)
+        if kind == "verify":  # first where a restore cannot take it back, then in the database
+            await anyio.to_thread.run_sync(lambda: self._ledger.write(archive, ok=ok, detail=detail, at=at))
+        await self._insert_event(kind, archive, ok=ok, detail=detail, at=at)
         for listener in self._listeners:
             await listener()
 
-    async def _insert_event(self, kind: str, archive: str, *, ok: bool, detail: str) -> None:
+    async def prepare(self) -> None:
+        """Bring ops' tables in this database to head (once per manager, and after a restore)."""
+        if not self._events_ready:
+            await upgrade_ops_schema(self._db)
+            self._events_ready = True
+
+    async def _insert_event(self, kind: str, archive: str, *, ok: bool, detail: str, at: datetime) -> None:
+        await self.prepare()
         async with self._db.session() as session:
-            if not self._events_ready:
-                await ensure_events_table(session)
-                self._events_ready = True
             session.add(
-                BackupEvent(
-                    id=new_id(),
-                    kind=kind,
-                    archive=archive,
-                    ok=ok,
-                    detail=detail,
-                    created_at=datetime.now(UTC),
-                )
+                BackupEvent(id=new_id(), kind=kind, archive=archive, ok=ok, detail=detail, created_at=at)
             )
 
     async def last_success(self, kind: str) -> BackupEvent | None:
@@ -321,6 +355,31 @@ class BackupManager:
             )
 
     async def last_event(self, kind: str) -> BackupEvent | None:
+        """The newest event of `kind`; for "verify", the newer of the database's and the ledger's
+        (after a restore the database may not know the latest verification)."""
+        event = await self._last_logged(kind)
+        if kind != "verify":
+            return event
+        latest = await self._latest_verification()
+        if latest is None or (event is not None and event.created_at >= latest.verified_at):
+            return event
+        detail = None if latest.ok else await anyio.to_thread.run_sync(self._ledger.detail, latest)
+        return BackupEvent(
+            id=new_id(),
+            kind=kind,
+            archive=latest.archive,
+            ok=latest.ok,
+            detail=detail,
+            created_at=latest.verified_at,
+        )
+
+    async def _latest_verification(self) -> Verification | None:
+        listing = [name for name, _ in await anyio.to_thread.run_sync(self.target.names)]
+        archives = {name for name in listing if timestamp_of(self._service, name) is not None}
+        records = parse_records(listing, archives).values()
+        return max(records, key=lambda v: v.verified_at, default=None)
+
+    async def _last_logged(self, kind: str) -> BackupEvent | None:
         async with self._db.session() as session:
             if not await events_table_exists(session):
                 return None
