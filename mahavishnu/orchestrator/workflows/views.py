@@ -7,9 +7,10 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from mahavishnu.orchestrator.workflows.models import DeadLetter, RepoRun, Workflow
+from mahavishnu.orchestrator.workflows.models import Attempt, DeadLetter, RepoRun, Workflow
 
 __all__ = [
+    "AttemptView",
     "DeadLetterPage",
     "DeadLetterView",
     "RunView",
@@ -52,6 +53,35 @@ class RunView(BaseModel):
             finished_at=run.finished_at,
             output_tail=run.output_tail,
             error=run.error,
+        )
+
+
+class AttemptView(BaseModel):
+    """One execution of a repo run. `output_tail` is the database's tail for the run's latest
+    attempt; for an earlier one, the end of its log file when this machine has it (else None)."""
+
+    attempt: int
+    status: str
+    exit_code: int | None
+    duration_seconds: float
+    started_at: datetime
+    finished_at: datetime
+    error: str | None
+    output_tail: str | None = None
+    log_file: str | None = Field(default=None, description="The attempt's log, when this machine has it.")
+
+    @classmethod
+    def of(cls, row: Attempt, *, output_tail: str | None, log_file: str | None) -> AttemptView:
+        return cls(
+            attempt=row.attempt,
+            status=row.status,
+            exit_code=row.exit_code,
+            duration_seconds=row.duration_seconds,
+            started_at=row.started_at,
+            finished_at=row.finished_at,
+            error=row.error,
+            output_tail=output_tail,
+            log_file=log_file,
         )
 
 
@@ -136,6 +166,7 @@ class WorkflowStatistics(BaseModel):
 
 class DeadLetterView(BaseModel):
     dead_letter_id: str
+    run_id: str
     workflow_id: str
     workflow: str
     repo: str
@@ -151,6 +182,7 @@ class DeadLetterView(BaseModel):
     def of(cls, entry: DeadLetter) -> DeadLetterView:
         return cls(
             dead_letter_id=entry.id,
+            run_id=entry.run_id,
             workflow_id=entry.workflow_id,
             workflow=entry.workflow_name,
             repo=entry.repo,

@@ -20,6 +20,7 @@ from mahavishnu.orchestrator.workflows.definitions import WorkflowDefinition
 from mahavishnu.orchestrator.workflows.local.config import EngineConfig
 from mahavishnu.orchestrator.workflows.local.groups import GroupGuard, reap_dead_ledgers
 from mahavishnu.orchestrator.workflows.local.process import Cancellation, ProcessResult, run_attempt
+from mahavishnu.orchestrator.workflows.local.run_logs import log_file
 from mahavishnu.orchestrator.workflows.metrics import WorkflowMetrics
 from mahavishnu.orchestrator.workflows.records import Claimed, Outcome
 from mahavishnu.platform.observability import get_logger, trace_context
@@ -45,7 +46,7 @@ def execute(
     """Run one attempt in worker thread `slot` (blocking) and return its outcome. `began` hears
     the moment it starts; a run cancelled while it waited for a slot never starts."""
     started_at = datetime.now(UTC)
-    log_path = config.log_dir / claimed.workflow_id / f"{claimed.run_id}.{claimed.attempt}.log"
+    log_path = log_file(config.log_dir, claimed.workflow_id, claimed.run_id, claimed.attempt)
     if cancel.requested:
         result = ProcessResult(None, False, True, 0.0, "", 0, "cancelled before it started")
         return Outcome(claimed, result, started_at, str(log_path), started=False)
