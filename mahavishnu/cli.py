@@ -7,6 +7,7 @@ are registered, and `serve [SERVICE]` and `token create --service` work from tha
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -55,12 +56,37 @@ _TTL = re.compile(r"^(\d+)([smhd]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
+_config_flag: dict[str, Path] = {}
+"""The file `--config` named, if any: applied to each service a command resolves (`_entry`)."""
+
+
 @app.callback()
-def _main() -> None:
+def _main(
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="The settings file of the service the command addresses (instead of "
+            "MAHAVISHNU_CONFIG / <PREFIX>CONFIG, or ~/.config/mahavishnu/<service>.yaml).",
+        ),
+    ] = None,
+) -> None:
     """Command output goes to stdout; log lines of every command but `serve` go to stderr."""
     from mahavishnu.platform.observability import configure_logging
 
     configure_logging("WARNING", "console", stream=sys.stderr)
+    if config is not None:
+        if not config.is_file():
+            err.print(f"[red]error:[/red] no settings file at {config.absolute()} (--config)")
+            raise typer.Exit(2)
+        _config_flag["file"] = config.absolute()
+        _use_config_flag(MahavishnuSettings)  # the workflow, repos and db commands are Mahavishnu's
+
+
+def _use_config_flag(settings_cls: type[PlatformSettings]) -> None:
+    """`--config` as the service's own variable, so every layer that loads its settings reads it."""
+    if "file" in _config_flag:
+        os.environ[f"{settings_cls.env_prefix}CONFIG"] = str(_config_flag["file"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +124,7 @@ def _entry(name: str) -> ServiceEntry[Any]:
     if entry is None:
         err.print(f"[red]error:[/red] no service named {name!r}; choose one of: {', '.join(SERVICES)}")
         raise typer.Exit(2)
+    _use_config_flag(entry.settings)
     return entry
 
 
@@ -133,7 +160,7 @@ def serve(
     stdio: Annotated[bool, typer.Option("--stdio", help="Serve one client over stdin/stdout.")] = False,
 ) -> None:
     """Start an MCP server (Streamable HTTP on /mcp, or stdio): Mahavishnu unless SERVICE names another."""
-    from mahavishnu.platform.server import run_service
+    from mahavishnu.platform.server import StartupError, run_service
 
     entry = _entry(service)
     try:
@@ -144,6 +171,9 @@ def serve(
             overrides={"host": host, "port": port, "repos_file": repos},
             stdio=stdio,
         )
+    except StartupError as exc:  # the settings are fine; the port, the database... are not
+        err.print(f"[red]cannot start:[/red] {exc.message}")
+        raise typer.Exit(1) from None
     except ConfigurationError as exc:
         err.print(f"[red]refusing to start:[/red] {exc.message}")
         raise typer.Exit(2) from None
@@ -158,17 +188,24 @@ def _version() -> str:
 @config_app.command("show")
 def config_show(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of YAML.")] = False,
+    service: Annotated[
+        str, typer.Option(help=f"The service whose settings to show, one of: {', '.join(SERVICES)}.")
+    ] = "mahavishnu",
 ) -> None:
-    """Print the effective settings (secrets masked) and the files they came from."""
+    """Print the effective settings (secrets masked), the settings file and the data folder."""
     import yaml
 
-    settings = _load(MahavishnuSettings)
+    settings = _load(_entry(service).settings)
     data = settings.redacted()
     if as_json:
         typer.echo(json.dumps(data, indent=2, sort_keys=True))
         return
-    files = ", ".join(str(f) for f in settings.config_files()) or "none (defaults and environment only)"
-    typer.echo(f"# settings files: {files}")
+    settings_file = settings.settings_file()
+    found = "" if settings_file.is_file() else " (not found: defaults and environment only)"
+    typer.echo(f"# settings file: {settings_file}{found}")
+    for extra in (f for f in settings.config_files() if f != settings_file):
+        typer.echo(f"# environment file: {extra}")
+    typer.echo(f"# data folder: {settings.data_dir.absolute()}")
     typer.echo(yaml.safe_dump(data, sort_keys=True).rstrip())
 
 

@@ -27,7 +27,7 @@ __all__ = ["create_mahavishnu", "mahavishnu_ops"]
 
 def create_mahavishnu(settings: MahavishnuSettings, metrics: Metrics) -> Service:
     """Mahavishnu as served: its own tools, plus the admin backup tools and gauges over its database."""
-    db = Database.from_settings(settings)
+    db = Database.from_settings(settings, create=True)  # serving owns the data: a first start makes it
     service = create_service(settings, metrics, db=db)
     return attach_backups(service, settings, db, metrics, files=_backup_files(settings))
 

@@ -43,6 +43,17 @@ def require_capability(what: str) -> None:
     pytest.skip(what)
 
 
+@pytest.fixture(autouse=True)
+def private_home_folders(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Settings and data default to the XDG folders (~/.config/mahavishnu, ~/.local/share/mahavishnu):
+    every test gets folders of its own, so none reads the user's settings or shares a database.
+    Subprocesses inherit them (environments are built from os.environ)."""
+    home = tmp_path_factory.mktemp("xdg")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
+    return home
+
+
 @pytest.fixture
 def redis_url() -> Iterator[str]:
     require_service("Redis", "127.0.0.1", 6379)

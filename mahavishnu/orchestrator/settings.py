@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from mahavishnu.orchestrator.workflows.definitions import WorkflowDefinition, builtin_workflows
 from mahavishnu.platform.settings import ROOT_MIGRATIONS, PlatformSettings
@@ -39,10 +39,12 @@ class MahavishnuSettings(
     migrations=ROOT_MIGRATIONS,
 ):
     env_file_template = "{env}.yaml"
-    """`settings/<env>.yaml`, as before services had files of their own: deployments have them."""
+    """`<env>.yaml` beside the settings file, as before services had files of their own:
+    deployments have them."""
 
     repos_file: Path = Path("repos.yaml")
-    """The repository manifest. Missing means an empty manifest (with a hint in the log)."""
+    """The repository manifest; unset means `repos.yaml` beside the settings file (so every
+    working folder sees one manifest). Missing means an empty manifest (with a hint in the log)."""
     allowed_roots: list[Path] = Field(default_factory=lambda: [Path.home()])
     """Every repository path must resolve (symlinks followed) inside one of these folders."""
     roles: list[str] = Field(default_factory=lambda: list(DEFAULT_ROLES))
@@ -65,6 +67,13 @@ class MahavishnuSettings(
     """What happens to runs left `running` by a process that died."""
     lease_seconds: float = Field(default=15.0, gt=0)
     engine_poll_seconds: float = Field(default=0.5, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _manifest_beside_settings(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("repos_file") is None:
+            return {**data, "repos_file": cls.settings_file().parent / "repos.yaml"}
+        return data
 
     def workflow_definitions(self) -> dict[str, WorkflowDefinition]:
         return {**builtin_workflows(self.agent_command), **self.workflows}

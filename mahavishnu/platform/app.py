@@ -18,7 +18,7 @@ from typing import Any
 
 from mcp.server import MCPServer
 from mcp.server.context import ServerMiddleware
-from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
+from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
@@ -28,7 +28,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
 from mahavishnu.platform.auth import ROLES, TokenVerifier
-from mahavishnu.platform.errors import AuthenticationError
+from mahavishnu.platform.errors import AuthenticationError, PlatformError
 from mahavishnu.platform.health import ComponentHealth, HealthCheck, HealthReport, HealthState, evaluate
 from mahavishnu.platform.http import HostOriginGuard, McpGate, RequestObserver, bearer_token
 from mahavishnu.platform.mcp import ResourceSpec, ToolSpec, build_mcp_server
@@ -95,6 +95,12 @@ class Platform:
     mcp: MCPServer
     metrics: Metrics
     health: HealthState = field(default_factory=HealthState)
+    failures: list[str] = field(default_factory=list)
+    """Why the lifespan's start-up failed, when it did (one line each), for the runner to say."""
+
+    @property
+    def startup_failure(self) -> str | None:
+        return self.failures[0] if self.failures else None
 
 
 def build_mcp(
@@ -120,6 +126,8 @@ def _host_origin_guard(settings: PlatformSettings) -> HostOriginGuard | None:
 
 
 def build_app(service: Service, metrics: Metrics) -> Platform:
+    """The service behind the platform's pipeline: `/mcp` through `McpGate`, the health, readiness,
+    metrics and OAuth metadata routes, and a lifespan that runs the service's background job."""
     settings = service.settings
     limiter = RateLimiter.from_settings(settings, metrics)
     state = HealthState()
@@ -127,21 +135,7 @@ def build_app(service: Service, metrics: Metrics) -> Platform:
     if limiter is not None:
         checks.append(HealthCheck("rate_limit", _limiter_probe(limiter)))
     server = build_mcp(service, metrics, state, checks)
-    # Two stateless transports over one server: JSON answers by default, and an SSE stream for a
-    # request that carries a progress token, so its progress notifications can reach the client.
-    # The gate checks Host/Origin (before auth and rate limits); the SDK need not check again.
-    checked_by_gate = TransportSecuritySettings(enable_dns_rebinding_protection=False)
-    managers = []
-    for json_response in (True, False):
-        server.streamable_http_app(
-            stateless_http=True,
-            json_response=json_response,
-            max_request_body_size=settings.max_body_bytes,
-            transport_security=checked_by_gate,
-        )
-        managers.append(server.session_manager)
-    json_manager, streaming_manager = managers
-    addresses = ClientAddressResolver(settings.trusted_proxies)
+    json_manager, streaming_manager = _transports(server, settings)
     verifier = TokenVerifier.from_settings(settings)
     gate = McpGate(
         StreamableHTTPASGIApp(json_manager),
@@ -155,6 +149,47 @@ def build_app(service: Service, metrics: Metrics) -> Platform:
         metrics=metrics,
         resource_metadata_url=settings.resource_url + METADATA_PATH,
     )
+    failures: list[str] = []
+    lifespan = _lifespan(service, metrics, state, failures, json_manager.run, streaming_manager.run)
+    routes = [
+        Route("/mcp", endpoint=gate),
+        *_platform_routes(service, metrics, state, checks, verifier),
+        *service.routes,
+    ]
+    starlette = Starlette(routes=routes, lifespan=lifespan)
+    addresses = ClientAddressResolver(settings.trusted_proxies)
+    observed = RequestObserver(starlette, metrics=metrics, addresses=addresses)
+    return Platform(app=observed, mcp=server, metrics=metrics, health=state, failures=failures)
+
+
+def _transports(
+    server: MCPServer, settings: PlatformSettings
+) -> tuple[StreamableHTTPSessionManager, StreamableHTTPSessionManager]:
+    """Two stateless transports over one server: JSON answers by default, and an SSE stream for
+    a request that carries a progress token, so its progress notifications can reach the client.
+    The gate checks Host/Origin (before auth and rate limits); the SDK need not check again."""
+    checked_by_gate = TransportSecuritySettings(enable_dns_rebinding_protection=False)
+    managers = []
+    for json_response in (True, False):
+        server.streamable_http_app(
+            stateless_http=True,
+            json_response=json_response,
+            max_request_body_size=settings.max_body_bytes,
+            transport_security=checked_by_gate,
+        )
+        managers.append(server.session_manager)
+    return managers[0], managers[1]
+
+
+def _platform_routes(
+    service: Service,
+    metrics: Metrics,
+    state: HealthState,
+    checks: Sequence[HealthCheck],
+    verifier: TokenVerifier | None,
+) -> list[BaseRoute]:
+    """`/health`, `/ready`, `/metrics` and the OAuth protected-resource metadata (RFC 9728)."""
+    settings = service.settings
 
     async def health(request: Request) -> Response:
         report = await evaluate(checks, state)
@@ -183,9 +218,37 @@ def build_app(service: Service, metrics: Metrics) -> Platform:
             }
         )
 
+    return [
+        Route("/health", health, methods=["GET"]),
+        Route("/ready", ready, methods=["GET"]),
+        Route("/metrics", prometheus, methods=["GET"]),
+        Route(METADATA_PATH, resource_metadata, methods=["GET"]),
+        Route(METADATA_PATH + "/mcp", resource_metadata, methods=["GET"]),
+    ]
+
+
+def _lifespan(
+    service: Service,
+    metrics: Metrics,
+    state: HealthState,
+    failures: list[str],
+    *transports: Callable[[], AbstractAsyncContextManager[None]],
+) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
+    """Start the transports and the service's background job before the first request, stop them
+    after the last. A start-up step that fails is written down in `failures` (one line) before
+    the error goes on to uvicorn, which ends the start; the runner then says why."""
+
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        async with json_manager.run(), streaming_manager.run(), _maybe(service.background):
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                for transport in transports:
+                    await stack.enter_async_context(transport())
+                await stack.enter_async_context(_maybe(service.background))
+            except Exception as exc:
+                failures.append(_one_line(exc))
+                log.error("service_start_failed", service=service.name, problem=failures[-1])
+                raise
             # Everything loaded so far (modules, settings, the manifest) lives as long as the
             # process: keep it out of the cyclic collector's full passes, which would otherwise
             # walk it again and again under request load.
@@ -199,18 +262,15 @@ def build_app(service: Service, metrics: Metrics) -> Platform:
                 metrics.up.set(0)
                 log.info("service_stopping", service=service.name)
 
-    routes = [
-        Route("/mcp", endpoint=gate),
-        Route("/health", health, methods=["GET"]),
-        Route("/ready", ready, methods=["GET"]),
-        Route("/metrics", prometheus, methods=["GET"]),
-        Route(METADATA_PATH, resource_metadata, methods=["GET"]),
-        Route(METADATA_PATH + "/mcp", resource_metadata, methods=["GET"]),
-        *service.routes,
-    ]
-    starlette = Starlette(routes=routes, lifespan=lifespan)
-    observed = RequestObserver(starlette, metrics=metrics, addresses=addresses)
-    return Platform(app=observed, mcp=server, metrics=metrics, health=state)
+    return lifespan
+
+
+def _one_line(exc: BaseException) -> str:
+    """A platform error's message as is; anything else as its type and first line."""
+    if isinstance(exc, PlatformError):
+        return exc.message
+    text = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
 
 
 def build_stdio(service: Service, metrics: Metrics) -> MCPServer:

@@ -1,10 +1,13 @@
 """The database: one async SQLAlchemy engine, SQLite (embedded) or PostgreSQL, with Alembic.
 
 SQLite runs in WAL mode with a busy timeout so the server and a CLI command
-can share the file. PostgreSQL is used when a `postgresql://` URL is
-configured (driver asyncpg); an optional schema keeps several deployments
-(or tests) apart in one database. Start-up refuses a schema newer than this
-code, and upgrades an older one only when told to.
+can share the file. Only a `Database` opened with `create=True` (the server, migrations, a run)
+makes a missing SQLite file; any other refuses with `NoDatabaseError` ("no database at PATH"),
+so a command that only reads never answers "nothing" from an empty file it has just made.
+
+PostgreSQL is used when a `postgresql://` URL is configured (driver asyncpg); an optional
+schema keeps several deployments (or tests) apart in one database. Start-up refuses a schema
+newer than this code, and upgrades an older one only when told to.
 
 Each service brings its own Alembic tree as a `MigrationSet` (folder and version
 table), so services share one database without sharing a migration history; the
@@ -31,10 +34,21 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from mahavishnu.platform.errors import ConfigurationError, UnavailableError
+from mahavishnu.platform.errors import ConfigurationError, NotFoundError, UnavailableError
 from mahavishnu.platform.settings import ROOT_MIGRATIONS, MigrationSet, PlatformSettings
 
-__all__ = ["Database", "MigrationSet", "SchemaState", "normalize_url", "run_migrations"]
+__all__ = ["Database", "MigrationSet", "NoDatabaseError", "SchemaState", "normalize_url", "run_migrations"]
+
+
+class NoDatabaseError(NotFoundError):
+    """The settings point at a SQLite file that does not exist, and this opening may not create it."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(
+            f"no database at {path}: nothing has been stored with these settings yet "
+            "(`mahavishnu config show` names the settings file and data folder in use)"
+        )
+        self.path = path
 
 
 def normalize_url(url: str) -> str:
@@ -67,6 +81,10 @@ class Database:
     refuse). Its default, Mahavishnu's tree, serves the callers written before services had
     trees of their own (the workflow and ops commands, the bench); new code passes the set
     of its service, usually through `from_settings`.
+
+    `create` says whether a missing SQLite file may be made: True for whoever owns the data (the
+    server, a migration, a run), False for a command that only reads, which then gets a
+    `NoDatabaseError` on its first connection instead of an empty database.
     """
 
     def __init__(
@@ -78,33 +96,47 @@ class Database:
         pool_min_size: int = 10,
         pool_max_size: int = 20,
         echo: bool = False,
+        create: bool = True,
     ) -> None:
         self.url = normalize_url(url)
         self.schema = schema
         self.migrations = migrations
         self._pool = (pool_min_size, max(pool_max_size, pool_min_size))
         self.dialect = make_url(self.url).get_backend_name()
+        self.create = create
         self.engine: AsyncEngine = create_async_engine(self.url, echo=echo, **self._engine_options())
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            if not create and self.sqlite_path is not None:
+                event.listen(self.engine.sync_engine, "do_connect", _refuse_missing(self.sqlite_path))
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @classmethod
-    def from_settings(cls, settings: PlatformSettings) -> Database:
-        """The service's database: its URL, schema, pool and migration tree, all from its settings."""
+    def from_settings(cls, settings: PlatformSettings, *, create: bool = False) -> Database:
+        """The service's database: its URL, schema, pool and migration tree, all from its settings.
+
+        By default it opens only a database that exists (ops commands: backups, readiness);
+        the code that owns the data (serving, migrating) passes `create=True`.
+        """
         return cls(
             settings.effective_database_url,
             schema=settings.database_schema,
             migrations=settings.migrations,
             pool_min_size=settings.db_pool_min_size,
             pool_max_size=settings.db_pool_max_size,
+            create=create,
         )
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The SQLite file, when this is one (not in memory)."""
+        database = make_url(self.url).database if self.dialect == "sqlite" else None
+        return Path(database) if database and database != ":memory:" else None
 
     def _engine_options(self) -> dict[str, Any]:
         if self.dialect == "sqlite":
-            database = make_url(self.url).database
-            if database and database != ":memory:":
-                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            if self.create and self.sqlite_path is not None:
+                self.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
             return {"connect_args": {"timeout": 30}}
         keep, most = self._pool
         return {
@@ -258,6 +290,16 @@ def _schema_args(url: str, schema: str | None) -> dict[str, Any]:
 
 def _current_revision(conn: Connection, version_table: str) -> str | None:
     return MigrationContext.configure(conn, opts={"version_table": version_table}).get_current_revision()
+
+
+def _refuse_missing(path: Path) -> Any:
+    """A `do_connect` hook: SQLite would make the missing file; say there is none instead."""
+
+    def check(*_: Any) -> None:
+        if not path.exists():
+            raise NoDatabaseError(path)
+
+    return check
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:

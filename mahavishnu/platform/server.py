@@ -1,34 +1,61 @@
 """Running a service: `run_service` from settings class to a serving process, over uvicorn
-(HTTP, graceful stop on SIGTERM) or stdio."""
+(HTTP, graceful stop on SIGTERM) or stdio.
+
+A service that cannot start says why in one line and exits at once: the listening socket is
+bound before anything else starts (a busy port is the first thing known, and `listening` is
+logged only once the server accepts connections), the database is checked before the server
+starts, and a start-up step that fails inside the lifespan ends the process with its reason
+instead of leaving it waiting on tasks that will never finish.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import signal
+import socket
 import sys
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager
 from types import FrameType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import uvicorn
-from mcp.server import MCPServer
 
-from mahavishnu.platform.app import Platform, Service, build_app, build_stdio
-from mahavishnu.platform.db import Database
 from mahavishnu.platform.errors import ConfigurationError
-from mahavishnu.platform.health import HealthState
 from mahavishnu.platform.observability import Metrics, configure_logging, configure_tracing, get_logger
-from mahavishnu.platform.settings import PlatformSettings
+from mahavishnu.platform.settings import PlatformSettings, mask_url
 
-__all__ = ["SCHEMA_CHECK_SECONDS", "check_schema", "run_service", "serve_http", "serve_stdio"]
+if TYPE_CHECKING:  # the MCP SDK, Starlette and SQLAlchemy load after the port is bound (see run_service)
+    from mcp.server import MCPServer
+
+    from mahavishnu.platform.app import Platform, Service
+    from mahavishnu.platform.health import HealthState
+
+__all__ = [
+    "SCHEMA_CHECK_SECONDS",
+    "StartupError",
+    "bind_socket",
+    "check_schema",
+    "run_service",
+    "serve_http",
+    "serve_stdio",
+]
 
 S = TypeVar("S", bound=PlatformSettings)
 SCHEMA_CHECK_SECONDS = 15.0
+LEFTOVER_TASK_SECONDS = 1.0
+"""After the server stops (or fails to start): how long tasks still pending may take to finish
+on cancellation before the process exits without them."""
 log = get_logger("mahavishnu.server")
+
+
+class StartupError(ConfigurationError):
+    """The service could not start for a reason outside its settings' validity (a busy port, an
+    unreachable database, a failing start-up step); the message is one line for the operator."""
 
 
 def run_service(
@@ -43,8 +70,9 @@ def run_service(
 
     Everything that names the service follows from its settings class: the variables read, the
     port, the metric prefix, the `service_name` of every log line and the traces' `service.name`.
-    A reason not to start (bad or insecure settings, a schema this code cannot use) is raised as a
-    ConfigurationError whose message is one line for the operator; the caller prints it.
+    A reason not to start (bad or insecure settings, a busy port, a database that cannot be used)
+    is raised as a ConfigurationError (a StartupError when the settings themselves are fine)
+    whose message is one line for the operator; the caller prints it.
     """
     settings = settings_cls.load(**(overrides or {}))
     stream = sys.stderr if stdio else sys.stdout  # over stdio, stdout carries the protocol
@@ -52,32 +80,90 @@ def run_service(
     settings.ensure_secure(listening=not stdio)
     for warning in settings.insecure_warnings(listening=not stdio):
         log.warning("insecure_configuration", problem=warning)
-    check_schema(settings)
-    tracer_provider = configure_tracing(settings.service_name, version, settings.otel_exporter_otlp_endpoint)
-    metrics = Metrics(prefix=settings.metric_prefix)
-    try:
+    _log_home(settings)
+    with contextlib.ExitStack() as stack:
+        # First, before the heavy imports below: a busy port is known in well under a second.
+        sock = None if stdio else stack.enter_context(contextlib.closing(bind_socket(settings)))
+        from mahavishnu.platform.app import build_app, build_stdio
+
+        check_schema(settings)
+        tracer_provider = configure_tracing(
+            settings.service_name, version, settings.otel_exporter_otlp_endpoint
+        )
+        stack.callback(tracer_provider.shutdown)  # flush spans still queued for the OTLP exporter
+        metrics = Metrics(prefix=settings.metric_prefix)
         service = factory(settings, metrics)
-        if stdio:
+        if sock is None:
             serve_stdio(build_stdio(service, metrics), service.background)
         else:
-            serve_http(build_app(service, metrics), settings)
-    finally:
-        tracer_provider.shutdown()  # flush spans still queued for the OTLP exporter
+            serve_http(build_app(service, metrics), settings, sock)
+
+
+def _log_home(settings: PlatformSettings) -> None:
+    """Which settings file and data folder this process uses: the working folder changes neither."""
+    settings_file = settings.settings_file()
+    log.info(
+        "settings",
+        settings_file=str(settings_file),
+        settings_file_found=settings_file.is_file(),
+        files_read=[str(f) for f in settings.config_files()],
+        data_dir=str(settings.data_dir.absolute()),
+        database=mask_url(settings.effective_database_url),
+    )
+
+
+def bind_socket(settings: PlatformSettings) -> socket.socket:
+    """The listening socket, bound before anything else starts: a busy port is a StartupError
+    naming the address and how to choose another, not a log line after a full start."""
+    prefix = settings.env_prefix
+    address = f"[{settings.host}]" if ":" in settings.host else settings.host
+    where = f"{address}:{settings.port}"
+    try:
+        family, kind, proto, _, sockaddr = socket.getaddrinfo(
+            settings.host, settings.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise StartupError(
+            f"cannot listen on {where}: {exc.strerror}; choose another address with --host or {prefix}HOST"
+        ) from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(sockaddr)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise StartupError(_bind_problem(where, exc, prefix)) from None
+    return sock
+
+
+def _bind_problem(where: str, exc: OSError, prefix: str) -> str:
+    port_hint = f"choose another port with --port PORT or {prefix}PORT"
+    if exc.errno == errno.EADDRINUSE:
+        return f"{where} is already in use (another process listens there); {port_hint}"
+    if exc.errno == errno.EACCES:
+        return f"not allowed to listen on {where} (ports below 1024 need privileges); {port_hint}"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"{where} is not an address of this machine; choose another with --host or {prefix}HOST"
+    return f"cannot listen on {where}: {exc.strerror or exc}"
 
 
 def check_schema(settings: PlatformSettings) -> None:
-    """Refuse a schema this version cannot use before the server starts (ConfigurationError).
+    """Bring the database to a schema this version can use before the server starts.
 
-    An unreachable database does not stop the start: it is logged, the service starts degraded
-    and its own start-up keeps trying.
+    A schema it must refuse is a ConfigurationError; a database it cannot reach, or that does
+    not answer within SCHEMA_CHECK_SECONDS, is a StartupError naming it (password masked).
+    An outage after the start is the service's to ride out (it serves degraded and retries).
     """
     if settings.migrations is None:
         return
+    from mahavishnu.platform.db import Database
 
     async def check() -> None:
-        db = Database.from_settings(settings)
+        db = Database.from_settings(settings, create=True)
         try:
-            await asyncio.wait_for(db.ensure_schema(upgrade=settings.db_auto_upgrade), SCHEMA_CHECK_SECONDS)
+            async with asyncio.timeout(SCHEMA_CHECK_SECONDS):
+                await db.ensure_schema(upgrade=settings.db_auto_upgrade)
         finally:
             await db.dispose()
 
@@ -86,16 +172,35 @@ def check_schema(settings: PlatformSettings) -> None:
     except ConfigurationError:
         raise
     except Exception as exc:
-        log.warning("database_unreachable_at_start", error=type(exc).__name__, detail=str(exc)[:200])
+        variable = settings.env_names()["database_url"]
+        reason = (
+            f"no answer in {SCHEMA_CHECK_SECONDS:g} s" if isinstance(exc, TimeoutError) else _first_line(exc)
+        )
+        raise StartupError(
+            f"the database at {mask_url(settings.effective_database_url)} is unreachable ({reason}); "
+            f"check {variable} (setting: database_url)"
+        ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
 
 
 class _DrainingServer(uvicorn.Server):
-    """Flags the service as draining the moment a stop signal arrives, so /ready turns 503
-    while uvicorn finishes the requests already in flight."""
+    """Says `listening` once it accepts connections, and flags the service as draining the moment
+    a stop signal arrives, so /ready turns 503 while uvicorn finishes the requests in flight."""
 
-    def __init__(self, config: uvicorn.Config, health: HealthState) -> None:
+    def __init__(self, config: uvicorn.Config, health: HealthState, *, url: str, auth: bool) -> None:
         super().__init__(config)
         self._health = health
+        self._url = url
+        self._auth = auth
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            log.info("listening", url=self._url, auth=self._auth)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -118,11 +223,10 @@ class _DrainingServer(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
-def serve_http(platform: Platform, settings: PlatformSettings) -> None:
+def serve_http(platform: Platform, settings: PlatformSettings, sock: socket.socket) -> None:
+    """Serve on `sock` (from `bind_socket`) until a stop signal; a failed start is a StartupError."""
     config = uvicorn.Config(
         platform.app,
-        host=settings.host,
-        port=settings.port,
         log_config=None,
         access_log=False,
         server_header=False,
@@ -130,8 +234,39 @@ def serve_http(platform: Platform, settings: PlatformSettings) -> None:
         lifespan="on",
         timeout_graceful_shutdown=round(settings.shutdown_grace_seconds),
     )
-    log.info("listening", url=f"http://{settings.host}:{settings.port}/mcp", auth=settings.auth_enabled)
-    _DrainingServer(config, platform.health).run()
+    host, port = sock.getsockname()[:2]
+    address = f"[{host}]" if ":" in host else host
+    server = _DrainingServer(
+        config, platform.health, url=f"http://{address}:{port}/mcp", auth=settings.auth_enabled
+    )
+    try:
+        _run_bounded(server.serve(sockets=[sock]), config.get_loop_factory())
+    except SystemExit:  # uvicorn's word for "the lifespan's start-up failed"
+        reason = platform.startup_failure or "a start-up step failed (see the log)"
+        raise StartupError(reason) from None
+
+
+def _run_bounded(
+    main: Coroutine[Any, Any, None], loop_factory: Callable[[], asyncio.AbstractEventLoop] | None
+) -> None:
+    """`asyncio.run`, except that tasks still pending when `main` ends get LEFTOVER_TASK_SECONDS
+    to finish on cancellation, not forever: one stuck task (a database driver closing a
+    connection whose thread is gone) must not keep a stopped or failed server alive."""
+    loop = loop_factory() if loop_factory is not None else asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(main)
+    finally:
+        try:
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.wait(pending, timeout=LEFTOVER_TASK_SECONDS))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
 
 
 def serve_stdio(

@@ -1,15 +1,14 @@
 """Layered settings shared by every service on the platform.
 
-Precedence, lowest first: field defaults → the base YAML file
-(`settings/<service>.yaml`, or the file `<PREFIX>CONFIG` names) → the
-environment's YAML file (when `<PREFIX>ENV` is set) → the shared deployment
-names (`POSTGRES_URL`, `REDIS_URL`, `OTEL_EXPORTER_OTLP_ENDPOINT`,
-`RATE_LIMIT_*`, `POOL_*_SIZE`) → the service's prefixed environment variables →
-explicit keyword arguments (the CLI's flags).
+Precedence, lowest first: field defaults → the service's settings file (`--config` /
+`<PREFIX>CONFIG`, else `$XDG_CONFIG_HOME/mahavishnu/<service>.yaml`; see `settings_sources`)
+→ the environment's file beside it (when `<PREFIX>ENV` is set) → the shared deployment names
+(`POSTGRES_URL`, `REDIS_URL`, `OTEL_EXPORTER_OTLP_ENDPOINT`, `RATE_LIMIT_*`, `POOL_*_SIZE`) →
+the service's prefixed environment variables → explicit keyword arguments (the CLI's flags).
 
 A service names itself once, in its class statement, and everything that
 differs between services follows from that: the prefix it reads, the port it
-listens on, its token audience, its SQLite file, its metric prefix:
+listens on, its token audience, its settings file, its SQLite file, its metric prefix:
 
     class SessionBuddySettings(
         PlatformSettings, service_name="session-buddy", env_prefix="SESSION_BUDDY_", default_port=8678
@@ -29,16 +28,17 @@ from typing import Any, ClassVar, Literal, Self
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic.fields import FieldInfo
-from pydantic_settings import (
-    BaseSettings,
-    EnvSettingsSource,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    YamlConfigSettingsSource,
-)
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from mahavishnu.platform.errors import ConfigurationError, InsecureConfigurationError
+from mahavishnu.platform.settings_sources import (
+    SHARED_ENV,
+    SharedEnvSource,
+    data_home,
+    legacy_settings_notice,
+    settings_file_for,
+    settings_file_source,
+)
 
 __all__ = [
     "MIN_SECRET_BYTES",
@@ -48,6 +48,7 @@ __all__ = [
     "PlatformSettings",
     "is_loopback",
     "mask_url",
+    "settings_file_for",
 ]
 
 MIN_SECRET_BYTES = 32
@@ -89,47 +90,6 @@ ROOT_MIGRATIONS = MigrationSet(
 """Mahavishnu's tree, the package's first. It keeps Alembic's default table name, so existing
 deployments upgrade in place; every later service names a table of its own."""
 
-SHARED_ENV: Mapping[str, str] = MappingProxyType(
-    {
-        "database_url": "POSTGRES_URL",
-        "db_pool_min_size": "POOL_MIN_SIZE",
-        "db_pool_max_size": "POOL_MAX_SIZE",
-        "redis_url": "REDIS_URL",
-        "otel_exporter_otlp_endpoint": "OTEL_EXPORTER_OTLP_ENDPOINT",
-        "rate_limit_enabled": "RATE_LIMIT_ENABLED",
-        "rate_limit_per_minute": "RATE_LIMIT_PER_MINUTE",
-        "rate_limit_per_hour": "RATE_LIMIT_PER_HOUR",
-        "rate_limit_burst": "RATE_LIMIT_BURST",
-    }
-)
-"""Setting → the deployment-guide name every service reads without its prefix (one database,
-one Redis, one collector and one rate-limit policy per deployment)."""
-
-
-class SharedEnvSource(PydanticBaseSettingsSource):
-    """Reads the unprefixed deployment names a settings class declares in `shared_env`.
-
-    Only those names: a bare `PORT` or `ENV` in the environment belongs to nobody. Values are
-    the raw strings (the shared names are all scalars); validation converts them.
-    """
-
-    def __init__(self, settings_cls: type[BaseSettings], names: Mapping[str, str]) -> None:
-        super().__init__(settings_cls)
-        self._names = names
-
-    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        name = self._names.get(field_name)
-        return (_environ().get(name) if name else None), field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        environ = _environ()
-        return {field: environ[name] for field, name in self._names.items() if name in environ}
-
-
-def _environ() -> dict[str, str]:
-    """The environment by upper-cased name (names are case-insensitive, as for the prefixed ones)."""
-    return {key.upper(): value for key, value in os.environ.items()}
-
 
 class PlatformSettings(BaseSettings):
     """Settings every service needs: listening, auth, limits, storage, observability.
@@ -146,7 +106,7 @@ class PlatformSettings(BaseSettings):
     shared_env: ClassVar[Mapping[str, str]] = SHARED_ENV
     env_file_template: ClassVar[str] = "{service}.{env}.yaml"
     """The environment's YAML file, beside the base one; per service, so two services sharing
-    a `settings/` folder never read each other's keys (unknown keys are refused)."""
+    a settings folder never read each other's keys (unknown keys are refused)."""
 
     model_config = SettingsConfigDict(
         extra="forbid",
@@ -257,8 +217,9 @@ class PlatformSettings(BaseSettings):
     to a valid token; True shows them to everyone."""
 
     # --- storage ----------------------------------------------------------
-    data_dir: Path = Path("var")
-    """Where the embedded SQLite database (`<service>.db`) and other local files live."""
+    data_dir: Path = Field(default_factory=data_home)
+    """Where the embedded SQLite database (`<service>.db`) and other local files live; by default
+    `$XDG_DATA_HOME/mahavishnu`, so every working folder sees the same data."""
     database_url: str | None = None
     """PostgreSQL (or SQLite) URL; unset means SQLite at DATA_DIR/<service>.db. Services may share
     one PostgreSQL database and schema: each migrates its own tables under its own version table."""
@@ -334,16 +295,20 @@ class PlatformSettings(BaseSettings):
         """
         prefixed = EnvSettingsSource(settings_cls, env_prefix=cls.env_prefix)
         shared = SharedEnvSource(settings_cls, cls.shared_env)
-        yaml_sources = [YamlConfigSettingsSource(settings_cls, yaml_file=p) for p in cls.config_files()]
-        return (init_settings, prefixed, shared, *reversed(yaml_sources))
+        files = [settings_file_source(settings_cls, path) for path in cls.config_files()]
+        return (init_settings, prefixed, shared, *reversed(files))
+
+    @classmethod
+    def settings_file(cls) -> Path:
+        """This service's settings file, absolute, present or not (see `settings_file_for`)."""
+        return settings_file_for(cls.service_name, cls.env_prefix)
 
     @classmethod
     def config_files(cls) -> list[Path]:
         """The YAML files this process reads, lowest precedence first (missing ones skipped)."""
-        prefix = cls.env_prefix
-        base = Path(os.environ.get(f"{prefix}CONFIG") or f"settings/{cls.service_name}.yaml")
+        base = cls.settings_file()
         files = [base]
-        env = os.environ.get(f"{prefix}ENV")
+        env = os.environ.get(f"{cls.env_prefix}ENV")
         if env:
             files.append(base.parent / cls.env_file_template.format(service=cls.service_name, env=env))
         return [f for f in files if f.is_file()]
@@ -359,8 +324,13 @@ class PlatformSettings(BaseSettings):
     @classmethod
     def load(cls, **overrides: Any) -> Self:
         """Build settings, turning validation failures into one readable ConfigurationError."""
+        import logging
+
         from pydantic import ValidationError
 
+        notice = legacy_settings_notice(cls.service_name, cls.settings_file())
+        if notice is not None:
+            logging.getLogger("mahavishnu.settings").warning(notice)
         try:
             return cls(**{k: v for k, v in overrides.items() if v is not None})
         except ValidationError as exc:
@@ -419,9 +389,9 @@ class PlatformSettings(BaseSettings):
                 "or an RS256 public key"
             )
         if listening and self._open_to_network() and not self.allow_unauthenticated_network:
-            problems.append(
-                f"refusing to listen on {self.host} without authentication; "
-                f"set {self.env_prefix}AUTH_SECRET or bind to 127.0.0.1 "
+            problems.append(  # said after "refusing to start:", so it does not refuse again
+                f"listening on {self.host} without authentication would make anyone who reaches the "
+                f"port an admin; set {self.env_prefix}AUTH_SECRET or bind to 127.0.0.1 "
                 f"(or accept the risk with {self.env_prefix}ALLOW_UNAUTHENTICATED_NETWORK=true)"
             )
         return problems

@@ -53,7 +53,7 @@ def test_refuses_public_bind_without_auth_in_every_environment(tmp_path: Path, e
     assert time.monotonic() - started < 20
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1
-    assert "refusing to listen on 0.0.0.0 without authentication" in result.stderr
+    assert "refusing to start: listening on 0.0.0.0 without authentication" in result.stderr
     assert "MAHAVISHNU_ALLOW_UNAUTHENTICATED_NETWORK=true" in result.stderr
 
 

@@ -25,7 +25,8 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
         if key.startswith(("MAHAVISHNU_", "ECHO_", "RATE_LIMIT_")) or key in SHARED:
             monkeypatch.delenv(key)
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "settings").mkdir()
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))  # the settings folder: tmp_path/mahavishnu
+    (tmp_path / "mahavishnu").mkdir()
     return tmp_path
 
 
@@ -40,7 +41,8 @@ def test_it_reads_its_own_prefix_and_not_mahavishnus(monkeypatch: pytest.MonkeyP
     }.items():
         monkeypatch.setenv(name, value)
     echo = EchoSettings.load()
-    assert (echo.port, echo.auth_enabled, echo.data_dir) == (8690, False, Path("var"))
+    data_home = Path(os.environ["XDG_DATA_HOME"]) / "mahavishnu"
+    assert (echo.port, echo.auth_enabled, echo.data_dir) == (8690, False, data_home)
     assert (echo.greeting, echo.log_level) == ("hello", "DEBUG")
     monkeypatch.setenv("ECHO_PORT", "2222")
     assert EchoSettings.load().port == 2222
@@ -74,7 +76,7 @@ def test_it_reads_the_shared_deployment_names(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_its_files_are_its_own(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    settings = clean_env / "settings"
+    settings = clean_env / "mahavishnu"
     (settings / "mahavishnu.yaml").write_text("repos_file: fleet.yaml\nport: 9000\n")
     (settings / "staging.yaml").write_text("repos_file: staging.yaml\n")  # Mahavishnu's env file
     (settings / "echo.yaml").write_text("greeting: from-yaml\n")
@@ -82,9 +84,9 @@ def test_its_files_are_its_own(clean_env: Path, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("ECHO_ENV", "staging")
     echo = EchoSettings.load()
     assert (echo.greeting, echo.port, echo.env) == ("from-yaml", 9100, "staging")
-    assert EchoSettings.config_files() == [Path("settings/echo.yaml"), Path("settings/echo.staging.yaml")]
-    assert echo.effective_database_url.endswith("/var/echo.db")
-    assert MahavishnuSettings.load().effective_database_url.endswith("/var/mahavishnu.db")
+    assert EchoSettings.config_files() == [settings / "echo.yaml", settings / "echo.staging.yaml"]
+    assert echo.effective_database_url.endswith("/mahavishnu/echo.db")
+    assert MahavishnuSettings.load().effective_database_url.endswith("/mahavishnu/mahavishnu.db")
 
 
 def test_its_names_follow_from_the_service_name() -> None:

@@ -24,7 +24,8 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
         }:
             monkeypatch.delenv(key)
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "settings").mkdir()
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))  # the settings folder: tmp_path/mahavishnu
+    (tmp_path / "mahavishnu").mkdir()
     return tmp_path
 
 
@@ -38,10 +39,10 @@ def test_defaults() -> None:
 
 
 def test_layers_apply_in_order(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (clean_env / "settings" / "mahavishnu.yaml").write_text(
+    (clean_env / "mahavishnu" / "mahavishnu.yaml").write_text(
         "port: 9000\nlog_level: DEBUG\nrate_limit_per_hour: 10\n"
     )
-    (clean_env / "settings" / "staging.yaml").write_text("port: 9100\nrate_limit_per_hour: 20\n")
+    (clean_env / "mahavishnu" / "staging.yaml").write_text("port: 9100\nrate_limit_per_hour: 20\n")
     monkeypatch.setenv("MAHAVISHNU_ENV", "staging")
     monkeypatch.setenv("RATE_LIMIT_PER_HOUR", "30")
     settings = MahavishnuSettings.load()
@@ -69,7 +70,7 @@ def test_deployment_guide_names_and_prefixed_twins(monkeypatch: pytest.MonkeyPat
 
 
 def test_invalid_values_are_one_readable_error(clean_env: Path) -> None:
-    (clean_env / "settings" / "mahavishnu.yaml").write_text("port: 70000\nunknown_setting: 1\n")
+    (clean_env / "mahavishnu" / "mahavishnu.yaml").write_text("port: 70000\nunknown_setting: 1\n")
     with pytest.raises(ConfigurationError) as caught:
         MahavishnuSettings.load()
     assert "port" in caught.value.message
@@ -87,9 +88,9 @@ def test_bad_trusted_proxy_is_refused() -> None:
         ({"env": "production"}, "production mode needs"),
         ({"env": "production", "auth_secret": "short"}, "shorter than 32 bytes"),
         ({"env": "development", "auth_secret": "short"}, "shorter than 32 bytes"),
-        ({"env": "staging", "host": "0.0.0.0"}, "refusing to listen on 0.0.0.0"),
-        ({"env": "development", "host": "0.0.0.0"}, "refusing to listen on 0.0.0.0"),
-        ({"env": "test", "host": "10.0.0.5"}, "refusing to listen on 10.0.0.5"),
+        ({"env": "staging", "host": "0.0.0.0"}, "listening on 0.0.0.0 without authentication"),
+        ({"env": "development", "host": "0.0.0.0"}, "listening on 0.0.0.0 without authentication"),
+        ({"env": "test", "host": "10.0.0.5"}, "listening on 10.0.0.5 without authentication"),
         ({"env": "production", "allow_unauthenticated_network": True}, "production mode needs"),
     ],
 )
