@@ -29,7 +29,8 @@ OPS_MIGRATIONS = MigrationSet(
 
 def ops_database(db: Database) -> Database:
     """The same database as `db` (URL and schema), seen through ops' migration tree."""
-    return Database(db.url, schema=db.schema, migrations=OPS_MIGRATIONS, pool_min_size=1, pool_max_size=2)
+    pool = {"pool_min_size": 1, "pool_max_size": 2}
+    return Database(db.url, schema=db.schema, migrations=OPS_MIGRATIONS, create=db.create, **pool)
 
 
 async def upgrade_ops_schema(db: Database) -> SchemaState:

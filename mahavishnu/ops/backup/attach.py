@@ -56,6 +56,7 @@ def attach_backups(
 async def _refresh(gauges: BackupMetrics, backups: BackupManager) -> None:
     while True:
         try:
+            await backups.prepare()  # ops' tables in the service's database, from the start
             await gauges.refresh(backups)
         except Exception as exc:  # the database may be down; the gauges keep their last values
             log.debug("backup_metrics_stale", error=type(exc).__name__)

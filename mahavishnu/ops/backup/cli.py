@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 import typer
 from cryptography.fernet import Fernet
 from pydantic import BaseModel
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -75,6 +76,12 @@ def _emit(model: BaseModel, as_json: bool) -> None:
 
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+IdArgument = Annotated[
+    str,
+    typer.Argument(
+        help="A backup ID (any unique prefix, as `backup list` shows), an archive name, or 'latest'."
+    ),
+]
 ServiceOption = Annotated[
     str, typer.Option("--service", help="The service whose data to back up (a name `serve` knows).")
 ]
@@ -87,24 +94,56 @@ def create(as_json: JsonFlag = False, service: ServiceOption = "mahavishnu") -> 
     _emit(_run(service, lambda m: m.create()), as_json)
 
 
+NAME_COLUMN_FROM = 120
+"""Terminal width from which `backup list` also shows archive names (never cut: IDs are the
+handle, and a name cut in half could not be copied either)."""
+
+
 @backup_app.command("list")
 def list_backups(as_json: JsonFlag = False, service: ServiceOption = "mahavishnu") -> None:
-    """List archives, newest first."""
+    """List archives, newest first, with short IDs that every backup command takes."""
+    from mahavishnu.ops.backup.ids import short_id_length
+
     backups = _run(service, lambda m: m.backups())
     if as_json:
         typer.echo(json.dumps([b.model_dump(mode="json") for b in backups], indent=2))
         return
-    table = Table("name", "created (UTC)", "bytes", "encrypted")
+    if not backups:
+        out.print(f"No backups of {service} yet: mahavishnu backup create --service {service}")
+        return
+    length = short_id_length([b.id for b in backups])
+    with_names = out.width >= NAME_COLUMN_FROM
+    table = Table(box=box.SIMPLE_HEAD)
+    table.add_column("ID", no_wrap=True, min_width=length)
+    for header in ("created (UTC)", "bytes", "encrypted", "verified"):
+        table.add_column(header, no_wrap=True, justify="right" if header == "bytes" else "left")
+    if with_names:
+        table.add_column("name", no_wrap=True)
     for b in backups:
-        table.add_row(
-            b.name, b.created_at.strftime("%Y-%m-%d %H:%M:%S"), str(b.bytes), "yes" if b.encrypted else "no"
-        )
+        cells = [
+            b.id[:length],
+            f"{b.created_at:%Y-%m-%d %H:%M:%S}",
+            str(b.bytes),
+            "yes" if b.encrypted else "no",
+        ]
+        cells.append({None: "never", True: "passed", False: "FAILED"}[b.verified])
+        table.add_row(*cells, *([b.name] if with_names else []))
     out.print(table)
+
+
+@backup_app.command("show")
+def show(
+    name: IdArgument = "latest",
+    as_json: JsonFlag = False,
+    service: ServiceOption = "mahavishnu",
+) -> None:
+    """One archive: its full ID and name, size, and its newest verification."""
+    _emit(_run(service, lambda m: m.show(name)), as_json)
 
 
 @backup_app.command("verify")
 def verify(
-    name: Annotated[str, typer.Argument(help="Archive name or 'latest'.")] = "latest",
+    name: IdArgument = "latest",
     as_json: JsonFlag = False,
     service: ServiceOption = "mahavishnu",
 ) -> None:
@@ -117,14 +156,16 @@ def verify(
 
 @backup_app.command("restore")
 def restore(
-    name: Annotated[str, typer.Argument(help="Archive name or 'latest'.")],
+    name: IdArgument,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
     as_json: JsonFlag = False,
     service: ServiceOption = "mahavishnu",
 ) -> None:
     """Replace the current data with the archive's (a safety backup is taken first)."""
-    if not yes:
-        _confirm_or_cancel(f"Replace the current data with {name}?")
+    if not yes:  # name the archive the answer is about, not the prefix that was typed
+        chosen = _run(service, lambda m: m.show(name))
+        _confirm_or_cancel(f"Replace the current data of {service} with {chosen.name} ({chosen.id[:12]})?")
+        name = chosen.name
     _emit(_run(service, lambda m: m.restore(name)), as_json)
 
 
