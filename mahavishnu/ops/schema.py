@@ -29,8 +29,14 @@ OPS_MIGRATIONS = MigrationSet(
 
 def ops_database(db: Database) -> Database:
     """The same database as `db` (URL and schema), seen through ops' migration tree."""
-    pool = {"pool_min_size": 1, "pool_max_size": 2}
-    return Database(db.url, schema=db.schema, migrations=OPS_MIGRATIONS, create=db.create, **pool)
+    return Database(
+        db.url,
+        schema=db.schema,
+        migrations=OPS_MIGRATIONS,
+        create=db.create,
+        pool_min_size=1,
+        pool_max_size=2,
+    )
 
 
 async def upgrade_ops_schema(db: Database) -> SchemaState:
