@@ -11,8 +11,9 @@ import base64
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from typing import Annotated
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -25,6 +26,7 @@ from mahavishnu.platform.mcp import ToolSpec
 __all__ = ["RepoTools"]
 
 MAX_PAGE = 200
+T = TypeVar("T")
 
 
 class RepoOut(BaseModel):
@@ -51,12 +53,17 @@ class RepoOut(BaseModel):
         )
 
 
-class RepoPage(BaseModel):
-    repos: list[RepoOut]
+class Paged(BaseModel):
+    """What every list-shaped answer ends with: where to resume, and how many match in all."""
+
     next_cursor: str | None = Field(
-        description="Pass back as `cursor` for the next page; null on the last page."
+        description="Pass back as `cursor` (same other arguments) for the next page; null on the last page."
     )
-    total: int = Field(description="How many repositories match the filters in all pages.")
+    total: int = Field(description="How many entries match in all pages.")
+
+
+class RepoPage(Paged):
+    repos: list[RepoOut]
 
 
 class RepoPath(BaseModel):
@@ -64,7 +71,7 @@ class RepoPath(BaseModel):
     path: str
 
 
-class RepoPaths(BaseModel):
+class RepoPaths(Paged):
     paths: list[RepoPath]
 
 
@@ -73,13 +80,46 @@ class RoleCount(BaseModel):
     count: int
 
 
-class RoleList(BaseModel):
+class RoleList(Paged):
     roles: list[RoleCount]
 
 
-class RoleRepos(BaseModel):
+class RoleRepos(Paged):
     role: str
     repos: list[RepoOut]
+
+
+Limit = Annotated[int, Field(ge=1, le=MAX_PAGE, description=f"Entries per page, 1 to {MAX_PAGE}.")]
+Cursor = Annotated[str | None, Field(description="The `next_cursor` of the previous page.")]
+
+
+@dataclass(frozen=True, slots=True)
+class _Page(Generic[T]):
+    items: list[T]
+    next_cursor: str | None
+    total: int
+
+
+def _paginate(
+    items: Sequence[T],
+    name: Callable[[T], str],
+    *,
+    limit: int,
+    cursor: str | None,
+    listing: list[object],
+    order: Callable[[str], Any] = str,
+) -> _Page[T]:
+    """One page of `items` (sorted by `order` of their `name`) after the cursor's, and the next cursor.
+
+    A cursor names the last entry seen, not an offset, so entries added or removed between pages
+    shift nothing; it is bound to `listing` (the tool and its filters), so a cursor from another
+    listing is refused rather than silently misread."""
+    fingerprint = hashlib.sha256(json.dumps(listing).encode()).hexdigest()[:16]
+    after = order(_decode_cursor(cursor, fingerprint)) if cursor else None
+    remaining = [item for item in items if after is None or order(name(item)) > after]
+    page = remaining[:limit]
+    more = len(remaining) > limit
+    return _Page(page, _encode_cursor(name(page[-1]), fingerprint) if more and page else None, len(items))
 
 
 def _encode_cursor(after: str, fingerprint: str) -> str:
@@ -123,8 +163,8 @@ class RepoTools:
         tag: str | None = None,
         role: str | None = None,
         query: str | None = None,
-        limit: Annotated[int, Field(ge=1, le=MAX_PAGE)] = 50,
-        cursor: str | None = None,
+        limit: Limit = 50,
+        cursor: Cursor = None,
     ) -> RepoPage:
         """List the managed git repositories, sorted by name, optionally filtered.
 
@@ -133,17 +173,10 @@ class RepoTools:
         when `next_cursor` is not null, call again with the same filters and `cursor` set to it.
         Cursors stay valid when the manifest is edited between pages.
         """
-        fingerprint = hashlib.sha256(json.dumps([tag, role, query]).encode()).hexdigest()[:16]
-        after = _decode_cursor(cursor, fingerprint) if cursor else None
         matches = self._visible(self._store.manifest.filter(tag=tag, role=role, query=query))
-        # Resume by sort key, not by offset: repos added or removed between pages shift nothing.
-        remaining = [r for r in matches if after is None or name_sort_key(r.name) > name_sort_key(after)]
-        page = remaining[:limit]
-        more = len(remaining) > limit
+        page = _repo_page(matches, limit=limit, cursor=cursor, listing=[tag, role, query])
         return RepoPage(
-            repos=[RepoOut.of(r) for r in page],
-            next_cursor=_encode_cursor(page[-1].name, fingerprint) if more and page else None,
-            total=len(matches),
+            repos=[RepoOut.of(r) for r in page.items], next_cursor=page.next_cursor, total=page.total
         )
 
     async def get_repo(self, name_or_nickname: str) -> RepoOut:
@@ -153,17 +186,37 @@ class RepoTools:
             raise NotFoundError(f"no repository named {name_or_nickname!r}")
         return RepoOut.of(repo)
 
-    async def get_all_repo_paths(self, tag: str | None = None) -> RepoPaths:
-        """Get the absolute folder path of every repository (only those with `tag` when given)."""
+    async def get_all_repo_paths(
+        self, tag: str | None = None, limit: Limit = MAX_PAGE, cursor: Cursor = None
+    ) -> RepoPaths:
+        """Get the absolute folder path of each repository (only those with `tag` when given),
+        by name, in pages of `limit`: pass `next_cursor` back as `cursor` for the next page."""
         repos = self._visible(self._store.manifest.filter(tag=tag))
-        return RepoPaths(paths=[RepoPath(name=r.name, path=str(r.path)) for r in repos])
+        page = _repo_page(repos, limit=limit, cursor=cursor, listing=["paths", tag])
+        paths = [RepoPath(name=r.name, path=str(r.path)) for r in page.items]
+        return RepoPaths(paths=paths, next_cursor=page.next_cursor, total=page.total)
 
-    async def list_roles(self) -> RoleList:
-        """List the roles the repositories play, with how many repositories have each."""
+    async def list_roles(self, limit: Limit = MAX_PAGE, cursor: Cursor = None) -> RoleList:
+        """List the roles the repositories play, with how many repositories have each, by role,
+        in pages of `limit`: pass `next_cursor` back as `cursor` for the next page."""
         counts = Counter(r.role for r in self._visible(self._store.manifest.repos) if r.role)
-        return RoleList(roles=[RoleCount(role=k, count=v) for k, v in sorted(counts.items())])
+        roles = [RoleCount(role=k, count=v) for k, v in sorted(counts.items())]
+        page = _paginate(roles, lambda c: c.role, limit=limit, cursor=cursor, listing=["roles"])
+        return RoleList(roles=page.items, next_cursor=page.next_cursor, total=page.total)
 
-    async def get_repos_by_role(self, role: str) -> RoleRepos:
-        """Get every repository with the given role (see `list_roles` for the roles in use)."""
+    async def get_repos_by_role(self, role: str, limit: Limit = 50, cursor: Cursor = None) -> RoleRepos:
+        """Get the repositories with the given role (see `list_roles` for the roles in use), by
+        name, in pages of `limit`: pass `next_cursor` back as `cursor` for the next page."""
         repos = self._visible(self._store.manifest.filter(role=role))
-        return RoleRepos(role=role, repos=[RepoOut.of(r) for r in repos])
+        page = _repo_page(repos, limit=limit, cursor=cursor, listing=["by_role", role])
+        repos_out = [RepoOut.of(r) for r in page.items]
+        return RoleRepos(role=role, repos=repos_out, next_cursor=page.next_cursor, total=page.total)
+
+
+def _repo_page(
+    repos: Sequence[Repo], *, limit: int, cursor: str | None, listing: list[object]
+) -> _Page[Repo]:
+    """Repositories in the manifest's order (case-insensitive by name), resumed by name."""
+    return _paginate(
+        repos, lambda r: r.name, limit=limit, cursor=cursor, listing=listing, order=name_sort_key
+    )

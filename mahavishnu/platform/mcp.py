@@ -14,13 +14,16 @@ never by its URI, so the label set stays as small as the set of declarations.
 
 Before any of that, `ToolArgumentCheck` judges the arguments: one missing or of
 the wrong type is a malformed request (-32602), one of the right type but out of
-range is a tool error the model can correct, and both say which argument and why
-in one short line instead of pydantic's report.
+range is a tool error the model can correct (code -32602 in `_meta`), and both say
+which argument and why in one short line (`limit: must be between 1 and 200`,
+worded by `arguments.py`) instead of pydantic's report. Descriptions are the
+docstrings without their indentation.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -36,6 +39,7 @@ from opentelemetry.trace import Span, StatusCode
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
+from mahavishnu.platform.arguments import Bounds, describe_errors, is_shape_error, schema_bounds
 from mahavishnu.platform.auth import Principal, Role, current_principal
 from mahavishnu.platform.errors import InvalidArgumentError, PlatformError
 from mahavishnu.platform.http import RequestInfo, request_info
@@ -187,83 +191,59 @@ def _error_result(exc: PlatformError) -> CallToolResult:
 
 
 class ToolArgumentCheck:
-    """Server middleware: validates tools/call arguments against the tool's own schema first.
+    """Server middleware: every argument error of every request in one voice (`arguments.py`).
 
     Left to itself the SDK answers both a wrong type and an out-of-range value with a tool
-    result holding pydantic's multi-line report. Here the same validation (the SDK's, on the
-    tool's `fn_metadata`) runs before the call, and: missing argument or wrong type → JSON-RPC
+    result holding pydantic's multi-line report, and a malformed request of any method with a
+    bare "Invalid request parameters". Here a tool's arguments are validated first, by the SDK's
+    own validation on the tool's `fn_metadata`, and: missing argument or wrong type → JSON-RPC
     -32602 (the request is malformed); a well-typed value that breaks a constraint → an
-    `isError` result with code -32602 in `_meta`, which the model reads and corrects. Valid
-    calls, and tools it does not know, go on unchanged: the SDK answers an unknown name with
-    its own `Unknown tool` result, the shape the conformance baseline records.
+    `isError` result with code -32602 in `_meta`, which the model reads and corrects. Params
+    the SDK refuses for any other method become a -32602 naming the field. Valid calls, and
+    tools it does not know, go on unchanged: the SDK answers an unknown name with its own
+    `Unknown tool` result, the shape the conformance baseline records.
     """
 
     def __init__(self, tools: Mapping[str, Tool], metrics: Metrics) -> None:
-        self._tools = tools
+        self._tools = {name: (tool, schema_bounds(tool.parameters)) for name, tool in tools.items()}
         self._metrics = metrics
 
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
-        params = ctx.params
-        if ctx.method != "tools/call" or not isinstance(params, dict):
+        if ctx.method == "tools/call":
+            refusal = self._check_tool_call(ctx.params)
+            if refusal is not None:
+                return refusal
+        try:
             return await call_next(ctx)
+        except ValidationError as exc:  # the SDK's params model for the method
+            text = describe_errors(exc.errors(), within="params")
+            raise MCPError(INVALID_PARAMS, f"invalid params for {ctx.method}: {text}") from None
+
+    def _check_tool_call(self, params: Mapping[str, Any] | None) -> CallToolResult | None:
+        if not isinstance(params, Mapping):
+            return None
         name, arguments = params.get("name"), params.get("arguments")
         if not isinstance(name, str) or not (arguments is None or isinstance(arguments, dict)):
-            return await call_next(ctx)  # the SDK's params validation answers these with -32602
-        tool = self._tools.get(name)
-        if tool is None:
-            return await call_next(ctx)
+            return None  # the SDK's params validation refuses these, then __call__ words it
+        known = self._tools.get(name)
+        if known is None:
+            return None
+        tool, bounds = known
         try:
             tool.fn_metadata.validate_arguments(arguments or {})
         except ValidationError as exc:
-            return self._refuse(name, exc.errors())
-        return await call_next(ctx)
+            return self._refuse(name, exc.errors(), bounds)
+        return None
 
-    def _refuse(self, name: str, errors: Sequence[ErrorDetails]) -> CallToolResult:
+    def _refuse(self, name: str, errors: Sequence[ErrorDetails], bounds: Bounds) -> CallToolResult:
         self._metrics.tool_calls.labels(name, InvalidArgumentError.outcome).inc()
         info = request_info.get()
         if info is not None:  # the request's access log line says why the tool never ran
             info.tool_outcome = InvalidArgumentError.outcome
-        text = f"invalid arguments for tool {name!r}: " + "; ".join(_describe_error(e) for e in errors)
-        if any(_is_shape_error(e) for e in errors):
+        text = f"invalid arguments for tool {name!r}: {describe_errors(errors, bounds)}"
+        if any(is_shape_error(e) for e in errors):
             raise MCPError(INVALID_PARAMS, text)
         return _error_result(InvalidArgumentError(text))
-
-
-_NOUNS = {
-    "int": "an integer",
-    "float": "a number",
-    "decimal": "a number",
-    "string": "a string",
-    "bool": "a boolean",
-    "list": "an array",
-    "tuple": "an array",
-    "set": "an array",
-    "dict": "an object",
-    "model": "an object",
-    "model_attributes": "an object",
-}
-
-
-def _is_shape_error(error: ErrorDetails) -> bool:
-    """Missing, or the wrong JSON type: the caller broke the schema, not a value constraint."""
-    kind = error["type"]
-    return kind == "missing" or kind == "int_from_float" or kind.endswith(("_type", "_parsing"))
-
-
-def _describe_error(error: ErrorDetails) -> str:
-    """`limit: expected an integer`, `name: required`, `limit: should be less than or equal to
-    200`: the argument's path and what was expected, never the rejected value itself."""
-    path = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"])
-    path = path.lstrip(".") or "arguments"
-    kind = error["type"]
-    if kind == "missing":
-        return f"{path}: required"
-    if _is_shape_error(error):
-        noun = _NOUNS.get(kind.removesuffix("_type").removesuffix("_parsing").removesuffix("_from_float"))
-        if noun is not None:
-            return f"{path}: expected {noun}"
-    message = error["msg"].removeprefix("Input ")
-    return f"{path}: {message[:1].lower()}{message[1:]}"
 
 
 def build_mcp_server(
@@ -305,6 +285,7 @@ def _register_tool(spec: ToolSpec, metrics: Metrics) -> Tool:
         _observed(spec.fn, site, _answer_tool),
         name=spec.name,
         title=spec.title,
+        description=inspect.cleandoc(spec.fn.__doc__ or ""),
         annotations=ToolAnnotations(read_only_hint=spec.read_only, open_world_hint=False),
         structured_output=True,
     )
@@ -316,6 +297,6 @@ def _register_resource(server: MCPServer, spec: ResourceSpec, metrics: Metrics) 
         spec.uri_template,
         name=spec.name,
         title=spec.title,
-        description=spec.description,
+        description=spec.description or inspect.cleandoc(spec.fn.__doc__ or ""),
         mime_type=spec.mime_type,
     )(_observed(spec.fn, site, _answer_resource))

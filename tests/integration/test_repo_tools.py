@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from mcp import Client
 from mcp_types import CallToolResult
 
 from tests.support.client import mcp_client
-from tests.support.server import RunningServer
+from tests.support.repos import make_repos, standard_specs
+from tests.support.server import RunningServer, base_env, start_server
 
 
 def structured(result: CallToolResult) -> dict[str, Any]:
@@ -113,3 +116,81 @@ async def test_repositories_are_resources(open_server: RunningServer) -> None:
         entry = json.loads(content.text)  # type: ignore[union-attr]
         assert entry["name"] == "akosha"
         assert entry["readme_head"].startswith("# akosha")
+
+
+# --- every list-shaped answer is paginated and bounded ------------------------------------------
+
+LISTINGS: list[tuple[str, dict[str, Any], str, str]] = [
+    # tool, its other arguments, the list in the answer, the entry's name field
+    ("list_repos", {"tag": "generated"}, "repos", "name"),
+    ("get_all_repo_paths", {}, "paths", "name"),
+    ("get_repos_by_role", {"role": "tool"}, "repos", "name"),
+    ("list_roles", {}, "roles", "role"),
+]
+
+
+@pytest.fixture(scope="module")
+def big_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """250 generated repositories beside the standard five: more than one page of every listing."""
+    workdir = tmp_path_factory.mktemp("big")
+    server = start_server(workdir, base_env(workdir, make_repos(workdir, standard_specs(250))))
+    yield server
+    server.stop()
+
+
+async def _walk(
+    client: Client, tool: str, args: dict[str, Any], key: str, limit: int
+) -> tuple[list[Any], int]:
+    """Every entry of a listing, page by page; asserts each page's bound and the constant total."""
+    entries: list[Any] = []
+    cursor, totals = None, set()
+    for _ in range(1000):
+        page = structured(await client.call_tool(tool, {**args, "limit": limit, "cursor": cursor}))
+        assert len(page[key]) <= limit
+        totals.add(page["total"])
+        entries += page[key]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert len(totals) == 1
+    return entries, totals.pop()
+
+
+@pytest.mark.parametrize(("tool", "args", "key", "field"), LISTINGS)
+async def test_every_listing_walks_all_entries_once_in_order(
+    big_server: RunningServer, tool: str, args: dict[str, Any], key: str, field: str
+) -> None:
+    async with mcp_client(big_server.url) as client:
+        whole = structured(await client.call_tool(tool, {**args, "limit": 200}))
+        entries, total = await _walk(client, tool, args, key, limit=7 if key != "roles" else 1)
+    names = [entry[field] for entry in entries]
+    assert len(names) == total == len(set(names))
+    assert names == sorted(names, key=lambda n: (n.lower(), n))
+    assert len(whole[key]) == min(total, 200)
+    if key != "roles":
+        assert total >= 125
+
+
+async def test_paths_are_bounded_by_default(big_server: RunningServer) -> None:
+    async with mcp_client(big_server.url) as client:
+        first = structured(await client.call_tool("get_all_repo_paths", {}))
+        assert len(first["paths"]) == 200
+        assert first["total"] == 255
+        assert first["next_cursor"] is not None
+        rest = structured(await client.call_tool("get_all_repo_paths", {"cursor": first["next_cursor"]}))
+        assert len(rest["paths"]) == 55
+        assert rest["next_cursor"] is None
+
+
+async def test_a_cursor_works_only_for_the_listing_that_issued_it(big_server: RunningServer) -> None:
+    async with mcp_client(big_server.url) as client:
+        paths = structured(await client.call_tool("get_all_repo_paths", {"limit": 1}))
+        elsewhere = await client.call_tool(
+            "get_repos_by_role", {"role": "tool", "cursor": paths["next_cursor"]}
+        )
+        assert elsewhere.is_error
+        assert "cursor belongs to a listing with other filters" in elsewhere.content[0].text  # type: ignore[union-attr]
+        other_tag = await client.call_tool(
+            "get_all_repo_paths", {"tag": "rust", "cursor": paths["next_cursor"]}
+        )
+        assert other_tag.is_error
