@@ -42,7 +42,12 @@ async def test_backup_create_service_echo_backs_up_echos_database(tmp_path: Path
     assert [b["name"] for b in json.loads(listed.stdout)] == [name]
 
 
-def test_readiness_service_echo_checks_echos_settings(tmp_path: Path) -> None:
+async def test_readiness_service_echo_checks_echos_settings(tmp_path: Path) -> None:
+    db = Database.from_settings(
+        EchoSettings(data_dir=tmp_path)
+    )  # readiness reads a database, never makes one
+    await db.upgrade()
+    await db.dispose()
     done = _run(["readiness", "--service", "echo", "--json", "--min-score", "0"], tmp_path)
     assert done.returncode == 0, done.stderr
     checks = {c["name"]: c for c in json.loads(done.stdout)["checks"]}

@@ -85,7 +85,7 @@ async def test_each_service_has_its_own_sqlite_file(tmp_path: Path) -> None:
     echo_settings = EchoSettings(data_dir=tmp_path)
     mahavishnu_settings = MahavishnuSettings(data_dir=tmp_path)
     for settings in (echo_settings, mahavishnu_settings):
-        db = Database.from_settings(settings)
+        db = Database.from_settings(settings, create=True)
         try:
             assert (await db.ensure_schema(upgrade=True)).is_current
         finally:
