@@ -43,9 +43,8 @@ async def test_backup_create_service_echo_backs_up_echos_database(tmp_path: Path
 
 
 async def test_readiness_service_echo_checks_echos_settings(tmp_path: Path) -> None:
-    db = Database.from_settings(
-        EchoSettings(data_dir=tmp_path)
-    )  # readiness reads a database, never makes one
+    # Readiness reads a database and never makes one: Echo's exists before the check.
+    db = Database.from_settings(EchoSettings(data_dir=tmp_path))
     await db.upgrade()
     await db.dispose()
     done = _run(["readiness", "--service", "echo", "--json", "--min-score", "0"], tmp_path)
