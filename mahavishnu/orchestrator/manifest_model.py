@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -30,6 +30,8 @@ __all__ = [
     "name_problem",
     "package_problem",
     "path_problem",
+    "role_problem",
+    "tag_filter_problem",
     "tag_problem",
 ]
 
@@ -48,13 +50,32 @@ def name_problem(value: str, what: str = "name") -> str | None:
     return f"{what} {value!r} must be 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit"
 
 
+_TAG_RULE = "1-64 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit"
+
+
 def tag_problem(value: str) -> str | None:
     if _TAG.fullmatch(value):
         return None
-    return (
-        f"tag {value!r} must be 1-64 lowercase letters, digits, '.', '_' or '-', "
-        "starting with a letter or digit"
-    )
+    return f"tag {value!r} must be {_TAG_RULE}"
+
+
+def tag_filter_problem(value: str) -> str | None:
+    """Why a tag filter can never match any repository, or None if it can.
+
+    Filters ignore case (`Manifest.filter`), so only what no manifest may
+    contain is refused: reported as a malformed tag rather than as "no
+    repositories match", which would send the user looking for a repository.
+    """
+    if _TAG.fullmatch(value.lower()):
+        return None
+    return f"tag {value!r} is malformed, so no repository can have it: tags are {_TAG_RULE}"
+
+
+def role_problem(value: str, roles: Collection[str]) -> str | None:
+    """Roles are the settings' list (`roles`): anything else is a typo, in a manifest or a filter."""
+    if value in roles:
+        return None
+    return f"unknown role {value!r}; expected one of: {', '.join(sorted(roles))}"
 
 
 def package_problem(value: str) -> str | None:
@@ -153,13 +174,16 @@ class Manifest:
 
     repos: tuple[Repo, ...]
     _index: dict[str, Repo] = field(compare=False, repr=False)
+    _lines: Mapping[str, int] = field(compare=False, repr=False)
 
-    def __init__(self, repos: Iterable[Repo] = ()) -> None:
+    def __init__(self, repos: Iterable[Repo] = (), lines: Mapping[str, int] | None = None) -> None:
+        """`lines`: the line each repository's path is written on, by name, when read from a file."""
         ordered = tuple(sorted(repos, key=_sort_key))
         index = {repo.nickname.lower(): repo for repo in ordered if repo.nickname}
         index.update((repo.name.lower(), repo) for repo in ordered)
         object.__setattr__(self, "repos", ordered)
         object.__setattr__(self, "_index", index)
+        object.__setattr__(self, "_lines", lines or {})
 
     def __len__(self) -> int:
         return len(self.repos)
@@ -169,6 +193,10 @@ class Manifest:
 
     def find(self, name_or_nickname: str) -> Repo | None:
         return self._index.get(name_or_nickname.lower())
+
+    def line_of(self, repo: Repo) -> int | None:
+        """Where `repo`'s path is written in the file it was read from, if it was."""
+        return self._lines.get(repo.name)
 
     def roles(self) -> dict[str, tuple[str, ...]]:
         """Role -> names of its repositories (the count is the length); unassigned repos are left out."""

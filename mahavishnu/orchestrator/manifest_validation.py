@@ -12,8 +12,7 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Callable, Collection, Iterable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path, PurePath
+from pathlib import Path
 
 import yaml
 
@@ -25,8 +24,11 @@ from mahavishnu.orchestrator.manifest_model import (
     name_problem,
     package_problem,
     path_problem,
+    role_problem,
     tag_problem,
 )
+from mahavishnu.orchestrator.manifest_paths import RealPaths, within
+from mahavishnu.orchestrator.manifest_yaml import compose, gc_paused
 
 __all__ = ["validate_manifest"]
 
@@ -60,20 +62,36 @@ def validate_manifest(
     Returns the manifest and no problems, or None and every problem found,
     ordered by line.
     """
+    with gc_paused():
+        # The node tree dies inside `_validate`, before collection resumes: a collection
+        # finding it alive would walk all of it.
+        return _validate(text, source, allowed_roots, roles)
+
+
+def _validate(
+    text: str, source: str, allowed_roots: Iterable[Path], roles: Collection[str]
+) -> tuple[Manifest | None, list[Problem]]:
     checker = _Checker(source, allowed_roots, roles)
     entries = checker.check(text)
     if checker.problems:
         return None, sorted(checker.problems, key=lambda problem: problem.line or 0)
-    return Manifest(Repo.model_validate(entry.present()) for entry in entries), []
+    repos = [Repo.model_validate(entry.present()) for entry in entries]
+    lines = {repo.name: entry.line_of("path") for repo, entry in zip(repos, entries, strict=True)}
+    return Manifest(repos, lines), []
 
 
-@dataclass
 class _Entry:
-    """The fields of one repository that passed their own checks, and where each was written."""
+    """The fields of one repository that passed their own checks, and the node of every field given."""
 
-    line: int
-    values: dict[str, object] = field(default_factory=dict)
-    lines: dict[str, int] = field(default_factory=dict)
+    __slots__ = ("line", "nodes", "values")
+
+    def __init__(self, line: int) -> None:
+        self.line = line
+        self.values: dict[str, object] = {}
+        self.nodes: dict[str, yaml.Node] = {}
+
+    def line_of(self, name: str) -> int:
+        return _line(self.nodes[name])
 
     def text(self, name: str) -> str | None:
         value = self.values.get(name)
@@ -85,7 +103,7 @@ class _Entry:
 
 
 def _line(node: yaml.Node) -> int:
-    return int(node.start_mark.line) + 1
+    return node.start_mark.line + 1
 
 
 def _describe(node: yaml.Node) -> str:
@@ -97,7 +115,7 @@ def _describe(node: yaml.Node) -> str:
 
 
 def _is(node: yaml.Node, tag: str) -> bool:
-    return isinstance(node, yaml.ScalarNode) and node.tag == tag
+    return node.tag == tag and isinstance(node, yaml.ScalarNode)
 
 
 def _yaml_reason(exc: yaml.MarkedYAMLError) -> str:
@@ -119,7 +137,7 @@ class _Checker:
             "nickname": lambda value: name_problem(value, "nickname"),
             "package": package_problem,
             "path": path_problem,
-            "role": self._role_problem,
+            "role": lambda value: role_problem(value, self.roles),
             "description": lambda value: None,
             "mcp": _mcp_problem,
         }
@@ -142,7 +160,7 @@ class _Checker:
 
     def _compose(self, text: str) -> yaml.Node | None:
         try:
-            root = yaml.compose(text, Loader=yaml.SafeLoader)
+            root = compose(text)
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             self.add(None if mark is None else mark.line + 1, f"invalid YAML: {_yaml_reason(exc)}")
@@ -158,17 +176,16 @@ class _Checker:
             self.add(1, "the file is empty; expected a top-level 'repos:' list")
         return root
 
-    def _pairs(self, node: yaml.MappingNode) -> Iterator[tuple[str, int, yaml.Node]]:
-        """Key, key line and value of each entry, reporting odd and repeated keys."""
-        seen: dict[str, int] = {}
+    def _pairs(self, node: yaml.MappingNode) -> Iterator[tuple[str, yaml.Node, yaml.Node]]:
+        """Key, key node and value of each entry, reporting odd and repeated keys."""
+        seen: dict[str, yaml.Node] = {}
         for key, value in node.value:
             if not _is(key, _STR):
                 self.add(_line(key), f"keys must be plain strings, not {_describe(key)}")
-            elif key.value in seen:
-                self.add(_line(key), f"{key.value!r} is given twice (first on line {seen[key.value]})")
+            elif (first := seen.setdefault(key.value, key)) is not key:
+                self.add(_line(key), f"{key.value!r} is given twice (first on line {_line(first)})")
             else:
-                seen[key.value] = _line(key)
-                yield key.value, _line(key), value
+                yield key.value, key, value
 
     def _repos_node(self, root: yaml.Node) -> yaml.SequenceNode | None:
         if not isinstance(root, yaml.MappingNode):
@@ -177,11 +194,11 @@ class _Checker:
             )
             return None
         repos: yaml.Node | None = None
-        for key, line, value in self._pairs(root):
+        for key, key_node, value in self._pairs(root):
             if key == "repos":
                 repos = value
             else:
-                self.add(line, f"unknown top-level key {key!r}; only 'repos' is allowed")
+                self.add(_line(key_node), f"unknown top-level key {key!r}; only 'repos' is allowed")
         if repos is None:
             self.add(_line(root), "missing the top-level 'repos:' list")
         elif not isinstance(repos, yaml.SequenceNode):
@@ -199,24 +216,22 @@ class _Checker:
             )
             return None
         entry = _Entry(_line(node))
-        given: set[str] = set()
-        for key, line, value_node in self._pairs(node):
+        for key, key_node, value_node in self._pairs(node):
             if key not in _FIELDS:
-                self.add(line, _unknown_field(key))
+                self.add(_line(key_node), _unknown_field(key))
                 continue
-            given.add(key)
+            entry.nodes[key] = value_node
             value = self._tags(value_node) if key == "tags" else self._text(key, value_node)
             if value is not _BAD:
                 entry.values[key] = value
-                entry.lines[key] = _line(value_node)
         for required in _REQUIRED:
-            if required not in given:
+            if required not in entry.nodes:
                 self.add(entry.line, f"repository is missing the required field {required!r}")
         return entry
 
     def _string(self, node: yaml.Node, what: str, *, nullable: bool) -> str | _Bad | None:
         if _is(node, _STR):
-            return str(node.value)
+            return node.value  # type: ignore[no-any-return]
         if nullable and _is(node, _NULL):
             return None
         self.add(_line(node), f"{what} must be a string, not {_describe(node)}")
@@ -250,11 +265,6 @@ class _Checker:
                 bad = True
         return _BAD if bad else tuple(tags)
 
-    def _role_problem(self, role: str) -> str | None:
-        if role in self.roles:
-            return None
-        return f"unknown role {role!r}; expected one of: {', '.join(sorted(self.roles))}"
-
     # --- across repositories ----------------------------------------------------
 
     def _check_names(self, entries: list[_Entry]) -> dict[str, _Entry]:
@@ -267,7 +277,8 @@ class _Checker:
             owner = first.setdefault(name.lower(), entry)
             if owner is not entry:
                 self.add(
-                    entry.lines["name"], f"duplicate name {name!r} (first used on line {owner.lines['name']})"
+                    entry.line_of("name"),
+                    f"duplicate name {name!r} (first used on line {owner.line_of('name')})",
                 )
         return first
 
@@ -277,7 +288,7 @@ class _Checker:
             nickname = entry.text("nickname")
             if nickname is None:
                 continue
-            line = entry.lines["nickname"]
+            line = entry.line_of("nickname")
             owner = names.get(nickname.lower())
             if owner is not None and owner is not entry:
                 self.add(line, f"nickname {nickname!r} is the name of the repository on line {owner.line}")
@@ -285,29 +296,31 @@ class _Checker:
             previous = first.setdefault(nickname.lower(), entry)
             if previous is not entry:
                 self.add(
-                    line, f"duplicate nickname {nickname!r} (first used on line {previous.lines['nickname']})"
+                    line,
+                    f"duplicate nickname {nickname!r} (first used on line {previous.line_of('nickname')})",
                 )
 
     def _check_paths(self, entries: list[_Entry]) -> None:
         """Compare and confine resolved paths, so '..' and symlinks cannot hide a folder."""
         first: dict[str, _Entry] = {}
+        realpath = RealPaths()
         for entry in entries:
             path = entry.text("path")
             if path is None:
                 continue
-            line = entry.lines["path"]
+            line = entry.line_of("path")
             try:
-                resolved = os.path.realpath(path)
+                resolved = realpath(path)
             except (OSError, ValueError) as exc:
                 self.add(line, f"cannot resolve path {path!r}: {exc}")
                 continue
-            if not any(PurePath(resolved).is_relative_to(root) for root in self.roots):
+            if not within(resolved, self.roots):
                 roots = ", ".join(self.roots) or "none are configured"
                 self.add(line, f"path {path!r} resolves to {resolved}, outside the allowed roots ({roots})")
             owner = first.setdefault(resolved, entry)
             if owner is not entry:
                 self.add(
-                    line, f"path {path!r} is the same folder ({resolved}) as on line {owner.lines['path']}"
+                    line, f"path {path!r} is the same folder ({resolved}) as on line {owner.line_of('path')}"
                 )
 
 

@@ -25,6 +25,8 @@ from mahavishnu.orchestrator.manifest import (
     Repo,
     load_manifest,
 )
+from mahavishnu.orchestrator.manifest_model import role_problem, tag_filter_problem
+from mahavishnu.orchestrator.manifest_paths import worktree_problems
 from mahavishnu.orchestrator.settings import MahavishnuSettings
 from mahavishnu.platform.errors import ConfigurationError
 
@@ -85,6 +87,7 @@ def init(
     role = DEFAULT_ROLE if DEFAULT_ROLE in settings.roles else None
     repos = discover_repositories(root, max_depth, role=role)
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)  # the settings folder, on a first run
         write_manifest(target, repos)
     except OSError as exc:
         _fail(f"cannot write {target}: {exc.strerror or exc}", 1)
@@ -102,8 +105,16 @@ def validate(
         Path | None, typer.Argument(help="The manifest to check (default: the repos_file setting).")
     ] = None,
     repos: ReposOption = None,
+    strict: Annotated[
+        bool,
+        typer.Option("--strict", help="Fail (exit 1) on warnings too: missing folders, not git work trees."),
+    ] = False,
 ) -> None:
-    """Report every problem in the manifest as FILE:LINE: message."""
+    """Report every problem in the manifest as FILE:LINE: message.
+
+    Folders that are missing or not git work trees are warnings (a server still
+    serves the rest), errors with --strict.
+    """
     if file is not None and repos is not None and file != repos:
         raise typer.BadParameter("give the manifest as FILE or --repos, not both")
     with _settings_errors():
@@ -113,12 +124,33 @@ def validate(
         typer.echo(str(problem))
     if manifest is None:
         raise typer.Exit(1)
-    typer.echo(f"OK: {len(manifest)} repositories")
+    warnings = worktree_problems(manifest, str(settings.repos_file))
+    for warning in warnings:
+        typer.echo(
+            str(warning if strict else Problem(warning.file, warning.line, f"warning: {warning.message}"))
+        )
+    if strict and warnings:
+        raise typer.Exit(1)
+    count = len(warnings)
+    noted = f", {count} warning{'s' if count != 1 else ''} (--strict makes them errors)" if count else ""
+    typer.echo(f"OK: {len(manifest)} repositories{noted}")
+
+
+def _tag_filter(value: str | None) -> str | None:
+    """A tag no manifest can contain is a typo: say so, rather than "no repositories match"."""
+    if value is not None and (problem := tag_filter_problem(value)) is not None:
+        raise typer.BadParameter(problem)
+    return value
+
+
+TagOption = Annotated[
+    str | None, typer.Option("--tag", help="Only repositories with this tag.", callback=_tag_filter)
+]
 
 
 @app.command("list")
 def list_repos(
-    tag: Annotated[str | None, typer.Option(help="Only repositories with this tag.")] = None,
+    tag: TagOption = None,
     role: Annotated[str | None, typer.Option(help="Only repositories with this role.")] = None,
     query: Annotated[
         str | None,
@@ -130,6 +162,8 @@ def list_repos(
     """List the repositories of the manifest."""
     with _settings_errors():
         settings = MahavishnuSettings.load(repos_file=repos)
+        if role is not None and (problem := role_problem(role, settings.roles)) is not None:
+            raise typer.BadParameter(problem, param_hint="'--role'")
         manifest = load_manifest(
             settings.repos_file, allowed_roots=settings.allowed_roots, roles=settings.roles
         )

@@ -415,8 +415,8 @@ def test_an_unresolvable_path_is_a_problem_not_a_crash(root: Path, monkeypatch: 
         return real(path)
 
     monkeypatch.setattr(os.path, "realpath", flaky)
-    problem = only_problem(f"repos: [{{name: a, path: {root}/flaky}}]", root)
-    assert problem.message == f"cannot resolve path '{root}/flaky': Too many levels of symbolic links"
+    problem = only_problem(f"repos: [{{name: a, path: {root}/flaky/a}}]", root)
+    assert problem.message == f"cannot resolve path '{root}/flaky/a': Too many levels of symbolic links"
 
 
 # --- validation: across entries ---------------------------------------------------------

@@ -11,16 +11,19 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from mahavishnu.orchestrator.repos_cli import app
+from tests.support.gitrepos import make_git_repo
 
 
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A clean environment: no MAHAVISHNU_* variables or settings files, `tmp_path` as the only root."""
+    """A clean environment: no MAHAVISHNU_* variables or settings files, `tmp_path` as the only root,
+    and the manifest in the working folder (`repos.yaml`, so messages name it short)."""
     for name in list(os.environ):
         if name.startswith("MAHAVISHNU_"):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MAHAVISHNU_ALLOWED_ROOTS", json.dumps([str(tmp_path)]))
+    monkeypatch.setenv("MAHAVISHNU_REPOS_FILE", "repos.yaml")
     monkeypatch.setenv("COLUMNS", "250")
     return tmp_path
 
@@ -54,6 +57,8 @@ def write_manifest(workdir: Path, entries: list[dict[str, object]], name: str = 
 
 @pytest.fixture
 def fleet(workdir: Path) -> Path:
+    for folder in ("akosha", "crackerjack", "[web]/ui"):
+        git_init(workdir / folder)
     return write_manifest(
         workdir,
         [
@@ -242,3 +247,78 @@ def test_unusable_settings_exit_2_without_a_traceback(
     assert result.stderr.startswith("configuration error: invalid settings: manifest_poll_seconds")
     assert isinstance(result.exception, SystemExit)
     assert "Traceback" not in result.output
+
+
+# --- validate: folders that exist and are git work trees --------------------------------
+
+
+@pytest.fixture
+def odd_folders(workdir: Path) -> Path:
+    """One repository of each kind a workflow would fail on, and three that are fine."""
+    (workdir / "plain").mkdir()
+    (workdir / "a-file").write_text("not a folder\n")
+    subprocess.run(["git", "init", "--quiet", "--bare", str(workdir / "bare.git")], check=True)
+    main = make_git_repo(workdir / "main")
+    (main / "sub").mkdir()
+    subprocess.run(
+        ["git", "-C", str(main), "worktree", "add", "--quiet", str(workdir / "linked")],
+        check=True,
+        capture_output=True,
+    )
+    names = ["missing", "plain", "a-file", "bare.git", "main", "sub", "linked"]
+    paths = {name: workdir / name for name in names} | {"sub": main / "sub"}
+    return write_manifest(workdir, [{"name": name, "path": str(path)} for name, path in paths.items()])
+
+
+def test_validate_warns_about_folders_that_are_missing_or_not_work_trees(
+    odd_folders: Path, workdir: Path
+) -> None:
+    result = run("validate")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        f"repos.yaml:2: warning: repository 'missing': path '{workdir}/missing' does not exist",
+        f"repos.yaml:3: warning: repository 'plain': path '{workdir}/plain' is not a git work tree "
+        "(no .git in it or in a folder above it)",
+        f"repos.yaml:4: warning: repository 'a-file': path '{workdir}/a-file' is not a folder",
+        f"repos.yaml:5: warning: repository 'bare.git': path '{workdir}/bare.git' is a bare git "
+        "repository, which has no work tree to run commands in",
+        "OK: 7 repositories, 4 warnings (--strict makes them errors)",
+    ]
+
+
+def test_validate_strict_makes_the_warnings_errors(odd_folders: Path) -> None:
+    result = run("validate", "--strict")
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    assert [line.split(": ")[0] for line in lines] == [f"repos.yaml:{n}" for n in (2, 3, 4, 5)]
+    assert not any("warning" in line or line.startswith("OK") for line in lines)
+    assert "'missing': path" in lines[0]
+
+
+def test_validate_strict_passes_a_manifest_of_work_trees(fleet: Path) -> None:
+    result = run("validate", "--strict")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "OK: 3 repositories\n"
+
+
+# --- filters that can never match ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("tag", ["BAD!", "a b", "-lead", "x" * 65, ""])
+def test_list_refuses_a_tag_no_repository_can_have(fleet: Path, tag: str) -> None:
+    result = run("list", "--tag", tag)
+    assert result.exit_code == 2
+    assert f"tag {tag!r} is malformed, so no repository can have it" in " ".join(result.stderr.split())
+    assert "no repositories match" not in result.output
+
+
+def test_list_tag_filters_ignore_case(fleet: Path) -> None:
+    result = run("list", "--json", "--tag", "PYTHON")
+    assert result.exit_code == 0, result.output
+    assert [r["name"] for r in json.loads(result.stdout)] == ["akosha", "crackerjack"]
+
+
+def test_list_refuses_a_role_the_settings_do_not_have(fleet: Path) -> None:
+    result = run("list", "--role", "wizard")
+    assert result.exit_code == 2
+    assert "unknown role 'wizard'; expected one of: app, asset" in " ".join(result.stderr.split())
