@@ -1,4 +1,5 @@
-"""`mahavishnu smoke URL [--token T] [-v]`: the 8 smoke checks from the command line.
+"""`mahavishnu smoke URL [--token T] [-v] [--service NAME]`: the smoke checks of the service
+that answers at URL, from the command line.
 
 Mount it on the main app with `app.command("smoke")(smoke_command)`. This module's
 own `app` is a one-command Typer, so `python -m mahavishnu.ops.smoke_cli URL` works too.
@@ -13,9 +14,10 @@ from typing import Annotated
 import typer
 
 from mahavishnu.ops.smoke import (
-    CHECKS,
     CheckResult,
+    Detected,
     normalize_base_url,
+    render_plan,
     render_result,
     render_summary,
     run_smoke,
@@ -49,31 +51,43 @@ def smoke_command(
     budget: Annotated[
         float, typer.Option(help="Seconds allowed for the whole run.", min=1.0, max=60.0)
     ] = 9.0,
+    service: Annotated[
+        str | None,
+        typer.Option(
+            "--service",
+            help="Run this service's checks instead of asking the server which service it is.",
+        ),
+    ] = None,
 ) -> None:
-    """Run the 8 smoke checks against a running server; exit 0 only when all pass."""
+    """Run the smoke checks of the service that answers (Mahavishnu: 8) against a running server;
+    exit 0 only when all pass."""
     try:
         base = normalize_base_url(url)
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     color = use_color()
-    typer.echo(f"Smoke tests against {base} ({len(CHECKS)} checks)")
-    index = 0
+    total, index = 0, 0
+
+    def announce(detected: Detected) -> None:
+        nonlocal total
+        total = detected.checks
+        typer.echo(render_plan(base, detected))
 
     def show(result: CheckResult) -> None:
         nonlocal index
         index += 1
-        for line in render_result(result, index, verbose=verbose, color=color):
+        for line in render_result(result, index, total, verbose=verbose, color=color):
             typer.echo(line)
 
-    report = run_smoke(base, token or None, budget=budget, on_result=show)
+    report = run_smoke(base, token or None, budget=budget, service=service, on_plan=announce, on_result=show)
     for line in render_summary(report, color=color):
         typer.echo(line)
     raise typer.Exit(0 if report.passed else 1)
 
 
 app = typer.Typer(
-    help="Smoke-test a running Mahavishnu server.",
+    help="Smoke-test a running server of any service on the platform.",
     add_completion=False,
     pretty_exceptions_enable=False,
 )

@@ -252,6 +252,7 @@ def fake_mcp_routes(
     unknown_method_result: bool = False,
     slow_health_after: int | None = None,
     health_delay: float = 0.0,
+    server_name: str = "mahavishnu",
 ) -> Route:
     """Enough of MCP over JSON for the smoke checks. Mutations: missing tools, an unknown method
     answered with a result, or /health slow from its `slow_health_after`-th request on."""
@@ -271,7 +272,7 @@ def fake_mcp_routes(
         rid, name = message.get("id"), message.get("method")
         result: dict[str, Any]
         if name == "initialize":
-            info = {"name": "fake", "version": "0"}
+            info = {"name": server_name, "version": "0"}
             result = {"protocolVersion": "2025-06-18", "capabilities": {"tools": {}}, "serverInfo": info}
         elif name == "tools/list":
             result = {"tools": [{"name": t, "inputSchema": {"type": "object"}} for t in tools]}

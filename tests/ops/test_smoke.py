@@ -3,6 +3,7 @@ against the real server and against servers that are broken in known ways."""
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import re
@@ -20,6 +21,7 @@ from typer.testing import CliRunner
 from mahavishnu.ops.smoke import CHECKS, normalize_base_url, run_smoke
 from mahavishnu.ops.smoke_cli import app as smoke_app
 from mahavishnu.ops.smoke_cli import smoke_command
+from tests.integration.test_second_service import echo_env, start_echo
 from tests.ops.support import ROOT, FakeHttpServer, Reply, broken_mcp_routes, fake_mcp_routes
 from tests.support.repos import make_repos, standard_specs
 from tests.support.server import RunningServer, base_env, start_server
@@ -28,7 +30,7 @@ from tests.support.tokens import claims, hs256
 SCRIPT = ROOT / "scripts" / "smoke_tests.sh"
 NAMES = [name for name, _ in CHECKS]
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
-LINE = re.compile(r"^\[(\d)/8\] (\w+)\s+(PASS|FAIL)\s+(.*)$")
+LINE = re.compile(r"^\[(\d)/(\d)\] (\w+)\s+(PASS|FAIL)\s+(.*)$")
 RUNNERS = ["python", "bash"]
 
 
@@ -45,7 +47,7 @@ class Run:
         for line in ANSI.sub("", self.out).splitlines():
             match = LINE.match(line)
             if match:
-                found[match.group(2)] = (match.group(3), match.group(4))
+                found[match.group(3)] = (match.group(4), match.group(5))
         return found
 
     def failed(self) -> set[str]:
@@ -382,3 +384,70 @@ def test_mahavishnu_smoke_on_the_main_cli(live_server: RunningServer) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "All smoke tests PASSED" in done.stdout
+
+
+# --- which service answers ---------------------------------------------------------------------------
+
+GENERIC = ["health", "mcp_initialize", "tools_list", "rapid_requests", "health_latency", "unknown_method"]
+
+
+@pytest.fixture(scope="module")
+def echo_server(ops_workdir: Path) -> Iterator[RunningServer]:
+    """The throwaway second service (tests/support/echo_service), open like `live_server`."""
+    folder = ops_workdir / "echo"
+    folder.mkdir(exist_ok=True)
+    env = echo_env(folder)
+    del env["ECHO_AUTH_SECRET"]
+    server = start_echo(folder, env)
+    yield server
+    server.stop()
+
+
+def test_mahavishnu_is_recognised_by_its_initialize_answer(live_server: RunningServer) -> None:
+    run = smoke("python", live_server.base)
+    assert run.code == 0, run.out
+    assert f"Smoke tests against {live_server.base}: mahavishnu (from initialize), 8 checks" in run.out
+    assert list(run.lines()) == NAMES
+
+
+def test_another_service_gets_the_generic_checks(echo_server: RunningServer) -> None:
+    run = smoke("python", echo_server.base)
+    assert run.code == 0, run.out
+    assert "echo (from initialize), 6 checks" in run.out
+    assert list(run.lines()) == GENERIC
+    mark, detail = run.lines()["tools_list"]
+    assert mark == "PASS"
+    assert re.match(r"[1-9]\d* tools", detail), detail
+    assert "Smoke summary: 6/6 checks passed" in run.out
+    report = run_smoke(echo_server.base)
+    assert report.as_dict()["service"] == "echo"
+    assert report.passed
+
+
+def test_service_option_overrides_the_detection(echo_server: RunningServer) -> None:
+    run = smoke("python", echo_server.base, "--service", "mahavishnu")
+    assert run.code == 1
+    assert "mahavishnu (from --service), 8 checks" in run.out
+    assert run.failed() == {"tools_list", "list_repos", "get_all_repo_paths"}
+    assert "list_repos is not among the" in run.lines()["tools_list"][1]
+
+
+def test_health_names_the_service_when_mcp_does_not_answer() -> None:
+    health = {"status": "healthy", "service": "echo", "version": "1.0.0", "checks": {}}
+
+    def route(method: str, path: str, body: bytes) -> Reply:
+        if path == "/health":
+            return Reply(200, json.dumps(health).encode())
+        return broken_mcp_routes()(method, path, body)
+
+    with FakeHttpServer(route) as server:
+        run = smoke("python", server.base)
+    assert run.code == 1
+    assert "echo (from /health), 6 checks" in run.out
+    assert list(run.lines()) == GENERIC
+
+
+def test_a_server_that_does_not_say_is_assumed_to_be_mahavishnu(auth_server: RunningServer) -> None:
+    run = smoke("python", auth_server.base)  # no token: /health shows no details, /mcp says 401
+    assert "mahavishnu (assumed: the server did not say; --service chooses), 8 checks" in run.out
+    assert list(run.lines()) == NAMES
