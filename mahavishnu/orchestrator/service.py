@@ -14,6 +14,7 @@ from mcp_types import ListResourcesResult, Resource
 from prometheus_client import Counter, Gauge
 
 from mahavishnu import __version__
+from mahavishnu.orchestrator.completions import completion_hook
 from mahavishnu.orchestrator.manifest import Manifest, ManifestStore, Repo
 from mahavishnu.orchestrator.settings import MahavishnuSettings
 from mahavishnu.orchestrator.tools import RepoOut, RepoTools
@@ -23,6 +24,7 @@ from mahavishnu.orchestrator.workflows.service import WorkflowService
 from mahavishnu.orchestrator.workflows.tools import WorkflowTools
 from mahavishnu.platform.app import Service
 from mahavishnu.platform.auth import current_principal
+from mahavishnu.platform.client_logging import client_log
 from mahavishnu.platform.db import Database
 from mahavishnu.platform.errors import ConfigurationError, NotFoundError
 from mahavishnu.platform.health import ComponentHealth, HealthCheck
@@ -88,6 +90,7 @@ def create_service(settings: MahavishnuSettings, metrics: Metrics, *, db: Databa
         background=background,
         resources=[_repo_resource(store)],
         mcp_middleware=[_RepoResourceList(store)],
+        configure_mcp=completion_hook(store, definitions),
     )
 
 
@@ -204,6 +207,10 @@ def _repo_resource(store: ManifestStore) -> ResourceSpec:
         if repo is None or not current_principal().can_see(repo.tags):
             raise NotFoundError(f"no repository named {name!r}")
         head, note = await _readme_head(repo, reader, warned)
+        if note is not None:
+            await client_log().warning(note, repo=repo.name)
+        else:
+            await client_log().debug("README head read", repo=repo.name, chars=len(head or ""))
         return json.dumps({**RepoOut.of(repo).model_dump(), "readme_head": head, "readme_note": note})
 
     return ResourceSpec("repo://{name}", read_repo, name="repository", mime_type="application/json")

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 from mahavishnu.orchestrator.manifest import ManifestStore
 from mahavishnu.orchestrator.manifest_model import Repo, name_sort_key
 from mahavishnu.platform.auth import current_principal
+from mahavishnu.platform.client_logging import client_log
 from mahavishnu.platform.errors import InvalidArgumentError, NotFoundError
 from mahavishnu.platform.mcp import ToolSpec
 
@@ -184,6 +185,8 @@ class RepoTools:
         repo = self._store.manifest.find(name_or_nickname)
         if repo is None or not current_principal().can_see(repo.tags):
             raise NotFoundError(f"no repository named {name_or_nickname!r}")
+        if repo.name.lower() != name_or_nickname.lower():
+            await client_log().info(f"{name_or_nickname!r} is the nickname of {repo.name!r}", repo=repo.name)
         return RepoOut.of(repo)
 
     async def get_all_repo_paths(

@@ -41,6 +41,7 @@ from pydantic_core import ErrorDetails
 
 from mahavishnu.platform.arguments import Bounds, describe_errors, is_shape_error, schema_bounds
 from mahavishnu.platform.auth import Principal, Role, current_principal
+from mahavishnu.platform.client_logging import ClientLogBinding, LogLevels, install_client_logging
 from mahavishnu.platform.errors import InvalidArgumentError, PlatformError
 from mahavishnu.platform.http import RequestInfo, request_info
 from mahavishnu.platform.observability import Metrics, get_logger
@@ -259,19 +260,23 @@ def build_mcp_server(
 ) -> MCPServer:
     """Build the SDK server with every tool and resource instrumented; `configure` adds the rest.
 
+    Every service answers `logging/setLevel`, and its tools reach their caller's log through
+    `client_log()` (see `client_logging.py`).
     Only the tools given here get `ToolArgumentCheck`'s short messages, and only what is given
     here goes through the pipeline: whatever `configure` registers itself is neither counted
     nor role-checked, and its errors are mapped by the SDK.
     """
     registered = {spec.name: _register_tool(spec, metrics) for spec in tools}
+    levels = LogLevels()
     server: MCPServer = MCPServer(
         name=name,
         version=version,
         instructions=instructions,
         tools=list(registered.values()),
-        middleware=[ToolArgumentCheck(registered, metrics), *middleware],
+        middleware=[ToolArgumentCheck(registered, metrics), ClientLogBinding(levels), *middleware],
         log_level="WARNING",
     )
+    install_client_logging(server, levels)
     for spec in resources:
         _register_resource(server, spec, metrics)
     if configure is not None:

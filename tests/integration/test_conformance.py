@@ -38,6 +38,8 @@ REQUIRED = {
     "dns-rebinding-protection",
     "resources-list",
     "prompts-list",
+    "logging-set-level",
+    "completion-complete",
 }
 # Result folders are named server-<scenario>-<ISO timestamp with dashes>.
 RESULT_DIR = re.compile(r"^server-(?P<scenario>.+)-\d{4}-\d{2}-\d{2}T[\d-]+Z$")
