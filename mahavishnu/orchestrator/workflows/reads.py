@@ -81,18 +81,31 @@ async def _page(
     key: InstrumentedAttribute[str],
     *,
     after: str | None,
-    limit: int | None,
+    limit: int,
     descending: bool = False,
 ) -> Page[T]:
-    """`limit + 1` rows of `query` in `key` order after `after`, and the count of all its rows.
-    `limit` None: every row (for in-process callers; answers to clients are bounded)."""
+    """`limit + 1` rows of `query` in `key` order after `after`, and the count of all its rows."""
     total = await session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+    return await _rows(session, query, key, after=after, limit=limit, descending=descending), int(total or 0)
+
+
+async def _rows(
+    session: AsyncSession,
+    query: Select[T],
+    key: InstrumentedAttribute[str],
+    *,
+    after: str | None,
+    limit: int | None,
+    descending: bool = False,
+) -> list[T]:
+    """`limit + 1` rows of `query` in `key` order after `after` (one more than a page says
+    whether there is more); `limit` None: every row (in-process callers; answers are bounded)."""
     if after is not None:
         query = query.where(key < after if descending else key > after)
     query = query.order_by(key.desc() if descending else key)
     if limit is not None:
         query = query.limit(limit + 1)
-    return list((await session.scalars(query)).all()), int(total or 0)
+    return list((await session.scalars(query)).all())
 
 
 async def list_workflows(
@@ -144,14 +157,15 @@ async def run_page(
     status: str | None,
     after: str | None,
     limit: int | None,
-) -> Page[RepoRun]:
-    """A workflow's runs in scope by repository name, optionally only those with `status`."""
+) -> list[RepoRun]:
+    """A workflow's runs in scope by repository name, optionally only those with `status`
+    (their total is in `run_counts`, which a status answer reads anyway)."""
     query = _narrowed(
         select(RepoRun).where(RepoRun.workflow_id == workflow_id), run_in_scope(principal, dialect)
     )
     if status is not None:
         query = query.where(shown_status == status)
-    return await _page(session, query, RepoRun.repo, after=after, limit=limit)
+    return await _rows(session, query, RepoRun.repo, after=after, limit=limit)
 
 
 async def search_runs(

@@ -195,14 +195,14 @@ class WorkflowService(DeadLetterCases):
             counts = await reads.run_counts(session, principal, self._db.dialect, workflow_id)
             if workflow is None or not counts:
                 raise NotFoundError(f"no workflow {shown(workflow_id)}")
-            runs, total = await reads.run_page(
+            runs = await reads.run_page(
                 session, principal, self._db.dialect, workflow_id, status=run_status, after=after, limit=limit
             )
         return WorkflowStatusPage.of_page(
             workflow,
             counts,
             runs[:limit],
-            total=total,
+            total=counts.get(run_status, 0) if run_status else sum(counts.values()),
             next_cursor=None if limit is None else pages.after(runs, limit, lambda r: r.repo),
         )
 
