@@ -136,7 +136,42 @@ def test_roles_over_http(auth_server: RunningServer) -> None:
 
     assert call_tool(auth_server.url, "list_dead_letters", token=py_operator).status_code == 403
     assert call_tool(auth_server.url, "heal_workflows", token=py_operator).status_code == 403
-    assert structured(call_tool(auth_server.url, "list_dead_letters", token=admin)) == {"dead_letters": []}
+    assert structured(call_tool(auth_server.url, "list_dead_letters", token=admin)) == {
+        "dead_letters": [],
+        "next_cursor": None,
+        "total": 0,
+    }
+
+
+def test_status_pages_runs_and_takes_an_id_prefix_over_http(auth_server: RunningServer) -> None:
+    token = hs256(claims(sub="ops", role="operator", tags=["python"]))
+    started = structured(
+        call_tool(auth_server.url, "trigger_workflow", {"workflow": "git-status"}, token=token)
+    )
+    short = started["workflow_id"][:8]
+    wait_final(auth_server, short, token=token)
+
+    first = structured(
+        call_tool(auth_server.url, "get_workflow_status", {"workflow_id": short, "limit": 2}, token=token)
+    )
+    assert first["workflow_id"] == started["workflow_id"]
+    assert (first["counts"], first["total"]) == ({"succeeded": 3}, 3)
+    assert [r["repo"] for r in first["runs"]] == ["alpha", "beta"]
+    arguments = {"workflow_id": short, "limit": 2, "cursor": first["next_cursor"]}
+    rest = structured(call_tool(auth_server.url, "get_workflow_status", arguments, token=token))
+    assert ([r["repo"] for r in rest["runs"]], rest["next_cursor"]) == (["delta"], None)
+    counts_only = {"workflow_id": short, "limit": 0, "status": "succeeded"}
+    assert (
+        structured(call_tool(auth_server.url, "get_workflow_status", counts_only, token=token))["runs"] == []
+    )
+
+    listed = structured(call_tool(auth_server.url, "list_workflows", {"limit": 1}, token=token))
+    assert (listed["total"], listed["next_cursor"]) == (1, None)
+    unknown = call_tool(
+        auth_server.url, "get_workflow_status", {"workflow_id": "ffffffff"}, token=token
+    ).json()
+    assert unknown["result"]["isError"] is True
+    assert "no workflow" in unknown["result"]["content"][0]["text"]
 
 
 async def test_wait_streams_progress_over_stdio(tmp_path: Path) -> None:
