@@ -38,9 +38,9 @@ class Block:
     code: str
 
 
-def recipe(name: str, text: str | None = None) -> list[Block]:
+def recipe(name: str) -> list[Block]:
     """The marked blocks of one recipe, in the document's order."""
-    text = ARCHITECTURE.read_text() if text is None else text
+    text = ARCHITECTURE.read_text()
     return [
         Block(m["recipe"], m["kind"], m["path"], m["lang"], m["code"])
         for m in _MARKED.finditer(text)
