@@ -128,6 +128,62 @@ def test_dockerfile_env_names_are_real_settings() -> None:
                     assert name in accepted, f"{name} is not a setting"
 
 
+RUNTIME_LOCK = ROOT / "requirements" / "runtime.lock"
+
+
+def build_stage() -> list[tuple[str, str]]:
+    instructions = dockerfile_instructions()
+    second_from = [i for i, (kw, _) in enumerate(instructions) if kw == "FROM"][1]
+    return instructions[:second_from]
+
+
+def test_the_build_installs_the_hashed_runtime_lock_and_nothing_unpinned() -> None:
+    stage = build_stage()
+    installs = [(i, a) for i, (kw, a) in enumerate(stage) if kw == "RUN" and "pip install" in a]
+    (first, lock_install), *rest = installs
+    assert "--require-hashes" in lock_install.split()
+    assert "-r requirements/runtime.lock" in lock_install
+    copied = next(i for i, (kw, a) in enumerate(stage) if kw == "COPY" and "requirements/runtime.lock" in a)
+    assert copied < first
+    assert rest, "the package itself is installed after its dependencies"
+    for _, package_install in rest:
+        assert "--no-deps" in package_install.split(), "only the lock may bring dependencies"
+        assert "--no-build-isolation" in package_install.split(), "the build backend comes from the lock"
+    assert in_build_context("requirements/runtime.lock")
+    assert not in_build_context("requirements/dev.lock")
+
+
+def test_the_runtime_lock_pins_with_hashes_every_dependency_and_the_build_backend() -> None:
+    """What `--no-deps` relies on: every runtime requirement of the package, followed transitively
+    through the installed distributions' metadata, is pinned (with hashes) in the lock."""
+    from importlib.metadata import requires
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    lines = RUNTIME_LOCK.read_text().splitlines()
+    hashed = {
+        canonicalize_name(match.group(1)): following.strip().startswith("--hash=sha256:")
+        for line, following in zip(lines, [*lines[1:], ""], strict=True)
+        if (match := re.match(r"^([A-Za-z0-9_.\-]+)==", line))
+    }
+    assert all(hashed.values()), [name for name, ok in hashed.items() if not ok]
+    pinned = set(hashed)
+    assert "setuptools" in pinned, "the build backend, for --no-build-isolation"
+    todo = [(Requirement(r), "") for r in requires("mahavishnu") or []]
+    seen: set[str] = set()
+    while todo:
+        requirement, extra = todo.pop()
+        if requirement.marker is not None and not requirement.marker.evaluate({"extra": extra}):
+            continue
+        name = canonicalize_name(requirement.name)
+        assert name in pinned, f"{requirement.name} is needed at run time but not in {RUNTIME_LOCK.name}"
+        for wanted in [""] * (name not in seen) + sorted(requirement.extras):
+            todo += [(Requirement(r), wanted) for r in requires(requirement.name) or []]
+        seen.add(name)
+    assert len(seen) > 20
+
+
 def test_healthcheck_command_works_against_the_real_server(live_server: RunningServer) -> None:
     code = healthcheck_code()
     here = code.replace("127.0.0.1:8680", f"127.0.0.1:{live_server.port}")
@@ -156,9 +212,15 @@ def test_hadolint_catches_a_bad_dockerfile(tmp_path: Path) -> None:
 # --- .dockerignore and what the build stage installs --------------------------------------------------
 
 
+def dockerignore_file() -> Path:
+    """BuildKit's choice: `<Dockerfile>.dockerignore` beside the Dockerfile, else the root one."""
+    specific = DOCKERFILE.with_name(DOCKERFILE.name + ".dockerignore")
+    return specific if specific.exists() else ROOT / ".dockerignore"
+
+
 def dockerignore_patterns() -> list[tuple[bool, re.Pattern[str]]]:
     rules: list[tuple[bool, re.Pattern[str]]] = []
-    for raw in (ROOT / ".dockerignore").read_text().splitlines():
+    for raw in dockerignore_file().read_text().splitlines():
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
