@@ -15,6 +15,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ BLOCKS = recipe("add-a-service")
 LAUNCHER = '''"""`mahavishnu` with the recipe's service: its folder on the package path, its cli.py lines run
 as part of mahavishnu.cli. Usage: launcher.py PACKAGE_DIR CLI_LINES ARGS..."""
 import sys
+import tempfile
 from pathlib import Path
 
 import mahavishnu
@@ -76,6 +78,40 @@ def test_the_recipe_code_passes_the_project_lint(tmp_path: Path) -> None:
     for command in ([ruff, "check", *config, *written], [ruff, "format", "--check", *config, *written]):
         result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
         assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_recipe_code_type_checks(tmp_path: Path) -> None:
+    """mypy --strict on the recipe's files and on cli.py with the recipe's lines, in an overlay of
+    the package (its real modules linked, the new service's folder and the edited cli.py beside
+    them), so `mahavishnu.notes` and `mahavishnu.platform` are one package as they would be."""
+    package = tmp_path / "mahavishnu"
+    package.mkdir()
+    for entry in (ROOT / "mahavishnu").iterdir():
+        if entry.name not in ("cli.py", "__pycache__"):
+            (package / entry.name).symlink_to(entry)
+    written = write_files(BLOCKS, tmp_path)
+    cli = (ROOT / "mahavishnu" / "cli.py").read_text()
+    (package / "cli.py").write_text(f"{cli}\n{edit(BLOCKS, 'mahavishnu/cli.py').code}")
+    checked = subprocess.run(
+        [
+            str(ROOT / ".venv" / "bin" / "mypy"),
+            "--config-file",
+            str(ROOT / "pyproject.toml"),
+            "--strict",
+            "--follow-imports=silent",  # only the recipe's files and the edited cli.py are judged
+            "--cache-dir",
+            str(Path(tempfile.gettempdir()) / "mahavishnu-recipe-mypy-cache"),
+            *(str(p.relative_to(tmp_path)) for p in written),
+            "mahavishnu/cli.py",
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "MYPYPATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 def test_the_layers_edit_is_the_contract_plus_the_new_service() -> None:
