@@ -229,6 +229,8 @@ class Problem:
     file: str
     line: int | None
     message: str
+    setting: str | None = None
+    """The setting that decides this (allowed_roots, roles): the fix may belong there instead."""
 
     def __str__(self) -> str:
         where = self.file if self.line is None else f"{self.file}:{self.line}"

@@ -142,8 +142,8 @@ class _Checker:
             "mcp": _mcp_problem,
         }
 
-    def add(self, line: int | None, message: str) -> None:
-        self.problems.append(Problem(self.source, line, message))
+    def add(self, line: int | None, message: str, setting: str | None = None) -> None:
+        self.problems.append(Problem(self.source, line, message, setting))
 
     def check(self, text: str) -> list[_Entry]:
         root = self._compose(text)
@@ -240,7 +240,7 @@ class _Checker:
     def _text(self, key: str, node: yaml.Node) -> str | _Bad | None:
         value = self._string(node, key, nullable=key not in _REQUIRED)
         if isinstance(value, str) and (message := self.rules[key](value)) is not None:
-            self.add(_line(node), message)
+            self.add(_line(node), message, "roles" if key == "role" else None)
             return _BAD
         return value
 
@@ -316,7 +316,8 @@ class _Checker:
                 continue
             if not within(resolved, self.roots):
                 roots = ", ".join(self.roots) or "none are configured"
-                self.add(line, f"path {path!r} resolves to {resolved}, outside the allowed roots ({roots})")
+                message = f"path {path!r} resolves to {resolved}, outside the allowed roots ({roots})"
+                self.add(line, message, "allowed_roots")
             owner = first.setdefault(resolved, entry)
             if owner is not entry:
                 self.add(

@@ -7,6 +7,8 @@ Exit codes: 0 success, 1 the manifest (or the file to write) has a problem,
 from __future__ import annotations
 
 import json
+import os
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +19,13 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from mahavishnu.orchestrator.allowed_roots import (
+    RESTART,
+    ROOTS,
+    add_allowed_root,
+    setting_source,
+    settings_hint,
+)
 from mahavishnu.orchestrator.discovery import DEFAULT_ROLE, discover_repositories, write_manifest
 from mahavishnu.orchestrator.manifest import (
     Manifest,
@@ -26,7 +35,7 @@ from mahavishnu.orchestrator.manifest import (
     load_manifest,
 )
 from mahavishnu.orchestrator.manifest_model import role_problem, tag_filter_problem
-from mahavishnu.orchestrator.manifest_paths import worktree_problems
+from mahavishnu.orchestrator.manifest_paths import within, worktree_problems
 from mahavishnu.orchestrator.settings import MahavishnuSettings
 from mahavishnu.platform.errors import ConfigurationError
 
@@ -50,7 +59,10 @@ def _settings_errors() -> Iterator[None]:
     try:
         yield
     except ConfigurationError as exc:
-        _fail(f"configuration error: {exc.message}", 2)
+        typer.echo(f"configuration error: {exc.message}", err=True)
+        if isinstance(exc, ManifestError):
+            _hints(exc.problems)
+        raise typer.Exit(2) from None
 
 
 def _check(settings: MahavishnuSettings) -> tuple[Manifest | None, Sequence[Problem]]:
@@ -77,6 +89,13 @@ def init(
     max_depth: Annotated[
         int, typer.Option("--max-depth", min=0, help="How many folders deep to search below ROOT.")
     ] = 3,
+    allow_root: Annotated[
+        bool | None,
+        typer.Option(
+            "--allow-root/--no-allow-root",
+            help="Add ROOT to allowed_roots in the settings file if outside (default: ask on a terminal).",
+        ),
+    ] = None,
 ) -> None:
     """Write a manifest listing every git repository found under ROOT, then validate it."""
     with _settings_errors():
@@ -92,11 +111,43 @@ def init(
     except OSError as exc:
         _fail(f"cannot write {target}: {exc.strerror or exc}", 1)
     typer.echo(f"wrote {len(repos)} repositories to {target}")
+    folder = root.resolve()
+    roots = [os.path.realpath(path) for path in settings.allowed_roots]
+    if not within(str(folder), roots) and _allow(folder, allow_root):
+        with _settings_errors():
+            settings = MahavishnuSettings.load(repos_file=output)
     _, problems = _check(settings)
     if problems:
-        for problem in problems:
-            typer.echo(str(problem))
-        _fail("edit the file, or the allowed_roots/roles settings, then run `mahavishnu repos validate`", 1)
+        _report(problems)
+        _fail("edit the manifest or the settings, then run `mahavishnu repos validate`", 1)
+
+
+def _allow(folder: Path, allow_root: bool | None) -> bool:
+    """Add `folder` to allowed_roots where that setting comes from, if the user wants it; True when added."""
+    source = setting_source(ROOTS)
+    if isinstance(source, str):
+        typer.echo(f"{folder} is outside allowed_roots, which the {source} environment variable sets")
+        return False
+    if allow_root is None and sys.stdin.isatty():
+        allow_root = typer.confirm(f"{folder} is outside allowed_roots. Add it in {source}?", default=True)
+    if not allow_root:
+        return False
+    with _settings_errors():
+        add_allowed_root(source, folder)
+    typer.echo(f"added {folder} to allowed_roots in {source}; {RESTART}")
+    return True
+
+
+def _report(problems: Sequence[Problem]) -> None:
+    """Each problem on stdout, then where to fix those a setting decides."""
+    for problem in problems:
+        typer.echo(str(problem))
+    _hints(problems)
+
+
+def _hints(problems: Sequence[Problem]) -> None:
+    for setting in sorted({problem.setting for problem in problems if problem.setting}):
+        typer.echo(f"hint: {settings_hint(setting)}", err=True)
 
 
 @app.command()
@@ -120,15 +171,13 @@ def validate(
     with _settings_errors():
         settings = MahavishnuSettings.load(repos_file=file or repos)
     manifest, problems = _check(settings)
-    for problem in problems:
-        typer.echo(str(problem))
+    _report(problems)
     if manifest is None:
         raise typer.Exit(1)
     warnings = worktree_problems(manifest, str(settings.repos_file))
     for warning in warnings:
-        typer.echo(
-            str(warning if strict else Problem(warning.file, warning.line, f"warning: {warning.message}"))
-        )
+        label = "" if strict else "warning: "
+        typer.echo(str(Problem(warning.file, warning.line, label + warning.message)))
     if strict and warnings:
         raise typer.Exit(1)
     count = len(warnings)

@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
+import pexpect
 import pytest
+import yaml
 from typer.testing import CliRunner, Result
 
 from mahavishnu.orchestrator.repos_cli import app
+from mahavishnu.orchestrator.settings import MahavishnuSettings
 from tests.support.gitrepos import make_git_repo
 
 
@@ -127,7 +131,8 @@ def test_init_reports_what_is_wrong_with_what_it_wrote(
     problems = [line for line in result.stdout.splitlines() if line.startswith("repos.yaml:")]
     assert len(problems) == 2
     assert all("outside the allowed roots" in line for line in problems)
-    assert "allowed_roots" in result.stderr
+    assert "which the MAHAVISHNU_ALLOWED_ROOTS environment variable sets" in result.stdout
+    assert "hint: allowed_roots is set by the MAHAVISHNU_ALLOWED_ROOTS environment variable" in result.stderr
     assert (workdir / "repos.yaml").is_file()
 
 
@@ -233,6 +238,8 @@ def test_list_refuses_a_broken_manifest_cleanly(workdir: Path) -> None:
     assert result.stderr.splitlines() == [
         "configuration error: the manifest has 1 problem:",
         f"  repos.yaml:2: path '/etc' resolves to /etc, outside the allowed roots ({workdir})",
+        "hint: allowed_roots is set by the MAHAVISHNU_ALLOWED_ROOTS environment variable: change it there; "
+        "a running server reads settings only at start-up: restart it after the change",
     ]
     assert "Traceback" not in result.output
 
@@ -322,3 +329,80 @@ def test_list_refuses_a_role_the_settings_do_not_have(fleet: Path) -> None:
     result = run("list", "--role", "wizard")
     assert result.exit_code == 2
     assert "unknown role 'wizard'; expected one of: app, asset" in " ".join(result.stderr.split())
+
+
+# --- init outside the allowed roots -------------------------------------------------------
+
+
+@pytest.fixture
+def outside(code: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A first setup: no allowed_roots anywhere, so the default (the home folder, elsewhere) applies
+    and the settings file (the XDG one, not there yet) is where it belongs."""
+    monkeypatch.delenv("MAHAVISHNU_ALLOWED_ROOTS")
+    monkeypatch.setenv("HOME", str(workdir / "home"))
+    assert not MahavishnuSettings.settings_file().exists()
+    return code
+
+
+RESTART = "a running server reads settings only at start-up: restart it after the change"
+
+
+def test_init_allow_root_adds_the_folder_to_the_settings_file(outside: Path) -> None:
+    settings_file = MahavishnuSettings.settings_file()
+    result = run("init", str(outside), "--allow-root")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        "wrote 2 repositories to repos.yaml",
+        f"added {outside} to allowed_roots in {settings_file}; {RESTART}",
+    ]
+    assert yaml.safe_load(settings_file.read_text()) == {"allowed_roots": ["~", str(outside)]}
+    assert run("validate", "--strict").stdout == "OK: 2 repositories\n"
+
+
+def test_init_without_allow_root_says_which_file_to_edit(outside: Path) -> None:
+    settings_file = MahavishnuSettings.settings_file()
+    for args in ([], ["--no-allow-root"]):
+        result = run("init", str(outside), "--force", *args)
+        assert result.exit_code == 1
+        assert sum("outside the allowed roots" in line for line in result.stdout.splitlines()) == 2
+        assert f"hint: allowed_roots is read from {settings_file}: edit it there" in result.stderr
+        assert "--allow-root" in result.stderr
+        assert RESTART in result.stderr
+        assert not settings_file.exists()
+
+
+def test_init_inside_the_allowed_roots_leaves_the_settings_alone(code: Path) -> None:
+    result = run("init", str(code), "--allow-root")
+    assert result.exit_code == 0, result.output
+    assert not MahavishnuSettings.settings_file().exists()
+    assert "added" not in result.stdout
+
+
+def spawn_init(workdir: Path, code: Path) -> pexpect.spawn:
+    return pexpect.spawn(
+        sys.executable,
+        ["-m", "mahavishnu", "repos", "init", str(code)],
+        cwd=str(workdir),
+        env=dict(os.environ),
+        encoding="utf-8",
+        dimensions=(24, 250),
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("answer", ["y", "n"])
+def test_init_on_a_terminal_offers_to_add_the_folder(outside: Path, workdir: Path, answer: str) -> None:
+    settings_file = MahavishnuSettings.settings_file()
+    terminal = spawn_init(workdir, outside)
+    terminal.expect(rf"{outside} is outside allowed_roots\. Add it in {settings_file}\? \[Y/n\]")
+    terminal.sendline(answer)
+    terminal.expect(pexpect.EOF)
+    terminal.close()
+    if answer == "y":
+        assert terminal.exitstatus == 0, terminal.before
+        assert f"added {outside} to allowed_roots" in terminal.before
+        assert yaml.safe_load(settings_file.read_text()) == {"allowed_roots": ["~", str(outside)]}
+    else:
+        assert terminal.exitstatus == 1
+        assert "hint: allowed_roots is read from" in terminal.before
+        assert not settings_file.exists()
