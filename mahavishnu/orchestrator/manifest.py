@@ -20,6 +20,7 @@ from typing import Protocol
 import anyio
 import anyio.to_thread
 
+from mahavishnu.orchestrator.allowed_roots import settings_hint
 from mahavishnu.orchestrator.manifest_model import (
     MCP_KINDS,
     Manifest,
@@ -108,6 +109,8 @@ class _Outcome:
     manifest: Manifest | None
     problems: tuple[Problem, ...] = ()
     missing: bool = False
+    hints: tuple[str, ...] = ()
+    """Where to change the settings some problems depend on (allowed_roots, roles)."""
 
 
 def _signature(path: Path) -> _Signature | None:
@@ -195,7 +198,8 @@ class ManifestStore:
         except ManifestNotFoundError:
             return _Outcome(signature, None, missing=True)
         except ManifestError as exc:
-            return _Outcome(signature, None, exc.problems)
+            settings = sorted({problem.setting for problem in exc.problems if problem.setting})
+            return _Outcome(signature, None, exc.problems, hints=tuple(map(settings_hint, settings)))
         return _Outcome(signature, manifest)
 
     def _apply(self, outcome: _Outcome) -> bool:
@@ -213,6 +217,7 @@ class ManifestStore:
                 path=str(self.path),
                 generation=self.generation,
                 problems=[str(problem) for problem in outcome.problems],
+                hints=list(outcome.hints),
             )
             self._notify(None)
             return False

@@ -652,6 +652,26 @@ def test_a_broken_edit_keeps_the_last_good_manifest(
     assert len(seen) == 3
 
 
+def test_a_rejected_edit_says_where_the_settings_it_depends_on_are_changed(
+    store: ManifestStore, manifest_file: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    settings_file = tmp_path / "settings.yaml"
+    monkeypatch.setenv("MAHAVISHNU_CONFIG", str(settings_file))
+    monkeypatch.delenv("MAHAVISHNU_ALLOWED_ROOTS", raising=False)
+    monkeypatch.delenv("MAHAVISHNU_ROLES", raising=False)
+    manifest_file.write_text("repos:\n  - {name: a, path: /etc, role: wizard}\n")
+    with capture_logs() as logs:
+        assert store.reload_if_changed() is False
+    assert logs[0]["event"] == "manifest_rejected"
+    restart = "a running server reads settings only at start-up: restart it after the change"
+    assert [hint.split(":")[0] for hint in logs[0]["hints"]] == [
+        f"allowed_roots is read from {settings_file}",
+        f"roles is read from {settings_file}",
+    ]
+    assert all(hint.endswith(restart) for hint in logs[0]["hints"])
+    assert [p.setting for p in store.problems or ()] == ["roles", "allowed_roots"]
+
+
 def test_a_vanished_file_keeps_the_last_good_manifest(store: ManifestStore, manifest_file: Path) -> None:
     store.reload_if_changed()
     manifest_file.unlink()
