@@ -68,6 +68,10 @@ class LogLevels:
     def threshold(self, principal: Principal) -> int:
         return self._levels.get(principal, _SILENT)
 
+    def wants_logs(self, principal: Principal) -> bool:
+        """Whether this caller set a level: its requests need an answer that can carry notifications."""
+        return principal in self._levels
+
 
 class ClientLog:
     """Sends log messages to the client of one request, at or above its threshold; never raises."""

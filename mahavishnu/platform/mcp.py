@@ -257,17 +257,19 @@ def build_mcp_server(
     resources: Sequence[ResourceSpec] = (),
     middleware: Sequence[ServerMiddleware[Any]] = (),
     configure: Callable[[MCPServer], None] | None = None,
+    log_levels: LogLevels | None = None,
 ) -> MCPServer:
     """Build the SDK server with every tool and resource instrumented; `configure` adds the rest.
 
-    Every service answers `logging/setLevel`, and its tools reach their caller's log through
+    Every service answers `logging/setLevel` (into `log_levels`, which the HTTP gate may share to
+    stream the answers of callers that set one), and its tools reach their caller's log through
     `client_log()` (see `client_logging.py`).
     Only the tools given here get `ToolArgumentCheck`'s short messages, and only what is given
     here goes through the pipeline: whatever `configure` registers itself is neither counted
     nor role-checked, and its errors are mapped by the SDK.
     """
     registered = {spec.name: _register_tool(spec, metrics) for spec in tools}
-    levels = LogLevels()
+    levels = log_levels or LogLevels()
     server: MCPServer = MCPServer(
         name=name,
         version=version,
