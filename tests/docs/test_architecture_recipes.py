@@ -15,7 +15,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +24,15 @@ import httpx
 import pytest
 
 from tests.support.client import call_tool, mcp_client
-from tests.support.recipes import ROOT, edit, recipe, recipe_section, write_files
+from tests.support.recipes import (
+    ROOT,
+    edit,
+    mypy_problems,
+    recipe,
+    recipe_section,
+    ruff_problems,
+    write_files,
+)
 from tests.support.server import SECRET, RunningServer, free_port, wait_ready
 
 BLOCKS = recipe("add-a-service")
@@ -66,18 +73,7 @@ def test_every_code_block_of_the_recipe_is_marked() -> None:
 
 
 def test_the_recipe_code_passes_the_project_lint(tmp_path: Path) -> None:
-    written = [str(p) for p in write_files(BLOCKS, tmp_path)]
-    ruff = str(ROOT / ".venv" / "bin" / "ruff")
-    # The project's settings; `mahavishnu` is first-party though the files lie outside the tree.
-    config = [
-        "--config",
-        str(ROOT / "pyproject.toml"),
-        "--config",
-        "lint.isort.known-first-party=['mahavishnu']",
-    ]
-    for command in ([ruff, "check", *config, *written], [ruff, "format", "--check", *config, *written]):
-        result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
-        assert result.returncode == 0, result.stdout + result.stderr
+    assert ruff_problems(write_files(BLOCKS, tmp_path)) == ""
 
 
 def test_the_recipe_code_type_checks(tmp_path: Path) -> None:
@@ -92,26 +88,8 @@ def test_the_recipe_code_type_checks(tmp_path: Path) -> None:
     written = write_files(BLOCKS, tmp_path)
     cli = (ROOT / "mahavishnu" / "cli.py").read_text()
     (package / "cli.py").write_text(f"{cli}\n{edit(BLOCKS, 'mahavishnu/cli.py').code}")
-    checked = subprocess.run(
-        [
-            str(ROOT / ".venv" / "bin" / "mypy"),
-            "--config-file",
-            str(ROOT / "pyproject.toml"),
-            "--strict",
-            "--follow-imports=silent",  # only the recipe's files and the edited cli.py are judged
-            "--cache-dir",
-            str(Path(tempfile.gettempdir()) / "mahavishnu-recipe-mypy-cache"),
-            *(str(p.relative_to(tmp_path)) for p in written),
-            "mahavishnu/cli.py",
-        ],
-        cwd=tmp_path,
-        env={**os.environ, "MYPYPATH": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert checked.returncode == 0, checked.stdout + checked.stderr
+    files = [*(str(p.relative_to(tmp_path)) for p in written), "mahavishnu/cli.py"]
+    assert mypy_problems(files, cwd=tmp_path, search=tmp_path) == ""
 
 
 def test_the_layers_edit_is_the_contract_plus_the_new_service() -> None:

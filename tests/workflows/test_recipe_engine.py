@@ -9,10 +9,7 @@ import asyncio
 import functools
 import importlib
 import inspect
-import os
-import subprocess
 import sys
-import tempfile
 import time
 import tomllib
 from collections.abc import Awaitable, Callable, Iterator
@@ -25,7 +22,16 @@ import mahavishnu.orchestrator.workflows as workflows_package
 from mahavishnu.orchestrator.workflows.ports import WorkflowEngine
 from mahavishnu.platform.auth import LOCAL_PRINCIPAL as ADMIN
 from mahavishnu.platform.db import Database
-from tests.support.recipes import ROOT, compile_edit, edit, recipe, write_files
+from tests.support.recipes import (
+    ROOT,
+    compile_edit,
+    edit,
+    mypy_problems,
+    recipe,
+    recipe_section,
+    ruff_problems,
+    write_files,
+)
 from tests.workflows import conftest
 from tests.workflows import test_engine as contract
 from tests.workflows.conftest import agent_workflow, harness
@@ -55,12 +61,18 @@ def recipe_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 
 
 def test_the_recipe_is_marked_and_complete() -> None:
+    """An unmarked block would be a step the test skips."""
+    assert recipe_section("Recipe: add an engine").count("\n```") == 2 * len(BLOCKS)
     assert [(b.kind, b.path) for b in BLOCKS] == [
         ("file", "mahavishnu/orchestrator/workflows/inline/__init__.py"),
         ("file", ENGINE_FILE),
         ("edit", "pyproject.toml"),
         ("edit", "tests/workflows/conftest.py"),
     ]
+
+
+def test_the_recipe_engine_passes_the_project_lint(tmp_path: Path) -> None:
+    assert ruff_problems(write_files(BLOCKS, tmp_path)) == ""
 
 
 def test_the_recipe_engine_type_checks_against_the_seam(tmp_path: Path) -> None:
@@ -75,27 +87,7 @@ def test_the_recipe_engine_type_checks_against_the_seam(tmp_path: Path) -> None:
         "def as_seam(db: Database) -> WorkflowEngine:\n"
         "    return InlineEngine(db, {})\n"
     )
-    cache = Path(tempfile.gettempdir()) / "mahavishnu-recipe-mypy-cache"
-    checked = subprocess.run(
-        [
-            str(ROOT / ".venv" / "bin" / "mypy"),
-            "--config-file",
-            str(ROOT / "pyproject.toml"),
-            "--strict",
-            "--follow-imports=silent",  # only the recipe's own files are judged here
-            "--cache-dir",
-            str(cache),
-            "recipe_inline_engine.py",
-            "recipe_use.py",
-        ],
-        cwd=tmp_path,
-        env={**os.environ, "MYPYPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert mypy_problems(["recipe_inline_engine.py", "recipe_use.py"], cwd=tmp_path) == ""
 
 
 def test_the_recipe_engine_offers_the_whole_seam(recipe_engine: None) -> None:
