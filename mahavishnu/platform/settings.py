@@ -21,7 +21,6 @@ import ipaddress
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, ClassVar, Literal, Self
@@ -31,6 +30,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from mahavishnu.platform.errors import ConfigurationError, InsecureConfigurationError
+from mahavishnu.platform.settings_migrations import IDENTIFIER, ROOT_MIGRATIONS, MigrationSet
 from mahavishnu.platform.settings_sources import (
     SHARED_ENV,
     SharedEnvSource,
@@ -55,40 +55,6 @@ MIN_SECRET_BYTES = 32
 Environment = Literal["development", "test", "staging", "production"]
 _SERVICE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 _ENV_PREFIX = re.compile(r"^[A-Z][A-Z0-9_]*_$")
-_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-
-
-@dataclass(frozen=True, slots=True)
-class MigrationSet:
-    """A service's Alembic tree and the table that records how far it has run.
-
-    Each service keeps its own version table, so several services can migrate their own tables
-    side by side in one database (one PostgreSQL schema, even one SQLite file) without reading
-    each other's revisions. It lives here, not in `db`, so a settings class can name its tree
-    without importing SQLAlchemy and Alembic (the CLI's start-up stays quick).
-    """
-
-    location: Path
-    """The folder holding `env.py` and `versions/`."""
-    version_table: str
-    title: str
-    """The service as messages name it ("newer than this version of Mahavishnu understands")."""
-    upgrade_hint: str = "start the service with db_auto_upgrade on (the default)"
-    """What to do about an older schema when start-up may not upgrade it."""
-
-    def __post_init__(self) -> None:
-        if not _IDENTIFIER.match(self.version_table):
-            raise ValueError(f"version table {self.version_table!r} is not a plain SQL identifier")
-
-
-ROOT_MIGRATIONS = MigrationSet(
-    location=Path(__file__).resolve().parent.parent / "migrations",
-    version_table="alembic_version",
-    title="Mahavishnu",
-    upgrade_hint="run `mahavishnu db upgrade`",
-)
-"""Mahavishnu's tree, the package's first. It keeps Alembic's default table name, so existing
-deployments upgrade in place; every later service names a table of its own."""
 
 
 class PlatformSettings(BaseSettings):
@@ -223,7 +189,7 @@ class PlatformSettings(BaseSettings):
     database_url: str | None = None
     """PostgreSQL (or SQLite) URL; unset means SQLite at DATA_DIR/<service>.db. Services may share
     one PostgreSQL database and schema: each migrates its own tables under its own version table."""
-    database_schema: str | None = Field(default=None, pattern=_IDENTIFIER.pattern)
+    database_schema: str | None = Field(default=None, pattern=IDENTIFIER.pattern)
     """PostgreSQL schema to use (several deployments can share one database)."""
     db_auto_upgrade: bool = True
     """Bring an older schema to the current one at start-up (a newer one is always refused)."""
