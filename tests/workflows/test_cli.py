@@ -183,11 +183,14 @@ def test_workflows_list_filters_and_show(cli: Cli) -> None:
     ]
     assert len(cli.json("workflows", "list", "--limit", "1")) == 1
     assert cli.json("workflows", "list", "--since", "2999-01-01T00:00:00Z") == []
-    table = cli.ok("workflows", "list").stdout
-    assert listed[0]["workflow_id"] in table
-    assert "failed" in table
+    table = table_rows(cli.ok("workflows", "list").stdout)
+    short_ids = [short for short in table if short]
+    assert len(short_ids) == 2
+    assert all(w["workflow_id"].startswith(short) for w, short in zip(listed, short_ids, strict=True))
+    assert table[short_ids[0]][1] == "failed"
 
     failed_id = listed[0]["workflow_id"]
+    assert cli.json("workflows", "show", short_ids[0])["workflow_id"] == failed_id
     view = cli.json("workflows", "show", failed_id)
     assert view["workflow_id"] == failed_id
     assert [(r["repo"], r["status"], r["exit_code"]) for r in view["runs"]] == [("alpha", "failed", 3)]
@@ -216,7 +219,8 @@ def test_workflows_cancel_stops_a_run_in_another_process(cli: Cli) -> None:
 
     cancelled = cli.ok("workflows", "cancel", workflow["workflow_id"])
 
-    assert cancelled.stdout.startswith(f"workflow {workflow['workflow_id']}: ")
+    [short_id] = re.findall(r"^workflow (\S+): ", cancelled.stdout)
+    assert workflow["workflow_id"].startswith(short_id)
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 1, stderr  # the run did not succeed: it was cancelled
     assert table_rows(stdout)["alpha"][0] == "cancelled"
@@ -245,7 +249,8 @@ def test_dlq_list_show_and_retry_until_resolved(cli: Cli) -> None:
     assert f"path:       {cli.repos['beta']}" in shown
     assert "command:    python3 -c 'import os, sys;" in shown
     assert "last error: exited with code 3" in shown
-    assert dead_letter_id in cli.ok("dlq", "list").stdout
+    [short_id] = [key for key in table_rows(cli.ok("dlq", "list").stdout) if key]
+    assert dead_letter_id.startswith(short_id)
 
     still_failing = cli("dlq", "retry", dead_letter_id, "--wait")
     assert still_failing.returncode == 1

@@ -20,38 +20,46 @@ from __future__ import annotations
 
 import shlex
 import sys
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from mahavishnu.orchestrator.settings import MahavishnuSettings
 from mahavishnu.orchestrator.workflows.cli_common import (
+    age,
+    attempts_of,
     counts_text,
     database,
     fail,
+    id_table,
     load_settings,
+    more_than_shown,
     open_service,
     out,
     print_json,
-    print_view,
     run_sync,
     styled,
+    took,
     when,
 )
 from mahavishnu.orchestrator.workflows.cli_dlq import dlq_app
+from mahavishnu.orchestrator.workflows.cli_output import print_attempts, print_view
 from mahavishnu.orchestrator.workflows.cli_run import run_command
 from mahavishnu.platform.auth import LOCAL_PRINCIPAL
 from mahavishnu.platform.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from mahavishnu.orchestrator.workflows.views import WorkflowSummary, WorkflowView
+    from mahavishnu.orchestrator.workflows.pages import WorkflowList
+    from mahavishnu.orchestrator.workflows.views import AttemptView, WorkflowView
 
 __all__ = ["db_app", "dlq_app", "run_command", "workflows_app"]
 
 workflows_app = typer.Typer(help="List, inspect and cancel workflows.", no_args_is_help=True)
 db_app = typer.Typer(help="The workflow database and its schema.", no_args_is_help=True)
+WorkflowId = Annotated[
+    str, typer.Argument(metavar="ID", help="The workflow ID, or any unique prefix of it (4+ characters).")
+]
 
 
 # --- workflows ----------------------------------------------------------------------------
@@ -67,53 +75,82 @@ def workflows_list(
     limit: Annotated[int, typer.Option(min=1, max=200, help="How many, newest first.")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """List workflows, newest first."""
+    """List workflows, newest first, each by its short ID (any unique prefix of an ID works)."""
     settings = load_settings()
 
-    async def body() -> list[WorkflowSummary]:
+    async def body() -> tuple[WorkflowList, dict[str, str]]:
         async with open_service(settings) as ctx:
             page = await ctx.service.list(
                 LOCAL_PRINCIPAL, status=status, workflow=workflow, since=since, limit=limit
             )
-        return page.workflows
+            ids = [row.workflow_id for row in page.workflows]
+            return page, await ctx.service.short_workflow_ids(LOCAL_PRINCIPAL, ids)
 
-    rows = run_sync(body())
+    page, short = run_sync(body())
+    rows = page.workflows
     if as_json:
         print_json([row.model_dump(mode="json") for row in rows])
         return
-    table = Table(show_edge=False, pad_edge=False)
-    for column in ("id", "workflow", "status", "requested by", "created", "finished"):
-        table.add_column(column)
+    table = id_table("id", ("workflow", {}), ("status", {"no_wrap": True}), ("by", {}), *_TIMES)
     for row in rows:
         table.add_row(
-            row.workflow_id,
+            short.get(row.workflow_id, row.workflow_id),
             escape(row.workflow),
             styled(row.status),
             escape(row.requested_by),
-            when(row.created_at),
-            when(row.finished_at),
+            age(row.created_at),
+            took(row.created_at, row.finished_at),
         )
     out.print(table if rows else "no workflows")
+    more_than_shown(len(rows), page.total)
+
+
+_TIMES: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("age", {"justify": "right", "no_wrap": True}),
+    ("took", {"justify": "right", "no_wrap": True}),
+)
 
 
 @workflows_app.command("show")
 def workflows_show(
-    workflow_id: Annotated[str, typer.Argument(metavar="ID", help="The workflow id.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    workflow_id: WorkflowId,
+    status: Annotated[str | None, typer.Option(help="Only runs with this status (e.g. failed).")] = None,
+    repo: Annotated[
+        list[str] | None, typer.Option("--repo", help="Only the run in this repository (repeat for more).")
+    ] = None,
+    output: Annotated[
+        bool, typer.Option("--output", help="Show the last output lines of every run, not only failed ones.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON (each run with its attempt_history).")
+    ] = False,
 ) -> None:
-    """Show a workflow and each of its repo runs."""
+    """Show a workflow, its repo runs, and every attempt of each: exit code, duration, output.
+
+    --status and --repo narrow the runs shown (the counts stay those of the whole workflow).
+    """
     settings = load_settings()
 
-    async def body() -> WorkflowView:
+    async def body() -> tuple[WorkflowView, str, dict[str, list[AttemptView]]]:
         async with open_service(settings) as ctx:
-            return await ctx.service.status(LOCAL_PRINCIPAL, workflow_id)
+            view = await ctx.service.status(LOCAL_PRINCIPAL, workflow_id, run_status=status)
+            if repo:
+                view.runs = [run for run in view.runs if run.repo in repo]
+            short = await ctx.service.short_workflow_ids(LOCAL_PRINCIPAL, [view.workflow_id])
+            attempts = await attempts_of(ctx, [run.run_id for run in view.runs])
+        return view, short.get(view.workflow_id, view.workflow_id), attempts
 
-    view = run_sync(body())
+    view, short_id, attempts = run_sync(body())
     if as_json:
-        typer.echo(view.model_dump_json(indent=2))
+        data = view.model_dump(mode="json")
+        for run in data["runs"]:
+            history = attempts.get(run["run_id"], [])
+            run["attempt_history"] = [a.model_dump(mode="json") for a in history]
+        print_json(data)
         return
     params = " ".join(f"{k}={shlex.quote(str(v))}" for k, v in sorted(view.params.items())) or "-"
     for label, value in (
+        ("id", view.workflow_id),
         ("workflow", escape(view.workflow)),
         ("status", styled(view.status)),
         ("requested by", escape(view.requested_by)),
@@ -124,23 +161,26 @@ def workflows_show(
     ):
         out.print(f"{label + ':':14}{value}")
     out.print()
-    print_view(view)
+    print_view(view, short_id, output=output)
+    print_attempts(view.runs, attempts)
 
 
 @workflows_app.command("cancel")
 def workflows_cancel(
-    workflow_id: Annotated[str, typer.Argument(metavar="ID", help="The workflow id.")],
+    workflow_id: WorkflowId,
 ) -> None:
     """Cancel a workflow: queued runs stop now, running ones within seconds (wherever they run)."""
     settings = load_settings()
 
-    async def body() -> WorkflowView:
+    async def body() -> tuple[WorkflowView, str]:
         async with open_service(settings) as ctx:
-            return await ctx.service.cancel(LOCAL_PRINCIPAL, workflow_id)
+            view = await ctx.service.cancel(LOCAL_PRINCIPAL, workflow_id, limit=0)
+            short = await ctx.service.short_workflow_ids(LOCAL_PRINCIPAL, [view.workflow_id])
+        return view, short.get(view.workflow_id, view.workflow_id)
 
-    view = run_sync(body())
+    view, short_id = run_sync(body())
     note = "" if view.finished_at else " (running repo runs are being stopped)"
-    out.print(f"workflow {view.workflow_id}: {styled(view.status)} · {counts_text(view.counts)}{note}")
+    out.print(f"workflow {short_id}: {styled(view.status)} · {counts_text(view.counts)}{note}")
 
 
 # --- database -------------------------------------------------------------------------------

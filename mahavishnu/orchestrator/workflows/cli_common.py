@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from mahavishnu.orchestrator.manifest import ManifestStore
     from mahavishnu.orchestrator.workflows.ports import WorkflowEngine
     from mahavishnu.orchestrator.workflows.service import WorkflowService
-    from mahavishnu.orchestrator.workflows.views import RunView, WorkflowView
+    from mahavishnu.orchestrator.workflows.views import AttemptView, WorkflowView
     from mahavishnu.platform.db import Database
 
 T = TypeVar("T")
@@ -94,6 +94,7 @@ class Context:
     manifest: ManifestStore
     service: WorkflowService
     engine: WorkflowEngine | None
+    db: Database
 
 
 @contextlib.asynccontextmanager
@@ -116,7 +117,17 @@ async def open_service(settings: MahavishnuSettings, *, engine: bool = False) ->
             if engine
             else None
         )
-        yield Context(settings, manifest, WorkflowService(db, manifest, definitions, local), local)
+        yield Context(settings, manifest, WorkflowService(db, manifest, definitions, local), local, db)
+
+
+def id_table(id_header: str, *columns: tuple[str, Mapping[str, Any]]) -> Table:
+    """A list table led by short IDs, which are never wrapped or cut (a user copies them);
+    other columns fold long values unless their options say otherwise."""
+    table = Table(show_edge=False, pad_edge=False)
+    table.add_column(id_header, no_wrap=True)
+    for name, options in columns:
+        table.add_column(name, **{"overflow": "fold", **options})
+    return table
 
 
 def first_line(text: str | None) -> str:
@@ -132,8 +143,42 @@ def when(moment: datetime | None) -> str:
     return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S") if moment else "-"
 
 
+def age(moment: datetime | None) -> str:
+    """How long ago, as kubectl shows it in a list (`45s`, `12m`, `3h`, `5d`): narrow enough for
+    80 columns; the exact time is in `show` and `--json`."""
+    if moment is None:
+        return "-"
+    seconds = max(0, int((datetime.now(UTC) - moment).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def took(start: datetime | None, end: datetime | None) -> str:
+    if start is None or end is None:
+        return "-"
+    seconds = (end - start).total_seconds()
+    return f"{seconds:.1f}s" if seconds < 60 else f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+
+
+async def attempts_of(ctx: Context, run_ids: Sequence[str]) -> dict[str, list[AttemptView]]:
+    """Every attempt of these runs (got from a scoped read), with output from this machine's logs."""
+    from mahavishnu.orchestrator.service import engine_config
+    from mahavishnu.orchestrator.workflows.attempt_history import LogPlace, attempts_by_run
+
+    config = engine_config(ctx.settings)
+    return await attempts_by_run(ctx.db, run_ids, LogPlace(config.log_dir, config.output_tail_bytes))
+
+
 def counts_text(counts: Mapping[str, int]) -> str:
     return ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no repo runs"
+
+
+def more_than_shown(shown: int, total: int) -> None:
+    """Under a list cut by --limit: how many there are in all (on stderr, not in the table)."""
+    if total > shown:
+        err.print(f"{shown} of {total} shown; --limit shows more (up to 200)")
 
 
 def print_json(data: object) -> None:
@@ -146,13 +191,14 @@ async def until_final(
     stop: asyncio.Event | None,
     progress: Callable[[WorkflowView], None] | None,
 ) -> WorkflowView:
-    """Poll the workflow until it is final, or `stop` is set."""
+    """Poll the workflow until it is final, or `stop` is set, then return it with every run.
+    Each poll asks for the counts alone, so watching thousands of runs stays cheap."""
     while True:
-        view = await service.status(LOCAL_PRINCIPAL, workflow_id)
+        view = await service.status(LOCAL_PRINCIPAL, workflow_id, limit=0)
         if progress is not None:
             progress(view)
         if view.finished_at is not None or (stop is not None and stop.is_set()):
-            return view
+            return await service.status(LOCAL_PRINCIPAL, workflow_id)
         if stop is None:
             await asyncio.sleep(POLL_SECONDS)
         else:
@@ -160,32 +206,3 @@ async def until_final(
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(POLL_SECONDS):
                     await stop.wait()
-
-
-def runs_table(runs: list[RunView]) -> Table:
-    table = Table(show_edge=False, pad_edge=False)
-    for column, justify in (
-        ("repo", "left"),
-        ("status", "left"),
-        ("attempt", "right"),
-        ("exit code", "right"),
-        ("duration", "right"),
-        ("error / output", "left"),
-    ):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
-    for run in runs:
-        table.add_row(
-            escape(run.repo),
-            styled(run.status),
-            str(run.attempt),
-            "-" if run.exit_code is None else str(run.exit_code),
-            "-" if run.duration_seconds is None else f"{run.duration_seconds:.2f}s",
-            escape(first_line(run.error) or first_line(run.output_tail)),
-        )
-    return table
-
-
-def print_view(view: WorkflowView) -> None:
-    out.print(runs_table(view.runs))
-    name = escape(view.workflow)
-    out.print(f"workflow {view.workflow_id} ({name}): {styled(view.status)} · {counts_text(view.counts)}")

@@ -22,10 +22,10 @@ from mahavishnu.orchestrator.workflows.cli_common import (
     fail,
     load_settings,
     open_service,
-    print_view,
     run_sync,
     until_final,
 )
+from mahavishnu.orchestrator.workflows.cli_output import print_view
 from mahavishnu.platform.auth import LOCAL_PRINCIPAL
 from mahavishnu.platform.errors import ConfigurationError
 
@@ -73,7 +73,7 @@ class _Progress:
     """A progress bar on a terminal; otherwise a line now and then (and none at all for --json)."""
 
     def __init__(self, view: WorkflowView, *, quiet: bool) -> None:
-        self._total = len(view.runs)
+        self._total = sum(view.counts.values())
         self._live = err.is_terminal
         self._quiet = quiet and not self._live
         self._bar = Progress(
@@ -142,6 +142,7 @@ class _Signals:
 @dataclass(frozen=True, slots=True)
 class _Outcome:
     view: WorkflowView
+    short_id: str
     signal: int | None
 
 
@@ -167,22 +168,24 @@ async def _run_workflow(
         summary = await ctx.service.trigger(
             LOCAL_PRINCIPAL, workflow, tag=tag, role=role, repos=repos, params=params
         )
-        queued = await ctx.service.status(LOCAL_PRINCIPAL, summary.workflow_id)
-        err.print(f"workflow {summary.workflow_id} ({escape(workflow)}): {len(queued.runs)} repo runs queued")
-        async with ctx.engine.running(workflows={summary.workflow_id}):
+        wid = summary.workflow_id
+        short_id = (await ctx.service.short_workflow_ids(LOCAL_PRINCIPAL, [wid])).get(wid, wid)
+        queued = await ctx.service.status(LOCAL_PRINCIPAL, wid, limit=0)
+        err.print(f"workflow {short_id} ({escape(workflow)}): {sum(queued.counts.values())} repo runs queued")
+        async with ctx.engine.running(workflows={wid}):
             with _Signals() as signals, _Progress(queued, quiet=quiet) as progress:
-                view = await until_final(ctx.service, summary.workflow_id, signals.event, progress.update)
+                view = await until_final(ctx.service, wid, signals.event, progress.update)
                 if view.finished_at is None:
-                    err.print(f"interrupted: cancelling workflow {summary.workflow_id}")
-                    await ctx.service.cancel(LOCAL_PRINCIPAL, summary.workflow_id)
+                    err.print(f"interrupted: cancelling workflow {short_id}")
+                    await ctx.service.cancel(LOCAL_PRINCIPAL, wid)
                     # Keep the engine running until its killed runs are recorded as cancelled.
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(
-                            until_final(ctx.service, summary.workflow_id, None, progress.update),
+                            until_final(ctx.service, wid, None, progress.update),
                             settings.kill_grace_seconds + CANCEL_WAIT_EXTRA_SECONDS,
                         )
-                    view = await ctx.service.status(LOCAL_PRINCIPAL, summary.workflow_id)
-        return _Outcome(view, signals.received)
+                    view = await ctx.service.status(LOCAL_PRINCIPAL, wid)
+        return _Outcome(view, short_id, signals.received)
 
 
 def run_command(
@@ -195,11 +198,15 @@ def run_command(
     param: Annotated[
         list[str] | None, typer.Option("--param", help="A workflow parameter as NAME=VALUE (repeatable).")
     ] = None,
+    output: Annotated[
+        bool, typer.Option("--output", help="Show the last output lines of every run, not only failed ones.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the final status as JSON.")] = False,
 ) -> None:
     """Run a workflow across repositories here, showing progress until every repo run is final.
 
-    Exits 1 when any repository did not succeed. Ctrl-C cancels the workflow.
+    The summary shows why each failed run failed (its error and last output lines). Exits 1 when
+    any repository did not succeed. Ctrl-C cancels the workflow.
     """
     settings = load_settings()
     params = _parse_params(param or [], settings.workflow_definitions().get(workflow))
@@ -209,7 +216,7 @@ def run_command(
     if as_json:
         typer.echo(outcome.view.model_dump_json(indent=2))
     else:
-        print_view(outcome.view)
+        print_view(outcome.view, outcome.short_id, output=output)
     if outcome.signal is not None:
         raise typer.Exit(128 + outcome.signal)
     if any(run.status != "succeeded" for run in outcome.view.runs):
