@@ -190,3 +190,31 @@ def test_backup_list_without_a_database_says_so_and_creates_none(tmp_path: Path)
         "settings yet (`mahavishnu config show` names the settings file and data folder in use)"
     ]
     assert not (data_home() / "mahavishnu.db").exists()
+
+
+async def test_stdio_started_from_another_folder_reads_the_settings_file(tmp_path: Path) -> None:
+    # A desktop client starts `serve --stdio` in a folder of its choosing: the settings file in the
+    # XDG folder still applies, with its relative `allowed_roots`, and the manifest beside it.
+    from mcp import Client
+    from mcp.client.stdio import StdioServerParameters
+
+    from tests.support.repos import make_repos, standard_specs
+
+    home = config_home()
+    make_repos(home, standard_specs())  # writes repos.yaml beside the settings file: the default
+    (home / "mahavishnu.yaml").write_text("allowed_roots: [repos]\n")
+    elsewhere = tmp_path / "client-folder"
+    elsewhere.mkdir()
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "mahavishnu", "serve", "--stdio"],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=str(elsewhere),
+    )
+    async with Client(params, mode="legacy", cache=None) as client:
+        result = await client.call_tool("list_repos", {"tag": "web"})
+        assert result.is_error is False
+        assert result.structured_content is not None
+        assert [r["name"] for r in result.structured_content["repos"]] == ["fastblocks", "webui"]
+    assert (data_home() / "mahavishnu.db").is_file()  # the data folder, not the client's
+    assert list(elsewhere.iterdir()) == []
