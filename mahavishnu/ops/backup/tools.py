@@ -39,8 +39,9 @@ class BackupTools:
         return BackupList(target=self._manager.target.description, backups=await self._manager.backups())
 
     async def restore_backup(self, name: str) -> RestoreReport:
-        """Restore the archive `name` (or "latest"). A safety backup is taken first; an archive whose
-        checksums fail or whose schema is newer than this server is refused."""
+        """Restore the archive `name`: its full name, "latest", or a unique prefix of its `id` (as
+        list_backups gives). A safety backup is taken first; an archive whose checksums fail or
+        whose schema is newer than this server is refused."""
         return await self._manager.restore(name)
 
     async def run_disaster_recovery_check(self) -> RecoveryReport:
