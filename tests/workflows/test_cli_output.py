@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mahavishnu.orchestrator.workflows.cli_output import meaningful_lines
 from tests.conftest import PG_URL, require_service
 from tests.support.cli_fixtures import WORKFLOWS, Cli, DatabaseTarget, build_cli, table_rows
 
@@ -199,3 +200,12 @@ def test_a_long_output_line_is_cut_at_the_edge_not_folded(sqlite_cli: Cli) -> No
     [line] = cell_lines(fits(ran.stdout), "alpha")
     assert line.startswith("['xxxx")
     assert line.endswith("…")
+
+
+def test_meaningful_lines_are_what_a_terminal_ends_up_showing() -> None:
+    text = (
+        "crlf line\r\n\n   \nReceiving 10%\rReceiving 100%, done.\n"
+        "\x1b[31mred\x1b[0m\tword\x07\n  indented  \n"
+    )
+    assert meaningful_lines(text) == ["crlf line", "Receiving 100%, done.", "red    word", "indented"]
+    assert meaningful_lines(None) == []

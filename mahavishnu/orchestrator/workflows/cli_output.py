@@ -28,7 +28,7 @@ CELL_LINES = 3
 ATTEMPT_LINES = 10
 """Output lines under each attempt of `workflows show` and `dlq show`."""
 _UNFINISHED = {"queued", "running"}
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]|\x1b\[[0-9;?]*[ -/]*[@-~]")
+_CONTROL = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|[\x00-\x08\x0b-\x1f\x7f]")
 
 
 def meaningful_lines(text: str | None) -> list[str]:
@@ -37,7 +37,7 @@ def meaningful_lines(text: str | None) -> list[str]:
     dropped, tabs as spaces, trimmed."""
     lines = []
     for raw in (text or "").split("\n"):
-        line = _CONTROL.sub("", raw.rpartition("\r")[2].replace("\t", "    ")).strip()
+        line = _CONTROL.sub("", raw.rstrip("\r").rpartition("\r")[2].replace("\t", "    ")).strip()
         if line:
             lines.append(line)
     return lines
