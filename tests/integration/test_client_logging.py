@@ -6,12 +6,15 @@ caller (another token) that set none, or a higher one, receives nothing of them.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
 from mcp import Client
+from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp_types import LoggingMessageNotificationParams
@@ -108,3 +111,28 @@ async def test_a_resource_read_logs_a_refused_readme_as_a_warning(server: Runnin
     assert [(m.level, m.data["repo"]) for m in erin.messages] == [("warning", "leaky")]
     assert "README.md refused" in erin.messages[0].data["message"]
     assert frank.messages == []
+
+
+async def test_over_stdio_the_one_client_gets_what_it_asked_for(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    """Stdio keeps one connection open: the messages come without any progress token."""
+    env = {k: v for k, v in server.env.items() if k != "MAHAVISHNU_AUTH_SECRET"}
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "mahavishnu", "serve", "--stdio"], env=env, cwd=str(tmp_path)
+    )
+    received: list[LoggingMessageNotificationParams] = []
+
+    async def on_log(message: LoggingMessageNotificationParams) -> None:
+        received.append(message)
+
+    async with Client(params, mode="legacy", cache=None, logging_callback=on_log) as client:
+        await client.call_tool("get_repo", {"name_or_nickname": "vishnu"})
+        assert received == []
+        await client.set_logging_level("debug")
+        await client.read_resource("repo://akosha")
+        await client.call_tool("get_repo", {"name_or_nickname": "vishnu"})
+    assert [(m.level, m.data["message"]) for m in received] == [
+        ("debug", "README head read"),
+        ("info", NICKNAME_NOTE),
+    ]
