@@ -4,9 +4,12 @@ The command runs as an argv list (never a shell) in the repository folder,
 in a new session so the whole process group can be stopped: SIGTERM first,
 SIGKILL after a grace period. Output (stdout and stderr together) is kept
 twice, both bounded: the tail in memory for the database and the head in the
-attempt's log file up to a byte cap. Every attempt gets its log file (empty when
-the command printed nothing, the reason when it could not start), so the file
-the README names is always there to read.
+attempt's log file up to a byte cap. The log file is written when the output
+outgrows the tail (as it comes) and for every attempt that did not succeed (at
+its end: its whole output, or why it could not start), so each earlier attempt
+of a run, whose tail the database no longer keeps, has its log. A successful
+attempt with a short output has no file: all of it is the tail (a file per run
+would cost the fan-out a file creation per repository).
 
 This is the engine's hot path. Each attempt runs start to finish in one of
 the engine's worker threads (fork, read, wait: blocking calls that release
@@ -18,6 +21,7 @@ to `groups.GroupGuard`, which writes it down for the reaper.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
@@ -70,24 +74,18 @@ class Cancellation:
 
 
 class _Output:
-    """Collects a stream into a bounded tail and a bounded log file (when it has one)."""
+    """Collects a stream into a bounded tail and, past the tail's size or for a failed attempt,
+    a bounded log file."""
 
-    def __init__(self, tail_bytes: int, log: BinaryIO | None, log_max_bytes: int) -> None:
+    def __init__(self, tail_bytes: int, log_path: Path | None, log_max_bytes: int) -> None:
         self._tail: deque[bytes] = deque()
         self._tail_size = 0
         self._tail_bytes = tail_bytes
-        self._log = log
+        self._head: list[bytes] | None = []  # everything so far, until the log file takes over
+        self._log_path = log_path
+        self._log: BinaryIO | None = None
         self._log_room = log_max_bytes
         self.total = 0
-
-    @classmethod
-    def opened(cls, tail_bytes: int, log_path: Path | None, log_max_bytes: int) -> _Output:
-        """Opens the log file first: a file that cannot be written fails the attempt before any
-        process exists (the error reaches the caller; nothing is left running)."""
-        if log_path is None:
-            return cls(tail_bytes, None, log_max_bytes)
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        return cls(tail_bytes, log_path.open("wb"), log_max_bytes)
 
     def feed(self, chunk: bytes) -> None:
         self.total += len(chunk)
@@ -95,11 +93,21 @@ class _Output:
         self._tail_size += len(chunk)
         while self._tail_size - len(self._tail[0]) >= self._tail_bytes:
             self._tail_size -= len(self._tail.popleft())
-        self._write(chunk)
+        if self._head is None:
+            self._write(chunk)
+            return
+        self._head.append(chunk)
+        if self.total > self._tail_bytes:
+            self._spill()
 
-    def note(self, line: str) -> None:
-        """A line of our own in the log (not the command's output): why it could not start."""
-        self._write(f"{line}\n".encode())
+    def _spill(self) -> None:
+        """From now on the output goes to the log file, starting with what was held back."""
+        pending, self._head = self._head or [], None
+        if self._log_path is not None:
+            self._log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log = self._log_path.open("wb")
+        for piece in pending:
+            self._write(piece)
 
     def _write(self, chunk: bytes) -> None:
         if self._log is None or self._log_room <= 0:
@@ -118,7 +126,20 @@ class _Output:
         data = b"".join(self._tail)[-self._tail_bytes :]
         return data.decode("utf-8", errors="replace")
 
-    def close(self) -> None:
+    def finish(self, *, failed: bool, note: str | None = None) -> None:
+        """Close the log. A failed attempt gets its file now if it has none yet (with `note`, a
+        line of our own: why it could not start). Best effort: a disk that refuses the copy
+        must not hide the attempt's own outcome, so that error leaves the attempt without a log."""
+        if failed and self._head is not None:
+            if note is not None:
+                self._head.append(f"{note}\n".encode())
+            try:
+                self._spill()
+            except OSError:
+                log, self._log = self._log, None
+                if log is not None:
+                    with contextlib.suppress(OSError):
+                        log.close()
         if self._log is not None:
             self._log.close()
 
@@ -140,7 +161,7 @@ class _Attempt:
 def _run_blocking(attempt: _Attempt) -> ProcessResult:
     """Start, watch and reap one process group; runs in a worker thread."""
     started = time.monotonic()
-    output = _Output.opened(attempt.tail_bytes, attempt.log_path, attempt.log_max_bytes)
+    output = _Output(attempt.tail_bytes, attempt.log_path, attempt.log_max_bytes)
     try:
         popen = subprocess.Popen(
             attempt.argv,
@@ -153,13 +174,9 @@ def _run_blocking(attempt: _Attempt) -> ProcessResult:
         )
     except OSError as exc:
         reason = f"could not start {attempt.argv[0]!r}: {exc.strerror or exc}"
-        output.note(reason)
-        output.close()
+        output.finish(failed=True, note=reason)
         duration = time.monotonic() - started
         return ProcessResult(None, False, False, duration, "", 0, reason, log_written=output.logged)
-    except BaseException:
-        output.close()
-        raise
     kill_at: list[float] = []
 
     def stop() -> None:  # called by a cancel, from whichever thread asked
@@ -168,6 +185,7 @@ def _run_blocking(attempt: _Attempt) -> ProcessResult:
 
     if attempt.cancel is not None:
         attempt.cancel.bind(stop)
+    timed_out = False
     try:
         if attempt.on_start is not None:
             attempt.on_start(popen.pid)  # inside the try: whatever it does, the group is stopped
@@ -177,8 +195,9 @@ def _run_blocking(attempt: _Attempt) -> ProcessResult:
         popen.wait()
         assert popen.stdout is not None
         popen.stdout.close()
-        output.close()
-    cancelled = attempt.cancel is not None and attempt.cancel.requested and not timed_out
+        cancelled = attempt.cancel is not None and attempt.cancel.requested and not timed_out
+        error = _error(attempt, popen.returncode, timed_out=timed_out, cancelled=cancelled)
+        output.finish(failed=error is not None)
     return ProcessResult(
         exit_code=popen.returncode,
         timed_out=timed_out,
@@ -186,7 +205,7 @@ def _run_blocking(attempt: _Attempt) -> ProcessResult:
         duration_seconds=time.monotonic() - started,
         output_tail=output.tail(),
         output_bytes=output.total,
-        error=_error(attempt, popen.returncode, timed_out=timed_out, cancelled=cancelled),
+        error=error,
         log_written=output.logged,
     )
 
