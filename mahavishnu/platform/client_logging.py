@@ -123,10 +123,10 @@ class ClientLogBinding:
         self._levels = levels
 
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
-        if ctx.request_id is None:  # a notification: nothing to answer, nothing to log to
-            return await call_next(ctx)
         modern = ctx.protocol_version in MODERN_PROTOCOL_VERSIONS  # the SDK filters by `_meta`
         threshold = 0 if modern else self._levels.threshold(current_principal())
+        if ctx.request_id is None or threshold == _SILENT:  # nobody to tell: the silent default stays
+            return await call_next(ctx)
         token = _current.set(ClientLog(ctx.session, ctx.request_id, threshold))
         try:
             return await call_next(ctx)
