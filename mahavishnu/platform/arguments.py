@@ -117,13 +117,18 @@ def _what(error: ErrorDetails, path: str, bounds: Bounds) -> str:
         return f"expected {_NOUNS.get(stem, 'a value of another type')}"
     if kind in _RANGE_KINDS and path in bounds:
         low, high = bounds[path]
-        return f"must be between {low} and {high}"
+        return f"must be between {_plain(low)} and {_plain(high)}"
     limit = _LIMITS.get(kind)
     context = error.get("ctx") or {}
     if limit is not None and limit[0] in context:
-        return limit[1].format(context[limit[0]])
+        return limit[1].format(_plain(context[limit[0]]))
     message = error["msg"].removeprefix("Input ").removeprefix("Value error, ")
     return message[:1].lower() + message[1:]
+
+
+def _plain(value: Any) -> Any:
+    """`3600`, not `3600.0`: a whole float bound reads as the integer a person would type."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def _or(text: str) -> str:
