@@ -51,10 +51,9 @@ def match_backup(query: str, names: Sequence[str], *, service: str) -> str:
     if not found:
         raise NotFoundError(f"no backup of {service} matches {query[:120]!r}")
     if len(found) > 1:
-        shown = ", ".join(
-            f"{backup_id(n)[: short_id_length([backup_id(x) for x in found])]} ({n})"
-            for n in found[:_SHOWN_AT_MOST]
-        )
+        ids = {n: backup_id(n) for n in found}
+        length = short_id_length(list(ids.values()))
+        shown = ", ".join(f"{ids[n][:length]} ({n})" for n in found[:_SHOWN_AT_MOST])
         more = f" and {len(found) - _SHOWN_AT_MOST} more" if len(found) > _SHOWN_AT_MOST else ""
         raise InvalidArgumentError(
             f"{query!r} is ambiguous: it matches {len(found)} backups: {shown}{more}; type more of it"

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from mahavishnu.ops.backup.targets import Target
 
-__all__ = ["Verification", "VerificationLog"]
+__all__ = ["Verification", "VerificationLog", "parse_records"]
 
 _STAMP = "%Y%m%dT%H%M%S%fZ"
 _RECORD = re.compile(r"^(?P<archive>.+)\.verified-(?P<stamp>\d{8}T\d{12}Z)\.(?P<result>ok|failed)\.json$")
