@@ -166,7 +166,7 @@ def serve(
     try:
         run_service(
             entry.settings,
-            entry.factory(),
+            lambda settings, metrics: entry.factory()(settings, metrics),  # imported once the port is bound
             version=_version(),
             overrides={"host": host, "port": port, "repos_file": repos},
             stdio=stdio,
