@@ -101,9 +101,10 @@ def test_a_dirty_repository_does_not_look_clean(sqlite_cli: Cli) -> None:
 
     assert cell_lines(fits(ran.stdout), "alpha") == ["## main"]
     assert cell_lines(ran.stdout, "beta") == ["## main (+1 line; --output)"]
-    shown = cli.ok("workflows", "show", short_id_of(ran.stdout), "--output").stdout
+    shown = cli.ok("workflows", "show", short_id_of(ran.stdout), "--output", "--repo", "beta").stdout
     assert cell_lines(fits(shown), "beta") == ["## main", "M README.md"]
-    assert cell_lines(shown, "alpha") == ["## main"]
+    assert [key for key in table_rows(shown) if key] == ["beta"]  # --repo: that run alone
+    assert "2 succeeded" in shown  # the counts stay the whole workflow's
 
 
 def test_a_failed_git_pull_shows_gits_message(sqlite_cli: Cli) -> None:
