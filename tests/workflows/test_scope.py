@@ -51,9 +51,14 @@ async def test_reads_show_only_runs_in_scope(database: Database, tmp_path: Path)
         for caller in ALPHA_CALLERS:
             assert [w.workflow_id for w in (await h.service.list(caller)).workflows] == [both]
             assert [r.repo for r in (await h.service.status(caller, both)).runs] == ["a1", "a2"]
+            page = await h.service.status(caller, both, limit=1)
+            assert (page.counts, page.total, [r.repo for r in page.runs]) == ({"succeeded": 2}, 2, ["a1"])
+            assert (await h.service.list(caller)).total == 1
             for hidden in (beta_only, failing_beta):
                 with pytest.raises(NotFoundError):
                     await h.service.status(caller, hidden)
+                with pytest.raises(NotFoundError):  # a prefix does not reach outside the scope either
+                    await h.service.status(caller, hidden[:20])
 
             hits = (await h.service.search(caller, "scopemarker")).hits
             assert sorted(hit.repo for hit in hits) == ["a1", "a2"]
