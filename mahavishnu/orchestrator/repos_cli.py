@@ -1,7 +1,8 @@
 """`mahavishnu repos ...`: create, check and list the repository manifest.
 
 Exit codes: 0 success, 1 the manifest (or the file to write) has a problem,
-2 the settings themselves are unusable.
+2 the settings themselves are unusable, or an argument is (a tag or role no
+manifest can contain).
 """
 
 from __future__ import annotations
