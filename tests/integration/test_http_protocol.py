@@ -101,7 +101,7 @@ def test_tool_argument_out_of_range_is_reported_to_the_model(open_server: Runnin
     result = call_tool(open_server.url, "list_repos", {"limit": 100000}).json()["result"]
     assert result["isError"] is True
     assert result["content"][0]["text"] == (
-        "invalid arguments for tool 'list_repos': limit: should be less than or equal to 200"
+        "invalid arguments for tool 'list_repos': limit: must be between 1 and 200"
     )
     assert result["_meta"]["io.mahavishnu/error"]["code"] == -32602
 
@@ -143,7 +143,7 @@ async def test_the_official_client_reads_both_kinds_of_argument_refusal(open_ser
             await client.call_tool("list_repos", {"limit": "many"})
         out_of_range = await client.call_tool("list_repos", {"limit": 0})
         assert out_of_range.is_error
-        assert "limit: should be greater than or equal to 1" in out_of_range.content[0].text  # type: ignore[union-attr]
+        assert "limit: must be between 1 and 200" in out_of_range.content[0].text  # type: ignore[union-attr]
 
 
 def test_well_typed_arguments_still_work(open_server: RunningServer) -> None:
