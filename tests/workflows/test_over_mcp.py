@@ -19,6 +19,7 @@ import httpx
 import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
+from mcp_types import LoggingMessageNotificationParams
 
 from tests.conftest import PG_URL, drop_schema, require_service
 from tests.integration.test_tracing import Collector
@@ -184,7 +185,13 @@ async def test_wait_streams_progress_over_stdio(tmp_path: Path) -> None:
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
         updates.append((progress, total, message))
 
-    async with Client(params, mode="legacy", cache=None) as client:
+    logged: list[LoggingMessageNotificationParams] = []
+
+    async def on_log(params: LoggingMessageNotificationParams) -> None:
+        logged.append(params)
+
+    async with Client(params, mode="legacy", cache=None, logging_callback=on_log) as client:
+        await client.set_logging_level("info")
         result = await client.call_tool(
             "trigger_workflow",
             {"workflow": "agent", "tag": "python", "params": {"prompt": "sleep:0.5"}, "wait": True},
@@ -195,6 +202,12 @@ async def test_wait_streams_progress_over_stdio(tmp_path: Path) -> None:
     assert updates, "no progress notification arrived"
     assert updates[-1] == (3, 3, "workflow succeeded")
     assert [p for p, _, _ in updates] == sorted(p for p, _, _ in updates)
+    # The same events reach the client's log, since it set a level.
+    workflow_id = result.structured_content["workflow_id"]
+    assert logged, "no log message arrived"
+    assert {m.data["workflow_id"] for m in logged} == {workflow_id}
+    assert logged[-1].data["message"] == "workflow succeeded"
+    assert logged[-1].data["counts"] == {"succeeded": 3}
 
 
 class TcpProxy:

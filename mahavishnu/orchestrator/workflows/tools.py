@@ -21,6 +21,7 @@ from mahavishnu.orchestrator.workflows.pages import (
 from mahavishnu.orchestrator.workflows.service import MAX_PAGE, WorkflowService
 from mahavishnu.orchestrator.workflows.views import DeadLetterView, WorkflowDefinitionView
 from mahavishnu.platform.auth import current_principal
+from mahavishnu.platform.client_logging import client_log
 from mahavishnu.platform.mcp import ToolSpec
 
 __all__ = ["WorkflowTools"]
@@ -85,7 +86,8 @@ class WorkflowTools:
 
         Returns at once with status `queued` and the workflow id; poll get_workflow_status. With
         `wait: true` it returns when every repo run is final (or after `wait_timeout_seconds`),
-        sending progress notifications when the request carries a progress token. The answer
+        sending progress notifications when the request carries a progress token, and the same
+        events as log messages to a caller that set a level (logging/setLevel). The answer
         holds the runs' counts by status and the first `limit` runs (see get_workflow_status)."""
         principal = current_principal()
         summary = await self._service.trigger(
@@ -101,12 +103,16 @@ class WorkflowTools:
                 reported = view.done
                 total = view.runs_in_scope
                 await ctx.report_progress(view.done, total, f"{view.done}/{total} repos done")
+                await client_log().info(f"{view.done}/{total} repos done", workflow_id=summary.workflow_id)
             with contextlib.suppress(TimeoutError):  # not wait_for: on 3.11 it can swallow a cancel
                 async with asyncio.timeout(self._interval):
                     await self._service.until_closed(summary.workflow_id)
             view = await self._service.status(principal, summary.workflow_id, limit=0)
         view = await self._service.status(principal, summary.workflow_id, limit=limit)
         await ctx.report_progress(view.done, view.runs_in_scope, f"workflow {view.status}")
+        await client_log().info(
+            f"workflow {view.status}", workflow_id=summary.workflow_id, counts=view.counts
+        )
         return view
 
     async def get_workflow_status(
