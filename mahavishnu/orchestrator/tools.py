@@ -18,7 +18,7 @@ from typing import Annotated, Any, Generic, TypeVar
 from pydantic import BaseModel, Field
 
 from mahavishnu.orchestrator.manifest import ManifestStore
-from mahavishnu.orchestrator.manifest_model import Repo, name_sort_key
+from mahavishnu.orchestrator.manifest_model import Repo, name_sort_key, tag_filter_problem
 from mahavishnu.platform.auth import current_principal
 from mahavishnu.platform.client_logging import client_log
 from mahavishnu.platform.errors import InvalidArgumentError, NotFoundError
@@ -159,6 +159,14 @@ class RepoTools:
         principal = current_principal()
         return [r for r in repos if principal.can_see(r.tags)]
 
+    @staticmethod
+    def _refuse_impossible_tag(tag: str | None) -> None:
+        """A tag no manifest may hold is a typo: say so, rather than answer an empty page that
+        sends the caller looking for a repository (the CLI's `repos list --tag` says the same)."""
+        problem = tag_filter_problem(tag) if tag is not None else None
+        if problem is not None:
+            raise InvalidArgumentError(problem)
+
     async def list_repos(
         self,
         tag: str | None = None,
@@ -174,6 +182,7 @@ class RepoTools:
         when `next_cursor` is not null, call again with the same filters and `cursor` set to it.
         Cursors stay valid when the manifest is edited between pages.
         """
+        self._refuse_impossible_tag(tag)
         matches = self._visible(self._store.manifest.filter(tag=tag, role=role, query=query))
         page = _repo_page(matches, limit=limit, cursor=cursor, listing=[tag, role, query])
         return RepoPage(
@@ -194,6 +203,7 @@ class RepoTools:
     ) -> RepoPaths:
         """Get the absolute folder path of each repository (only those with `tag` when given),
         by name, in pages of `limit`: pass `next_cursor` back as `cursor` for the next page."""
+        self._refuse_impossible_tag(tag)
         repos = self._visible(self._store.manifest.filter(tag=tag))
         page = _repo_page(repos, limit=limit, cursor=cursor, listing=["paths", tag])
         paths = [RepoPath(name=r.name, path=str(r.path)) for r in page.items]

@@ -10,6 +10,7 @@ import pytest
 from mcp import Client
 from mcp_types import CallToolResult
 
+from mahavishnu.platform.errors import InvalidArgumentError
 from tests.support.client import mcp_client
 from tests.support.repos import make_repos, standard_specs
 from tests.support.server import RunningServer, base_env, start_server
@@ -47,6 +48,17 @@ async def test_list_repos_filters(open_server: RunningServer) -> None:
         assert [r["name"] for r in by_query["repos"]] == ["akosha"]
         nothing = structured(await client.call_tool("list_repos", {"tag": "cobol"}))
         assert nothing == {"repos": [], "next_cursor": None, "total": 0}
+
+
+async def test_a_tag_no_manifest_can_hold_is_refused_not_answered_empty(open_server: RunningServer) -> None:
+    async with mcp_client(open_server.url) as client:
+        for tool in ("list_repos", "get_all_repo_paths"):
+            refused = await client.call_tool(tool, {"tag": "BAD!"})
+            assert refused.is_error, (tool, refused.content)
+            text = refused.content[0].text  # type: ignore[union-attr]
+            assert "tag 'BAD!' is malformed, so no repository can have it" in text
+            assert refused.meta is not None
+            assert refused.meta["io.mahavishnu/error"]["code"] == InvalidArgumentError.code
 
 
 async def test_pagination_walks_every_repo_once_in_order(open_server: RunningServer) -> None:
