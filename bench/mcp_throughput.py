@@ -125,6 +125,7 @@ def targets(root: Path, manifest: Path) -> list[Target]:
         "MAHAVISHNU_CONFIG": str(root / "absent.yaml"),  # no settings file: only what is set here
         "MAHAVISHNU_REPOS_FILE": str(manifest),
         "MAHAVISHNU_ALLOWED_ROOTS": json.dumps([str(root)]),
+        "MAHAVISHNU_DATA_DIR": str(root / "var"),  # not the user's ~/.local/share/mahavishnu
     }
     pipeline = {
         "MAHAVISHNU_AUTH_SECRET": secret,

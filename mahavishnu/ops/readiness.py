@@ -150,6 +150,9 @@ async def _tls(c: ReadinessContext) -> tuple[Status, str, str]:
 
 @check("database", 10)
 async def _database(c: ReadinessContext) -> tuple[Status, str, str]:
+    missing = c.db.sqlite_path
+    if missing is not None and not missing.exists():  # readiness never makes one (read-only)
+        return FAIL, f"no database at {missing}", "start the service once, or run: mahavishnu db upgrade"
     if await c.db.ping():
         return OK, f"{c.db.dialect} database answers", ""
     return (

@@ -60,7 +60,7 @@ def create_service(settings: MahavishnuSettings, metrics: Metrics, *, db: Databa
     store = ManifestStore(settings.repos_file, allowed_roots=settings.allowed_roots, roles=settings.roles)
     _instrument_manifest(store, metrics)
     store.reload_if_changed()
-    db = db or Database.from_settings(settings)
+    db = db or Database.from_settings(settings, create=True)  # serving owns the data
     definitions = settings.workflow_definitions()
     engine = LocalEngine(db, engine_config(settings), definitions, WorkflowMetrics(metrics))
     workflows = WorkflowService(db, store, definitions, engine)

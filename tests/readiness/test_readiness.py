@@ -107,6 +107,8 @@ def test_a_careless_deployment_fails_with_reasons_and_fixes(tmp_path: Path) -> N
     for name in expected_failures:
         assert checks[name]["reason"]
         assert checks[name]["fix"]
+    assert checks["database"]["reason"] == f"no database at {tmp_path / 'var' / 'mahavishnu.db'}"
+    assert not (tmp_path / "var").exists()  # readiness made none
     assert "hunter2" not in json.dumps(report)
     assert report["score"] < 70
     assert code == 1

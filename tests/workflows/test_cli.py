@@ -390,3 +390,16 @@ def test_db_downgrade_steps_back_and_upgrade_returns(cli: Cli, target: DatabaseT
     assert f"upgraded from {stepped.split('to revision')[1].split()[0]} to revision {head}" in (
         cli.ok("db", "upgrade").stdout
     )
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("workflows", "list"), ("workflows", "show", "01a2"), ("dlq", "list"), ("db", "status")],
+)
+def test_read_only_commands_never_make_an_empty_database(sqlite_cli: Cli, command: tuple[str, ...]) -> None:
+    database = sqlite_cli.root / "var" / "mahavishnu.db"
+    result = sqlite_cli(*command)
+    assert result.returncode != 0, result.stdout
+    assert f"no database at {database}" in one_line_error(result.stderr)
+    assert not database.exists()
+    assert not database.parent.exists()

@@ -226,7 +226,7 @@ def db_downgrade(
         typer.confirm(f"Downgrade the schema to {revision}?", abort=True)
 
     async def body() -> tuple[str | None, str | None]:
-        async with database(settings) as db:
+        async with database(settings, create=False) as db:
             before = (await db.schema_state()).current
             await db.downgrade(revision)
             return before, (await db.schema_state()).current
@@ -242,7 +242,7 @@ def db_status() -> None:
     settings = load_settings()
 
     async def body() -> tuple[str | None, str, str | None]:
-        async with database(settings) as db:
+        async with database(settings, create=False) as db:
             state = await db.schema_state()
             try:
                 await db.ensure_schema(upgrade=False)  # says why a schema that is not current is refused

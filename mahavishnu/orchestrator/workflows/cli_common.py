@@ -78,10 +78,12 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
 
 
 @contextlib.asynccontextmanager
-async def database(settings: MahavishnuSettings) -> AsyncIterator[Database]:
+async def database(settings: MahavishnuSettings, *, create: bool = True) -> AsyncIterator[Database]:
+    """`create=False` for commands that only read or change what exists: a missing SQLite file is
+    then "no database at PATH", never an empty database made behind the user's back."""
     from mahavishnu.platform.db import Database
 
-    db = Database(settings.effective_database_url, schema=settings.database_schema)
+    db = Database.from_settings(settings, create=create)
     try:
         yield db
     finally:
@@ -110,7 +112,7 @@ async def open_service(settings: MahavishnuSettings, *, engine: bool = False) ->
 
     manifest = ManifestStore.from_settings(settings)
     definitions = settings.workflow_definitions()
-    async with database(settings) as db:
+    async with database(settings, create=engine) as db:
         await db.ensure_schema(upgrade=settings.db_auto_upgrade)
         local = (
             LocalEngine(db, engine_config(settings), definitions, WorkflowMetrics(Metrics()))
