@@ -68,12 +68,14 @@ def test_the_readme_walkthrough_works_from_an_empty_folder_outside_home(tmp_path
     assert "?? notes.txt" in run
     assert "succeeded · 2 succeeded" in run
     show = outputs[f"mahavishnu workflows show {short_id}"]
-    assert "app" in show and "lib" in show
+    assert "app" in show
+    assert "lib" in show
     config = outputs["mahavishnu config show"]
     assert f"# settings file: {home}/.config/mahavishnu/mahavishnu.yaml" in config
     assert f"# data folder: {home}/.local/share/mahavishnu" in config
     assert str(demo) in (home / ".config" / "mahavishnu" / "mahavishnu.yaml").read_text()
-    assert not (demo / "settings").exists() and not (demo / "var").exists()  # nothing in the cwd
+    assert not (demo / "settings").exists()  # nothing is kept in the working folder
+    assert not (demo / "var").exists()
 
 
 def check_serve(cwd: Path, env: dict[str, str], port: int) -> None:
