@@ -28,6 +28,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
 from mahavishnu.platform.auth import ROLES, TokenVerifier
+from mahavishnu.platform.client_logging import LogLevels
 from mahavishnu.platform.errors import AuthenticationError, PlatformError
 from mahavishnu.platform.health import ComponentHealth, HealthCheck, HealthReport, HealthState, evaluate
 from mahavishnu.platform.http import HostOriginGuard, McpGate, RequestObserver, bearer_token
@@ -104,7 +105,11 @@ class Platform:
 
 
 def build_mcp(
-    service: Service, metrics: Metrics, state: HealthState, checks: Sequence[HealthCheck]
+    service: Service,
+    metrics: Metrics,
+    state: HealthState,
+    checks: Sequence[HealthCheck],
+    log_levels: LogLevels | None = None,
 ) -> MCPServer:
     """The SDK server with the service's tools and resources plus the platform's own `get_health`."""
     return build_mcp_server(
@@ -116,6 +121,7 @@ def build_mcp(
         resources=service.resources,
         middleware=service.mcp_middleware,
         configure=service.configure_mcp,
+        log_levels=log_levels,
     )
 
 
@@ -134,7 +140,8 @@ def build_app(service: Service, metrics: Metrics) -> Platform:
     checks = list(service.health_checks)
     if limiter is not None:
         checks.append(HealthCheck("rate_limit", _limiter_probe(limiter)))
-    server = build_mcp(service, metrics, state, checks)
+    log_levels = LogLevels()
+    server = build_mcp(service, metrics, state, checks, log_levels)
     json_manager, streaming_manager = _transports(server, settings)
     verifier = TokenVerifier.from_settings(settings)
     gate = McpGate(
@@ -146,6 +153,7 @@ def build_app(service: Service, metrics: Metrics) -> Platform:
         verifier=verifier,
         limiter=limiter,
         tool_roles={spec.name: spec.min_role for spec in service.tools if spec.min_role != "viewer"},
+        log_levels=log_levels,
         metrics=metrics,
         resource_metadata_url=settings.resource_url + METADATA_PATH,
     )

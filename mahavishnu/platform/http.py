@@ -34,6 +34,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from mahavishnu.platform._asgi import header, replay_body, send_json
 from mahavishnu.platform.auth import LOCAL_PRINCIPAL, Principal, Role, TokenVerifier, principal_var
 from mahavishnu.platform.bearer import bearer_token, known_principal
+from mahavishnu.platform.client_logging import LogLevels
 from mahavishnu.platform.errors import (
     AuthenticationError,
     PermissionDeniedError,
@@ -187,6 +188,7 @@ class McpGate:
         tool_roles: Mapping[str, Role],
         metrics: Metrics,
         resource_metadata_url: str,
+        log_levels: LogLevels | None = None,
     ) -> None:
         self.app = app
         self.streaming_app = streaming_app
@@ -196,6 +198,7 @@ class McpGate:
         self.verifier = verifier
         self.limiter = limiter
         self.tool_roles = tool_roles
+        self.log_levels = log_levels
         self.metrics = metrics
         self.resource_metadata_url = resource_metadata_url
 
@@ -233,7 +236,8 @@ class McpGate:
             return
         body = self._normalize(message, body)
         principal_var.set(principal)
-        target = self.streaming_app if _wants_progress(scope, message) else self.app
+        wants_logs = self.log_levels is not None and self.log_levels.wants_logs(principal)
+        target = self.streaming_app if _wants_stream(scope, message, wants_logs) else self.app
         await target(_with_json_headers(scope), replay_body(body, receive), send)
 
     async def _posted_body(
@@ -395,13 +399,13 @@ def _describe(message: dict[str, Any], info: RequestInfo) -> None:
         info.tool = params["name"][:64]
 
 
-def _wants_progress(scope: Scope, message: dict[str, Any]) -> bool:
-    """A request with a progress token, from a client that reads SSE, gets a streamed answer."""
+def _wants_stream(scope: Scope, message: dict[str, Any], wants_logs: bool) -> bool:
+    """A request with a progress token, or from a caller that set a log level, gets a streamed
+    answer when its client reads SSE: notifications have no room in a JSON answer."""
     params = message.get("params")
     meta = params.get("_meta") if isinstance(params, dict) else None
-    if not isinstance(meta, dict) or meta.get("progressToken") is None:
-        return False
-    return "text/event-stream" in (header(scope, b"accept") or "")
+    has_token = isinstance(meta, dict) and meta.get("progressToken") is not None
+    return (has_token or wants_logs) and "text/event-stream" in (header(scope, b"accept") or "")
 
 
 def _with_json_headers(scope: Scope) -> Scope:

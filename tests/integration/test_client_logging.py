@@ -136,3 +136,13 @@ async def test_over_stdio_the_one_client_gets_what_it_asked_for(
         ("debug", "README head read"),
         ("info", NICKNAME_NOTE),
     ]
+
+
+async def test_a_plain_request_of_a_caller_with_a_level_is_streamed(server: RunningServer) -> None:
+    async with caller(server, "gina") as gina, caller(server, "hal") as hal:
+        await gina.client.set_logging_level("info")
+        result = await gina.client.call_tool("get_repo", {"name_or_nickname": "vishnu"})
+        assert not result.is_error
+        await hal.client.call_tool("get_repo", {"name_or_nickname": "vishnu"})
+    assert [m.data["message"] for m in gina.messages] == [NICKNAME_NOTE]
+    assert hal.messages == []
