@@ -43,7 +43,7 @@ class AttemptResult:
     output_bytes: int
     error: str | None = None
     log_written: bool = False
-    """True when the output outgrew the tail and went to a log file too."""
+    """True when a log file was written: the output outgrew the tail, or the attempt did not succeed."""
 
 
 # --- retry -------------------------------------------------------------------------------
