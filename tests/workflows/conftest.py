@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,8 @@ from mahavishnu.orchestrator.workflows.views import WorkflowView
 from mahavishnu.platform.auth import LOCAL_PRINCIPAL
 from mahavishnu.platform.db import Database
 from mahavishnu.platform.observability import Metrics
+from tests.conftest import PG_URL, require_service
+from tests.support.cli_fixtures import DatabaseTarget
 from tests.support.gitrepos import git_fleet
 
 FAKE_AGENT = str(Path(__file__).resolve().parent.parent / "support" / "fake_agent.py")
@@ -160,3 +163,21 @@ async def harness(
     service = WorkflowService(database, store, definitions, built.engine)
     async with built.engine.running(engine_takes):
         yield Harness(service, built.engine, built.maintain, database, metrics, config, root)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DatabaseTarget]:
+    """Where the CLI tests' `mahavishnu` keeps its workflows: SQLite in the data folder, or a
+    PostgreSQL schema of its own (dropped after the test)."""
+    if request.param == "sqlite":
+        yield DatabaseTarget("sqlite", {}, sqlite_file=tmp_path / "var" / "mahavishnu.db")
+        return
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    schema = f"cli_{uuid.uuid4().hex[:16]}"
+    target = DatabaseTarget(
+        "postgresql", {"POSTGRES_URL": PG_URL, "MAHAVISHNU_DATABASE_SCHEMA": schema}, schema=schema
+    )
+    try:
+        yield target
+    finally:
+        target.drop()

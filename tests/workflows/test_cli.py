@@ -7,13 +7,10 @@ The command runs its own engine in-process, so no server is involved anywhere he
 from __future__ import annotations
 
 import re
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import PG_URL, require_service
 from tests.support.cli_fixtures import (
     Cli,
     DatabaseTarget,
@@ -26,22 +23,6 @@ from tests.support.cli_fixtures import (
 from tests.support.server import start_server
 
 FLEET = {"alpha": ["python"], "beta": ["python"], "gamma": ["rust"]}
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DatabaseTarget]:
-    if request.param == "sqlite":
-        yield DatabaseTarget("sqlite", {}, sqlite_file=tmp_path / "var" / "mahavishnu.db")
-        return
-    require_service("PostgreSQL", "127.0.0.1", 5432)
-    schema = f"cli_{uuid.uuid4().hex[:16]}"
-    target = DatabaseTarget(
-        "postgresql", {"POSTGRES_URL": PG_URL, "MAHAVISHNU_DATABASE_SCHEMA": schema}, schema=schema
-    )
-    try:
-        yield target
-    finally:
-        target.drop()
 
 
 @pytest.fixture

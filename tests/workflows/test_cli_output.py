@@ -8,15 +8,12 @@ remote to pull from, whose own message must reach the table.
 from __future__ import annotations
 
 import re
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
 from mahavishnu.orchestrator.workflows.cli_output import meaningful_lines
-from tests.conftest import PG_URL, require_service
 from tests.support.cli_fixtures import WORKFLOWS, Cli, DatabaseTarget, build_cli, table_rows
 
 NARROW = {"COLUMNS": "80"}
@@ -28,22 +25,6 @@ PULL = {  # the built-in git-pull, with two quick attempts instead of three slow
     "argv": ["git", "pull", "--ff-only"],
     "retry": {"max_attempts": 2, "initial_backoff_seconds": 0.1, "jitter_seconds": 0},
 }
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DatabaseTarget]:
-    if request.param == "sqlite":
-        yield DatabaseTarget("sqlite", {})
-        return
-    require_service("PostgreSQL", "127.0.0.1", 5432)
-    schema = f"cli_{uuid.uuid4().hex[:16]}"
-    target = DatabaseTarget(
-        "postgresql", {"POSTGRES_URL": PG_URL, "MAHAVISHNU_DATABASE_SCHEMA": schema}, schema=schema
-    )
-    try:
-        yield target
-    finally:
-        target.drop()
 
 
 def narrow_cli(root: Path, target: DatabaseTarget) -> Cli:
