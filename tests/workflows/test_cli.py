@@ -7,6 +7,7 @@ The command runs its own engine in-process, so no server is involved anywhere he
 from __future__ import annotations
 
 import re
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -181,6 +182,7 @@ def test_workflows_list_filters_and_show(cli: Cli) -> None:
 
 
 def test_workflows_show_and_list_refuse_bad_input(cli: Cli) -> None:
+    cli.ok("db", "upgrade")  # a database to ask (without one every answer is "no database at")
     unknown = cli("workflows", "show", "01a00000-0000-7000-8000-000000000000")
     assert unknown.returncode == 2
     assert one_line_error(unknown.stderr) == "error: no workflow '01a00000-0000-7000-8000-000000000000'"
@@ -296,6 +298,7 @@ def test_dlq_purge(cli: Cli) -> None:
 
 
 def test_dlq_unknown_entry(cli: Cli) -> None:
+    cli.ok("db", "upgrade")
     for args in (("dlq", "show", "missing"), ("dlq", "retry", "missing")):
         result = cli(*args)
         assert result.returncode == 2
@@ -306,6 +309,13 @@ def test_dlq_unknown_entry(cli: Cli) -> None:
 
 
 def test_db_status_and_upgrade(cli: Cli, target: DatabaseTarget) -> None:
+    if target.sqlite_file is not None:  # no file yet: status says so, and makes none
+        missing = cli("db", "status")
+        assert missing.returncode == 2
+        assert f"no database at {target.sqlite_file}" in one_line_error(missing.stderr)
+        assert not target.sqlite_file.exists()
+        target.sqlite_file.parent.mkdir(parents=True)
+        sqlite3.connect(target.sqlite_file).close()  # an empty database, as PostgreSQL's schema is
     empty = cli("db", "status")
     assert empty.returncode == 1
     assert "current:  none (empty database)" in empty.stdout

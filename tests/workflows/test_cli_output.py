@@ -165,6 +165,7 @@ def test_ids_are_short_whole_and_taken_back_by_any_unique_prefix(cli: Cli) -> No
 
 
 def test_typing_a_prefix_that_matches_nothing_says_so(sqlite_cli: Cli) -> None:
+    sqlite_cli.ok("db", "upgrade")  # a database that has no such entry (without one: "no database")
     for command, what in (("workflows", "workflow"), ("dlq", "dead letter")):
         result = sqlite_cli(command, "show", "0123abcd")
         assert result.returncode == 2
