@@ -215,19 +215,22 @@ def check_any_tools(session: SmokeSession) -> str:
     return f"{len(names)} tools"
 
 
+def _listing(session: SmokeSession, tool: str, key: str) -> tuple[list[Any], dict[str, Any]]:
+    """A listing tool's structured result must hold its list under `key`."""
+    data = _tool_result(session, tool)
+    items = data.get(key)
+    if not isinstance(items, list):
+        raise CheckFailed(f"{tool}: no {key} list in the structured result")
+    return items, data
+
+
 def check_list_repos(session: SmokeSession) -> str:
-    data = _tool_result(session, "list_repos")
-    repos = data.get("repos")
-    if not isinstance(repos, list):
-        raise CheckFailed("list_repos: no repos list in the structured result")
+    repos, data = _listing(session, "list_repos", "repos")
     return f"{len(repos)} repos (total {data.get('total', len(repos))})"
 
 
 def check_repo_paths(session: SmokeSession) -> str:
-    data = _tool_result(session, "get_all_repo_paths")
-    paths = data.get("paths")
-    if not isinstance(paths, list):
-        raise CheckFailed("get_all_repo_paths: no paths list in the structured result")
+    paths, _ = _listing(session, "get_all_repo_paths", "paths")
     return f"{len(paths)} paths"
 
 
