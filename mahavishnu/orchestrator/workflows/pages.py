@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from mahavishnu.orchestrator.workflows.models import RepoRun, Workflow
+from mahavishnu.orchestrator.workflows.models import Workflow
 from mahavishnu.orchestrator.workflows.views import (
     DeadLetterPage,
     RunView,
@@ -32,7 +32,7 @@ class WorkflowStatusPage(WorkflowView):
         cls,
         workflow: Workflow,
         counts: dict[str, int],
-        runs: list[RepoRun],
+        runs: list[RunView],
         *,
         total: int,
         next_cursor: str | None,
@@ -42,7 +42,7 @@ class WorkflowStatusPage(WorkflowView):
             params=workflow.params,
             started_at=workflow.started_at,
             counts=counts,
-            runs=[RunView.of(r) for r in runs],
+            runs=runs,
             total=total,
             next_cursor=next_cursor,
         )

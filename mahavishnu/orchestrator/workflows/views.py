@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 
 from mahavishnu.orchestrator.workflows.models import Attempt, DeadLetter, RepoRun, Workflow
 
 __all__ = [
+    "RUN_VIEW_COLUMNS",
     "AttemptView",
     "DeadLetterPage",
     "DeadLetterView",
+    "RunFields",
     "RunView",
     "SearchHit",
     "SearchResult",
@@ -22,6 +24,49 @@ __all__ = [
     "WorkflowSummary",
     "WorkflowView",
 ]
+
+
+class RunFields(Protocol):
+    """What a run view is made of: an ORM `RepoRun`, or a row of `RUN_VIEW_COLUMNS` (a status
+    page reads only those: loading whole ORM rows cost most of a watcher's answer)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def repo(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def attempt(self) -> int: ...
+    @property
+    def max_attempts(self) -> int: ...
+    @property
+    def exit_code(self) -> int | None: ...
+    @property
+    def duration_seconds(self) -> float | None: ...
+    @property
+    def started_at(self) -> datetime | None: ...
+    @property
+    def finished_at(self) -> datetime | None: ...
+    @property
+    def output_tail(self) -> str | None: ...
+    @property
+    def error(self) -> str | None: ...
+
+
+RUN_VIEW_COLUMNS = (
+    RepoRun.id,
+    RepoRun.repo,
+    RepoRun.status,
+    RepoRun.attempt,
+    RepoRun.max_attempts,
+    RepoRun.exit_code,
+    RepoRun.duration_seconds,
+    RepoRun.started_at,
+    RepoRun.finished_at,
+    RepoRun.output_tail,
+    RepoRun.error,
+)
 
 
 class RunView(BaseModel):
@@ -38,7 +83,7 @@ class RunView(BaseModel):
     error: str | None
 
     @classmethod
-    def of(cls, run: RepoRun) -> RunView:
+    def of(cls, run: RunFields) -> RunView:
         # An engine may hold a run for a moment before a slot frees: it has not started, so it is queued.
         status = "queued" if run.status == "running" and run.started_at is None else run.status
         return cls(
