@@ -9,19 +9,12 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from mahavishnu.ops.smoke import (
-    CheckResult,
-    Detected,
-    normalize_base_url,
-    render_plan,
-    render_result,
-    render_summary,
-    run_smoke,
-)
+if TYPE_CHECKING:
+    from mahavishnu.ops.smoke import CheckResult, Detected
 
 __all__ = ["app", "smoke_command", "use_color"]
 
@@ -61,6 +54,9 @@ def smoke_command(
 ) -> None:
     """Run the smoke checks of the service that answers (Mahavishnu: 8) against a running server;
     exit 0 only when all pass."""
+    # Imported here: httpx and the checks cost every other command's start about 60 ms.
+    from mahavishnu.ops.smoke import normalize_base_url, render_plan, render_result, render_summary, run_smoke
+
     try:
         base = normalize_base_url(url)
     except ValueError as exc:
