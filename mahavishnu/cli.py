@@ -60,6 +60,13 @@ _config_flag: dict[str, Path] = {}
 """The file `--config` named, if any: applied to each service a command resolves (`_entry`)."""
 
 
+def _print_version(asked: bool) -> None:
+    """Answers `--version` while the options are read, before a command is required."""
+    if asked:
+        typer.echo(f"mahavishnu {_version()}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _main(
     config: Annotated[
@@ -70,6 +77,12 @@ def _main(
             "MAHAVISHNU_CONFIG / <PREFIX>CONFIG, or ~/.config/mahavishnu/<service>.yaml).",
         ),
     ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_print_version, help="Print the installed version and exit."
+        ),
+    ] = False,
 ) -> None:
     """Command output goes to stdout; log lines of every command but `serve` go to stderr."""
     from mahavishnu.platform.observability import configure_logging
