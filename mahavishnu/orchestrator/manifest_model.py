@@ -183,7 +183,7 @@ class Manifest:
         index.update((repo.name.lower(), repo) for repo in ordered)
         object.__setattr__(self, "repos", ordered)
         object.__setattr__(self, "_index", index)
-        object.__setattr__(self, "_lines", lines or {})
+        object.__setattr__(self, "_lines", {} if lines is None else lines)
 
     def __len__(self) -> int:
         return len(self.repos)

@@ -5,17 +5,24 @@ because only nodes carry line numbers and only nodes see duplicate keys. Node
 tags tell strings from numbers or booleans without running any constructor,
 so odd input (bad dates, huge integers, custom tags) becomes a problem report
 instead of an exception.
+
+Nodes are costly, though, and only needed to word problems: a manifest that
+`manifest_fast` can read exactly as PyYAML would is checked by the same rules
+from plain values first, and composed only when something is wrong with it
+(then every problem is found and worded on the nodes, as if the quick
+reading had never happened) or when a line number is asked for.
 """
 
 from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 
 import yaml
 
+from mahavishnu.orchestrator.manifest_fast import PlainEntry, plain_repos
 from mahavishnu.orchestrator.manifest_model import (
     MCP_KINDS,
     Manifest,
@@ -30,7 +37,7 @@ from mahavishnu.orchestrator.manifest_model import (
 from mahavishnu.orchestrator.manifest_paths import RealPaths, within
 from mahavishnu.orchestrator.manifest_yaml import compose, gc_paused
 
-__all__ = ["validate_manifest"]
+__all__ = ["validate_manifest", "validate_nodes"]
 
 _STR = "tag:yaml.org,2002:str"
 _NULL = "tag:yaml.org,2002:null"
@@ -62,22 +69,81 @@ def validate_manifest(
     Returns the manifest and no problems, or None and every problem found,
     ordered by line.
     """
+    roots = [os.path.realpath(root) for root in allowed_roots]
     with gc_paused():
-        # The node tree dies inside `_validate`, before collection resumes: a collection
-        # finding it alive would walk all of it.
-        return _validate(text, source, allowed_roots, roles)
+        plain = plain_repos(text)
+        if plain is not None:
+            checker = _Checker(source, roots, roles)
+            entries = checker.check_plain(plain)
+            if not checker.problems:
+                return Manifest(_repos(entries), _Lines(text)), []
+        return _validate_nodes(text, source, roots, roles)
 
 
-def _validate(
-    text: str, source: str, allowed_roots: Iterable[Path], roles: Collection[str]
+def validate_nodes(
+    text: str, source: str, *, allowed_roots: Iterable[Path], roles: Collection[str]
 ) -> tuple[Manifest | None, list[Problem]]:
-    checker = _Checker(source, allowed_roots, roles)
+    """`validate_manifest` on PyYAML's nodes alone: the reference its quick path must agree with."""
+    roots = [os.path.realpath(root) for root in allowed_roots]
+    with gc_paused():
+        return _validate_nodes(text, source, roots, roles)
+
+
+def _validate_nodes(
+    text: str, source: str, roots: list[str], roles: Collection[str]
+) -> tuple[Manifest | None, list[Problem]]:
+    # The node tree dies in here, before collection resumes: a collection finding it
+    # alive would walk all of it.
+    checker = _Checker(source, roots, roles)
     entries = checker.check(text)
     if checker.problems:
         return None, sorted(checker.problems, key=lambda problem: problem.line or 0)
-    repos = [Repo.model_validate(entry.present()) for entry in entries]
+    repos = _repos(entries)
     lines = {repo.name: entry.line_of("path") for repo, entry in zip(repos, entries, strict=True)}
     return Manifest(repos, lines), []
+
+
+def _repos(entries: list[_Entry]) -> list[Repo]:
+    return [Repo.model_validate(entry.present()) for entry in entries]
+
+
+class _Lines(Mapping[str, int]):
+    """The line of each repository's path, found from the nodes the first time one is asked for.
+
+    Only messages about a repository's folder need them (`worktree_problems`), so a
+    manifest read by the quick path keeps its text instead of composing it up front.
+    """
+
+    def __init__(self, text: str) -> None:
+        self._text: str | None = text
+        self._lines: dict[str, int] = {}
+
+    def _computed(self) -> dict[str, int]:
+        if self._text is not None:
+            with gc_paused():
+                self._lines = _path_lines(compose(self._text))
+            self._text = None
+        return self._lines
+
+    def __getitem__(self, name: str) -> int:
+        return self._computed()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._computed())
+
+    def __len__(self) -> int:
+        return len(self._computed())
+
+
+def _path_lines(root: yaml.Node | None) -> dict[str, int]:
+    """Name -> line of the path of each entry of a manifest known to be valid."""
+    assert isinstance(root, yaml.MappingNode)
+    lines = {}
+    for _, repos in root.value:
+        for entry in repos.value:
+            fields = {key.value: value for key, value in entry.value}
+            lines[fields["name"].value] = _line(fields["path"])
+    return lines
 
 
 class _Entry:
@@ -91,7 +157,9 @@ class _Entry:
         self.nodes: dict[str, yaml.Node] = {}
 
     def line_of(self, name: str) -> int:
-        return _line(self.nodes[name])
+        """The line of a field's value (the entry's own for one read by `check_plain`, without nodes)."""
+        node = self.nodes.get(name)
+        return self.line if node is None else _line(node)
 
     def text(self, name: str) -> str | None:
         value = self.values.get(name)
@@ -127,9 +195,9 @@ def _yaml_reason(exc: yaml.MarkedYAMLError) -> str:
 class _Checker:
     """Collects problems while walking the node tree of one manifest."""
 
-    def __init__(self, source: str, allowed_roots: Iterable[Path], roles: Collection[str]) -> None:
+    def __init__(self, source: str, roots: list[str], roles: Collection[str]) -> None:
         self.source = source
-        self.roots = [os.path.realpath(root) for root in allowed_roots]
+        self.roots = roots
         self.roles = frozenset(roles)
         self.problems: list[Problem] = []
         self.rules: dict[str, Callable[[str], str | None]] = {
@@ -150,7 +218,17 @@ class _Checker:
         repos = None if root is None else self._repos_node(root)
         if repos is None:
             return []
-        entries = [entry for node in repos.value if (entry := self._entry(node)) is not None]
+        return self._across([entry for node in repos.value if (entry := self._entry(node)) is not None])
+
+    def check_plain(self, repos: list[PlainEntry]) -> list[_Entry]:
+        """The same rules on values read by `plain_repos` (known fields; strings, null, tag lists).
+
+        Entries have no nodes, so problems carry no useful line: they are only a sign
+        that the nodes must be checked.
+        """
+        return self._across([self._plain_entry(fields) for fields in repos])
+
+    def _across(self, entries: list[_Entry]) -> list[_Entry]:
         names = self._check_names(entries)
         self._check_nicknames(entries, names)
         self._check_paths(entries)
@@ -221,13 +299,38 @@ class _Checker:
                 self.add(_line(key_node), _unknown_field(key))
                 continue
             entry.nodes[key] = value_node
-            value = self._tags(value_node) if key == "tags" else self._text(key, value_node)
+            value: object
+            if key == "tags":
+                value = self._tags(value_node)
+            else:
+                text = self._string(value_node, key, nullable=key not in _REQUIRED)
+                value = text if isinstance(text, _Bad) else self._text(key, text, _line(value_node))
             if value is not _BAD:
                 entry.values[key] = value
-        for required in _REQUIRED:
-            if required not in entry.nodes:
-                self.add(entry.line, f"repository is missing the required field {required!r}")
+        self._required(entry, entry.nodes)
         return entry
+
+    def _plain_entry(self, fields: PlainEntry) -> _Entry:
+        entry = _Entry(0)
+        for key, value in fields.items():
+            checked: tuple[str, ...] | str | _Bad | None
+            if isinstance(value, list):  # tags: the one list `plain_repos` lets through
+                kept: list[str] = []
+                checked = tuple(kept) if all(self._tag(tag, 0, kept) for tag in value) else _BAD
+            elif value is None and key in _REQUIRED:
+                self.add(0, f"{key} must be a string, not null")
+                continue
+            else:
+                checked = self._text(key, value, 0)
+            if checked is not _BAD:
+                entry.values[key] = checked
+        self._required(entry, fields)
+        return entry
+
+    def _required(self, entry: _Entry, given: Collection[str]) -> None:
+        for required in _REQUIRED:
+            if required not in given:
+                self.add(entry.line, f"repository is missing the required field {required!r}")
 
     def _string(self, node: yaml.Node, what: str, *, nullable: bool) -> str | _Bad | None:
         if _is(node, _STR):
@@ -237,10 +340,10 @@ class _Checker:
         self.add(_line(node), f"{what} must be a string, not {_describe(node)}")
         return _BAD
 
-    def _text(self, key: str, node: yaml.Node) -> str | _Bad | None:
-        value = self._string(node, key, nullable=key not in _REQUIRED)
-        if isinstance(value, str) and (message := self.rules[key](value)) is not None:
-            self.add(_line(node), message, "roles" if key == "role" else None)
+    def _text(self, key: str, value: str | None, line: int) -> str | _Bad | None:
+        """A field's value (null where the field allows it) after its rule."""
+        if value is not None and (message := self.rules[key](value)) is not None:
+            self.add(line, message, "roles" if key == "role" else None)
             return _BAD
         return value
 
@@ -250,20 +353,22 @@ class _Checker:
         if not isinstance(node, yaml.SequenceNode):
             self.add(_line(node), f"tags must be a list of strings, not {_describe(node)}")
             return _BAD
-        tags: list[str] = []
+        kept: list[str] = []
         bad = False
         for item in node.value:
             tag = self._string(item, "each tag", nullable=False)
-            if not isinstance(tag, str):
+            if not (isinstance(tag, str) and self._tag(tag, _line(item), kept)):
                 bad = True
-                continue
-            message = tag_problem(tag) or (f"tag {tag!r} is listed twice" if tag in tags else None)
-            if message is None:
-                tags.append(tag)
-            else:
-                self.add(_line(item), message)
-                bad = True
-        return _BAD if bad else tuple(tags)
+        return _BAD if bad else tuple(kept)
+
+    def _tag(self, tag: str, line: int, kept: list[str]) -> bool:
+        """Whether `tag` passes the tag rule and is not in `kept` (then it is added to it)."""
+        message = tag_problem(tag) or (f"tag {tag!r} is listed twice" if tag in kept else None)
+        if message is None:
+            kept.append(tag)
+            return True
+        self.add(line, message)
+        return False
 
     # --- across repositories ----------------------------------------------------
 

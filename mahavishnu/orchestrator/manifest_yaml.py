@@ -24,13 +24,23 @@ import yaml
 from yaml.nodes import Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
 
-__all__ = ["compose", "gc_paused"]
+__all__ = ["compose", "gc_paused", "implicit_tag"]
 
 _RULES = Resolver.yaml_implicit_resolvers
 _ANY_START: tuple[tuple[str, Pattern[str]], ...] = tuple(_RULES.get(None, ()))
+_STR = str(Resolver.DEFAULT_SCALAR_TAG)
 _BY_START: dict[str, tuple[tuple[str, Pattern[str]], ...]] = {
     start: (*rules, *_ANY_START) for start, rules in _RULES.items() if start is not None
 }
+
+
+def implicit_tag(value: str) -> str | None:
+    """The tag PyYAML's safe loader gives `value` written as a plain scalar, if not a string."""
+    for tag, pattern in _BY_START.get(value[:1], _ANY_START):
+        if pattern.match(value):
+            return tag
+    return None
+
 
 if TYPE_CHECKING:
     _Base = yaml.CSafeLoader
@@ -44,11 +54,7 @@ class _FastLoader(_Base):
 
     def resolve(self, kind: type[Node], value: str, implicit: tuple[bool, bool]) -> str:
         if kind is ScalarNode:
-            if implicit[0]:
-                for tag, pattern in _BY_START.get(value[:1], _ANY_START):
-                    if pattern.match(value):
-                        return tag
-            return str(Resolver.DEFAULT_SCALAR_TAG)
+            return (implicit[0] and implicit_tag(value)) or _STR
         if kind is SequenceNode:
             return str(Resolver.DEFAULT_SEQUENCE_TAG)
         return str(Resolver.DEFAULT_MAPPING_TAG)
