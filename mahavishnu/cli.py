@@ -231,6 +231,10 @@ def token_create(
     service: Annotated[
         str, typer.Option(help=f"The service the token is for (its audience), one of: {', '.join(SERVICES)}.")
     ] = "mahavishnu",
+    tenant: Annotated[
+        str | None,
+        typer.Option(help="The tenant whose data the token works on (default: its subject's)."),
+    ] = None,
 ) -> None:
     """Issue an HS256 bearer token for one service, signed with its AUTH_SECRET (MAHAVISHNU_AUTH_SECRET
     for mahavishnu) and carrying its audience (printed on stdout only)."""
@@ -252,6 +256,7 @@ def token_create(
             role=role_value,
             tags=[t.strip() for t in tags.split(",") if t.strip()],
             ttl_seconds=seconds,
+            tenant=tenant,
         )
     except ConfigurationError as exc:
         err.print(f"[red]error:[/red] {exc.message}")

@@ -13,6 +13,7 @@ another (unless the deployment gives them one `auth_audience` on purpose).
 from __future__ import annotations
 
 import contextvars
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -41,16 +42,26 @@ ROLES: tuple[Role, ...] = ("viewer", "operator", "admin")
 _RANK = {role: rank for rank, role in enumerate(ROLES)}
 _CACHE_SIZE = 4096
 _TIME_CLAIMS = ("exp", "nbf", "iat")
+_TENANT = re.compile(r"[A-Za-z0-9._@:-]{1,128}")
+"""A tenant name: it keys stored data and appears in logs, so no spaces, slashes or controls."""
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: the token subject, its role, and the repo tags it may see (empty = all)."""
+    """Who is calling: the token subject, its role, the repo tags it may see (empty = all) and
+    the tenant whose data it works on (a `tenant` claim; without one, its own subject's)."""
 
     subject: str
     role: Role
     tags: frozenset[str] = frozenset()
     authenticated: bool = True
+    tenant_claim: str | None = None
+
+    @property
+    def tenant(self) -> str:
+        """The tenant every stored record of this caller belongs to: a service that keeps data
+        per tenant narrows every read and write to it, whatever a tool's arguments say."""
+        return self.tenant_claim if self.tenant_claim is not None else self.subject
 
     def has_role(self, minimum: Role) -> bool:
         return _RANK[self.role] >= _RANK[minimum]
@@ -215,7 +226,12 @@ def _principal_from_claims(claims: dict[str, Any]) -> Principal:
     subject = claims["sub"]
     if not isinstance(subject, str) or not subject:
         raise AuthenticationError("token subject must be a non-empty string", reason="bad_claim")
-    return Principal(subject=subject, role=role, tags=frozenset(tags))
+    tenant = claims.get("tenant")
+    if "tenant" in claims and not (isinstance(tenant, str) and _TENANT.fullmatch(tenant)):
+        raise AuthenticationError(
+            "token tenant must be 1 to 128 letters, digits or . _ @ : -", reason="bad_claim"
+        )
+    return Principal(subject=subject, role=role, tags=frozenset(tags), tenant_claim=tenant)
 
 
 def _is_number(value: object) -> bool:
@@ -230,6 +246,7 @@ def issue_token(
     role: Role,
     tags: Iterable[str] = (),
     ttl_seconds: int,
+    tenant: str | None = None,
 ) -> str:
     """Sign an HS256 token for the service these settings belong to, with its secret and its
     audience (what `mahavishnu token create --service` prints)."""
@@ -237,6 +254,8 @@ def issue_token(
         raise ConfigurationError(f"set {settings.env_prefix}AUTH_SECRET to issue tokens")
     if role not in _RANK:
         raise ConfigurationError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
+    if tenant is not None and not _TENANT.fullmatch(tenant):
+        raise ConfigurationError("a tenant is 1 to 128 letters, digits or . _ @ : -")
     if not 0 < ttl_seconds <= settings.auth_max_ttl_seconds:
         raise ConfigurationError(f"ttl must be between 1 second and {settings.auth_max_ttl_seconds} seconds")
     now = int(time.time())
@@ -244,6 +263,7 @@ def issue_token(
         "sub": subject,
         "role": role,
         "tags": sorted(set(tags)),
+        **({"tenant": tenant} if tenant is not None else {}),
         "iat": now,
         "nbf": now,
         "exp": now + ttl_seconds,

@@ -118,3 +118,24 @@ def test_previous_secret_keeps_old_tokens_valid_during_rotation() -> None:
     assert caught.value.reason == "bad_signature"
     with pytest.raises(AuthenticationError):
         rotating.verify(hs256(claims(), "x" * 48))
+
+
+def test_the_tenant_is_the_subject_unless_a_tenant_claim_names_one() -> None:
+    assert verifier().verify(hs256(claims(sub="ann"), SECRET)).tenant == "ann"
+    principal = verifier().verify(hs256(claims(sub="ann", tenant="acme"), SECRET))
+    assert (principal.subject, principal.tenant) == ("ann", "acme")
+
+
+@pytest.mark.parametrize("tenant", ["", "a b", "a/b", "x" * 129, 7, ["acme"], None, "caf\u00e9"])
+def test_a_malformed_tenant_claim_is_a_bad_claim(tenant: object) -> None:
+    with pytest.raises(AuthenticationError) as caught:
+        verifier().verify(hs256_with_key_bytes({**claims(), "tenant": tenant}, SECRET.encode()))
+    assert caught.value.reason == "bad_claim"
+
+
+def test_issued_tokens_carry_a_checked_tenant() -> None:
+    settings = PlatformSettings(auth_secret=SECRET)
+    token = issue_token(settings, subject="bob", role="viewer", ttl_seconds=60, tenant="acme")
+    assert verifier(audience="mahavishnu").verify(token).tenant == "acme"
+    with pytest.raises(ConfigurationError):
+        issue_token(settings, subject="bob", role="viewer", ttl_seconds=60, tenant="no spaces")
