@@ -9,37 +9,23 @@ events instead of failing (readiness may look at a database that was never migra
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
-from sqlalchemy import DateTime, Dialect, String, Text, inspect
+from sqlalchemy import String, Text, inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.types import TypeDecorator
+
+from mahavishnu.platform.sqltypes import UTCDateTime
 
 __all__ = ["BackupEvent", "OpsBase", "events_table_exists"]
 
 TABLE = "backup_events"
 
 
-class _UTCDateTime(TypeDecorator[datetime]):
-    """Timezone-aware in and out (SQLite stores naive values), as Mahavishnu's own models do."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        return value.astimezone(UTC) if value is not None else None
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value
-
-
 class OpsBase(DeclarativeBase):
     """The metadata of ops' tables (their migration tree compares against it)."""
 
-    type_annotation_map = {datetime: _UTCDateTime()}
+    type_annotation_map = {datetime: UTCDateTime()}
 
 
 class BackupEvent(OpsBase):
