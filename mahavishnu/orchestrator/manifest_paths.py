@@ -74,6 +74,9 @@ def worktree_problems(manifest: Manifest, source: str) -> list[Problem]:
 
 
 def _worktree_problem(path: str) -> str | None:
+    if os.path.lexists(os.path.join(path, ".git")):
+        # The common case in one system call: only a folder that can be searched has an entry.
+        return None
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
@@ -84,7 +87,7 @@ def _worktree_problem(path: str) -> str | None:
         return f"path {path!r} cannot be read: {exc.strerror or exc}"
     if not stat.S_ISDIR(mode):
         return f"path {path!r} is not a folder"
-    if os.path.lexists(os.path.join(path, ".git")) or _in_work_tree(os.path.realpath(path)):
+    if _in_work_tree(os.path.realpath(path)):
         return None
     if _is_bare_repository(path):
         return f"path {path!r} is a bare git repository, which has no work tree to run commands in"
