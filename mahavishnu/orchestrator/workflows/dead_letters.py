@@ -14,13 +14,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from mahavishnu.orchestrator.workflows import reads
 from mahavishnu.orchestrator.workflows.models import DeadLetter, RepoRun, Workflow
 from mahavishnu.orchestrator.workflows.pages import DeadLetterList
-from mahavishnu.orchestrator.workflows.paging import Cursor, check_limit
 from mahavishnu.orchestrator.workflows.service_base import ServiceBase, shown
 from mahavishnu.orchestrator.workflows.states import RunStatus, WorkflowStatus
 from mahavishnu.orchestrator.workflows.views import DeadLetterView
 from mahavishnu.platform.auth import Principal
 from mahavishnu.platform.errors import InvalidArgumentError, NotFoundError
 from mahavishnu.platform.observability import get_logger
+from mahavishnu.platform.paging import Cursor, check_limit
 
 __all__ = ["DeadLetterCases"]
 

@@ -21,7 +21,6 @@ from mahavishnu.orchestrator.workflows.pages import (
     WorkflowList,
     WorkflowStatusPage,
 )
-from mahavishnu.orchestrator.workflows.paging import MAX_PAGE, Cursor, check_limit
 from mahavishnu.orchestrator.workflows.service_base import listed, shown
 from mahavishnu.orchestrator.workflows.states import RunStatus, WorkflowStatus
 from mahavishnu.orchestrator.workflows.views import ParamView, WorkflowDefinitionView, WorkflowSummary
@@ -29,6 +28,7 @@ from mahavishnu.platform.auth import Principal
 from mahavishnu.platform.errors import InvalidArgumentError, NotFoundError, PermissionDeniedError
 from mahavishnu.platform.ids import new_id
 from mahavishnu.platform.observability import current_traceparent, get_logger
+from mahavishnu.platform.paging import MAX_PAGE, Cursor, check_limit
 
 __all__ = ["MAX_PAGE", "WorkflowService"]
 

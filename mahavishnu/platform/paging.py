@@ -1,4 +1,4 @@
-"""Pages for every list-shaped workflow answer: a bounded `limit`, an opaque `cursor`, a `total`.
+"""Pages for every list-shaped answer of every service: a bounded `limit`, an opaque `cursor`, a `total`.
 
 As `list_repos` does: a page resumes after the last key it showed (never an offset, so rows
 added between pages shift nothing), and its cursor carries a fingerprint of the filters it was
