@@ -1,0 +1,88 @@
+"""Keyword ranking over blind tokens: Okapi BM25, computed by the database.
+
+The words are HMACs (`vault.token`), so the database cannot rank text, but BM25 needs no
+text: a word's document frequency, its occurrences in each memory and each memory's length
+are all in the token rows. One query reads the frequencies, a second sums every memory's
+score over the query's tokens, in SQL, and returns a page: no candidate list is carried into
+Python, however common a word is.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Float, Select, case, cast, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mahavishnu.session_buddy.models import Memory, MemoryTerm
+
+__all__ = ["K1", "B", "keyword_scores"]
+
+K1 = 1.2
+B = 0.75
+
+
+async def keyword_scores(
+    session: AsyncSession,
+    tenant: str,
+    tokens: Sequence[bytes],
+    live: Select[Any],
+    *,
+    offset: int,
+    limit: int,
+) -> tuple[list[tuple[str, float]], int]:
+    """(memory id, score) for the page at `offset`, best first (newest first among equals),
+    among the memories `live` selects (their ids), and how many memories match in all."""
+    unique = list(dict.fromkeys(tokens))
+    live_ids = live.subquery()
+    stats = (
+        await session.execute(
+            select(func.count(), func.avg(Memory.term_count)).where(Memory.id.in_(select(live_ids)))
+        )
+    ).one()
+    documents, average_length = int(stats[0] or 0), float(stats[1] or 0.0)
+    if documents == 0:
+        return [], 0
+    frequencies = dict(
+        (
+            await session.execute(
+                select(MemoryTerm.token, func.count())
+                .where(MemoryTerm.tenant == tenant, MemoryTerm.token.in_(unique))
+                .group_by(MemoryTerm.token)
+            )
+        ).all()
+    )
+    weights = {
+        token: math.log(1 + (documents - df + 0.5) / (df + 0.5)) for token, df in frequencies.items() if df
+    }
+    if not weights:
+        return [], 0
+    occurrences = cast(MemoryTerm.occurrences, Float)
+    length = cast(Memory.term_count, Float) / max(average_length, 1.0)
+    score = func.sum(
+        case(weights, value=MemoryTerm.token, else_=0.0)
+        * occurrences
+        * (K1 + 1)
+        / (occurrences + K1 * (1 - B + B * length))
+    ).label("score")
+    ranked = (
+        select(MemoryTerm.memory_id, score)
+        .join(Memory, Memory.id == MemoryTerm.memory_id)
+        .where(MemoryTerm.tenant == tenant, MemoryTerm.token.in_(list(weights)))
+        .where(MemoryTerm.memory_id.in_(select(live_ids)))
+        .group_by(MemoryTerm.memory_id)
+        .order_by(score.desc(), MemoryTerm.memory_id.desc())
+        .offset(offset)
+        .limit(limit)
+    )
+    rows = [(str(memory_id), float(value)) for memory_id, value in await session.execute(ranked)]
+    total = await session.scalar(
+        select(func.count(func.distinct(MemoryTerm.memory_id))).where(
+            MemoryTerm.tenant == tenant,
+            MemoryTerm.token.in_(list(weights)),
+            MemoryTerm.memory_id.in_(select(live_ids)),
+        )
+    )
+    return rows, int(total or 0)

@@ -1,0 +1,102 @@
+"""Session-Buddy's tables. Every row carries its tenant; nothing a caller wrote is stored in
+the clear: text and metadata are sealed (`vault.py`), and what search and filters need is kept
+as blind tokens (keyed HMACs), never as words."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Float, ForeignKey, Index, Integer, LargeBinary, String, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from mahavishnu.platform.sqltypes import UTCDateTime
+
+__all__ = ["Base", "IndexKey", "Memory", "MemoryLabel", "MemoryTerm", "MemoryVersion"]
+
+TOKEN_BYTES = 16
+"""A blind token's length: 128 bits of HMAC-SHA256 leave no collisions in practice."""
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime()}
+
+
+class IndexKey(Base):
+    """The blind-index key, sealed under the key ring: rotating the ring re-seals this one row,
+    so the tokens of every memory stay valid and the old key is no longer needed."""
+
+    __tablename__ = "session_buddy_index_keys"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Memory(Base):
+    """A memory's current version. `sealed` holds its content and metadata (encrypted, bound to
+    tenant, id and version); the other columns are what storage needs to narrow and order."""
+
+    __tablename__ = "session_buddy_memories"
+    __table_args__ = (
+        UniqueConstraint("tenant", "idempotency_mac", name="uq_session_buddy_memories_idempotency"),
+        UniqueConstraint("tenant", "content_mac", name="uq_session_buddy_memories_content"),
+        Index("ix_session_buddy_memories_tenant_id", "tenant", "id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(128))
+    version: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))
+    importance: Mapped[float] = mapped_column(Float)
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    content_mac: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    """Keyed MAC of the content: the same text stored twice is one memory. None once deleted."""
+    idempotency_mac: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    term_count: Mapped[int] = mapped_column(Integer)
+    """Words in the content: the document length keyword ranking (BM25) normalises by."""
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    expires_at: Mapped[datetime | None]
+    deleted_at: Mapped[datetime | None]
+
+
+class MemoryVersion(Base):
+    """Every version a memory had, sealed like the memory: `update_memory` supersedes, never
+    overwrites, and the history stays readable until the memory is purged."""
+
+    __tablename__ = "session_buddy_memory_versions"
+
+    memory_id: Mapped[str] = mapped_column(
+        ForeignKey("session_buddy_memories.id", ondelete="CASCADE"), primary_key=True
+    )
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(128))
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime]
+    author: Mapped[str] = mapped_column(String(200))
+
+
+class MemoryTerm(Base):
+    """One word of a memory's current content, as a blind token, with how often it occurs."""
+
+    __tablename__ = "session_buddy_memory_terms"
+    __table_args__ = (Index("ix_session_buddy_memory_terms_tenant_token", "tenant", "token"),)
+
+    memory_id: Mapped[str] = mapped_column(
+        ForeignKey("session_buddy_memories.id", ondelete="CASCADE"), primary_key=True
+    )
+    token: Mapped[bytes] = mapped_column(LargeBinary(TOKEN_BYTES), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(128))
+    occurrences: Mapped[int] = mapped_column(Integer)
+
+
+class MemoryLabel(Base):
+    """A tag, the project or the session of a memory, as a blind token: what filters match."""
+
+    __tablename__ = "session_buddy_memory_labels"
+    __table_args__ = (Index("ix_session_buddy_memory_labels_tenant_token", "tenant", "token"),)
+
+    memory_id: Mapped[str] = mapped_column(
+        ForeignKey("session_buddy_memories.id", ondelete="CASCADE"), primary_key=True
+    )
+    token: Mapped[bytes] = mapped_column(LargeBinary(TOKEN_BYTES), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(128))

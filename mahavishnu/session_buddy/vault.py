@@ -1,0 +1,131 @@
+"""Session-Buddy's cryptography: sealed records, blind tokens and MACs, under one key ring.
+
+- **Sealed records**: every memory version (content and metadata as one JSON document) is
+  encrypted with the platform's envelope encryption (`KeyRing`, AES-256-GCM), bound to what
+  the record is (`associated_data`: kind of record, tenant, id, version): a sealed value copied
+  into another tenant's or record's row does not open.
+- **Blind tokens** (16 bytes) for words, tags and projects, and **MACs** (32 bytes) for whole
+  contents and idempotency keys: HMAC-SHA256 under the *index key*, with the tenant and a
+  domain in the message, so one word has different tokens in two tenants and as a tag or a
+  word. Storage sees which rows share a token, never the word.
+- **The index key** is random, made once, and kept sealed under the key ring in its own row
+  (`IndexKey`): rotating the ring re-seals that row like any record, so tokens never change
+  and, once the sweep is done, the old key is no longer needed for anything.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+
+from mahavishnu.platform import ConfigurationError, Database, get_logger
+from mahavishnu.platform.crypto import KEY_BYTES, KeyRing, associated_data, generate_key
+from mahavishnu.session_buddy.models import TOKEN_BYTES, IndexKey
+from mahavishnu.session_buddy.settings import SessionBuddySettings
+
+__all__ = ["DEV_KEY_FILE", "Vault", "key_ring", "open_vault", "reseal_index_key"]
+
+log = get_logger("session_buddy.vault")
+
+DEV_KEY_FILE = "session-buddy.key"
+"""Where development keeps the key it made, in the data folder (never in production)."""
+_INDEX_KEY = "blind-index"
+_INDEX_KEY_AAD = associated_data("session-buddy", "index-key", _INDEX_KEY)
+
+
+def key_ring(settings: SessionBuddySettings) -> KeyRing:
+    """The ring from SESSION_ENCRYPTION_KEY; in development without one, a key made once in
+    the data folder (readable by the owner only), with a warning at every start."""
+    if settings.encryption_key is not None:
+        return KeyRing.parse(settings.encryption_key, setting="SESSION_ENCRYPTION_KEY")
+    if settings.env == "production":  # check_secure refuses this first; never fall through
+        raise ConfigurationError("production mode needs SESSION_ENCRYPTION_KEY")
+    path = settings.data_dir / DEV_KEY_FILE
+    created = _create_key_file(path)
+    log.warning(
+        "development_encryption_key",
+        file=str(path),
+        created=created,
+        advice="set SESSION_ENCRYPTION_KEY before keeping anything that matters; "
+        "whoever reads this file reads every memory",
+    )
+    return KeyRing.parse(path.read_text().strip(), setting=str(path))
+
+
+def _create_key_file(path: Path) -> bool:
+    """Write a new key unless the file exists (O_EXCL: two first starts make one key)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    with os.fdopen(descriptor, "w") as out:
+        out.write(generate_key() + "\n")
+    return True
+
+
+class Vault:
+    def __init__(self, ring: KeyRing, index_key: bytes) -> None:
+        if len(index_key) != KEY_BYTES:
+            raise ConfigurationError("the blind-index key has the wrong length")
+        self.ring = ring
+        self._index_key = index_key
+
+    def __repr__(self) -> str:
+        return f"Vault(ring={self.ring!r})"
+
+    def seal(self, record: str, tenant: str, record_id: str, version: int, document: dict[str, Any]) -> bytes:
+        plaintext = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+        return self.ring.encrypt(plaintext, associated=_binding(record, tenant, record_id, version))
+
+    def open(self, record: str, tenant: str, record_id: str, version: int, sealed: bytes) -> dict[str, Any]:
+        """The document `seal` was given; `DecryptionError` if it was altered or moved."""
+        binding = _binding(record, tenant, record_id, version)
+        opened = json.loads(self.ring.decrypt(sealed, associated=binding))
+        if not isinstance(opened, dict):
+            raise TypeError("a sealed record holds a JSON object")
+        return opened
+
+    def token(self, tenant: str, domain: str, value: str) -> bytes:
+        """The blind token of `value` (a word, a tag, a project...) in `domain`, for `tenant`."""
+        return self.mac(tenant, domain, value)[:TOKEN_BYTES]
+
+    def mac(self, tenant: str, domain: str, value: str) -> bytes:
+        return hmac.digest(self._index_key, associated_data(domain, tenant, value), "sha256")
+
+
+def _binding(record: str, tenant: str, record_id: str, version: int) -> bytes:
+    return associated_data("session-buddy", record, tenant, record_id, str(version))
+
+
+async def open_vault(db: Database, ring: KeyRing) -> Vault:
+    """The vault over this database: its index key opened with `ring`, made on first use."""
+    for _ in range(2):  # a concurrent first start may insert between our read and our write
+        async with db.session() as session:
+            row = await session.get(IndexKey, _INDEX_KEY)
+            if row is not None:
+                return Vault(ring, ring.decrypt(row.sealed, associated=_INDEX_KEY_AAD))
+        try:
+            async with db.session() as session:
+                key = secrets.token_bytes(KEY_BYTES)
+                session.add(IndexKey(name=_INDEX_KEY, sealed=ring.encrypt(key, associated=_INDEX_KEY_AAD)))
+            return Vault(ring, key)
+        except IntegrityError:
+            continue
+    raise ConfigurationError("the blind-index key could not be read or made")
+
+
+async def reseal_index_key(db: Database, ring: KeyRing) -> bool:
+    """Re-wrap the index key under the ring's current key; True when it needed it."""
+    async with db.session() as session:
+        row = await session.get(IndexKey, _INDEX_KEY)
+        if row is None or ring.is_current(row.sealed):
+            return False
+        row.sealed = ring.rotate(row.sealed)
+        return True

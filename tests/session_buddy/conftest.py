@@ -1,0 +1,54 @@
+"""A Session-Buddy database on SQLite and on PostgreSQL, migrated, with an open vault."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from mahavishnu.platform.crypto import KeyRing, generate_key
+from mahavishnu.platform.db import Database
+from mahavishnu.session_buddy.memories import Limits, Memories
+from mahavishnu.session_buddy.settings import MIGRATIONS
+from mahavishnu.session_buddy.vault import Vault, open_vault
+from tests.conftest import PG_URL, drop_schema, require_service
+
+LIMITS = Limits(max_content_chars=2000, max_tags=8)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def sb_database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    schema = None
+    if request.param == "sqlite":
+        db = Database(f"sqlite:///{tmp_path / 'session-buddy.db'}", migrations=MIGRATIONS)
+    else:
+        require_service("PostgreSQL", "127.0.0.1", 5432)
+        schema = f"sb_{uuid.uuid4().hex[:12]}"
+        db = Database(PG_URL, schema=schema, migrations=MIGRATIONS)
+    await db.ensure_schema(upgrade=True)
+    yield db
+    await db.dispose()
+    if schema is not None:
+        await drop_schema(schema)
+
+
+@pytest.fixture
+def ring() -> KeyRing:
+    return KeyRing.parse(generate_key())
+
+
+@pytest.fixture
+async def vault(sb_database: Database, ring: KeyRing) -> Vault:
+    return await open_vault(sb_database, ring)
+
+
+@pytest.fixture
+def memories(sb_database: Database, vault: Vault) -> Memories:
+    return Memories(sb_database, vault, LIMITS, tenant="acme", author="ann")
+
+
+@pytest.fixture
+def other_tenant(sb_database: Database, vault: Vault) -> Memories:
+    return Memories(sb_database, vault, LIMITS, tenant="globex", author="gus")
