@@ -71,12 +71,9 @@ def validate_manifest(
     """
     roots = [os.path.realpath(root) for root in allowed_roots]
     with gc_paused():
-        plain = plain_repos(text)
-        if plain is not None:
-            checker = _Checker(source, roots, roles)
-            entries = checker.check_plain(plain)
-            if not checker.problems:
-                return Manifest(_repos(entries), _Lines(text)), []
+        manifest = _validate_plain(text, source, roots, roles)
+        if manifest is not None:
+            return manifest, []
         return _validate_nodes(text, source, roots, roles)
 
 
@@ -87,6 +84,17 @@ def validate_nodes(
     roots = [os.path.realpath(root) for root in allowed_roots]
     with gc_paused():
         return _validate_nodes(text, source, roots, roles)
+
+
+def _validate_plain(text: str, source: str, roots: list[str], roles: Collection[str]) -> Manifest | None:
+    """The manifest if `plain_repos` can read `text` and it has no problem, else None."""
+    # Like the node tree, the plain values die in here, before collection resumes.
+    plain = plain_repos(text)
+    if plain is None:
+        return None
+    checker = _Checker(source, roots, roles)
+    entries = checker.check_plain(plain)
+    return None if checker.problems else Manifest(_repos(entries), _Lines(text))
 
 
 def _validate_nodes(
