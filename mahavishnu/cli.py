@@ -27,6 +27,7 @@ from mahavishnu.orchestrator.workflows.cli import db_app, dlq_app, run_command, 
 from mahavishnu.platform.auth import ROLES, Role, issue_token
 from mahavishnu.platform.errors import ConfigurationError
 from mahavishnu.platform.settings import PlatformSettings
+from mahavishnu.session_buddy.settings import SessionBuddySettings
 
 if TYPE_CHECKING:
     from mahavishnu.platform.app import Service
@@ -126,8 +127,15 @@ def _mahavishnu_ops() -> Callable[[MahavishnuSettings], ServiceOps]:
     return mahavishnu_ops
 
 
+def _session_buddy_factory() -> Callable[[SessionBuddySettings, Metrics], Service]:
+    from mahavishnu.session_buddy.service import create_service
+
+    return create_service
+
+
 SERVICES: dict[str, ServiceEntry[Any]] = {
     "mahavishnu": ServiceEntry(MahavishnuSettings, _mahavishnu_factory, _mahavishnu_ops),
+    "session-buddy": ServiceEntry(SessionBuddySettings, _session_buddy_factory),
 }
 """Every service `serve` and `token create` know, by name. A new one is one entry here."""
 

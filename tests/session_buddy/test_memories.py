@@ -42,7 +42,8 @@ async def test_a_retry_with_the_same_key_answers_the_first_result(memories: Memo
 async def test_the_same_content_twice_is_one_memory_and_deletes_nothing(memories: Memories) -> None:
     first = await memories.store(NewMemory("pin numpy below 2"))
     second = await memories.store(NewMemory("  pin numpy below 2  "))
-    assert not second.created and second.memory.id == first.memory.id
+    assert not second.created
+    assert second.memory.id == first.memory.id
     assert (await memories.get(first.memory.id)).content == "pin numpy below 2"
 
 
@@ -84,10 +85,13 @@ async def test_a_deleted_memory_is_gone_from_every_read_and_index(
     assert (await memories.listing(Filters(tags=["ops"]))).total == 0
     async with sb_database.session() as session:
         for table in (MemoryTerm, MemoryLabel):
-            assert (await session.scalars(select(table).where(table.memory_id == stored.memory.id))).all() == []
+            assert (
+                await session.scalars(select(table).where(table.memory_id == stored.memory.id))
+            ).all() == []
     assert (await memories.stats()).deleted_awaiting_purge == 1
     again = await memories.store(NewMemory("rotate the staging certificate"))
-    assert again.created and again.memory.id != stored.memory.id
+    assert again.created
+    assert again.memory.id != stored.memory.id
 
 
 async def test_an_expired_memory_is_not_seen(memories: Memories) -> None:
@@ -102,7 +106,9 @@ async def test_listing_filters_and_pages_newest_first(memories: Memories) -> Non
     ids = []
     for i in range(5):
         kind = "fix" if i % 2 else "fact"
-        ids.append((await memories.store(NewMemory(f"memory {i}", kind=kind, tags=["t"], project="p"))).memory.id)
+        ids.append(
+            (await memories.store(NewMemory(f"memory {i}", kind=kind, tags=["t"], project="p"))).memory.id
+        )
     page = await memories.listing(Filters(kinds=["fact"], project="p"), limit=2)
     assert (page.total, [m.id for m in page.memories]) == (3, [ids[4], ids[2]])
     rest = await memories.listing(Filters(kinds=["fact"], project="p"), limit=2, cursor=page.next_cursor)
@@ -140,7 +146,8 @@ async def test_search_pages_do_not_repeat(memories: Memories) -> None:
 async def test_tenants_never_meet(memories: Memories, other_tenant: Memories) -> None:
     mine = await memories.store(NewMemory("acme secret plan", tags=["plan"]), idempotency_key="k")
     theirs = await other_tenant.store(NewMemory("acme secret plan", tags=["plan"]), idempotency_key="k")
-    assert theirs.created and theirs.memory.id != mine.memory.id
+    assert theirs.created
+    assert theirs.memory.id != mine.memory.id
     with pytest.raises(NotFoundError):
         await other_tenant.get(mine.memory.id)
     with pytest.raises(NotFoundError):
@@ -187,7 +194,7 @@ async def test_nothing_readable_is_stored(memories: Memories, sb_database: Datab
         (NewMemory("x", importance=2.0), "importance"),
         (NewMemory("x", tags=[f"t{i}" for i in range(9)]), "tags"),
         (NewMemory("x", tags=["bad\ntag"]), "tags"),
-        (NewMemory("x", expires_at=datetime(2030, 1, 1)), "expires_at"),  # noqa: DTZ001 - naive on purpose
+        (NewMemory("x", expires_at=datetime(2030, 1, 1)), "expires_at"),
     ],
 )
 async def test_bad_input_names_the_field(memories: Memories, new: NewMemory, message: str) -> None:

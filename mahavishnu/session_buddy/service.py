@@ -1,0 +1,73 @@
+"""Session-Buddy as a platform service: its factory, the shape `run_service` takes."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from mahavishnu.platform import (
+    ComponentHealth,
+    Database,
+    HealthCheck,
+    Metrics,
+    Service,
+    UnavailableError,
+)
+from mahavishnu.session_buddy.memories import Limits, Memories
+from mahavishnu.session_buddy.settings import SessionBuddySettings
+from mahavishnu.session_buddy.tools import MemoryTools
+from mahavishnu.session_buddy.vault import Vault, key_ring, open_vault
+
+__all__ = ["create_service"]
+
+INSTRUCTIONS = (
+    "Session-Buddy keeps what you learn across coding sessions, encrypted and private to your "
+    "tenant. store_memory for decisions, facts, fixes and preferences (with tags and a project); "
+    "search_memories to find them again by words, identifiers or paths; update_memory keeps "
+    "history; delete_memory forgets."
+)
+
+
+def create_service(settings: SessionBuddySettings, metrics: Metrics) -> Service:
+    db = Database.from_settings(settings, create=True)  # serving owns the data: may make the file
+    ring = key_ring(settings)  # before serving: a bad key is a refusal to start, not a 5xx later
+    limits = Limits(max_content_chars=settings.max_content_chars, max_tags=settings.max_tags)
+    opened: list[Vault] = []
+
+    def memories_for(tenant: str, author: str) -> Memories:
+        if not opened:
+            raise UnavailableError("the memory store is still opening; try again shortly")
+        return Memories(db, opened[0], limits, tenant=tenant, author=author)
+
+    async def database() -> ComponentHealth:
+        return ComponentHealth("ok" if await db.ping() else "degraded")
+
+    async def vault() -> ComponentHealth:
+        return ComponentHealth("ok" if opened else "degraded")
+
+    @contextlib.asynccontextmanager
+    async def background() -> AsyncIterator[None]:
+        try:
+            opened.append(await open_vault(db, ring))
+            yield
+        finally:
+            await db.dispose()
+
+    return Service(
+        name=settings.service_name,
+        version=_version(),
+        instructions=INSTRUCTIONS,
+        settings=settings,
+        tools=MemoryTools(memories_for).specs(),
+        health_checks=[
+            HealthCheck("database", database, critical=True),
+            HealthCheck("vault", vault, critical=True),
+        ],
+        background=background,
+    )
+
+
+def _version() -> str:
+    from mahavishnu import __version__
+
+    return __version__

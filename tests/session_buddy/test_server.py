@@ -1,0 +1,225 @@
+"""Session-Buddy served for real (`mahavishnu serve session-buddy`), used through the official
+MCP client over HTTP: every memory tool, tenants that never meet, roles, clean errors, and
+nothing of a memory readable in the files it keeps."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp.shared.exceptions import MCPError
+from mcp_types import CallToolResult
+
+from mahavishnu.platform.auth import issue_token
+from mahavishnu.platform.crypto import generate_key
+from mahavishnu.session_buddy.settings import SessionBuddySettings
+from tests.support.client import call_tool, mcp_client
+from tests.support.server import SECRET, RunningServer, free_port, wait_ready
+
+TOOLS = {
+    "store_memory",
+    "get_memory",
+    "update_memory",
+    "delete_memory",
+    "get_memory_history",
+    "list_memories",
+    "search_memories",
+    "memory_stats",
+}
+CANARY = "canary-violet-5d1e"
+
+
+def _env(data: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SESSION_", "MAHAVISHNU_"))}
+    env.pop("POSTGRES_URL", None)
+    env.update(
+        {
+            "SESSION_BUDDY_CONFIG": str(data / "absent.yaml"),
+            "SESSION_BUDDY_DATA_DIR": str(data),
+            "SESSION_BUDDY_AUTH_SECRET": SECRET,
+            "SESSION_ENCRYPTION_KEY": generate_key(),
+            "RATE_LIMIT_PER_MINUTE": "100000",
+            "RATE_LIMIT_BURST": "100000",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+def _serve(data: Path, env: dict[str, str]) -> RunningServer:
+    port = free_port()
+    log_path = data / f"server-{port}.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mahavishnu", "serve", "session-buddy", "--port", str(port)],
+        env=env,
+        cwd=data,
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    return RunningServer(process, port, log_path, env)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    data = tmp_path_factory.mktemp("session-buddy")
+    running = _serve(data, _env(data))
+    wait_ready(running)
+    yield running
+    assert running.stop() == 0
+
+
+def token(subject: str, role: str = "operator", tenant: str | None = None) -> str:
+    settings = SessionBuddySettings(auth_secret=SECRET)
+    return issue_token(settings, subject=subject, role=role, ttl_seconds=600, tenant=tenant)  # type: ignore[arg-type]
+
+
+def ok(result: CallToolResult) -> dict[str, Any]:
+    assert result.is_error is False, result.content
+    assert result.structured_content is not None
+    return result.structured_content
+
+
+async def test_every_memory_tool_over_http(server: RunningServer) -> None:
+    async with mcp_client(server.url, token("ann", tenant="acme-http")) as client:
+        listed = {t.name: t for t in (await client.list_tools()).tools}
+        assert set(listed) >= TOOLS
+        assert all(listed[name].output_schema for name in TOOLS)
+        stored = ok(
+            await client.call_tool(
+                "store_memory",
+                {"content": "CI fails with E4012 in tests/api/test_login.py", "kind": "fix", "tags": ["ci"]},
+            )
+        )
+        memory_id = stored["memory"]["id"]
+        assert stored["created"] is True
+        again = ok(
+            await client.call_tool(
+                "store_memory", {"content": "CI fails with E4012 in tests/api/test_login.py"}
+            )
+        )
+        assert (again["created"], again["memory"]["id"]) == (False, memory_id)
+        hits = ok(await client.call_tool("search_memories", {"query": "E4012"}))
+        assert [h["memory"]["id"] for h in hits["hits"]] == [memory_id]
+        updated = ok(
+            await client.call_tool("update_memory", {"memory_id": memory_id, "content": "fixed: pin httpx"})
+        )
+        assert updated["version"] == 2
+        history = ok(await client.call_tool("get_memory_history", {"memory_id": memory_id}))
+        assert [v["version"] for v in history["versions"]] == [1, 2]
+        assert (
+            ok(await client.call_tool("get_memory", {"memory_id": memory_id}))["content"]
+            == "fixed: pin httpx"
+        )
+        page = ok(await client.call_tool("list_memories", {"tags": ["ci"], "kinds": ["fix"]}))
+        assert page["total"] == 1
+        assert ok(await client.call_tool("memory_stats", {}))["by_kind"] == {"fix": 1}
+        ok(await client.call_tool("delete_memory", {"memory_id": memory_id}))
+        gone = await client.call_tool("get_memory", {"memory_id": memory_id})
+        assert gone.is_error
+
+
+async def test_two_tenants_see_nothing_of_each_other(server: RunningServer) -> None:
+    async with mcp_client(server.url, token("ann", tenant="acme-t")) as acme:
+        mine = ok(
+            await acme.call_tool("store_memory", {"content": "acme roadmap: ship SSO", "tags": ["plan"]})
+        )
+    memory_id = mine["memory"]["id"]
+    for other in (token("ann", tenant="globex-t"), token("ann")):  # the same subject, another tenant
+        async with mcp_client(server.url, other) as globex:
+            for tool, arguments in [
+                ("get_memory", {"memory_id": memory_id}),
+                ("get_memory_history", {"memory_id": memory_id}),
+                ("update_memory", {"memory_id": memory_id, "content": "hijacked"}),
+                ("delete_memory", {"memory_id": memory_id}),
+            ]:
+                assert (await globex.call_tool(tool, arguments)).is_error, tool
+            assert ok(await globex.call_tool("search_memories", {"query": "roadmap"}))["total"] == 0
+            assert ok(await globex.call_tool("list_memories", {"tags": ["plan"]}))["total"] == 0
+            assert ok(await globex.call_tool("memory_stats", {}))["total"] == 0
+    async with mcp_client(server.url, token("ann", tenant="acme-t")) as acme:
+        assert (
+            ok(await acme.call_tool("get_memory", {"memory_id": memory_id}))["content"]
+            == "acme roadmap: ship SSO"
+        )
+
+
+async def test_a_viewer_reads_but_does_not_write(server: RunningServer) -> None:
+    async with mcp_client(server.url, token("vic", role="viewer", tenant="viewers")) as client:
+        with pytest.raises(MCPError, match="needs the operator role"):
+            await client.call_tool("store_memory", {"content": "not allowed"})
+        assert ok(await client.call_tool("memory_stats", {}))["total"] == 0
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        {"content": ""},
+        {"content": "x" * 16_001},
+        {"content": "x", "kind": "gossip"},
+        {"content": "x", "tags": ["t"] * 300},
+        {"content": "x", "importance": 7},
+        {"content": "x", "expires_at": "not a time"},
+        {"content": {"nested": [[[["deep"]]]]}},
+        {"content": "x", "tags": ["bad\u0000tag"]},
+    ],
+)
+def test_bad_input_is_a_clean_tool_error(server: RunningServer, arguments: dict[str, Any]) -> None:
+    """Out of range: a tool error naming the argument; wrongly typed: JSON-RPC -32602 (as every
+    tool of every service answers)."""
+    answer = call_tool(server.url, "store_memory", arguments, token=token("bad", tenant="bad-input"))
+    assert answer.status_code == 200
+    body = answer.json()
+    if "error" in body:
+        assert body["error"]["code"] == -32602
+    else:
+        assert body["result"]["isError"] is True
+    assert "Traceback" not in answer.text
+    stats = call_tool(server.url, "memory_stats", {}, token=token("bad", tenant="bad-input"))
+    assert stats.json()["result"]["structuredContent"]["total"] == 0
+
+
+def test_nothing_of_a_memory_is_readable_in_the_data_folder(server: RunningServer) -> None:
+    answer = call_tool(
+        server.url,
+        "store_memory",
+        {"content": f"the deploy password hint is {CANARY}", "tags": [CANARY], "project": CANARY},
+        token=token("ann", tenant="canary"),
+    )
+    assert answer.json()["result"]["isError"] is False
+    data = Path(server.env["SESSION_BUDDY_DATA_DIR"])
+    files = [p for p in data.rglob("*") if p.is_file() and not p.name.endswith(".log")]
+    assert any(p.name.startswith("session-buddy.db") for p in files)
+    for path in files:
+        assert CANARY.encode() not in path.read_bytes(), path
+
+
+def test_production_refuses_to_start_without_an_encryption_key(tmp_path: Path) -> None:
+    env = _env(tmp_path, SESSION_BUDDY_ENV="production")
+    del env["SESSION_ENCRYPTION_KEY"]
+    done = subprocess.run(
+        [sys.executable, "-m", "mahavishnu", "serve", "session-buddy", "--port", str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "SESSION_ENCRYPTION_KEY" in done.stderr
+    assert not list(tmp_path.glob("*.db"))
+
+
+def test_development_makes_its_key_once_and_warns(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    del env["SESSION_ENCRYPTION_KEY"]
+    for _ in range(2):
+        running = _serve(tmp_path, env)
+        wait_ready(running)
+        assert running.stop() == 0
+        assert "development_encryption_key" in running.log_path.read_text()
+    key_file = tmp_path / "session-buddy.key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
