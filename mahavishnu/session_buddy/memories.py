@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from mahavishnu.platform import Database, InvalidArgumentError, NotFoundError
 from mahavishnu.platform.ids import new_id
 from mahavishnu.platform.paging import Cursor, check_limit
+from mahavishnu.session_buddy.checks import label, text
 from mahavishnu.session_buddy.keyword import keyword_scores
 from mahavishnu.session_buddy.models import Memory, MemoryLabel, MemoryTerm, MemoryVersion
 from mahavishnu.session_buddy.terms import terms
@@ -257,20 +258,16 @@ class Memories:
 
     def _document(self, new: NewMemory) -> dict[str, Any]:
         """The checked, normalised document a version seals; InvalidArgumentError names the field."""
-        content = new.content.strip() if isinstance(new.content, str) else ""
-        if not content:
-            raise InvalidArgumentError("content: must not be empty")
-        if len(content) > self._limits.max_content_chars:
-            raise InvalidArgumentError(f"content: at most {self._limits.max_content_chars} characters")
+        content = text("content", new.content, self._limits.max_content_chars)
         if new.kind not in KINDS:
             raise InvalidArgumentError(f"kind: one of {', '.join(KINDS)}")
         if not 0.0 <= new.importance <= 1.0:
             raise InvalidArgumentError("importance: between 0 and 1")
-        tags = sorted({_label("tags", t, self._limits.max_tag_chars) for t in new.tags})
+        tags = sorted({label("tags", t, self._limits.max_tag_chars) for t in new.tags})
         if len(tags) > self._limits.max_tags:
             raise InvalidArgumentError(f"tags: at most {self._limits.max_tags}")
-        project = None if new.project is None else _label("project", new.project, 200)
-        session_id = None if new.session_id is None else _label("session_id", new.session_id, 64)
+        project = None if new.project is None else label("project", new.project, 200)
+        session_id = None if new.session_id is None else label("session_id", new.session_id, 64)
         if new.expires_at is not None and new.expires_at.tzinfo is None:
             raise InvalidArgumentError("expires_at: give a time zone (e.g. 2027-01-01T00:00:00Z)")
         return {
@@ -372,11 +369,11 @@ class Memories:
             if unknown:
                 raise InvalidArgumentError(f"kinds: {unknown[0]!r} is not one of {', '.join(KINDS)}")
             conditions.append(Memory.kind.in_(list(filters.kinds)))
-        labels = [("tag", _label("tags", t, self._limits.max_tag_chars)) for t in filters.tags]
+        labels = [("tag", label("tags", t, self._limits.max_tag_chars)) for t in filters.tags]
         if filters.project is not None:
-            labels.append(("project", _label("project", filters.project, 200)))
+            labels.append(("project", label("project", filters.project, 200)))
         if filters.session_id is not None:
-            labels.append(("session_id", _label("session_id", filters.session_id, 64)))
+            labels.append(("session_id", label("session_id", filters.session_id, 64)))
         for domain, value in labels:
             token = self._vault.token(self.tenant, domain, value)
             conditions.append(
@@ -411,14 +408,6 @@ class Memories:
             expires_at=memory.expires_at,
             deleted_at=memory.deleted_at,
         )
-
-
-def _label(name: str, value: object, most: int) -> str:
-    """A tag, project or session id as stored: trimmed, 1 to `most` characters, no controls."""
-    text = value.strip() if isinstance(value, str) else ""
-    if not text or len(text) > most or any(ord(c) < 32 for c in text):
-        raise InvalidArgumentError(f"{name}: each value is 1 to {most} printable characters")
-    return text
 
 
 def _offset(after: str | None) -> int:

@@ -11,7 +11,16 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from mahavishnu.platform.sqltypes import UTCDateTime
 
-__all__ = ["Base", "IndexKey", "Memory", "MemoryLabel", "MemoryTerm", "MemoryVersion"]
+__all__ = [
+    "Base",
+    "Checkpoint",
+    "CodingSession",
+    "IndexKey",
+    "Memory",
+    "MemoryLabel",
+    "MemoryTerm",
+    "MemoryVersion",
+]
 
 TOKEN_BYTES = 16
 """A blind token's length: 128 bits of HMAC-SHA256 leave no collisions in practice."""
@@ -100,3 +109,40 @@ class MemoryLabel(Base):
     )
     token: Mapped[bytes] = mapped_column(LargeBinary(TOKEN_BYTES), primary_key=True)
     tenant: Mapped[str] = mapped_column(String(128))
+
+
+class CodingSession(Base):
+    """One AI coding session: started, checkpointed, ended with a hand-off note. What it is
+    about (project, repository, goal, hand-off) is sealed; the project also as a blind token,
+    so the next session of a project finds the last hand-off without reading any plaintext."""
+
+    __tablename__ = "session_buddy_sessions"
+    __table_args__ = (
+        Index("ix_session_buddy_sessions_tenant_project", "tenant", "project_token", "ended_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(128))
+    project_token: Mapped[bytes] = mapped_column(LargeBinary(TOKEN_BYTES))
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    seal_version: Mapped[int] = mapped_column(Integer)
+    """Bumped at every re-seal (the end adds the hand-off), so each sealed value is bound once."""
+    author: Mapped[str] = mapped_column(String(200))
+    checkpoints: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime]
+    last_checkpoint_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+
+
+class Checkpoint(Base):
+    """A session's progress note and state at one moment, sealed."""
+
+    __tablename__ = "session_buddy_checkpoints"
+
+    session_id: Mapped[str] = mapped_column(
+        ForeignKey("session_buddy_sessions.id", ondelete="CASCADE"), primary_key=True
+    )
+    number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(128))
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime]

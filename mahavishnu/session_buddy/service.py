@@ -14,6 +14,8 @@ from mahavishnu.platform import (
     UnavailableError,
 )
 from mahavishnu.session_buddy.memories import Limits, Memories
+from mahavishnu.session_buddy.session_tools import SessionTools
+from mahavishnu.session_buddy.sessions import SessionLimits, Sessions
 from mahavishnu.session_buddy.settings import SessionBuddySettings
 from mahavishnu.session_buddy.tools import MemoryTools
 from mahavishnu.session_buddy.vault import Vault, key_ring, open_vault
@@ -22,9 +24,10 @@ __all__ = ["create_service"]
 
 INSTRUCTIONS = (
     "Session-Buddy keeps what you learn across coding sessions, encrypted and private to your "
-    "tenant. store_memory for decisions, facts, fixes and preferences (with tags and a project); "
-    "search_memories to find them again by words, identifiers or paths; update_memory keeps "
-    "history; delete_memory forgets."
+    "tenant. start_session at the start (it hands you the last session's hand-off note), "
+    "checkpoint as you go, end_session with a hand-off for the next one. store_memory for "
+    "decisions, facts, fixes and preferences (with tags and a project); search_memories to find "
+    "them again by words, identifiers or paths; update_memory keeps history; delete_memory forgets."
 )
 
 
@@ -32,12 +35,19 @@ def create_service(settings: SessionBuddySettings, metrics: Metrics) -> Service:
     db = Database.from_settings(settings, create=True)  # serving owns the data: may make the file
     ring = key_ring(settings)  # before serving: a bad key is a refusal to start, not a 5xx later
     limits = Limits(max_content_chars=settings.max_content_chars, max_tags=settings.max_tags)
+    session_limits = SessionLimits(max_text_chars=settings.max_content_chars)
     opened: list[Vault] = []
 
-    def memories_for(tenant: str, author: str) -> Memories:
+    def vault_now() -> Vault:
         if not opened:
             raise UnavailableError("the memory store is still opening; try again shortly")
-        return Memories(db, opened[0], limits, tenant=tenant, author=author)
+        return opened[0]
+
+    def memories_for(tenant: str, author: str) -> Memories:
+        return Memories(db, vault_now(), limits, tenant=tenant, author=author)
+
+    def sessions_for(tenant: str, author: str) -> Sessions:
+        return Sessions(db, vault_now(), session_limits, tenant=tenant, author=author)
 
     async def database() -> ComponentHealth:
         return ComponentHealth("ok" if await db.ping() else "degraded")
@@ -58,7 +68,7 @@ def create_service(settings: SessionBuddySettings, metrics: Metrics) -> Service:
         version=_version(),
         instructions=INSTRUCTIONS,
         settings=settings,
-        tools=MemoryTools(memories_for).specs(),
+        tools=[*SessionTools(sessions_for).specs(), *MemoryTools(memories_for).specs()],
         health_checks=[
             HealthCheck("database", database, critical=True),
             HealthCheck("vault", vault, critical=True),

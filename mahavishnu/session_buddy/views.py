@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 __all__ = [
     "KINDS",
+    "CheckpointView",
+    "HandOff",
     "Kind",
     "MemoryHistory",
     "MemoryPage",
@@ -17,6 +19,10 @@ __all__ = [
     "MemoryView",
     "SearchHit",
     "SearchPage",
+    "SessionDetail",
+    "SessionPage",
+    "SessionView",
+    "StartedSession",
     "StoreResult",
 ]
 
@@ -83,3 +89,47 @@ class MemoryStats(BaseModel):
     total: int = Field(description="Live memories (not deleted, not expired).")
     by_kind: dict[str, int]
     deleted_awaiting_purge: int
+
+
+class SessionView(BaseModel):
+    id: str
+    project: str
+    repo: str | None
+    goal: str | None
+    status: Literal["active", "ended"]
+    started_at: datetime
+    ended_at: datetime | None
+    checkpoints: int
+    last_checkpoint_at: datetime | None
+    handoff: str | None = Field(description="The note left for the next session when this one ended.")
+
+
+class CheckpointView(BaseModel):
+    number: int
+    summary: str
+    state: dict[str, Any] | None
+    created_at: datetime
+
+
+class HandOff(BaseModel):
+    session_id: str
+    summary: str
+    ended_at: datetime
+
+
+class StartedSession(BaseModel):
+    session: SessionView
+    previous_handoff: HandOff | None = Field(
+        description="The hand-off note of the last ended session of this project, to pick up from."
+    )
+
+
+class SessionDetail(BaseModel):
+    session: SessionView
+    recent_checkpoints: list[CheckpointView] = Field(description="The latest ones, newest first.")
+
+
+class SessionPage(BaseModel):
+    sessions: list[SessionView]
+    total: int = Field(description="Sessions matching the filters, in all pages.")
+    next_cursor: str | None = Field(description=NEXT)

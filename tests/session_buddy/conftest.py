@@ -11,6 +11,7 @@ import pytest
 from mahavishnu.platform.crypto import KeyRing, generate_key
 from mahavishnu.platform.db import Database
 from mahavishnu.session_buddy.memories import Limits, Memories
+from mahavishnu.session_buddy.sessions import SessionLimits, Sessions
 from mahavishnu.session_buddy.settings import MIGRATIONS
 from mahavishnu.session_buddy.vault import Vault, open_vault
 from tests.conftest import PG_URL, drop_schema, require_service
@@ -52,3 +53,19 @@ def memories(sb_database: Database, vault: Vault) -> Memories:
 @pytest.fixture
 def other_tenant(sb_database: Database, vault: Vault) -> Memories:
     return Memories(sb_database, vault, LIMITS, tenant="globex", author="gus")
+
+
+@pytest.fixture
+def sessions(sb_database: Database, vault: Vault) -> Sessions:
+    return Sessions(
+        sb_database,
+        vault,
+        SessionLimits(max_text_chars=2000, max_state_bytes=1024),
+        tenant="acme",
+        author="ann",
+    )
+
+
+@pytest.fixture
+def other_sessions(sb_database: Database, vault: Vault) -> Sessions:
+    return Sessions(sb_database, vault, SessionLimits(max_text_chars=2000), tenant="globex", author="gus")

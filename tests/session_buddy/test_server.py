@@ -22,6 +22,11 @@ from tests.support.client import call_tool, mcp_client
 from tests.support.server import SECRET, RunningServer, free_port, wait_ready
 
 TOOLS = {
+    "start_session",
+    "checkpoint",
+    "end_session",
+    "get_session",
+    "list_sessions",
     "store_memory",
     "get_memory",
     "update_memory",
@@ -121,6 +126,29 @@ async def test_every_memory_tool_over_http(server: RunningServer) -> None:
         ok(await client.call_tool("delete_memory", {"memory_id": memory_id}))
         gone = await client.call_tool("get_memory", {"memory_id": memory_id})
         assert gone.is_error
+
+
+async def test_a_session_hands_off_to_the_next_over_http(server: RunningServer) -> None:
+    async with mcp_client(server.url, token("ann", tenant="sessions-http")) as client:
+        first = ok(await client.call_tool("start_session", {"project": "api", "goal": "add SSO"}))
+        session_id = first["session"]["id"]
+        assert first["previous_handoff"] is None
+        mark = ok(
+            await client.call_tool(
+                "checkpoint", {"session_id": session_id, "summary": "half way", "state": {"step": 2}}
+            )
+        )
+        assert mark["number"] == 1
+        ended = ok(
+            await client.call_tool("end_session", {"session_id": session_id, "summary": "wire the callback"})
+        )
+        assert ended["status"] == "ended"
+        detail = ok(await client.call_tool("get_session", {"session_id": session_id}))
+        assert detail["recent_checkpoints"][0]["state"] == {"step": 2}
+        second = ok(await client.call_tool("start_session", {"project": "api"}))
+        assert second["previous_handoff"]["summary"] == "wire the callback"
+        listed = ok(await client.call_tool("list_sessions", {"project": "api", "status": "active"}))
+        assert [s["id"] for s in listed["sessions"]] == [second["session"]["id"]]
 
 
 async def test_two_tenants_see_nothing_of_each_other(server: RunningServer) -> None:
