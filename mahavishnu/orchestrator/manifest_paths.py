@@ -2,8 +2,9 @@
 
 A manifest of thousands of repositories lists them in a few parent folders;
 `os.path.realpath` would `lstat` every component of every path again. Here
-each parent folder is resolved once and only the last component is looked at
-per repository, with the same result: symlinks anywhere are still followed.
+each parent folder is resolved once, and whether a repository's own folder is
+a symlink is read from one listing of its parent (for a parent asked about
+more than once), with the same result: symlinks anywhere are still followed.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ class RealPaths:
 
     def __init__(self) -> None:
         self._parents: dict[str, str] = {}
+        self._asked: set[str] = set()
+        self._listings: dict[str, dict[str, bool]] = {}
 
     def __call__(self, path: str) -> str:
         """The canonical path; raises what `os.path.realpath` raises (OSError, ValueError)."""
@@ -40,7 +43,35 @@ class RealPaths:
         if real_parent is None:
             real_parent = self._parents[parent] = os.path.realpath(parent)
         candidate = os.path.join(real_parent, name)
-        return os.path.realpath(candidate) if os.path.islink(candidate) else candidate
+        return os.path.realpath(candidate) if self._is_link(real_parent, name) else candidate
+
+    def _is_link(self, folder: str, name: str) -> bool:
+        """`os.path.islink(folder/name)`, from one listing of `folder` once it is asked about twice.
+
+        A name the listing lacks (missing, or spelled differently on a case-insensitive
+        file system) is looked at directly, so no symlink goes unseen.
+        """
+        listing = self._listings.get(folder)
+        if listing is None and folder in self._asked:
+            listing = self._listings[folder] = _symlinks(folder)
+        self._asked.add(folder)
+        found = None if listing is None else listing.get(name)
+        return os.path.islink(os.path.join(folder, name)) if found is None else found
+
+
+def _symlinks(folder: str) -> dict[str, bool]:
+    """Entry name -> whether it is a symlink (the file type the listing gives: no `lstat` each)."""
+    found: dict[str, bool] = {}
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                try:
+                    found[entry.name] = entry.is_symlink()
+                except OSError:
+                    continue  # vanished meanwhile: looked at directly if asked about
+    except OSError:
+        pass  # unreadable (search-only) or gone: every name is looked at directly
+    return found
 
 
 def within(resolved: str, roots: Iterable[str]) -> bool:

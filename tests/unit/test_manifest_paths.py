@@ -47,6 +47,22 @@ def test_real_paths_agree_with_realpath(tree: Path, paths: list[list[str]]) -> N
         assert resolve(path) == os.path.realpath(path), path
 
 
+def test_real_paths_see_a_symlink_the_parent_listing_lacks(tmp_path: Path) -> None:
+    """Names missing from a parent's listing (made later, or spelled in another case on a
+    case-insensitive file system) are looked at directly, so none escapes unresolved."""
+    parent, outside = tmp_path / "repos", tmp_path / "outside"
+    parent.mkdir()
+    outside.mkdir()
+    (parent / "a").mkdir()
+    (parent / "b").symlink_to(outside)
+    resolve = RealPaths()
+    assert [resolve(str(parent / name)) for name in ("a", "b", "a", "b")] == [
+        str(parent / "a"), str(outside), str(parent / "a"), str(outside),
+    ]  # fmt: skip
+    (parent / "late").symlink_to(outside)  # after the listing was read
+    assert resolve(str(parent / "late")) == str(outside)
+
+
 def test_within_compares_whole_folder_names() -> None:
     assert within("/srv/repos", ["/srv/repos"])
     assert within("/srv/repos/a", ["/srv/repos"])
