@@ -166,12 +166,18 @@ class KeyRing:
         except InvalidTag:
             raise _failed() from None
 
+    @property
+    def current_prefix(self) -> bytes:
+        """The bytes every token under the current key starts with: a store finds the tokens
+        a rotation sweep must visit with one comparison in SQL, without reading them all."""
+        return bytes([_VERSION]) + self._current
+
     def is_current(self, token: bytes) -> bool:
         """True when the token's header names the current key: a sweep can skip it.
 
         Reads the header only; authenticity is checked when the token is decrypted.
         """
-        return token[:_HEADER_BYTES] == bytes([_VERSION]) + self._current
+        return token[:_HEADER_BYTES] == self.current_prefix
 
     def rotate(self, token: bytes) -> bytes:
         """The same record with its data key re-wrapped under the current key.

@@ -13,7 +13,9 @@ from mahavishnu.platform import (
     Service,
     UnavailableError,
 )
+from mahavishnu.session_buddy.admin_tools import AdminTools
 from mahavishnu.session_buddy.memories import Limits, Memories
+from mahavishnu.session_buddy.rotator import Rotator
 from mahavishnu.session_buddy.session_tools import SessionTools
 from mahavishnu.session_buddy.sessions import SessionLimits, Sessions
 from mahavishnu.session_buddy.settings import SessionBuddySettings
@@ -37,6 +39,7 @@ def create_service(settings: SessionBuddySettings, metrics: Metrics) -> Service:
     limits = Limits(max_content_chars=settings.max_content_chars, max_tags=settings.max_tags)
     session_limits = SessionLimits(max_text_chars=settings.max_content_chars)
     opened: list[Vault] = []
+    rotator = Rotator(db, ring)
 
     def vault_now() -> Vault:
         if not opened:
@@ -59,8 +62,10 @@ def create_service(settings: SessionBuddySettings, metrics: Metrics) -> Service:
     async def background() -> AsyncIterator[None]:
         try:
             opened.append(await open_vault(db, ring))
+            await rotator.start_if_needed()
             yield
         finally:
+            await rotator.stop()
             await db.dispose()
 
     return Service(
@@ -68,7 +73,11 @@ def create_service(settings: SessionBuddySettings, metrics: Metrics) -> Service:
         version=_version(),
         instructions=INSTRUCTIONS,
         settings=settings,
-        tools=[*SessionTools(sessions_for).specs(), *MemoryTools(memories_for).specs()],
+        tools=[
+            *SessionTools(sessions_for).specs(),
+            *MemoryTools(memories_for).specs(),
+            *AdminTools(rotator).specs(),
+        ],
         health_checks=[
             HealthCheck("database", database, critical=True),
             HealthCheck("vault", vault, critical=True),

@@ -4,6 +4,7 @@ nothing of a memory readable in the files it keeps."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -251,3 +252,43 @@ def test_development_makes_its_key_once_and_warns(tmp_path: Path) -> None:
         assert "development_encryption_key" in running.log_path.read_text()
     key_file = tmp_path / "session-buddy.key"
     assert key_file.stat().st_mode & 0o777 == 0o600
+
+
+async def test_a_restart_with_a_new_key_first_rotates_and_the_old_key_can_go(tmp_path: Path) -> None:
+    """The operator's rotation: new key first, restart, watch `rotate_encryption_key` reach 0
+    remaining, drop the old key, restart: everything reads."""
+    old, new = generate_key(), generate_key()
+    env = _env(tmp_path, SESSION_ENCRYPTION_KEY=old)
+    admin = token("root", role="admin", tenant="rotating")
+    running = _serve(tmp_path, env)
+    wait_ready(running)
+    stored = []
+    async with mcp_client(running.url, admin) as client:
+        for i in range(5):
+            stored.append(
+                ok(await client.call_tool("store_memory", {"content": f"kept through rotation {i}"}))
+            )
+    assert running.stop() == 0
+
+    for keys in (f"{new},{old}", new):
+        running = _serve(tmp_path, {**env, "SESSION_ENCRYPTION_KEY": keys})
+        wait_ready(running)
+        async with mcp_client(running.url, admin) as client:
+            status = ok(await client.call_tool("rotate_encryption_key", {}))
+            for _ in range(100):
+                if not status["running"] and status["remaining"] == 0:
+                    break
+                await asyncio.sleep(0.1)
+                status = ok(await client.call_tool("rotate_encryption_key", {}))
+            assert (status["remaining"], status["unreadable"]) == (0, [])
+            for memory in stored:
+                read = ok(await client.call_tool("get_memory", {"memory_id": memory["memory"]["id"]}))
+                assert read["content"] == memory["memory"]["content"]
+            found = ok(await client.call_tool("search_memories", {"query": "rotation"}))
+            assert found["total"] == 5
+        assert running.stop() == 0
+
+
+def test_rotation_is_for_admins(server: RunningServer) -> None:
+    answer = call_tool(server.url, "rotate_encryption_key", {}, token=token("op", role="operator"))
+    assert "admin role" in answer.text

@@ -83,6 +83,8 @@ def test_rotation_moves_tokens_to_the_new_key() -> None:
 
     rotated = during.rotate(token)
     assert during.is_current(rotated)
+    assert rotated.startswith(during.current_prefix)
+    assert not token.startswith(during.current_prefix)
     assert during.decrypt(rotated, associated=TENANT_A) == b"an old memory"
 
     after = ring(NEW)  # the old key dropped once the sweep is done

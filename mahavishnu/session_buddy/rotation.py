@@ -1,0 +1,115 @@
+"""Key rotation: re-seal every stored value under the ring's current key, in the background,
+resumably, while reads and writes go on.
+
+To rotate, put a new key first in SESSION_ENCRYPTION_KEY and keep the old ones after it, then
+restart (or call `rotate_encryption_key`). The sweep visits only values whose first bytes name
+another key (`KeyRing.current_prefix`, compared in SQL), re-wraps each one's data key (the
+payload is not touched, so the cost does not depend on the value's size) and writes it back
+only if it is unchanged (compare-and-set: a concurrent update that re-sealed the value wins).
+A stopped sweep resumes where it was, since what is done no longer matches. Once it reports
+nothing remaining, the old keys can be dropped from the setting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import ColumnElement, and_, func, select, tuple_, update
+from sqlalchemy.orm import InstrumentedAttribute
+
+from mahavishnu.platform import Database, get_logger
+from mahavishnu.platform.crypto import DecryptionError, KeyRing
+from mahavishnu.session_buddy.models import Base, Checkpoint, CodingSession, Memory, MemoryVersion
+from mahavishnu.session_buddy.vault import reseal_index_key
+
+__all__ = ["BATCH", "SEALED", "Rotation", "remaining"]
+
+log = get_logger("session_buddy.rotation")
+
+BATCH = 500
+"""Values re-sealed per transaction: short transactions, so writers never wait long."""
+
+SEALED: tuple[tuple[type[Base], tuple[InstrumentedAttribute[object], ...]], ...] = (
+    (Memory, (Memory.id,)),
+    (MemoryVersion, (MemoryVersion.memory_id, MemoryVersion.version)),
+    (CodingSession, (CodingSession.id,)),
+    (Checkpoint, (Checkpoint.session_id, Checkpoint.number)),
+)
+"""Every table with a sealed value, with its primary key."""
+
+
+def _stale(table: type[Base], ring: KeyRing) -> ColumnElement[bool]:
+    prefix = ring.current_prefix
+    sealed: InstrumentedAttribute[bytes] = getattr(table, "sealed")  # noqa: B009 - typed access
+    return func.substr(sealed, 1, len(prefix)) != prefix
+
+
+async def remaining(db: Database, ring: KeyRing) -> int:
+    """Values still sealed under another key than the current one."""
+    total = 0
+    async with db.session() as session:
+        for table, _ in SEALED:
+            total += int(
+                await session.scalar(select(func.count()).select_from(table).where(_stale(table, ring))) or 0
+            )
+    return total
+
+
+@dataclass
+class Rotation:
+    """One sweep's progress, as `rotate_encryption_key` reports it."""
+
+    ring: KeyRing
+    rotated: int = 0
+    skipped: int = 0
+    """Values changed by a writer between our read and our write (already re-sealed by it)."""
+    done: bool = False
+    errors: list[str] = field(default_factory=list)
+
+    async def run(self, db: Database) -> None:
+        await reseal_index_key(db, self.ring)
+        for table, key in SEALED:
+            after: tuple[object, ...] | None = None
+            while (after := await self._batch(db, table, key, after)) is not None:
+                pass
+        self.done = True
+        log.info(
+            "rotation_done",
+            key_id=self.ring.current_key_id,
+            rotated=self.rotated,
+            skipped=self.skipped,
+            unreadable=len(self.errors),
+        )
+
+    async def _batch(
+        self,
+        db: Database,
+        table: type[Base],
+        key: tuple[InstrumentedAttribute[object], ...],
+        after: tuple[object, ...] | None,
+    ) -> tuple[object, ...] | None:
+        """Re-seal the next BATCH stale values of `table` in key order after `after`; answers
+        the last key visited, None once the table is done. Keyset order, not "what is still
+        stale": a value no key of the ring opens stays stale, and must not be visited forever."""
+        sealed: InstrumentedAttribute[bytes] = getattr(table, "sealed")  # noqa: B009 - typed access
+        query = select(*key, sealed).where(_stale(table, self.ring)).order_by(*key).limit(BATCH)
+        if after is not None:
+            query = query.where(tuple_(*key) > tuple_(*after))
+        async with db.session() as session:
+            rows = (await session.execute(query)).all()
+            for row in rows:
+                *ids, old = row
+                try:
+                    new = self.ring.rotate(old)
+                except DecryptionError as exc:
+                    self.errors.append(f"{table.__tablename__} {ids}: {exc.reason}")
+                    continue
+                match = and_(
+                    *(column == value for column, value in zip(key, ids, strict=True)), sealed == old
+                )
+                result = await session.execute(update(table).where(match).values(sealed=new))
+                if getattr(result, "rowcount", 0):
+                    self.rotated += 1
+                else:
+                    self.skipped += 1
+        return tuple(rows[-1][: len(key)]) if len(rows) == BATCH else None
