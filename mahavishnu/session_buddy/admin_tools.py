@@ -3,21 +3,53 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Annotated
 
+from pydantic import BaseModel, Field
+
+from mahavishnu.platform import Database
+from mahavishnu.platform.auth import current_principal
 from mahavishnu.platform.mcp import ToolSpec
+from mahavishnu.session_buddy.retention import MAX_AGE_DAYS, RetentionReport, purge, set_policy
 from mahavishnu.session_buddy.rotator import RotationStatus, Rotator
 
 __all__ = ["AdminTools"]
 
 
+class RetentionPolicyView(BaseModel):
+    tenant: str
+    max_age_days: int | None = Field(description="Memories not updated for this long are purged; null: kept.")
+
+
 class AdminTools:
-    def __init__(self, rotator: Rotator) -> None:
+    def __init__(self, db: Database, rotator: Rotator, *, purge_after_days: int) -> None:
+        self._db = db
         self._rotator = rotator
+        self._purge_after_days = purge_after_days
 
     def specs(self) -> Sequence[ToolSpec]:
         return [
             ToolSpec(self.rotate_encryption_key, min_role="admin", read_only=False, title="Rotate the key"),
+            ToolSpec(
+                self.run_retention, min_role="admin", read_only=False, title="Purge what retention says"
+            ),
+            ToolSpec(self.set_retention_policy, min_role="admin", read_only=False, title="Set retention"),
         ]
+
+    async def run_retention(self) -> RetentionReport:
+        """Purge for good, in every tenant: expired memories, deleted ones past the purge
+        window, and memories older than their tenant's policy. It also runs by itself hourly."""
+        return await purge(self._db, purge_after_days=self._purge_after_days)
+
+    async def set_retention_policy(
+        self, max_age_days: Annotated[int, Field(ge=1, le=MAX_AGE_DAYS)] | None
+    ) -> RetentionPolicyView:
+        """Set the caller's tenant's retention: memories not updated for `max_age_days` are
+        purged for good by the next retention run; null removes the policy."""
+        tenant = current_principal().tenant
+        return RetentionPolicyView(
+            tenant=tenant, max_age_days=await set_policy(self._db, tenant, max_age_days)
+        )
 
     async def rotate_encryption_key(self) -> RotationStatus:
         """Re-seal everything stored under an older key with the current one (the first key of

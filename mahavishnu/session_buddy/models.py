@@ -20,6 +20,7 @@ __all__ = [
     "MemoryLabel",
     "MemoryTerm",
     "MemoryVersion",
+    "RetentionPolicy",
 ]
 
 TOKEN_BYTES = 16
@@ -146,3 +147,13 @@ class Checkpoint(Base):
     tenant: Mapped[str] = mapped_column(String(128))
     sealed: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime]
+
+
+class RetentionPolicy(Base):
+    """A tenant's retention: memories not updated for `max_age_days` are purged for good."""
+
+    __tablename__ = "session_buddy_retention_policies"
+
+    tenant: Mapped[str] = mapped_column(String(128), primary_key=True)
+    max_age_days: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime]

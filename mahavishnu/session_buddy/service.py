@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 
 from mahavishnu.platform import (
     ComponentHealth,
@@ -12,9 +13,11 @@ from mahavishnu.platform import (
     Metrics,
     Service,
     UnavailableError,
+    get_logger,
 )
 from mahavishnu.session_buddy.admin_tools import AdminTools
 from mahavishnu.session_buddy.memories import Limits, Memories
+from mahavishnu.session_buddy.retention import purge
 from mahavishnu.session_buddy.rotator import Rotator
 from mahavishnu.session_buddy.session_tools import SessionTools
 from mahavishnu.session_buddy.sessions import SessionLimits, Sessions
@@ -23,6 +26,8 @@ from mahavishnu.session_buddy.tools import MemoryTools
 from mahavishnu.session_buddy.vault import Vault, key_ring, open_vault
 
 __all__ = ["create_service"]
+
+log = get_logger("session_buddy")
 
 INSTRUCTIONS = (
     "Session-Buddy keeps what you learn across coding sessions, encrypted and private to your "
@@ -63,7 +68,8 @@ def create_service(settings: SessionBuddySettings, metrics: Metrics) -> Service:
         try:
             opened.append(await open_vault(db, ring))
             await rotator.start_if_needed()
-            yield
+            async with _running(_retain(db, settings)):
+                yield
         finally:
             await rotator.stop()
             await db.dispose()
@@ -76,7 +82,7 @@ def create_service(settings: SessionBuddySettings, metrics: Metrics) -> Service:
         tools=[
             *SessionTools(sessions_for).specs(),
             *MemoryTools(memories_for).specs(),
-            *AdminTools(rotator).specs(),
+            *AdminTools(db, rotator, purge_after_days=settings.purge_after_days).specs(),
         ],
         health_checks=[
             HealthCheck("database", database, critical=True),
@@ -84,6 +90,31 @@ def create_service(settings: SessionBuddySettings, metrics: Metrics) -> Service:
         ],
         background=background,
     )
+
+
+@contextlib.asynccontextmanager
+async def _running(job: Coroutine[None, None, None]) -> AsyncIterator[None]:
+    """`job` as a task for as long as the block runs; cancelled and awaited at its end."""
+    task = asyncio.create_task(job)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _retain(db: Database, settings: SessionBuddySettings) -> None:
+    """Retention on a timer; a failed run is logged and tried again at the next tick."""
+    while True:
+        await asyncio.sleep(settings.retention_interval_seconds)
+        try:
+            report = await purge(db, purge_after_days=settings.purge_after_days)
+        except Exception as exc:  # an outage must not end the loop
+            log.warning("retention_failed", error=f"{type(exc).__name__}: {exc}")
+            continue
+        if report.expired or report.deleted or report.aged:
+            log.info("retention_purged", **report.model_dump())
 
 
 def _version() -> str:

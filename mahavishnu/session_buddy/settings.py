@@ -44,6 +44,9 @@ class SessionBuddySettings(
     """How long a deleted memory's encrypted rows stay (for an undo or an audit) before they
     are purged for good; its search entries go at once."""
 
+    retention_interval_seconds: float = Field(default=3600.0, gt=0, le=86_400)
+    """How often retention purges by itself (`run_retention` purges at once)."""
+
     def check_secure(self, *, listening: bool = True) -> list[str]:
         problems = super().check_secure(listening=listening)
         if self.env == "production" and self.encryption_key is None:

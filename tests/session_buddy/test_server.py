@@ -292,3 +292,13 @@ async def test_a_restart_with_a_new_key_first_rotates_and_the_old_key_can_go(tmp
 def test_rotation_is_for_admins(server: RunningServer) -> None:
     answer = call_tool(server.url, "rotate_encryption_key", {}, token=token("op", role="operator"))
     assert "admin role" in answer.text
+
+
+async def test_retention_tools_for_admins(server: RunningServer) -> None:
+    async with mcp_client(server.url, token("root", role="admin", tenant="retained")) as client:
+        policy = ok(await client.call_tool("set_retention_policy", {"max_age_days": 90}))
+        assert policy == {"tenant": "retained", "max_age_days": 90}
+        report = ok(await client.call_tool("run_retention", {}))
+        assert set(report) == {"expired", "deleted", "aged"}
+    answer = call_tool(server.url, "run_retention", {}, token=token("op", role="operator"))
+    assert "admin role" in answer.text
