@@ -25,6 +25,7 @@ from mahavishnu.platform.paging import Cursor, check_limit
 from mahavishnu.session_buddy.checks import label, text
 from mahavishnu.session_buddy.keyword import keyword_scores
 from mahavishnu.session_buddy.models import Memory, MemoryLabel, MemoryTerm, MemoryVersion
+from mahavishnu.session_buddy.tenant_store import TenantStore
 from mahavishnu.session_buddy.terms import terms
 from mahavishnu.session_buddy.vault import Vault
 from mahavishnu.session_buddy.views import (
@@ -75,13 +76,10 @@ class Filters:
     session_id: str | None = None
 
 
-class Memories:
+class Memories(TenantStore):
     def __init__(self, db: Database, vault: Vault, limits: Limits, *, tenant: str, author: str) -> None:
-        self._db = db
-        self._vault = vault
+        super().__init__(db, vault, tenant=tenant, author=author)
         self._limits = limits
-        self.tenant = tenant
-        self._author = author
 
     # --- writes -------------------------------------------------------------------------
 
@@ -93,6 +91,7 @@ class Memories:
             async with self._db.session() as session:
                 earlier = await self._earlier(session, key_mac, content_mac)
                 if earlier is not None:
+                    await self._audit(session, "memory.store", earlier.memory.id, created=False)
                     return earlier
             try:
                 async with self._db.session() as session:
@@ -112,6 +111,7 @@ class Memories:
                     )
                     session.add(memory)
                     self._write_version(session, memory, document, now)
+                    await self._audit(session, "memory.store", memory.id, created=True)
                     return StoreResult(memory=self._view(memory, document), created=True)
             except IntegrityError:
                 continue
@@ -150,6 +150,7 @@ class Memories:
             await session.execute(delete(MemoryTerm).where(MemoryTerm.memory_id == memory.id))
             await session.execute(delete(MemoryLabel).where(MemoryLabel.memory_id == memory.id))
             self._write_version(session, memory, updated, now)
+            await self._audit(session, "memory.update", memory.id, version=memory.version)
             return self._view(memory, updated)
 
     async def delete(self, memory_id: str) -> MemoryView:
@@ -161,6 +162,7 @@ class Memories:
             memory.content_mac = None
             await session.execute(delete(MemoryTerm).where(MemoryTerm.memory_id == memory.id))
             await session.execute(delete(MemoryLabel).where(MemoryLabel.memory_id == memory.id))
+            await self._audit(session, "memory.delete", memory.id)
             return self._view(memory, document)
 
     # --- reads ----------------------------------------------------------------------------
@@ -168,6 +170,7 @@ class Memories:
     async def get(self, memory_id: str) -> MemoryView:
         async with self._db.session() as session:
             memory = await self._live(session, memory_id)
+            await self._audit(session, "memory.read", memory.id)
             return self._view(memory, self._open(memory))
 
     async def history(self, memory_id: str) -> MemoryHistory:
@@ -178,6 +181,7 @@ class Memories:
                 .where(MemoryVersion.tenant == self.tenant, MemoryVersion.memory_id == memory.id)
                 .order_by(MemoryVersion.version)
             )
+            await self._audit(session, "memory.history", memory.id)
             versions = []
             for row in rows:
                 document = self._vault.open(RECORD, self.tenant, row.memory_id, row.version, row.sealed)
@@ -205,6 +209,7 @@ class Memories:
                 query = query.where(Memory.id < after)
             rows = list(await session.scalars(query.order_by(Memory.id.desc()).limit(limit + 1)))
             views = [self._view(m, self._open(m)) for m in rows[:limit]]
+            await self._audit(session, "memory.list", None, returned=len(views))
         return MemoryPage(
             memories=views, total=int(total or 0), next_cursor=pages.after(rows, limit, lambda m: m.id)
         )
@@ -236,6 +241,7 @@ class Memories:
                 for i, score in ranked[:limit]
                 if i in found
             ]
+            await self._audit(session, "memory.search", None, mode="keyword", returned=len(hits))
         more = len(ranked) > limit
         return SearchPage(
             hits=hits, total=total, next_cursor=pages.encode(str(offset + limit)) if more else None

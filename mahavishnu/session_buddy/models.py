@@ -12,6 +12,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from mahavishnu.platform.sqltypes import UTCDateTime
 
 __all__ = [
+    "AuditEntry",
+    "AuditHead",
     "Base",
     "Checkpoint",
     "CodingSession",
@@ -157,3 +159,34 @@ class RetentionPolicy(Base):
     tenant: Mapped[str] = mapped_column(String(128), primary_key=True)
     max_age_days: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[datetime]
+
+
+class AuditEntry(Base):
+    """One thing someone did, chained: `digest` covers the entry and the digest before it, so
+    an edited, removed or inserted row breaks every digest after it (`audit.verify`). Entries
+    name who, what and which id, never the content."""
+
+    __tablename__ = "session_buddy_audit"
+    __table_args__ = (Index("ix_session_buddy_audit_tenant_seq", "tenant", "seq"),)
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at: Mapped[datetime]
+    tenant: Mapped[str] = mapped_column(String(128))
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[str] = mapped_column(String(500))
+    """Small JSON of counts and flags (never text a caller wrote)."""
+    digest: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+class AuditHead(Base):
+    """The chain's last sequence number and digest, in one row: every append updates it first,
+    which serialises appends across processes (a row lock on PostgreSQL, the write lock on
+    SQLite) so the chain never forks."""
+
+    __tablename__ = "session_buddy_audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(Integer)
+    digest: Mapped[bytes] = mapped_column(LargeBinary(32))

@@ -82,7 +82,7 @@ def create_service(settings: SessionBuddySettings, metrics: Metrics) -> Service:
         tools=[
             *SessionTools(sessions_for).specs(),
             *MemoryTools(memories_for).specs(),
-            *AdminTools(db, rotator, purge_after_days=settings.purge_after_days).specs(),
+            *AdminTools(db, vault_now, rotator, purge_after_days=settings.purge_after_days).specs(),
         ],
         health_checks=[
             HealthCheck("database", database, critical=True),

@@ -15,6 +15,7 @@ from mahavishnu.platform.ids import new_id
 from mahavishnu.platform.paging import Cursor, check_limit
 from mahavishnu.session_buddy.checks import label, state, text
 from mahavishnu.session_buddy.models import Checkpoint, CodingSession
+from mahavishnu.session_buddy.tenant_store import TenantStore
 from mahavishnu.session_buddy.vault import Vault
 from mahavishnu.session_buddy.views import (
     CheckpointView,
@@ -38,15 +39,12 @@ class SessionLimits:
     max_state_bytes: int = 65_536
 
 
-class Sessions:
+class Sessions(TenantStore):
     def __init__(
         self, db: Database, vault: Vault, limits: SessionLimits, *, tenant: str, author: str
     ) -> None:
-        self._db = db
-        self._vault = vault
+        super().__init__(db, vault, tenant=tenant, author=author)
         self._limits = limits
-        self.tenant = tenant
-        self._author = author
 
     async def start(
         self, project: str, *, repo: str | None = None, goal: str | None = None
@@ -83,6 +81,7 @@ class Sessions:
             )
             row.sealed = self._seal(row, document)
             session.add(row)
+            await self._audit(session, "session.start", row.id, handed_off=previous is not None)
             return StartedSession(session=self._view(row, document), previous_handoff=self._handoff(previous))
 
     async def checkpoint(self, session_id: str, summary: str, saved: dict[str, Any] | None) -> CheckpointView:
@@ -108,6 +107,7 @@ class Sessions:
                     session_id=row.id, number=number, tenant=self.tenant, sealed=sealed, created_at=now
                 )
             )
+            await self._audit(session, "session.checkpoint", row.id, number=number)
         return CheckpointView(
             number=number, summary=document["summary"], state=document["state"], created_at=now
         )
@@ -122,6 +122,7 @@ class Sessions:
             row.seal_version += 1
             row.sealed = self._seal(row, document)
             row.ended_at = datetime.now(UTC)
+            await self._audit(session, "session.end", row.id)
             return self._view(row, document)
 
     async def get(self, session_id: str) -> SessionDetail:
@@ -133,6 +134,7 @@ class Sessions:
                 .order_by(Checkpoint.number.desc())
                 .limit(RECENT_CHECKPOINTS)
             )
+            await self._audit(session, "session.read", row.id)
             recent = []
             for checkpoint in rows:
                 opened = self._vault.open(
@@ -169,6 +171,7 @@ class Sessions:
                 query = query.where(CodingSession.id < after)
             rows = list(await session.scalars(query.order_by(CodingSession.id.desc()).limit(limit + 1)))
             views = [self._view(r, self._open(r)) for r in rows[:limit]]
+            await self._audit(session, "session.list", None, returned=len(views))
         return SessionPage(
             sessions=views, total=int(total or 0), next_cursor=pages.after(rows, limit, lambda r: r.id)
         )

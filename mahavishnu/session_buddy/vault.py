@@ -99,6 +99,11 @@ class Vault:
     def mac(self, tenant: str, domain: str, value: str) -> bytes:
         return hmac.digest(self._index_key, associated_data(domain, tenant, value), "sha256")
 
+    def chain(self, previous: bytes, entry: bytes) -> bytes:
+        """An audit entry's digest: keyed, so whoever can write the database but has no key
+        cannot recompute the chain after editing it."""
+        return hmac.digest(self._index_key, associated_data("audit", previous, entry), "sha256")
+
 
 def _binding(record: str, tenant: str, record_id: str, version: int) -> bytes:
     return associated_data("session-buddy", record, tenant, record_id, str(version))

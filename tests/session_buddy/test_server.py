@@ -302,3 +302,12 @@ async def test_retention_tools_for_admins(server: RunningServer) -> None:
         assert set(report) == {"expired", "deleted", "aged"}
     answer = call_tool(server.url, "run_retention", {}, token=token("op", role="operator"))
     assert "admin role" in answer.text
+
+
+async def test_the_audit_log_over_http(server: RunningServer) -> None:
+    async with mcp_client(server.url, token("root", role="admin", tenant="audited")) as client:
+        stored = ok(await client.call_tool("store_memory", {"content": "an audited memory"}))
+        ok(await client.call_tool("get_memory", {"memory_id": stored["memory"]["id"]}))
+        log = ok(await client.call_tool("get_audit_log", {"limit": 10}))
+        assert [e["action"] for e in log["entries"]] == ["memory.read", "memory.store"]
+        assert ok(await client.call_tool("verify_audit_log", {}))["intact"] is True

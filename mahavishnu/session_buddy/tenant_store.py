@@ -1,0 +1,34 @@
+"""What every per-tenant store of Session-Buddy is made of: the database, the vault, the one
+tenant it is narrowed to, who acts, and the audit entry each act appends."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mahavishnu.platform import Database
+from mahavishnu.session_buddy import audit
+from mahavishnu.session_buddy.vault import Vault
+
+__all__ = ["TenantStore"]
+
+
+class TenantStore:
+    def __init__(self, db: Database, vault: Vault, *, tenant: str, author: str) -> None:
+        self._db = db
+        self._vault = vault
+        self.tenant = tenant
+        self._author = author
+
+    async def _audit(self, session: AsyncSession, action: str, target: str | None, **detail: Any) -> None:
+        """Append who did `action` to `target` to the audit log, in `session`'s transaction."""
+        await audit.append(
+            session,
+            self._vault,
+            tenant=self.tenant,
+            actor=self._author,
+            action=action,
+            target=target,
+            detail=detail,
+        )
