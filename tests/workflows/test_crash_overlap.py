@@ -25,16 +25,21 @@ from tests.support.server import base_env, start_server
 from tests.workflows.test_over_mcp import structured, wait_final
 
 RUNS = 8
-SLEEP_SECONDS = 5
+FIRST_SLEEP_SECONDS = 30
+"""Longer than a restart can take on a loaded machine: if the first execution reaches its end,
+nothing stopped it (the bug), not a slow restart."""
+RETRY_SLEEP_SECONDS = 2
 
 
 def _script(token: str) -> str:
-    """One execution: `start <id>`, then (in a child of the shell) a sleep and `end <id>`.
+    """One execution: `start <id>`, then (in a child of the shell) a sleep and `end <id>`; the
+    first execution in a repository sleeps long, a retry (the marker has lines) briefly.
     `$$` is the run's shell, which leads the process group, also inside the subshell."""
     stamp = "$(date +%s.%N)"
     return (
-        f": {token}; echo start $$ {stamp} >> marker; "
-        f"(sleep {SLEEP_SECONDS}; echo end $$ {stamp} >> marker) & wait"
+        f": {token}; if [ -s marker ]; then s={RETRY_SLEEP_SECONDS}; else s={FIRST_SLEEP_SECONDS}; fi; "
+        f"echo start $$ {stamp} >> marker; "
+        f"(sleep $s; echo end $$ {stamp} >> marker) & wait"
     )
 
 
