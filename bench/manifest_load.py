@@ -11,6 +11,7 @@ using every field for each. Then, `--rounds` times (default 5), measures:
 - **validate --strict**: the same plus the check `mahavishnu repos validate` adds: every
   folder exists and is a git work tree.
 
+It says whether the manifest takes the quick path (`manifest_fast`), as a plain one should.
 Medians are reported, with the process CPU time beside the wall-clock time (on a shared
 machine CPU time is the steadier figure). One fresh-process `mahavishnu repos validate
 --strict` (interpreter start and imports included) is timed for information.
@@ -33,6 +34,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from mahavishnu.orchestrator.manifest import Manifest, load_manifest
+from mahavishnu.orchestrator.manifest_fast import plain_repos
 from mahavishnu.orchestrator.manifest_paths import worktree_problems
 from mahavishnu.orchestrator.settings import DEFAULT_ROLES
 
@@ -133,6 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise SystemExit(f"unexpected problem: {problems[0]}")
 
         check_sample(load())
+        quick = plain_repos(path.read_text(encoding="utf-8")) is not None
+        print(f"quick path (manifest_fast): {'taken' if quick else 'NOT taken, the node path reads it'}")
         print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         print(f"{'measurement':<20} {'median s':>9} {'min s':>7} {'CPU s':>7}")
         medians = {}

@@ -201,7 +201,8 @@ def _yaml_reason(exc: yaml.MarkedYAMLError) -> str:
 
 
 class _Checker:
-    """Collects problems while walking the node tree of one manifest."""
+    """Collects problems while walking the node tree of one manifest (`check`), or its plain
+    values (`check_plain`, where a problem only means the nodes must be checked)."""
 
     def __init__(self, source: str, roots: list[str], roles: Collection[str]) -> None:
         self.source = source
