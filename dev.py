@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Set up the project's virtual environment on demand, then run a command in it.
 
-    python3 dev.py serve [ARGS...]   install runtime deps, start Mahavishnu
+    python3 dev.py serve             install runtime deps, start every service (mahavishnu up)
+    python3 dev.py serve ARGS...     the same, then `mahavishnu serve ARGS` (one service)
     python3 dev.py test  [ARGS...]   install dev deps, run the whole test suite
     python3 dev.py lock  [ARGS...]   regenerate requirements/*.lock from pyproject.toml
                                      (ARGS go to `uv pip compile`, e.g. --upgrade)
@@ -179,7 +180,7 @@ def main(argv: list[str]) -> int:
         return lock(rest)
     if command == "serve":
         ensure_env("")
-        cmd = [str(BIN / "mahavishnu"), "serve", *rest]
+        cmd = [str(BIN / "mahavishnu"), "serve", *rest] if rest else [str(BIN / "mahavishnu"), "up"]
     else:
         ensure_env("dev")
         cmd = [str(BIN / "python"), "-m", "pytest", *rest]

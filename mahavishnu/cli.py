@@ -169,6 +169,28 @@ use_services(_service_ops)
 
 
 @app.command()
+def up(
+    services: Annotated[
+        str, typer.Option(help=f"Comma-separated services to start (default: all of {', '.join(SERVICES)}).")
+    ] = ",".join(SERVICES),
+) -> None:
+    """Start every service of the ecosystem, each on its own port (as `mahavishnu serve NAME`),
+    until Ctrl-C; if one cannot start or stops, the others are stopped too."""
+    from mahavishnu.ecosystem import Child, supervise
+
+    names = [name.strip() for name in services.split(",") if name.strip()]
+    if not names:
+        err.print("[red]error:[/red] --services names no service")
+        raise typer.Exit(2)
+    children = []
+    for name in names:
+        settings = _load(_entry(name).settings)
+        children.append(Child(name, f"{settings.resource_url}/mcp"))
+    grace = max(_load(_entry(name).settings).shutdown_grace_seconds for name in names)
+    raise typer.Exit(supervise(children, grace_seconds=grace + 5, say=lambda line: err.print(f"up: {line}")))
+
+
+@app.command()
 def serve(
     service: Annotated[
         str, typer.Argument(help=f"The service to run, one of: {', '.join(SERVICES)}.")

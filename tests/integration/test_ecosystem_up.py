@@ -1,0 +1,82 @@
+"""`mahavishnu up` starts every service for real, each on its port; Ctrl-C (SIGINT) stops them
+all and exits 0; a service that cannot start stops the others and the command fails, naming it."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.support.server import base_env, free_port
+
+
+def _ready(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _env(tmp_path: Path, mahavishnu: int, buddy: int) -> dict[str, str]:
+    env = base_env(
+        tmp_path, None, {"MAHAVISHNU_PORT": str(mahavishnu), "MAHAVISHNU_DATA_DIR": str(tmp_path / "m")}
+    )
+    env.update(
+        {
+            "SESSION_BUDDY_CONFIG": str(tmp_path / "absent.yaml"),
+            "SESSION_BUDDY_PORT": str(buddy),
+            "SESSION_BUDDY_DATA_DIR": str(tmp_path / "sb"),
+        }
+    )
+    return env
+
+
+def _up(tmp_path: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "mahavishnu", "up"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_up_serves_every_service_and_ctrl_c_stops_them_all(tmp_path: Path) -> None:
+    ports = {"mahavishnu": free_port(), "session-buddy": free_port()}
+    process = _up(tmp_path, _env(tmp_path, ports["mahavishnu"], ports["session-buddy"]))
+    try:
+        deadline = time.monotonic() + 60
+        while not all(_ready(p) for p in ports.values()):
+            assert process.poll() is None, process.communicate()[1]
+            assert time.monotonic() < deadline, "the ecosystem did not become ready"
+            time.sleep(0.2)
+        for name, port in ports.items():
+            health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).json()
+            assert (health["status"], health["service"]) == ("healthy", name), health
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr
+    assert f"mahavishnu on http://127.0.0.1:{ports['mahavishnu']}/mcp" in stderr
+    assert f"session-buddy on http://127.0.0.1:{ports['session-buddy']}/mcp" in stderr
+    assert not any(_ready(p) for p in ports.values())
+
+
+def test_a_service_that_cannot_start_stops_the_others(tmp_path: Path) -> None:
+    mahavishnu = free_port()
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        process = _up(tmp_path, _env(tmp_path, mahavishnu, held.getsockname()[1]))
+        _, stderr = process.communicate(timeout=90)
+    assert process.returncode == 1
+    assert "session-buddy exited with code 1; stopping the others" in stderr
+    assert not _ready(mahavishnu)
