@@ -18,6 +18,19 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "container: needs a real container engine (scripts/local_engine.sh)")
 
 
+ORDER = ("test_image.py", "test_deploy_script.py", "test_compose.py")
+"""The image first (everything else builds on it), then the deploy script, then compose."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    slots = [
+        i for i, item in enumerate(items) if item.path.name in ORDER and item.path.parent.name == "container"
+    ]
+    ordered = sorted((items[i] for i in slots), key=lambda item: ORDER.index(item.path.name))
+    for slot, item in zip(slots, ordered, strict=True):
+        items[slot] = item
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if FIGURES:
         terminalreporter.section("container figures")
