@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Float, Select, case, cast, func, select
@@ -18,10 +19,23 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mahavishnu.session_buddy.models import Memory, MemoryTerm
 
-__all__ = ["K1", "B", "keyword_scores"]
+__all__ = ["K1", "B", "KeywordRanking", "keyword_scores"]
 
 K1 = 1.2
 B = 0.75
+
+
+@dataclass(frozen=True, slots=True)
+class KeywordRanking:
+    rows: list[tuple[str, float]]
+    """(memory id, score) of the page asked for, best first."""
+    total: int
+    """Memories that match at least one of the query's words."""
+    matched: frozenset[bytes] = field(default_factory=frozenset)
+    """The query's tokens that some live memory has."""
+    ceiling: float = 0.0
+    """What a memory of average length holding each matched word once scores: hybrid search reads
+    `top score / ceiling` as how confident the keyword match is."""
 
 
 async def keyword_scores(
@@ -32,9 +46,9 @@ async def keyword_scores(
     *,
     offset: int,
     limit: int,
-) -> tuple[list[tuple[str, float]], int]:
-    """(memory id, score) for the page at `offset`, best first (newest first among equals),
-    among the memories `live` selects (their ids), and how many memories match in all."""
+) -> KeywordRanking:
+    """The page at `offset`, best first (newest first among equals), among the memories `live`
+    selects (their ids)."""
     unique = list(dict.fromkeys(tokens))
     live_ids = live.subquery()
     stats = (
@@ -44,7 +58,7 @@ async def keyword_scores(
     ).one()
     documents, average_length = int(stats[0] or 0), float(stats[1] or 0.0)
     if documents == 0:
-        return [], 0
+        return KeywordRanking([], 0)
     frequencies = dict(
         (
             await session.execute(
@@ -58,7 +72,7 @@ async def keyword_scores(
         token: math.log(1 + (documents - df + 0.5) / (df + 0.5)) for token, df in frequencies.items() if df
     }
     if not weights:
-        return [], 0
+        return KeywordRanking([], 0)
     occurrences = cast(MemoryTerm.occurrences, Float)
     length = cast(Memory.term_count, Float) / max(average_length, 1.0)
     score = func.sum(
@@ -85,4 +99,4 @@ async def keyword_scores(
             MemoryTerm.memory_id.in_(select(live_ids)),
         )
     )
-    return rows, int(total or 0)
+    return KeywordRanking(rows, int(total or 0), frozenset(weights), sum(weights.values()))

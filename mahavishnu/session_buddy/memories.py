@@ -13,21 +13,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVarTuple
+from typing import TYPE_CHECKING, Any, Literal, TypeVarTuple
 
+import numpy as np
+from numpy.typing import NDArray
 from sqlalchemy import ColumnElement, Select, and_, delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mahavishnu.platform import Database, InvalidArgumentError, NotFoundError
+from mahavishnu.platform import Database, InvalidArgumentError, NotFoundError, UnavailableError
 from mahavishnu.platform.ids import new_id
 from mahavishnu.platform.paging import Cursor, check_limit
 from mahavishnu.session_buddy.checks import label, text
-from mahavishnu.session_buddy.keyword import keyword_scores
-from mahavishnu.session_buddy.models import Memory, MemoryLabel, MemoryTerm, MemoryVersion
+from mahavishnu.session_buddy.fusion import fuse, identifier_words, keyword_weight
+from mahavishnu.session_buddy.keyword import KeywordRanking, keyword_scores
+from mahavishnu.session_buddy.models import Memory, MemoryLabel, MemoryTerm, MemoryVector, MemoryVersion
 from mahavishnu.session_buddy.tenant_store import TenantStore
 from mahavishnu.session_buddy.terms import terms
 from mahavishnu.session_buddy.vault import Vault
+from mahavishnu.session_buddy.vector_index import Neighbour
 from mahavishnu.session_buddy.views import (
     KINDS,
     MemoryHistory,
@@ -40,7 +44,15 @@ from mahavishnu.session_buddy.views import (
     StoreResult,
 )
 
-__all__ = ["Filters", "Limits", "Memories", "NewMemory"]
+if TYPE_CHECKING:
+    from mahavishnu.session_buddy.meaning import Meaning
+
+__all__ = ["Filters", "Limits", "Memories", "NewMemory", "SearchMode"]
+
+SearchMode = Literal["hybrid", "keyword", "semantic"]
+MODES: tuple[SearchMode, ...] = ("hybrid", "keyword", "semantic")
+POOL = 50
+"""Candidates each of keyword and meaning brings to a fused ranking, beyond the page asked for."""
 
 _Columns = TypeVarTuple("_Columns")
 
@@ -77,9 +89,20 @@ class Filters:
 
 
 class Memories(TenantStore):
-    def __init__(self, db: Database, vault: Vault, limits: Limits, *, tenant: str, author: str) -> None:
+    def __init__(
+        self,
+        db: Database,
+        vault: Vault,
+        limits: Limits,
+        *,
+        tenant: str,
+        author: str,
+        meaning: Meaning | None = None,
+    ) -> None:
         super().__init__(db, vault, tenant=tenant, author=author)
         self._limits = limits
+        self._meaning = meaning
+        """Search by meaning; None: keyword search only (and nothing is embedded)."""
 
     # --- writes -------------------------------------------------------------------------
 
@@ -112,9 +135,11 @@ class Memories(TenantStore):
                     session.add(memory)
                     self._write_version(session, memory, document, now)
                     await self._audit(session, "memory.store", memory.id, created=True)
-                    return StoreResult(memory=self._view(memory, document), created=True)
+                    result = StoreResult(memory=self._view(memory, document), created=True)
             except IntegrityError:
                 continue
+            self._wake()
+            return result
         raise InvalidArgumentError("the memory could not be stored: concurrent writers; try again")
 
     async def update(self, memory_id: str, changes: dict[str, Any]) -> MemoryView:
@@ -151,7 +176,9 @@ class Memories(TenantStore):
             await session.execute(delete(MemoryLabel).where(MemoryLabel.memory_id == memory.id))
             self._write_version(session, memory, updated, now)
             await self._audit(session, "memory.update", memory.id, version=memory.version)
-            return self._view(memory, updated)
+            view = self._view(memory, updated)
+        self._wake()
+        return view
 
     async def delete(self, memory_id: str) -> MemoryView:
         """Gone from every listing and index at once; its sealed versions stay until the purge."""
@@ -162,8 +189,12 @@ class Memories(TenantStore):
             memory.content_mac = None
             await session.execute(delete(MemoryTerm).where(MemoryTerm.memory_id == memory.id))
             await session.execute(delete(MemoryLabel).where(MemoryLabel.memory_id == memory.id))
+            await session.execute(delete(MemoryVector).where(MemoryVector.memory_id == memory.id))
             await self._audit(session, "memory.delete", memory.id)
-            return self._view(memory, document)
+            view = self._view(memory, document)
+        if self._meaning is not None:
+            self._meaning.forget(self.tenant, memory_id)
+        return view
 
     # --- reads ----------------------------------------------------------------------------
 
@@ -217,23 +248,48 @@ class Memories(TenantStore):
     async def search_keyword(
         self, query: str, filters: Filters, *, limit: int = 10, cursor: str | None = None
     ) -> SearchPage:
-        """Ranked by BM25 over blind tokens of the query's words (see `keyword.py`)."""
+        return await self.search(query, filters, mode="keyword", limit=limit, cursor=cursor)
+
+    async def search(
+        self,
+        query: str,
+        filters: Filters,
+        *,
+        mode: str = "hybrid",
+        limit: int = 10,
+        cursor: str | None = None,
+    ) -> SearchPage:
+        """Best first, by keyword (BM25 over blind tokens, `keyword.py`), by meaning (cosine of
+        embeddings, `meaning.py`) or both fused (`fusion.py`). Whatever the vector index
+        answers is re-checked in SQL (live, current version, filters); a memory not embedded
+        yet is found by keyword in hybrid mode. Audit entries name the mode, not the query."""
         check_limit(limit)
+        if mode not in MODES:
+            raise InvalidArgumentError(f"mode: one of {', '.join(MODES)}")
         words = terms(query)
-        if not words:
+        if not words and (mode == "keyword" or not query.strip()):
             raise InvalidArgumentError("query: give at least one word to search for")
-        pages = Cursor("search", self.tenant, query, *self._fingerprint(filters))
+        pages = Cursor("search", self.tenant, mode, query, *self._fingerprint(filters))
         offset = _offset(pages.decode(cursor))
+        vector = await self._query_vector(query, mode)
         tokens = [self._vault.token(self.tenant, "word", w) for w in words]
         async with self._db.session() as session:
-            live = self._narrowed(select(Memory.id), filters)
-            ranked, total = await keyword_scores(
-                session, self.tenant, tokens, live, offset=offset, limit=limit + 1
-            )
+            if mode == "keyword" or vector is None:
+                live = self._narrowed(select(Memory.id), filters)
+                ranking = await keyword_scores(
+                    session, self.tenant, tokens, live, offset=offset, limit=limit + 1
+                )
+                ranked, total = ranking.rows, ranking.total
+            else:
+                ranked = await self._fused(session, query, tokens, vector, filters, mode, offset + limit + 1)
+                total = len(ranked)
+                ranked = ranked[offset:]
             found = {
                 m.id: m
                 for m in await session.scalars(
-                    select(Memory).where(Memory.tenant == self.tenant, Memory.id.in_([r[0] for r in ranked]))
+                    select(Memory).where(
+                        Memory.tenant == self.tenant, Memory.id.in_([r[0] for r in ranked[:limit]])
+                    )
                 )
             }
             hits = [
@@ -241,11 +297,86 @@ class Memories(TenantStore):
                 for i, score in ranked[:limit]
                 if i in found
             ]
-            await self._audit(session, "memory.search", None, mode="keyword", returned=len(hits))
+            await self._audit(session, "memory.search", None, mode=mode, returned=len(hits))
         more = len(ranked) > limit
         return SearchPage(
             hits=hits, total=total, next_cursor=pages.encode(str(offset + limit)) if more else None
         )
+
+    async def _query_vector(self, query: str, mode: str) -> NDArray[np.float32] | None:
+        """The query's embedding (made in a thread), or None when keyword search must do:
+        keyword mode, or hybrid before the index is loaded."""
+        if mode == "keyword":
+            return None
+        if self._meaning is None:
+            if mode == "semantic":
+                raise UnavailableError("search by meaning is not enabled on this server")
+            return None
+        if mode == "hybrid" and not self._meaning.ready:
+            return None
+        return await self._meaning.query_vector(query)
+
+    async def _fused(
+        self,
+        session: AsyncSession,
+        query: str,
+        tokens: list[bytes],
+        vector: NDArray[np.float32],
+        filters: Filters,
+        mode: str,
+        wanted: int,
+    ) -> list[tuple[str, float]]:
+        """The first `wanted` (memory id, score) by meaning, or fused with keywords."""
+        assert self._meaning is not None  # _query_vector answered a vector
+        if mode == "semantic":
+            return list((await self._nearest(session, vector, filters, wanted)).items())
+        count = wanted + POOL
+        live = self._narrowed(select(Memory.id), filters)
+        ranking = (
+            await keyword_scores(session, self.tenant, tokens, live, offset=0, limit=count)
+            if tokens
+            else KeywordRanking([], 0)
+        )
+        cosines = await self._nearest(session, vector, filters, count)
+        missing = [i for i, _ in ranking.rows if i not in cosines]
+        cosines.update(self._meaning.vectors_of(self.tenant).similarity(missing, vector))
+        identifiers = {self._vault.token(self.tenant, "word", w) for w in identifier_words(query)}
+        weight = keyword_weight(ranking, identifier_matched=bool(identifiers & ranking.matched))
+        return fuse(ranking.rows, cosines, weight)[:wanted]
+
+    async def _nearest(
+        self, session: AsyncSession, vector: NDArray[np.float32], filters: Filters, count: int
+    ) -> dict[str, float]:
+        """Cosines of the `count` live memories (meeting `filters`) nearest `vector`, best first,
+        each re-checked in SQL at the version its vector was made from."""
+        assert self._meaning is not None
+        vectors = self._meaning.vectors_of(self.tenant)
+        if any(self._fingerprint(filters)):  # narrowed: an exact scan of just those memories
+            among = list(await session.scalars(self._narrowed(select(Memory.id), filters)))
+            return await self._current(session, vectors.nearest(vector, count, among=among), filters)
+        asked = 2 * count + 10
+        while True:
+            near = vectors.nearest(vector, asked)
+            current = await self._current(session, near, filters)
+            if len(current) >= count or len(near) < asked:
+                return dict(list(current.items())[:count])
+            asked *= 4
+
+    async def _current(
+        self, session: AsyncSession, near: list[Neighbour], filters: Filters
+    ) -> dict[str, float]:
+        if not near:
+            return {}
+        versions = dict(
+            (
+                await session.execute(
+                    self._narrowed(select(Memory.id, Memory.version), filters).where(
+                        Memory.id.in_([n.memory_id for n in near])
+                    )
+                )
+            ).all()
+        )
+        return {n.memory_id: n.similarity for n in near if versions.get(n.memory_id) == n.version}
 
     async def stats(self) -> MemoryStats:
         async with self._db.session() as session:
@@ -261,6 +392,10 @@ class Memories(TenantStore):
         )
 
     # --- helpers ----------------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        if self._meaning is not None:
+            self._meaning.wake()
 
     def _document(self, new: NewMemory) -> dict[str, Any]:
         """The checked, normalised document a version seals; InvalidArgumentError names the field."""

@@ -21,6 +21,7 @@ __all__ = [
     "Memory",
     "MemoryLabel",
     "MemoryTerm",
+    "MemoryVector",
     "MemoryVersion",
     "RetentionPolicy",
 ]
@@ -99,6 +100,26 @@ class MemoryTerm(Base):
     token: Mapped[bytes] = mapped_column(LargeBinary(TOKEN_BYTES), primary_key=True)
     tenant: Mapped[str] = mapped_column(String(128))
     occurrences: Mapped[int] = mapped_column(Integer)
+
+
+class MemoryVector(Base):
+    """The embedding of a memory's content at one version, by one model, sealed like the
+    memory (bound to tenant, id, version and model): search by meaning decrypts these into the
+    in-process index, never the database. A vector whose version or model is not the current
+    one is made again by the embedding workers."""
+
+    __tablename__ = "session_buddy_memory_vectors"
+    __table_args__ = (Index("ix_session_buddy_memory_vectors_embedded_at", "embedded_at"),)
+
+    memory_id: Mapped[str] = mapped_column(
+        ForeignKey("session_buddy_memories.id", ondelete="CASCADE"), primary_key=True
+    )
+    tenant: Mapped[str] = mapped_column(String(128))
+    version: Mapped[int] = mapped_column(Integer)
+    model_id: Mapped[str] = mapped_column(String(200))
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    embedded_at: Mapped[datetime]
+    """When it was written: other processes follow new vectors into their index by it."""
 
 
 class MemoryLabel(Base):

@@ -19,7 +19,14 @@ from sqlalchemy.orm import InstrumentedAttribute
 
 from mahavishnu.platform import Database, get_logger
 from mahavishnu.platform.crypto import DecryptionError, KeyRing
-from mahavishnu.session_buddy.models import Base, Checkpoint, CodingSession, Memory, MemoryVersion
+from mahavishnu.session_buddy.models import (
+    Base,
+    Checkpoint,
+    CodingSession,
+    Memory,
+    MemoryVector,
+    MemoryVersion,
+)
 from mahavishnu.session_buddy.vault import reseal_index_key
 
 __all__ = ["BATCH", "SEALED", "Rotation", "remaining"]
@@ -32,6 +39,7 @@ BATCH = 500
 SEALED: tuple[tuple[type[Base], tuple[InstrumentedAttribute[object], ...]], ...] = (
     (Memory, (Memory.id,)),
     (MemoryVersion, (MemoryVersion.memory_id, MemoryVersion.version)),
+    (MemoryVector, (MemoryVector.memory_id,)),
     (CodingSession, (CodingSession.id,)),
     (Checkpoint, (Checkpoint.session_id, Checkpoint.number)),
 )

@@ -16,6 +16,8 @@ from mahavishnu.platform import (
     get_logger,
 )
 from mahavishnu.session_buddy.admin_tools import AdminTools
+from mahavishnu.session_buddy.embeddings import load_embedder
+from mahavishnu.session_buddy.meaning import Meaning
 from mahavishnu.session_buddy.memories import Limits, Memories
 from mahavishnu.session_buddy.retention import purge
 from mahavishnu.session_buddy.rotator import Rotator
@@ -44,6 +46,7 @@ def create_service(settings: SessionBuddySettings, metrics: Metrics) -> Service:
     limits = Limits(max_content_chars=settings.max_content_chars, max_tags=settings.max_tags)
     session_limits = SessionLimits(max_text_chars=settings.max_content_chars)
     opened: list[Vault] = []
+    meaning: list[Meaning] = []  # once the model is loaded (in the background, off the loop)
     rotator = Rotator(db, ring)
 
     def vault_now() -> Vault:
@@ -52,7 +55,9 @@ def create_service(settings: SessionBuddySettings, metrics: Metrics) -> Service:
         return opened[0]
 
     def memories_for(tenant: str, author: str) -> Memories:
-        return Memories(db, vault_now(), limits, tenant=tenant, author=author)
+        return Memories(
+            db, vault_now(), limits, tenant=tenant, author=author, meaning=meaning[0] if meaning else None
+        )
 
     def sessions_for(tenant: str, author: str) -> Sessions:
         return Sessions(db, vault_now(), session_limits, tenant=tenant, author=author)
@@ -63,12 +68,18 @@ def create_service(settings: SessionBuddySettings, metrics: Metrics) -> Service:
     async def vault() -> ComponentHealth:
         return ComponentHealth("ok" if opened else "degraded")
 
+    async def search_by_meaning() -> ComponentHealth:
+        return ComponentHealth("ok" if meaning and meaning[0].ready else "degraded")
+
     @contextlib.asynccontextmanager
     async def background() -> AsyncIterator[None]:
         try:
             opened.append(await open_vault(db, ring))
             await rotator.start_if_needed()
-            async with _running(_retain(db, settings)):
+            async with (
+                _running(_retain(db, settings)),
+                _running(_understand(db, opened[0], settings, meaning)),
+            ):
                 yield
         finally:
             await rotator.stop()
@@ -87,6 +98,7 @@ def create_service(settings: SessionBuddySettings, metrics: Metrics) -> Service:
         health_checks=[
             HealthCheck("database", database, critical=True),
             HealthCheck("vault", vault, critical=True),
+            HealthCheck("search_by_meaning", search_by_meaning, critical=False),
         ],
         background=background,
     )
@@ -115,6 +127,19 @@ async def _retain(db: Database, settings: SessionBuddySettings) -> None:
             continue
         if report.expired or report.deleted or report.aged:
             log.info("retention_purged", **report.model_dump())
+
+
+async def _understand(
+    db: Database, vault: Vault, settings: SessionBuddySettings, into: list[Meaning]
+) -> None:
+    """Load the embedding model (in a thread), rebuild the index, then embed in the background."""
+    try:
+        embedder = await asyncio.to_thread(load_embedder, settings.embedding_model)
+    except Exception as exc:  # keyword search goes on; the health check says what is missing
+        log.error("embedding_model_unavailable", error=f"{type(exc).__name__}: {exc}")
+        return
+    into.append(Meaning(db, embedder, workers=settings.worker_count))
+    await into[0].run(vault)
 
 
 def _version() -> str:

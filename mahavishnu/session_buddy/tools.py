@@ -12,7 +12,7 @@ from pydantic import Field
 from mahavishnu.platform.auth import current_principal
 from mahavishnu.platform.mcp import ToolSpec
 from mahavishnu.platform.paging import MAX_PAGE
-from mahavishnu.session_buddy.memories import Filters, Memories, NewMemory
+from mahavishnu.session_buddy.memories import Filters, Memories, NewMemory, SearchMode
 from mahavishnu.session_buddy.views import (
     Kind,
     MemoryHistory,
@@ -131,6 +131,7 @@ class MemoryTools:
     async def search_memories(
         self,
         query: Annotated[str, Field(min_length=1, max_length=1000)],
+        mode: SearchMode = "hybrid",
         kinds: list[Kind] | None = None,
         tags: Tags | None = None,
         project: str | None = None,
@@ -138,11 +139,14 @@ class MemoryTools:
         limit: Limit = 10,
         cursor: str | None = None,
     ) -> SearchPage:
-        """Find memories by keyword, best first: words, identifiers, error codes, test names and
-        file paths all match (case and width do not matter), ranked by BM25. Narrow with the
-        same filters as list_memories."""
+        """Find memories, best first. `hybrid` (the default) finds both by meaning (a question in
+        your own words) and by exact words and identifiers (error codes, test names, file paths);
+        `keyword` only by words (BM25; case and width do not matter); `semantic` only by meaning
+        (cosine of sentence embeddings). A memory stored a moment ago may be found by meaning only
+        once it is embedded (about a second). Narrow with the same filters as list_memories; in
+        semantic and hybrid modes `total` counts the ranked candidates, not every memory."""
         filters = Filters(kinds=kinds or (), tags=tags or (), project=project, session_id=session_id)
-        return await self._mine().search_keyword(query, filters, limit=limit, cursor=cursor)
+        return await self._mine().search(query, filters, mode=mode, limit=limit, cursor=cursor)
 
     async def memory_stats(self) -> MemoryStats:
         """How many memories the caller's tenant keeps, by kind, and how many deleted ones await
