@@ -133,9 +133,15 @@ def _session_buddy_factory() -> Callable[[SessionBuddySettings, Metrics], Servic
     return create_service
 
 
+def _session_buddy_ops() -> Callable[[SessionBuddySettings], ServiceOps]:
+    from mahavishnu.wiring import session_buddy_ops
+
+    return session_buddy_ops
+
+
 SERVICES: dict[str, ServiceEntry[Any]] = {
     "mahavishnu": ServiceEntry(MahavishnuSettings, _mahavishnu_factory, _mahavishnu_ops),
-    "session-buddy": ServiceEntry(SessionBuddySettings, _session_buddy_factory),
+    "session-buddy": ServiceEntry(SessionBuddySettings, _session_buddy_factory, _session_buddy_ops),
 }
 """Every service `serve` and `token create` know, by name. A new one is one entry here."""
 

@@ -20,9 +20,11 @@ from mahavishnu.orchestrator.service import create_service
 from mahavishnu.orchestrator.settings import MahavishnuSettings
 from mahavishnu.platform.app import Service
 from mahavishnu.platform.db import Database
+from mahavishnu.platform.errors import ConfigurationError
 from mahavishnu.platform.observability import Metrics
+from mahavishnu.session_buddy.settings import SessionBuddySettings
 
-__all__ = ["create_mahavishnu", "mahavishnu_ops"]
+__all__ = ["create_mahavishnu", "mahavishnu_ops", "session_buddy_ops"]
 
 
 def create_mahavishnu(settings: MahavishnuSettings, metrics: Metrics) -> Service:
@@ -79,3 +81,65 @@ async def _manifest(settings: MahavishnuSettings) -> tuple[Status, str, str]:
             "clone them or edit the manifest",
         )
     return OK, f"{len(manifest.repos)} repositories, every path present", ""
+
+
+def session_buddy_ops(settings: SessionBuddySettings) -> ServiceOps:
+    """Session-Buddy's part in ops: its key and its model are checked for readiness (its data is
+    sealed in the database, so an archive of the database is all it needs)."""
+    return ServiceOps(
+        settings=settings,
+        readiness_checks=[
+            ("encryption_key", 8, _encryption_key_check(settings)),
+            ("embedding_model", 4, _embedding_model_check(settings)),
+        ],
+    )
+
+
+def _encryption_key_check(settings: SessionBuddySettings) -> Check:
+    async def check(_: ReadinessContext) -> tuple[Status, str, str]:
+        from mahavishnu.platform.crypto import KeyRing
+
+        if settings.encryption_key is None:
+            status = FAIL if settings.env == "production" else WARN
+            return status, "no SESSION_ENCRYPTION_KEY: development keeps a key in the data folder", _KEYGEN
+        try:
+            ring = KeyRing.parse(settings.encryption_key, setting="SESSION_ENCRYPTION_KEY")
+        except ConfigurationError as exc:
+            return FAIL, exc.message, _KEYGEN
+        older = len(ring.key_ids) - 1
+        if older:
+            return (
+                WARN,
+                f"{older} older key(s) kept for rotation",
+                "drop them once rotate_encryption_key says 0 remaining",
+            )
+        return OK, f"one 256-bit key (id {ring.current_key_id})", ""
+
+    return check
+
+
+_KEYGEN = (
+    "set SESSION_ENCRYPTION_KEY to: python3 -c "
+    "'from mahavishnu.platform.crypto import generate_key; print(generate_key())'"
+)
+
+
+def _embedding_model_check(settings: SessionBuddySettings) -> Check:
+    async def check(_: ReadinessContext) -> tuple[Status, str, str]:
+        from mahavishnu.session_buddy.embeddings import MODELS
+
+        model = MODELS.get(settings.embedding_model.strip().lower())
+        if model is None:
+            return (
+                FAIL,
+                f"unknown EMBEDDING_MODEL {settings.embedding_model!r}",
+                f"use one of: {', '.join(MODELS)}",
+            )
+        try:
+            await anyio.to_thread.run_sync(model.onnx.locate)
+            await anyio.to_thread.run_sync(model.tokenizer.locate)
+        except ConfigurationError as exc:
+            return FAIL, exc.message, "reinstall with: python3 dev.py serve (it installs the pinned model)"
+        return OK, f"{model.model_id} present and checked", ""
+
+    return check

@@ -1,0 +1,88 @@
+"""`mahavishnu readiness --service session-buddy` checks what Session-Buddy needs beyond the
+platform: its encryption key (present, well formed, no old keys left over) and its packaged
+embedding model (present, the pinned file)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mahavishnu.platform.crypto import generate_key
+from mahavishnu.platform.db import Database
+from mahavishnu.session_buddy.settings import SessionBuddySettings
+
+
+def _readiness(tmp_path: Path, **env: str) -> dict[str, dict[str, Any]]:
+    values = {
+        k: v for k, v in os.environ.items() if not k.startswith(("SESSION_", "MAHAVISHNU_", "EMBEDDING_"))
+    }
+    values.pop("POSTGRES_URL", None)
+    values.update(
+        {"SESSION_BUDDY_DATA_DIR": str(tmp_path), "SESSION_BUDDY_CONFIG": str(tmp_path / "absent.yaml")}
+    )
+    values.update(env)
+    asyncio.run(_migrated(tmp_path))
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mahavishnu",
+            "readiness",
+            "--service",
+            "session-buddy",
+            "--json",
+            "--min-score",
+            "0",
+        ],
+        env=values,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return {c["name"]: c for c in json.loads(done.stdout)["checks"]}
+
+
+async def _migrated(tmp_path: Path) -> None:
+    db = Database.from_settings(SessionBuddySettings(data_dir=tmp_path), create=True)
+    await db.upgrade()
+    await db.dispose()
+
+
+def test_a_strong_key_and_the_packaged_model_pass(tmp_path: Path) -> None:
+    checks = _readiness(tmp_path, SESSION_ENCRYPTION_KEY=generate_key())
+    assert checks["encryption_key"]["status"] == "pass"
+    assert checks["embedding_model"]["status"] == "pass"
+    assert "all-MiniLM-L6-v2" in checks["embedding_model"]["reason"]
+    assert "manifest" not in checks
+
+
+@pytest.mark.parametrize(
+    ("env", "status", "words"),
+    [
+        ({}, "warn", "development keeps a key"),
+        ({"SESSION_BUDDY_ENV": "production"}, "fail", "development keeps a key"),
+        ({"SESSION_ENCRYPTION_KEY": "c2hvcnQ="}, "fail", "SESSION_ENCRYPTION_KEY"),
+        ({"SESSION_ENCRYPTION_KEY": f"{generate_key()},{generate_key()}"}, "warn", "older key"),
+    ],
+)
+def test_key_problems_are_named(tmp_path: Path, env: dict[str, str], status: str, words: str) -> None:
+    check = _readiness(tmp_path, **env)["encryption_key"]
+    assert check["status"] == status, check
+    assert words in check["reason"]
+    assert "c2hvcnQ" not in json.dumps(check)  # the key is never echoed
+
+
+def test_an_unknown_model_fails_naming_the_known_ones(tmp_path: Path) -> None:
+    check = _readiness(tmp_path, SESSION_ENCRYPTION_KEY=generate_key(), EMBEDDING_MODEL="gpt-huge")[
+        "embedding_model"
+    ]
+    assert check["status"] == "fail"
+    assert "all-minilm-l6-v2" in check["fix"]
