@@ -200,11 +200,16 @@ def _tool_names(session: SmokeSession) -> set[object]:
     return {t.get("name") for t in tools if isinstance(t, dict)}
 
 
-def check_tools_list(session: SmokeSession) -> str:
-    names = _tool_names(session)
-    if "list_repos" not in names:
-        raise CheckFailed(f"list_repos is not among the {len(names)} tools")
-    return f"{len(names)} tools"
+def _tools_including(tool: str) -> Callable[[SmokeSession], str]:
+    """A check that tools/list answers and names `tool` (the service's own signature tool)."""
+
+    def check(session: SmokeSession) -> str:
+        names = _tool_names(session)
+        if tool not in names:
+            raise CheckFailed(f"{tool} is not among the {len(names)} tools")
+        return f"{len(names)} tools"
+
+    return check
 
 
 def check_any_tools(session: SmokeSession) -> str:
@@ -232,6 +237,18 @@ def check_list_repos(session: SmokeSession) -> str:
 def check_repo_paths(session: SmokeSession) -> str:
     paths, _ = _listing(session, "get_all_repo_paths", "paths")
     return f"{len(paths)} paths"
+
+
+def check_list_memories(session: SmokeSession) -> str:
+    memories, data = _listing(session, "list_memories", "memories")
+    return f"{len(memories)} memories on the first page (total {data.get('total', len(memories))})"
+
+
+def check_memory_stats(session: SmokeSession) -> str:
+    data = _tool_result(session, "memory_stats")
+    if not isinstance(data.get("total"), int) or not isinstance(data.get("by_kind"), dict):
+        raise CheckFailed("memory_stats: no total and by_kind in the structured result")
+    return f"{data['total']} memories in the caller's tenant"
 
 
 def check_rapid(session: SmokeSession) -> str:
@@ -282,9 +299,16 @@ DEFAULT_SERVICE = "mahavishnu"
 _PLANS: dict[str, tuple[Check, ...]] = {
     "mahavishnu": (
         *HEAD,
-        ("tools_list", "tools/list contains list_repos", check_tools_list),
+        ("tools_list", "tools/list contains list_repos", _tools_including("list_repos")),
         ("list_repos", "list_repos call", check_list_repos),
         ("get_all_repo_paths", "get_all_repo_paths call", check_repo_paths),
+        *_TAIL,
+    ),
+    "session-buddy": (
+        *HEAD,
+        ("tools_list", "tools/list contains search_memories", _tools_including("search_memories")),
+        ("list_memories", "list_memories call", check_list_memories),
+        ("memory_stats", "memory_stats call", check_memory_stats),
         *_TAIL,
     ),
 }

@@ -24,7 +24,7 @@ from mahavishnu.ops.smoke_cli import smoke_command
 from tests.integration.test_second_service import echo_env, start_echo
 from tests.ops.support import ROOT, FakeHttpServer, Reply, broken_mcp_routes, fake_mcp_routes
 from tests.support.repos import make_repos, standard_specs
-from tests.support.server import RunningServer, base_env, start_server
+from tests.support.server import RunningServer, base_env, free_port, start_server, wait_ready
 from tests.support.tokens import claims, hs256
 
 SCRIPT = ROOT / "scripts" / "smoke_tests.sh"
@@ -451,3 +451,43 @@ def test_a_server_that_does_not_say_is_assumed_to_be_mahavishnu(auth_server: Run
     run = smoke("python", auth_server.base)  # no token: /health shows no details, /mcp says 401
     assert "mahavishnu (assumed: the server did not say; --service chooses), 8 checks" in run.out
     assert list(run.lines()) == NAMES
+
+
+@pytest.fixture(scope="module")
+def session_buddy_server(ops_workdir: Path) -> Iterator[RunningServer]:
+    """Session-Buddy served for real, open on loopback (development: its key made in the folder)."""
+    folder = ops_workdir / "session-buddy"
+    folder.mkdir(exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SESSION_", "MAHAVISHNU_"))}
+    env.pop("POSTGRES_URL", None)
+    env.update({"SESSION_BUDDY_DATA_DIR": str(folder), "SESSION_BUDDY_CONFIG": str(folder / "absent.yaml")})
+    port = free_port()
+    log = (folder / "server.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mahavishnu", "serve", "session-buddy", "--port", str(port)],
+        env=env,
+        cwd=folder,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    server = RunningServer(process, port, folder / "server.log", env)
+    wait_ready(server)
+    yield server
+    server.stop()
+
+
+def test_session_buddy_gets_its_own_checks(session_buddy_server: RunningServer) -> None:
+    run = smoke("python", session_buddy_server.base)
+    assert run.code == 0, run.out
+    assert "session-buddy (from initialize), 8 checks" in run.out
+    assert list(run.lines()) == [
+        "health",
+        "mcp_initialize",
+        "tools_list",
+        "list_memories",
+        "memory_stats",
+        "rapid_requests",
+        "health_latency",
+        "unknown_method",
+    ]
+    assert run.lines()["memory_stats"][1].startswith("0 memories in the caller's tenant")
