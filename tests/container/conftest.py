@@ -1,6 +1,7 @@
-"""The container group: one real engine for the session (started from nothing when needed and
-stopped again), and the image built from deploy/Dockerfile. Off CI without an engine (no Docker,
-not root) every test here skips with the reason; with CI=true they fail instead."""
+"""The container group: one real engine for the group (started from nothing when needed, and
+stopped again after the group's last test), and the image built from deploy/Dockerfile. Off CI
+without an engine (no Docker, not root) every test here skips with the reason; with CI=true they
+fail instead."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             terminalreporter.write_line(f"{name}: {value}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def engine() -> Iterator[Engine]:
     try:
         started = time.monotonic()
@@ -52,7 +53,7 @@ def engine() -> Iterator[Engine]:
     stop_engine(running)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def image(engine: Engine) -> Iterator[str]:
     """The project's image, built from deploy/Dockerfile unchanged, as the guide builds it."""
     tag = f"mahavishnu:ctest-{uuid.uuid4().hex[:8]}"
