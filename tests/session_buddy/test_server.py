@@ -129,6 +129,39 @@ async def test_every_memory_tool_over_http(server: RunningServer) -> None:
         assert gone.is_error
 
 
+async def _embedded_hits(client: Any, arguments: dict[str, Any], count: int) -> list[dict[str, Any]]:
+    """Search by meaning until `count` memories are found: the workers embed in the background
+    (and the index answers only once the model is loaded)."""
+    async with asyncio.timeout(60):
+        while True:
+            result = await client.call_tool("search_memories", arguments)
+            hits: list[dict[str, Any]] = (result.structured_content or {}).get("hits", [])
+            if not result.is_error and len(hits) >= count:
+                return hits
+            await asyncio.sleep(0.2)
+
+
+async def test_search_by_meaning_with_the_real_model_over_http(server: RunningServer) -> None:
+    """The packaged model embeds in the background: a question sharing no word with its answer is
+    found by meaning (not by keyword), and an error code is found first in hybrid mode."""
+    async with mcp_client(server.url, token("ann", tenant="meaning-http")) as client:
+        contents = [
+            "The nightly billing export runs at 02:30 UTC because the warehouse locks tables earlier.",
+            "User prefers tabs over spaces in shell scripts.",
+            "Redis listens on port 6379 in the compose stack.",
+            "Login test fails with E7781 in tests/api/test_login.py when the clock skews.",
+        ]
+        ids = [ok(await client.call_tool("store_memory", {"content": c}))["memory"]["id"] for c in contents]
+        question = {"query": "overnight invoicing job schedule?", "limit": 3}
+        assert ok(await client.call_tool("search_memories", {**question, "mode": "keyword"}))["hits"] == []
+        found = await _embedded_hits(client, {**question, "mode": "semantic", "limit": 10}, 4)
+        assert found[0]["memory"]["id"] == ids[0]
+        hybrid = ok(await client.call_tool("search_memories", question))
+        assert hybrid["hits"][0]["memory"]["id"] == ids[0]
+        coded = ok(await client.call_tool("search_memories", {"query": "E7781", "mode": "hybrid"}))
+        assert coded["hits"][0]["memory"]["id"] == ids[3]
+
+
 async def test_a_session_hands_off_to_the_next_over_http(server: RunningServer) -> None:
     async with mcp_client(server.url, token("ann", tenant="sessions-http")) as client:
         first = ok(await client.call_tool("start_session", {"project": "api", "goal": "add SSO"}))
