@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Float, Select, case, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mahavishnu.session_buddy.models import Memory, MemoryTerm
+from mahavishnu.session_buddy.models import MemoryTerm
 
 __all__ = ["K1", "B", "KeywordRanking", "keyword_scores"]
 
@@ -42,19 +42,17 @@ async def keyword_scores(
     session: AsyncSession,
     tenant: str,
     tokens: Sequence[bytes],
-    live: Select[Any],
+    live: Select[str, int],
     *,
     offset: int,
     limit: int,
 ) -> KeywordRanking:
     """The page at `offset`, best first (newest first among equals), among the memories `live`
-    selects (their ids)."""
+    selects (their `id` and `term_count`)."""
     unique = list(dict.fromkeys(tokens))
-    live_ids = live.subquery()
+    live_rows = live.subquery()
     stats = (
-        await session.execute(
-            select(func.count(), func.avg(Memory.term_count)).where(Memory.id.in_(select(live_ids)))
-        )
+        await session.execute(select(func.count(), func.avg(live_rows.c.term_count)).select_from(live_rows))
     ).one()
     documents, average_length = int(stats[0] or 0), float(stats[1] or 0.0)
     if documents == 0:
@@ -74,29 +72,33 @@ async def keyword_scores(
     if not weights:
         return KeywordRanking([], 0)
     occurrences = cast(MemoryTerm.occurrences, Float)
-    length = cast(Memory.term_count, Float) / max(average_length, 1.0)
+    length = cast(live_rows.c.term_count, Float) / max(average_length, 1.0)
     score = func.sum(
         case(weights, value=MemoryTerm.token, else_=0.0)
         * occurrences
         * (K1 + 1)
         / (occurrences + K1 * (1 - B + B * length))
     ).label("score")
+    matching = func.count().over().label("matching")  # groups before the limit: the total
     ranked = (
-        select(MemoryTerm.memory_id, score)
-        .join(Memory, Memory.id == MemoryTerm.memory_id)
+        select(MemoryTerm.memory_id, score, matching)
+        .join(live_rows, live_rows.c.id == MemoryTerm.memory_id)
         .where(MemoryTerm.tenant == tenant, MemoryTerm.token.in_(list(weights)))
-        .where(MemoryTerm.memory_id.in_(select(live_ids)))
         .group_by(MemoryTerm.memory_id)
         .order_by(score.desc(), MemoryTerm.memory_id.desc())
         .offset(offset)
         .limit(limit)
     )
-    rows = [(str(memory_id), float(value)) for memory_id, value in await session.execute(ranked)]
-    total = await session.scalar(
-        select(func.count(func.distinct(MemoryTerm.memory_id))).where(
-            MemoryTerm.tenant == tenant,
-            MemoryTerm.token.in_(list(weights)),
-            MemoryTerm.memory_id.in_(select(live_ids)),
+    found = (await session.execute(ranked)).all()
+    rows = [(str(memory_id), float(value)) for memory_id, value, _ in found]
+    total = int(found[0][2]) if found else 0
+    if not found and offset:  # a page past the end: the total still counts every match
+        total = int(
+            await session.scalar(
+                select(func.count(func.distinct(MemoryTerm.memory_id)))
+                .join(live_rows, live_rows.c.id == MemoryTerm.memory_id)
+                .where(MemoryTerm.tenant == tenant, MemoryTerm.token.in_(list(weights)))
+            )
+            or 0
         )
-    )
-    return KeywordRanking(rows, int(total or 0), frozenset(weights), sum(weights.values()))
+    return KeywordRanking(rows, total, frozenset(weights), sum(weights.values()))

@@ -275,7 +275,7 @@ class Memories(TenantStore):
         tokens = [self._vault.token(self.tenant, "word", w) for w in words]
         async with self._db.session() as session:
             if mode == "keyword" or vector is None:
-                live = self._narrowed(select(Memory.id), filters)
+                live = self._narrowed(select(Memory.id, Memory.term_count), filters)
                 ranking = await keyword_scores(
                     session, self.tenant, tokens, live, offset=offset, limit=limit + 1
                 )
@@ -331,7 +331,7 @@ class Memories(TenantStore):
         if mode == "semantic":
             return list((await self._nearest(session, vector, filters, wanted)).items())
         count = wanted + POOL
-        live = self._narrowed(select(Memory.id), filters)
+        live = self._narrowed(select(Memory.id, Memory.term_count), filters)
         ranking = (
             await keyword_scores(session, self.tenant, tokens, live, offset=0, limit=count)
             if tokens
