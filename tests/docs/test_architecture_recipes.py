@@ -97,7 +97,9 @@ def test_the_layers_edit_is_the_contract_plus_the_new_service() -> None:
     (layers,) = [c["layers"] for c in contracts if c["type"] == "layers"]
     edited = tomllib.loads(edit(BLOCKS, "pyproject.toml").code)["layers"]
     assert [layer.replace(" | mahavishnu.notes", "") for layer in edited] == layers
-    assert any("mahavishnu.orchestrator | mahavishnu.notes" in layer for layer in edited)
+    assert any(
+        layer.startswith("mahavishnu.ops |") and layer.endswith(" | mahavishnu.notes") for layer in edited
+    )
 
 
 # --- serving ------------------------------------------------------------------------------------
