@@ -79,9 +79,10 @@ install_packages() {
 start_dockerd() {
     mkdir -p "$ENGINE_DIR/data" "$ENGINE_DIR/exec" "$ENGINE_DIR/run"
     log "starting dockerd on $SOCKET (data in $ENGINE_DIR/data, log $ENGINE_DIR/dockerd.log)"
+    # 9>&-: dockerd must not inherit (and so hold for its lifetime) the lock of `up`.
     setsid dockerd --host "$PRIVATE_HOST" --data-root "$ENGINE_DIR/data" \
         --exec-root "$ENGINE_DIR/exec" --pidfile "$PIDFILE" \
-        >>"$ENGINE_DIR/dockerd.log" 2>&1 </dev/null &
+        >>"$ENGINE_DIR/dockerd.log" 2>&1 </dev/null 9>&- &
     local waited=0
     until private_running; do
         ((waited < 60)) || die "dockerd did not answer within 30 s; see $ENGINE_DIR/dockerd.log"

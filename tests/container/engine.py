@@ -3,6 +3,7 @@ it, and the waits every container test needs (an HTTP answer, a health status, a
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -10,12 +11,13 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
 ENGINE_SCRIPT = ROOT / "scripts" / "local_engine.sh"
+STARTED_BY_TESTS = ".started-by-tests"
 FIGURES: dict[str, str] = {}
 """Measurements the tests take (image size, time to healthy, a rollback's duration), printed at
 the end of the run: reported, never asserted (timing goals belong in bench/)."""
@@ -31,7 +33,8 @@ class Engine:
     made here (dockerd 20.10) has no buildx, and the CLI refuses BuildKit without it."""
 
     docker_host: str
-    started_here: bool
+    users: TextIO | None
+    """Held (shared lock) while this run uses the private engine; None for an engine of the user."""
 
     def env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         env = {**os.environ, "DOCKER_HOST": self.docker_host, "DOCKER_BUILDKIT": "0"}
@@ -79,9 +82,8 @@ class Engine:
         return int(self.inspect(image)["Size"])
 
 
-def start_engine() -> Engine:
-    """`scripts/local_engine.sh up`: an engine already reachable, or one started from nothing."""
-    was_running = subprocess.run([str(ENGINE_SCRIPT), "status"], capture_output=True).returncode == 0
+def _engine_up() -> str:
+    """`scripts/local_engine.sh up`; its DOCKER_HOST."""
     try:
         done = subprocess.run(
             [str(ENGINE_SCRIPT), "up"], capture_output=True, text=True, timeout=900, check=False
@@ -91,14 +93,47 @@ def start_engine() -> Engine:
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise EngineUnavailable(f"scripts/local_engine.sh up failed: {last}")
-    host = done.stdout.strip().splitlines()[-1].removeprefix("export DOCKER_HOST=")
-    return Engine(docker_host=host, started_here="mahavishnu-engine" in host and not was_running)
+    return done.stdout.strip().splitlines()[-1].removeprefix("export DOCKER_HOST=")
+
+
+def private_folder(docker_host: str) -> Path | None:
+    """The ENGINE_DIR of an engine local_engine.sh started (its socket is ENGINE_DIR/run/)."""
+    folder = Path(docker_host.removeprefix("unix://")).parent.parent
+    return folder if (folder / ".lock").exists() else None
+
+
+def start_engine() -> Engine:
+    """An engine already reachable, or one started from nothing. Test runs that share the private
+    engine each hold a shared lock on ENGINE_DIR/.users; the engine is marked when a test run
+    started it, so that the last run to finish stops it and an engine started by hand stays."""
+    was_running = subprocess.run([str(ENGINE_SCRIPT), "status"], capture_output=True).returncode == 0
+    host = _engine_up()
+    folder = private_folder(host)
+    if folder is None:
+        return Engine(docker_host=host, users=None)
+    users = (folder / ".users").open("a")
+    fcntl.flock(users, fcntl.LOCK_SH)
+    if not was_running:
+        (folder / STARTED_BY_TESTS).touch()
+    # Another run may have stopped it between `up` and the lock: bring it up again.
+    return Engine(docker_host=_engine_up(), users=users)
 
 
 def stop_engine(engine: Engine) -> None:
-    """Stop the private dockerd if this session started it: nothing is left running."""
-    if engine.started_here:
-        subprocess.run([str(ENGINE_SCRIPT), "down"], capture_output=True, timeout=120, check=False)
+    """Stop the private dockerd when a test run started it and no other run still uses it."""
+    if engine.users is None:
+        return
+    folder = Path(engine.users.name).parent
+    engine.users.close()
+    with (folder / ".users").open("a") as users:
+        try:
+            fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return  # another test run holds it; the last one stops it
+        marker = folder / STARTED_BY_TESTS
+        if marker.exists():
+            subprocess.run([str(ENGINE_SCRIPT), "down"], capture_output=True, timeout=120, check=False)
+            marker.unlink()
 
 
 def wait_http(url: str, timeout: float, expect: int = 200) -> float:
