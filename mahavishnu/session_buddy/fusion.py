@@ -8,8 +8,12 @@ paraphrases. So the keyword list's weight is gated:
 
 - when the query names an identifier (an error code, a path, a test name: digits, `_`, `/`,
   `.` or `::` inside a word, camelCase) and some memory holds it, keywords lead;
-- otherwise it grows with how confident the best keyword match is (its BM25 score over what
-  a memory holding every matched query word scores), and stays below meaning's.
+- otherwise keywords only break near-ties of meaning: on bench/memory_quality.py a keyword
+  weight of 0.1 for prose questions already lowered their recall@5 (seed 7: 0.67 to 0.63), 0.2
+  did on seed 12 (0.70 to 0.63): the words a paraphrase shares with memories are common ones.
+
+Either weight grows with how confident the best keyword match is (its BM25 score over what a
+memory holding each matched query word once scores).
 
 Scores are normalised within the candidate pool (BM25 over the best one, cosine min-max), and a
 memory not yet embedded keeps its keyword score: hybrid still finds it.
@@ -31,8 +35,9 @@ _IDENTIFIER: Final = re.compile(r"\d|\w[_/\\]\w|\w\.\w|::|[a-z][A-Z]")
 IDENTIFIER_WEIGHT: Final = (0.55, 0.35)
 """Keyword weight for a query whose identifier some memory holds: base, plus this much times
 the match's confidence."""
-PROSE_WEIGHT: Final = 0.3
-"""At most this keyword weight for any other query, times the match's confidence."""
+PROSE_WEIGHT: Final = 0.02
+"""At most this keyword weight for any other query, times the match's confidence: a tie-breaker
+(and what ranks a matching memory that is not embedded yet above the unrelated ones)."""
 
 
 def identifier_words(query: str) -> list[str]:

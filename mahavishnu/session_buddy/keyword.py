@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from sqlalchemy import Float, Select, case, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
