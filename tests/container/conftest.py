@@ -14,11 +14,6 @@ import pytest
 from tests.conftest import IN_CI
 from tests.container.engine import FIGURES, ROOT, Engine, EngineUnavailable, start_engine, stop_engine
 
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "container: needs a real container engine (scripts/local_engine.sh)")
-
-
 ORDER = ("test_image.py", "test_deploy_script.py", "test_compose.py")
 """The image first (everything else builds on it), then the deploy script, then compose."""
 
