@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -22,7 +21,8 @@ from mahavishnu.platform.crypto import generate_key
 from mahavishnu.session_buddy.settings import SessionBuddySettings
 from tests.conftest import PG_URL, drop_schema, require_service
 from tests.support.client import call_tool
-from tests.support.server import SECRET, RunningServer, free_port, wait_ready
+from tests.support.server import SECRET, RunningServer, wait_ready
+from tests.support.session_buddy import session_buddy_env, spawn_session_buddy
 
 WRITERS = 8
 STORES = 500
@@ -35,28 +35,16 @@ def _token() -> str:
 
 
 def _serve(data: Path, env: dict[str, str]) -> RunningServer:
-    port = free_port()
-    log_path = data / f"server-{port}.log"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mahavishnu", "serve", "session-buddy", "--port", str(port)],
-        env=env,
-        cwd=data,
-        stdout=log_path.open("ab"),
-        stderr=subprocess.STDOUT,
-    )
-    running = RunningServer(process, port, log_path, env)
+    running = spawn_session_buddy(data, env)
     wait_ready(running, timeout=60)
     return running
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, str]]:
-    values = {k: v for k, v in os.environ.items() if not k.startswith(("SESSION_", "MAHAVISHNU_"))}
-    values.pop("POSTGRES_URL", None)
+    values = session_buddy_env(tmp_path)
     values.update(
         {
-            "SESSION_BUDDY_CONFIG": str(tmp_path / "absent.yaml"),
-            "SESSION_BUDDY_DATA_DIR": str(tmp_path),
             "SESSION_BUDDY_AUTH_SECRET": SECRET,
             "SESSION_ENCRYPTION_KEY": generate_key(),
             "RATE_LIMIT_PER_MINUTE": "1000000",

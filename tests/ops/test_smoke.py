@@ -24,7 +24,8 @@ from mahavishnu.ops.smoke_cli import smoke_command
 from tests.integration.test_second_service import echo_env, start_echo
 from tests.ops.support import ROOT, FakeHttpServer, Reply, broken_mcp_routes, fake_mcp_routes
 from tests.support.repos import make_repos, standard_specs
-from tests.support.server import RunningServer, base_env, free_port, start_server, wait_ready
+from tests.support.server import RunningServer, base_env, start_server, wait_ready
+from tests.support.session_buddy import session_buddy_env, spawn_session_buddy
 from tests.support.tokens import claims, hs256
 
 SCRIPT = ROOT / "scripts" / "smoke_tests.sh"
@@ -458,19 +459,7 @@ def session_buddy_server(ops_workdir: Path) -> Iterator[RunningServer]:
     """Session-Buddy served for real, open on loopback (development: its key made in the folder)."""
     folder = ops_workdir / "session-buddy"
     folder.mkdir(exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SESSION_", "MAHAVISHNU_"))}
-    env.pop("POSTGRES_URL", None)
-    env.update({"SESSION_BUDDY_DATA_DIR": str(folder), "SESSION_BUDDY_CONFIG": str(folder / "absent.yaml")})
-    port = free_port()
-    log = (folder / "server.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mahavishnu", "serve", "session-buddy", "--port", str(port)],
-        env=env,
-        cwd=folder,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    server = RunningServer(process, port, folder / "server.log", env)
+    server = spawn_session_buddy(folder, session_buddy_env(folder))
     wait_ready(server)
     yield server
     server.stop()

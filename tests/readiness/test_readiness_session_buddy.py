@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,17 +16,11 @@ import pytest
 from mahavishnu.platform.crypto import generate_key
 from mahavishnu.platform.db import Database
 from mahavishnu.session_buddy.settings import SessionBuddySettings
+from tests.support.session_buddy import session_buddy_env
 
 
 def _readiness(tmp_path: Path, **env: str) -> dict[str, dict[str, Any]]:
-    values = {
-        k: v for k, v in os.environ.items() if not k.startswith(("SESSION_", "MAHAVISHNU_", "EMBEDDING_"))
-    }
-    values.pop("POSTGRES_URL", None)
-    values.update(
-        {"SESSION_BUDDY_DATA_DIR": str(tmp_path), "SESSION_BUDDY_CONFIG": str(tmp_path / "absent.yaml")}
-    )
-    values.update(env)
+    values = session_buddy_env(tmp_path, **env)
     asyncio.run(_migrated(tmp_path))
     done = subprocess.run(
         [

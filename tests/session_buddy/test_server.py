@@ -5,7 +5,6 @@ nothing of a memory readable in the files it keeps."""
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from mahavishnu.platform.crypto import generate_key
 from mahavishnu.session_buddy.settings import SessionBuddySettings
 from tests.support.client import call_tool, mcp_client
 from tests.support.server import SECRET, RunningServer, free_port, wait_ready
+from tests.support.session_buddy import session_buddy_env, spawn_session_buddy
 
 TOOLS = {
     "start_session",
@@ -41,39 +41,19 @@ CANARY = "canary-violet-5d1e"
 
 
 def _env(data: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SESSION_", "MAHAVISHNU_"))}
-    env.pop("POSTGRES_URL", None)
-    env.update(
-        {
-            "SESSION_BUDDY_CONFIG": str(data / "absent.yaml"),
-            "SESSION_BUDDY_DATA_DIR": str(data),
-            "SESSION_BUDDY_AUTH_SECRET": SECRET,
-            "SESSION_ENCRYPTION_KEY": generate_key(),
-            "RATE_LIMIT_PER_MINUTE": "100000",
-            "RATE_LIMIT_BURST": "100000",
-        }
-    )
-    env.update(extra)
-    return env
-
-
-def _serve(data: Path, env: dict[str, str]) -> RunningServer:
-    port = free_port()
-    log_path = data / f"server-{port}.log"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mahavishnu", "serve", "session-buddy", "--port", str(port)],
-        env=env,
-        cwd=data,
-        stdout=log_path.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    return RunningServer(process, port, log_path, env)
+    settings = {
+        "SESSION_BUDDY_AUTH_SECRET": SECRET,
+        "SESSION_ENCRYPTION_KEY": generate_key(),
+        "RATE_LIMIT_PER_MINUTE": "100000",
+        "RATE_LIMIT_BURST": "100000",
+    }
+    return session_buddy_env(data, **{**settings, **extra})
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     data = tmp_path_factory.mktemp("session-buddy")
-    running = _serve(data, _env(data))
+    running = spawn_session_buddy(data, _env(data))
     wait_ready(running)
     yield running
     assert running.stop() == 0
@@ -279,7 +259,7 @@ def test_development_makes_its_key_once_and_warns(tmp_path: Path) -> None:
     env = _env(tmp_path)
     del env["SESSION_ENCRYPTION_KEY"]
     for _ in range(2):
-        running = _serve(tmp_path, env)
+        running = spawn_session_buddy(tmp_path, env)
         wait_ready(running)
         assert running.stop() == 0
         assert "development_encryption_key" in running.log_path.read_text()
@@ -293,7 +273,7 @@ async def test_a_restart_with_a_new_key_first_rotates_and_the_old_key_can_go(tmp
     old, new = generate_key(), generate_key()
     env = _env(tmp_path, SESSION_ENCRYPTION_KEY=old)
     admin = token("root", role="admin", tenant="rotating")
-    running = _serve(tmp_path, env)
+    running = spawn_session_buddy(tmp_path, env)
     wait_ready(running)
     stored = []
     async with mcp_client(running.url, admin) as client:
@@ -304,7 +284,7 @@ async def test_a_restart_with_a_new_key_first_rotates_and_the_old_key_can_go(tmp
     assert running.stop() == 0
 
     for keys in (f"{new},{old}", new):
-        running = _serve(tmp_path, {**env, "SESSION_ENCRYPTION_KEY": keys})
+        running = spawn_session_buddy(tmp_path, {**env, "SESSION_ENCRYPTION_KEY": keys})
         wait_ready(running)
         async with mcp_client(running.url, admin) as client:
             status = ok(await client.call_tool("rotate_encryption_key", {}))
