@@ -20,8 +20,7 @@ from numpy.typing import NDArray
 
 from mahavishnu.platform import Database, UnavailableError, get_logger
 from mahavishnu.session_buddy.embeddings import Embedder
-from mahavishnu.session_buddy.memories import RECORD
-from mahavishnu.session_buddy.vault import Vault
+from mahavishnu.session_buddy.vault import MEMORY_RECORD, Vault
 from mahavishnu.session_buddy.vector_index import TenantVectors, VectorIndex
 from mahavishnu.session_buddy.vectors import Pending, load_vectors, pending, write_vectors
 
@@ -145,5 +144,5 @@ class Meaning:
 
 
 def _content(vault: Vault, item: Pending) -> str:
-    document = vault.open(RECORD, item.tenant, item.memory_id, item.version, item.sealed)
+    document = vault.open(MEMORY_RECORD, item.tenant, item.memory_id, item.version, item.sealed)
     return str(document["content"])

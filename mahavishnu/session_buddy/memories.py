@@ -30,7 +30,7 @@ from mahavishnu.session_buddy.keyword import KeywordRanking, keyword_scores
 from mahavishnu.session_buddy.models import Memory, MemoryLabel, MemoryTerm, MemoryVector, MemoryVersion
 from mahavishnu.session_buddy.tenant_store import TenantStore
 from mahavishnu.session_buddy.terms import terms
-from mahavishnu.session_buddy.vault import Vault
+from mahavishnu.session_buddy.vault import MEMORY_RECORD, Vault
 from mahavishnu.session_buddy.vector_index import Neighbour
 from mahavishnu.session_buddy.views import (
     KINDS,
@@ -55,9 +55,6 @@ POOL = 50
 """Candidates each of keyword and meaning brings to a fused ranking, beyond the page asked for."""
 
 _Columns = TypeVarTuple("_Columns")
-
-RECORD = "memory"
-"""What sealed memory versions are bound to (with tenant, id and version)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +212,9 @@ class Memories(TenantStore):
             await self._audit(session, "memory.history", memory.id)
             versions = []
             for row in rows:
-                document = self._vault.open(RECORD, self.tenant, row.memory_id, row.version, row.sealed)
+                document = self._vault.open(
+                    MEMORY_RECORD, self.tenant, row.memory_id, row.version, row.sealed
+                )
                 versions.append(
                     MemoryVersionView(
                         version=row.version,
@@ -424,7 +423,7 @@ class Memories(TenantStore):
         self, session: AsyncSession, memory: Memory, document: dict[str, Any], now: datetime
     ) -> None:
         """Seal `document` as the memory's current version and index it (in `session`)."""
-        sealed = self._vault.seal(RECORD, self.tenant, memory.id, memory.version, document)
+        sealed = self._vault.seal(MEMORY_RECORD, self.tenant, memory.id, memory.version, document)
         words = terms(document["content"])
         memory.sealed = sealed
         memory.term_count = sum(words.values())
@@ -531,7 +530,7 @@ class Memories(TenantStore):
         return [sorted(filters.kinds), sorted(filters.tags), filters.project, filters.session_id]
 
     def _open(self, memory: Memory) -> dict[str, Any]:
-        return self._vault.open(RECORD, self.tenant, memory.id, memory.version, memory.sealed)
+        return self._vault.open(MEMORY_RECORD, self.tenant, memory.id, memory.version, memory.sealed)
 
     @staticmethod
     def _view(memory: Memory, document: dict[str, Any]) -> MemoryView:

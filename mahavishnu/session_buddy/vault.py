@@ -29,9 +29,12 @@ from mahavishnu.platform.crypto import KEY_BYTES, KeyRing, associated_data, gene
 from mahavishnu.session_buddy.models import TOKEN_BYTES, IndexKey
 from mahavishnu.session_buddy.settings import SessionBuddySettings
 
-__all__ = ["DEV_KEY_FILE", "Vault", "key_ring", "open_vault", "reseal_index_key"]
+__all__ = ["DEV_KEY_FILE", "MEMORY_RECORD", "Vault", "key_ring", "open_vault", "reseal_index_key"]
 
 log = get_logger("session_buddy.vault")
+
+MEMORY_RECORD = "memory"
+"""What a sealed memory version is bound to (with tenant, id and version)."""
 
 DEV_KEY_FILE = "session-buddy.key"
 """Where development keeps the key it made, in the data folder (never in production)."""
