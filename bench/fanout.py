@@ -186,10 +186,11 @@ class Engine:
 
 
 async def watch(service: WorkflowService, workflow_id: str, pause: float, answers: list[float]) -> None:
-    """Poll the status as an MCP client would, until cancelled: a page of runs, as JSON."""
+    """Poll the status as an MCP client would (`get_workflow_status` answers watchers from a
+    shared page, see `status_cache.py`), until cancelled: a page of runs, as JSON."""
     while True:
         started = time.perf_counter()
-        view = await service.status(LOCAL_PRINCIPAL, workflow_id, limit=POLL_PAGE)
+        view = await service.status(LOCAL_PRINCIPAL, workflow_id, limit=POLL_PAGE, shared=True)
         view.model_dump_json()
         answers.append(time.perf_counter() - started)
         await asyncio.sleep(pause)

@@ -95,6 +95,7 @@ class DeadLetterCases(ServiceBase):
             workflow = await session.get(Workflow, entry.workflow_id)
             if run is None or workflow is None:
                 raise NotFoundError(f"the run behind dead letter {dead_letter_id!r} is gone")
+            self._status_cache.forget(workflow.id)
             run.status, run.max_attempts = RunStatus.QUEUED, run.attempt + 1
             run.finished_at, run.next_attempt_at, run.error = None, None, None
             workflow.status, workflow.finished_at = WorkflowStatus.RUNNING, None

@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+
 from mahavishnu.orchestrator.manifest import Repo
 from mahavishnu.orchestrator.workflows import insights, reads, records, search
 from mahavishnu.orchestrator.workflows.dead_letters import DeadLetterCases
@@ -176,10 +178,13 @@ class WorkflowService(DeadLetterCases):
         run_status: str | None = None,
         limit: int | None = None,
         cursor: str | None = None,
+        shared: bool = False,
     ) -> WorkflowStatusPage:
         """A workflow, its runs' counts by status and a page of its runs (by repository name,
         only those with `run_status` if given), all in the caller's scope. `limit` 0 gives the
         counts alone; None every run (in-process callers only: client answers are bounded).
+        `shared`: a running workflow may be answered from a page at most
+        `STATUS_CACHE_SECONDS` old (see `status_cache.py`): for watchers, never for waits.
 
         Visibility follows the token's tags only: who requested a workflow widens nothing
         (another token may carry the same subject)."""
@@ -188,6 +193,30 @@ class WorkflowService(DeadLetterCases):
         if run_status is not None and run_status not in {s.value for s in RunStatus}:
             raise InvalidArgumentError(f"status must be one of {', '.join(s.value for s in RunStatus)}")
         workflow_id = await self.resolve_workflow_id(principal, workflow_id)
+        key = (principal.tags, run_status, limit, cursor)
+        if shared and (page := self._status_cache.get(workflow_id, key)) is not None:
+            if not await self._closed(workflow_id):
+                return page
+            self._status_cache.forget(workflow_id)  # closed, maybe by another engine: read it whole
+        page = await self._read_status(principal, workflow_id, run_status, limit, cursor)
+        if shared:
+            self._status_cache.put(workflow_id, key, page)
+        return page
+
+    async def _closed(self, workflow_id: str) -> bool:
+        """Whether the workflow has closed: one indexed read, what a shared page must not hide."""
+        async with self._db.session() as session:
+            finished = await session.scalar(select(Workflow.finished_at).where(Workflow.id == workflow_id))
+        return finished is not None
+
+    async def _read_status(
+        self,
+        principal: Principal,
+        workflow_id: str,
+        run_status: str | None,
+        limit: int | None,
+        cursor: str | None,
+    ) -> WorkflowStatusPage:
         pages = Cursor("runs", workflow_id, run_status)
         after = pages.decode(cursor)
         async with self._db.session() as session:
@@ -305,6 +334,7 @@ class WorkflowService(DeadLetterCases):
                 workflow.cancel_requested = True
                 await records.cancel_queued(session, workflow_id, now)
                 closed = await records.finalize_workflows(session, {workflow_id}, now)
+        self._status_cache.forget(workflow_id)
         if self._engine is not None:
             self._engine.report_closed(closed)
             self._engine.cancel(workflow_id)
@@ -316,7 +346,9 @@ class WorkflowService(DeadLetterCases):
         _require_unscoped_admin(principal, "healing orphaned runs")
         if self._engine is None:
             raise InvalidArgumentError("no engine runs in this process")
-        return await self._engine.heal()
+        healed = await self._engine.heal()
+        self._status_cache.forget()
+        return healed
 
 
 def _require_unscoped_admin(principal: Principal, what: str) -> None:

@@ -9,6 +9,7 @@ from mahavishnu.orchestrator.workflows import reads
 from mahavishnu.orchestrator.workflows.definitions import WorkflowDefinition
 from mahavishnu.orchestrator.workflows.ports import WorkflowEngine
 from mahavishnu.orchestrator.workflows.shortids import FULL, SHORTEST, ambiguous, prefix_of, short_ids
+from mahavishnu.orchestrator.workflows.status_cache import StatusCache
 from mahavishnu.platform.auth import Principal
 from mahavishnu.platform.db import Database
 from mahavishnu.platform.errors import NotFoundError
@@ -33,6 +34,7 @@ class ServiceBase:
         self._manifest = manifest
         self._definitions = definitions
         self._engine = engine
+        self._status_cache = StatusCache()
 
     async def _resolve(self, principal: Principal, text: str, key: reads.IdColumn, what: str) -> str:
         """The one ID in the caller's scope that `text` is a prefix of (or is). IDs outside the

@@ -126,9 +126,10 @@ class WorkflowTools:
         `counts` of its repo runs by status, and a page of its runs by repository name (only
         those with `status` if given): status, attempt, exit code, duration, output tail, error.
         `total` counts the runs the filter matches; pass `next_cursor` back as `cursor` for the
-        next page. To watch a workflow, poll with `limit: 0` (counts only)."""
+        next page. To watch a workflow, poll with `limit: 0` (counts only). While it runs, the
+        answer may be up to 0.1 s old (watchers share it); a finished workflow's is always fresh."""
         return await self._service.status(
-            current_principal(), workflow_id, run_status=status, limit=limit, cursor=cursor
+            current_principal(), workflow_id, run_status=status, limit=limit, cursor=cursor, shared=True
         )
 
     async def list_workflows(
