@@ -1,0 +1,216 @@
+"""Searching one tenant's memories: by keyword (BM25 over blind tokens, `keyword.py`), by
+meaning (cosine of embeddings, `meaning.py`) or both fused (`fusion.py`). `Memories` adds the
+writes and reads; this part only ranks, re-checks in SQL and opens the hits."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal, TypeVarTuple
+
+import numpy as np
+from numpy.typing import NDArray
+from sqlalchemy import Select, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mahavishnu.platform import Database, InvalidArgumentError, UnavailableError
+from mahavishnu.platform.paging import Cursor, check_limit
+from mahavishnu.session_buddy.fusion import fuse, identifier_words, keyword_weight
+from mahavishnu.session_buddy.keyword import KeywordRanking, keyword_scores
+from mahavishnu.session_buddy.memory_records import (
+    Filters,
+    Limits,
+    fingerprint,
+    live,
+    memory_view,
+    open_memory,
+)
+from mahavishnu.session_buddy.models import Memory
+from mahavishnu.session_buddy.tenant_store import TenantStore
+from mahavishnu.session_buddy.terms import terms
+from mahavishnu.session_buddy.vault import Vault
+from mahavishnu.session_buddy.vector_index import Neighbour
+from mahavishnu.session_buddy.views import MemoryView, SearchHit, SearchPage
+
+if TYPE_CHECKING:
+    from mahavishnu.session_buddy.meaning import Meaning
+
+__all__ = ["MODES", "MemorySearch", "SearchMode"]
+
+SearchMode = Literal["hybrid", "keyword", "semantic"]
+MODES: tuple[SearchMode, ...] = ("hybrid", "keyword", "semantic")
+POOL = 50
+"""Candidates each of keyword and meaning brings to a fused ranking, beyond the page asked for."""
+
+_Columns = TypeVarTuple("_Columns")
+
+
+class MemorySearch(TenantStore):
+    def __init__(
+        self,
+        db: Database,
+        vault: Vault,
+        limits: Limits,
+        *,
+        tenant: str,
+        author: str,
+        meaning: Meaning | None = None,
+    ) -> None:
+        super().__init__(db, vault, tenant=tenant, author=author)
+        self._limits = limits
+        self._meaning = meaning
+        """Search by meaning; None: keyword search only (and nothing is embedded)."""
+
+    async def search_keyword(
+        self, query: str, filters: Filters, *, limit: int = 10, cursor: str | None = None
+    ) -> SearchPage:
+        return await self.search(query, filters, mode="keyword", limit=limit, cursor=cursor)
+
+    async def search(
+        self,
+        query: str,
+        filters: Filters,
+        *,
+        mode: str = "hybrid",
+        limit: int = 10,
+        cursor: str | None = None,
+    ) -> SearchPage:
+        """Best first, by keyword (BM25 over blind tokens, `keyword.py`), by meaning (cosine of
+        embeddings, `meaning.py`) or both fused (`fusion.py`). Whatever the vector index
+        answers is re-checked in SQL (live, current version, filters); a memory not embedded
+        yet is found by keyword in hybrid mode. Audit entries name the mode, not the query."""
+        check_limit(limit)
+        if mode not in MODES:
+            raise InvalidArgumentError(f"mode: one of {', '.join(MODES)}")
+        words = terms(query)
+        if not words and (mode == "keyword" or not query.strip()):
+            raise InvalidArgumentError("query: give at least one word to search for")
+        pages = Cursor("search", self.tenant, mode, query, *self._fingerprint(filters))
+        offset = _offset(pages.decode(cursor))
+        vector = await self._query_vector(query, mode)
+        tokens = [self._vault.token(self.tenant, "word", w) for w in words]
+        async with self._db.session() as session:
+            if mode == "keyword" or vector is None:
+                live = self._narrowed(select(Memory.id, Memory.term_count), filters)
+                ranking = await keyword_scores(
+                    session, self.tenant, tokens, live, offset=offset, limit=limit + 1
+                )
+                ranked, total = ranking.rows, ranking.total
+            else:
+                ranked = await self._fused(session, query, tokens, vector, filters, mode, offset + limit + 1)
+                total = len(ranked)
+                ranked = ranked[offset:]
+            found = {
+                m.id: m
+                for m in await session.scalars(
+                    select(Memory).where(
+                        Memory.tenant == self.tenant, Memory.id.in_([r[0] for r in ranked[:limit]])
+                    )
+                )
+            }
+            hits = [
+                SearchHit(memory=self._view(found[i], self._open(found[i])), score=round(score, 6))
+                for i, score in ranked[:limit]
+                if i in found
+            ]
+            await self._audit(session, "memory.search", None, mode=mode, returned=len(hits))
+        more = len(ranked) > limit
+        return SearchPage(
+            hits=hits, total=total, next_cursor=pages.encode(str(offset + limit)) if more else None
+        )
+
+    async def _query_vector(self, query: str, mode: str) -> NDArray[np.float32] | None:
+        """The query's embedding (made in a thread), or None when keyword search must do:
+        keyword mode, or hybrid before the index is loaded."""
+        if mode == "keyword":
+            return None
+        if self._meaning is None:
+            if mode == "semantic":
+                raise UnavailableError("search by meaning is not enabled on this server")
+            return None
+        if mode == "hybrid" and not self._meaning.ready:
+            return None
+        return await self._meaning.query_vector(query)
+
+    async def _fused(
+        self,
+        session: AsyncSession,
+        query: str,
+        tokens: list[bytes],
+        vector: NDArray[np.float32],
+        filters: Filters,
+        mode: str,
+        wanted: int,
+    ) -> list[tuple[str, float]]:
+        """The first `wanted` (memory id, score) by meaning, or fused with keywords."""
+        assert self._meaning is not None  # _query_vector answered a vector
+        if mode == "semantic":
+            return list((await self._nearest(session, vector, filters, wanted)).items())
+        count = wanted + POOL
+        live = self._narrowed(select(Memory.id, Memory.term_count), filters)
+        ranking = (
+            await keyword_scores(session, self.tenant, tokens, live, offset=0, limit=count)
+            if tokens
+            else KeywordRanking([], 0)
+        )
+        cosines = await self._nearest(session, vector, filters, count)
+        missing = [i for i, _ in ranking.rows if i not in cosines]
+        cosines.update(self._meaning.vectors_of(self.tenant).similarity(missing, vector))
+        identifiers = {self._vault.token(self.tenant, "word", w) for w in identifier_words(query)}
+        weight = keyword_weight(ranking, identifier_matched=bool(identifiers & ranking.matched))
+        return fuse(ranking.rows, cosines, weight)[:wanted]
+
+    async def _nearest(
+        self, session: AsyncSession, vector: NDArray[np.float32], filters: Filters, count: int
+    ) -> dict[str, float]:
+        """Cosines of the `count` live memories (meeting `filters`) nearest `vector`, best first,
+        each re-checked in SQL at the version its vector was made from."""
+        assert self._meaning is not None
+        vectors = self._meaning.vectors_of(self.tenant)
+        if any(self._fingerprint(filters)):  # narrowed: an exact scan of just those memories
+            among = list(await session.scalars(self._narrowed(select(Memory.id), filters)))
+            return await self._current(session, vectors.nearest(vector, count, among=among), filters)
+        asked = 2 * count + 10
+        while True:
+            near = vectors.nearest(vector, asked)
+            current = await self._current(session, near, filters)
+            if len(current) >= count or len(near) < asked:
+                return dict(list(current.items())[:count])
+            asked *= 4
+
+    async def _current(
+        self, session: AsyncSession, near: list[Neighbour], filters: Filters
+    ) -> dict[str, float]:
+        if not near:
+            return {}
+        versions = dict(
+            (
+                await session.execute(
+                    self._narrowed(select(Memory.id, Memory.version), filters).where(
+                        Memory.id.in_([n.memory_id for n in near])
+                    )
+                )
+            ).all()
+        )
+        return {n.memory_id: n.similarity for n in near if versions.get(n.memory_id) == n.version}
+
+    # --- shared with Memories ----------------------------------------------------------------
+
+    def _narrowed(self, query: Select[*_Columns], filters: Filters) -> Select[*_Columns]:
+        return live(query, self._vault, self._limits, self.tenant, filters)
+
+    def _fingerprint(self, filters: Filters) -> list[object]:
+        return fingerprint(filters)
+
+    def _open(self, memory: Memory) -> dict[str, Any]:
+        return open_memory(self._vault, memory)
+
+    @staticmethod
+    def _view(memory: Memory, document: dict[str, Any]) -> MemoryView:
+        return memory_view(memory, document)
+
+
+def _offset(after: str | None) -> int:
+    if after is None:
+        return 0
+    if not after.isdigit() or len(after) > 9:
+        raise InvalidArgumentError("cursor is not one this server issued")
+    return int(after)
