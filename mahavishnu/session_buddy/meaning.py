@@ -20,9 +20,10 @@ from numpy.typing import NDArray
 
 from mahavishnu.platform import Database, UnavailableError, get_logger
 from mahavishnu.session_buddy.embeddings import Embedder
+from mahavishnu.session_buddy.metrics import MemoryMetrics
 from mahavishnu.session_buddy.vault import MEMORY_RECORD, Vault
 from mahavishnu.session_buddy.vector_index import TenantVectors, VectorIndex
-from mahavishnu.session_buddy.vectors import Pending, load_vectors, pending, write_vectors
+from mahavishnu.session_buddy.vectors import Pending, load_vectors, pending, pending_count, write_vectors
 
 __all__ = ["Meaning"]
 
@@ -41,8 +42,10 @@ class Meaning:
         workers: int = 1,
         batch: int = 64,
         poll_seconds: float = 1.0,
+        metrics: MemoryMetrics | None = None,
     ) -> None:
         self._db = db
+        self._metrics = metrics
         self.embedder = embedder
         self.index = VectorIndex(embedder.model_id, embedder.dimensions)
         self._workers = workers
@@ -67,7 +70,8 @@ class Meaning:
     async def query_vector(self, query: str) -> NDArray[np.float32]:
         if not self.ready:
             raise UnavailableError("search by meaning is still loading its index; try again shortly")
-        vectors = await asyncio.to_thread(self.embedder.embed, [query])
+        with self._timed("query"):
+            vectors = await asyncio.to_thread(self.embedder.embed, [query])
         first: NDArray[np.float32] = vectors[0]
         return first
 
@@ -89,12 +93,15 @@ class Meaning:
             if not batch:
                 return 0
             texts = [_content(vault, p) for p in batch]
-            vectors = await asyncio.to_thread(self.embedder.embed, texts)
+            with self._timed("batch"):
+                vectors = await asyncio.to_thread(self.embedder.embed, texts)
             written = await write_vectors(
                 self._db, vault, self.index.model_id, list(zip(batch, vectors, strict=True))
             )
             for item, vector in written:
                 self.index.tenant(item.tenant).add(item.memory_id, item.version, vector)
+            if self._metrics is not None:
+                self._metrics.embedded.inc(len(written))
             return len(written) or len(batch)  # none written: another process did them; go on
         finally:
             self._claimed.difference_update(p.memory_id for p in batch)
@@ -118,11 +125,19 @@ class Meaning:
                 group.create_task(self._embedding(vault), name=f"session-buddy-embedding-{number}")
             group.create_task(self._following(vault, started), name="session-buddy-vector-follow")
 
+    def _timed(self, what: str) -> contextlib.AbstractContextManager[object]:
+        if self._metrics is None:
+            return contextlib.nullcontext()
+        return self._metrics.embedding_duration.labels(what).time()
+
     async def _embedding(self, vault: Vault) -> None:
         while True:
             self._wake.clear()
             try:
                 done = await self.embed_pending(vault)
+                if self._metrics is not None:
+                    waiting = await pending_count(self._db, self.index.model_id) if done else 0
+                    self._metrics.embedding_queue.set(waiting)
             except Exception as exc:  # an outage must not end the worker
                 log.warning("embedding_failed", error=f"{type(exc).__name__}: {exc}")
                 done = 0

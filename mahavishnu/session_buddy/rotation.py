@@ -12,6 +12,7 @@ nothing remaining, the old keys can be dropped from the setting.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import ColumnElement, and_, func, select, tuple_, update
@@ -73,6 +74,8 @@ class Rotation:
     """Values changed by a writer between our read and our write (already re-sealed by it)."""
     done: bool = False
     errors: list[str] = field(default_factory=list)
+    on_progress: Callable[[int], None] | None = None
+    """Told how many values each batch re-sealed (the metrics follow the sweep with it)."""
 
     async def run(self, db: Database) -> None:
         await reseal_index_key(db, self.ring)
@@ -103,6 +106,7 @@ class Rotation:
         query = select(*key, sealed).where(_stale(table, self.ring)).order_by(*key).limit(BATCH)
         if after is not None:
             query = query.where(tuple_(*key) > tuple_(*after))
+        before = self.rotated
         async with db.session() as session:
             rows = (await session.execute(query)).all()
             for row in rows:
@@ -120,4 +124,6 @@ class Rotation:
                     self.rotated += 1
                 else:
                     self.skipped += 1
+        if self.on_progress is not None and self.rotated > before:
+            self.on_progress(self.rotated - before)
         return tuple(rows[-1][: len(key)]) if len(rows) == BATCH else None

@@ -19,6 +19,7 @@ from mahavishnu.session_buddy.admin_tools import AdminTools
 from mahavishnu.session_buddy.embeddings import load_embedder
 from mahavishnu.session_buddy.meaning import Meaning
 from mahavishnu.session_buddy.memories import Limits, Memories
+from mahavishnu.session_buddy.metrics import MemoryMetrics
 from mahavishnu.session_buddy.retention import purge
 from mahavishnu.session_buddy.rotator import Rotator
 from mahavishnu.session_buddy.session_tools import SessionTools
@@ -47,7 +48,8 @@ def create_service(settings: SessionBuddySettings, metrics: Metrics) -> Service:
     session_limits = SessionLimits(max_text_chars=settings.max_content_chars)
     opened: list[Vault] = []
     meaning: list[Meaning] = []  # once the model is loaded (in the background, off the loop)
-    rotator = Rotator(db, ring)
+    memory_metrics = MemoryMetrics(metrics)
+    rotator = Rotator(db, ring, memory_metrics)
 
     def vault_now() -> Vault:
         if not opened:
@@ -78,7 +80,7 @@ def create_service(settings: SessionBuddySettings, metrics: Metrics) -> Service:
             await rotator.start_if_needed()
             async with (
                 _running(_retain(db, settings)),
-                _running(_understand(db, opened[0], settings, meaning)),
+                _running(_understand(db, opened[0], settings, memory_metrics, meaning)),
             ):
                 yield
         finally:
@@ -92,7 +94,7 @@ def create_service(settings: SessionBuddySettings, metrics: Metrics) -> Service:
         settings=settings,
         tools=[
             *SessionTools(sessions_for).specs(),
-            *MemoryTools(memories_for).specs(),
+            *MemoryTools(memories_for, memory_metrics).specs(),
             *AdminTools(db, vault_now, rotator, purge_after_days=settings.purge_after_days).specs(),
         ],
         health_checks=[
@@ -130,7 +132,11 @@ async def _retain(db: Database, settings: SessionBuddySettings) -> None:
 
 
 async def _understand(
-    db: Database, vault: Vault, settings: SessionBuddySettings, into: list[Meaning]
+    db: Database,
+    vault: Vault,
+    settings: SessionBuddySettings,
+    metrics: MemoryMetrics,
+    into: list[Meaning],
 ) -> None:
     """Load the embedding model (in a thread), rebuild the index, then embed in the background."""
     try:
@@ -138,7 +144,7 @@ async def _understand(
     except Exception as exc:  # keyword search goes on; the health check says what is missing
         log.error("embedding_model_unavailable", error=f"{type(exc).__name__}: {exc}")
         return
-    into.append(Meaning(db, embedder, workers=settings.worker_count))
+    into.append(Meaning(db, embedder, workers=settings.worker_count, metrics=metrics))
     await into[0].run(vault)
 
 

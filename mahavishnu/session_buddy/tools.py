@@ -13,6 +13,7 @@ from mahavishnu.platform.auth import current_principal
 from mahavishnu.platform.mcp import ToolSpec
 from mahavishnu.platform.paging import MAX_PAGE
 from mahavishnu.session_buddy.memories import Filters, Memories, NewMemory, SearchMode
+from mahavishnu.session_buddy.metrics import MemoryMetrics
 from mahavishnu.session_buddy.views import (
     Kind,
     MemoryHistory,
@@ -32,9 +33,10 @@ Content = Annotated[str, Field(min_length=1, max_length=1_000_000)]
 
 
 class MemoryTools:
-    def __init__(self, memories_for: Callable[[str, str], Memories]) -> None:
+    def __init__(self, memories_for: Callable[[str, str], Memories], metrics: MemoryMetrics) -> None:
         self._memories_for = memories_for
         """(tenant, author) → that tenant's store; raises UnavailableError until the vault opened."""
+        self._metrics = metrics
 
     def specs(self) -> Sequence[ToolSpec]:
         return [
@@ -77,7 +79,9 @@ class MemoryTools:
             importance=importance,
             expires_at=expires_at,
         )
-        return await self._mine().store(new, idempotency_key=idempotency_key)
+        result = await self._mine().store(new, idempotency_key=idempotency_key)
+        self._metrics.stored.labels("created" if result.created else "existing").inc()
+        return result
 
     async def get_memory(self, memory_id: MemoryId) -> MemoryView:
         """Read one memory, current version."""
@@ -146,7 +150,10 @@ class MemoryTools:
         once it is embedded (about a second). Narrow with the same filters as list_memories; in
         semantic and hybrid modes `total` counts the ranked candidates, not every memory."""
         filters = Filters(kinds=kinds or (), tags=tags or (), project=project, session_id=session_id)
-        return await self._mine().search(query, filters, mode=mode, limit=limit, cursor=cursor)
+        with self._metrics.search_duration.labels(mode).time():
+            page = await self._mine().search(query, filters, mode=mode, limit=limit, cursor=cursor)
+        self._metrics.searches.labels(mode).inc()
+        return page
 
     async def memory_stats(self) -> MemoryStats:
         """How many memories the caller's tenant keeps, by kind, and how many deleted ones await

@@ -15,14 +15,14 @@ from datetime import UTC, datetime
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import and_, delete, or_, select
+from sqlalchemy import Select, and_, delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from mahavishnu.platform import Database
 from mahavishnu.session_buddy.models import Memory, MemoryVector
 from mahavishnu.session_buddy.vault import Vault
 
-__all__ = ["Pending", "load_vectors", "pending", "write_vectors"]
+__all__ = ["Pending", "load_vectors", "pending", "pending_count", "write_vectors"]
 
 RECORD = "memory-vector"
 _LOAD_BATCH = 2000
@@ -54,9 +54,9 @@ def open_vector(vault: Vault, row: MemoryVector) -> NDArray[np.float32]:
     return np.frombuffer(data, dtype="<f4").astype(np.float32)
 
 
-async def pending(db: Database, model_id: str, *, limit: int, skip: Collection[str] = ()) -> list[Pending]:
+def _needing_vectors(model_id: str) -> Select[str, str, int, bytes]:
     """Live memories (any tenant) with no vector of `model_id` at their current version."""
-    query = (
+    return (
         select(Memory.id, Memory.tenant, Memory.version, Memory.sealed)
         .outerjoin(MemoryVector, MemoryVector.memory_id == Memory.id)
         .where(
@@ -67,13 +67,23 @@ async def pending(db: Database, model_id: str, *, limit: int, skip: Collection[s
                 MemoryVector.model_id != model_id,
             ),
         )
-        .order_by(Memory.id)
-        .limit(limit)
     )
+
+
+async def pending(db: Database, model_id: str, *, limit: int, skip: Collection[str] = ()) -> list[Pending]:
+    """The first `limit` memories needing a vector of `model_id`, less those in `skip`."""
+    query = _needing_vectors(model_id).order_by(Memory.id).limit(limit)
     if skip:
         query = query.where(Memory.id.not_in(list(skip)))
     async with db.session() as session:
         return [Pending(*row) for row in (await session.execute(query)).all()]
+
+
+async def pending_count(db: Database, model_id: str) -> int:
+    """How many memories wait for a vector (the embedding queue's depth)."""
+    async with db.session() as session:
+        count = await session.scalar(select(func.count()).select_from(_needing_vectors(model_id).subquery()))
+    return int(count or 0)
 
 
 async def write_vectors(
