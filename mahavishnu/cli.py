@@ -27,6 +27,7 @@ from mahavishnu.orchestrator.workflows.cli import db_app, dlq_app, run_command, 
 from mahavishnu.platform.auth import ROLES, Role, issue_token
 from mahavishnu.platform.errors import ConfigurationError
 from mahavishnu.platform.settings import PlatformSettings
+from mahavishnu.session_buddy.cli import memories_app
 from mahavishnu.session_buddy.settings import SessionBuddySettings
 
 if TYPE_CHECKING:
@@ -51,6 +52,14 @@ app.command("run")(run_command)
 app.add_typer(workflows_app, name="workflows")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(db_app, name="db")
+
+
+def _memories_settings() -> None:
+    """`--config` names Session-Buddy's settings file for the memories commands."""
+    _use_config_flag(SessionBuddySettings)
+
+
+app.add_typer(memories_app, name="memories", callback=_memories_settings)
 
 err = Console(stderr=True, soft_wrap=True, highlight=False)
 _TTL = re.compile(r"^(\d+)([smhd]?)$")

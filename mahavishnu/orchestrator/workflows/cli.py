@@ -31,14 +31,10 @@ from mahavishnu.orchestrator.workflows.cli_common import (
     attempts_of,
     counts_text,
     database,
-    fail,
     id_table,
     load_settings,
     more_than_shown,
     open_service,
-    out,
-    print_json,
-    run_sync,
     styled,
     took,
     when,
@@ -47,6 +43,7 @@ from mahavishnu.orchestrator.workflows.cli_dlq import dlq_app
 from mahavishnu.orchestrator.workflows.cli_output import print_attempts, print_view
 from mahavishnu.orchestrator.workflows.cli_run import run_command
 from mahavishnu.platform.auth import LOCAL_PRINCIPAL
+from mahavishnu.platform.cli_support import fail, out, print_json, run_sync
 from mahavishnu.platform.errors import ConfigurationError
 
 if TYPE_CHECKING:

@@ -9,20 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from mahavishnu.orchestrator.settings import MahavishnuSettings
 from mahavishnu.platform.auth import LOCAL_PRINCIPAL
-from mahavishnu.platform.errors import ConfigurationError, MahavishnuError, UnavailableError
+from mahavishnu.platform.cli_support import err, fail
+from mahavishnu.platform.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from mahavishnu.orchestrator.manifest import ManifestStore
@@ -33,8 +30,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True, highlight=False)
 
 POLL_SECONDS = 0.2
 _STATUS_STYLE = {
@@ -49,11 +44,6 @@ _STATUS_STYLE = {
 # --- plumbing ---------------------------------------------------------------------------
 
 
-def fail(message: str, code: int) -> NoReturn:
-    err.print(f"[red]error:[/red] {escape(message)}")
-    raise typer.Exit(code)
-
-
 def load_settings() -> MahavishnuSettings:
     """Settings as `mahavishnu serve` builds them. (The main app's callback already sends log
     lines to stderr, so stdout carries only the command's answer: a table or JSON.)"""
@@ -61,20 +51,6 @@ def load_settings() -> MahavishnuSettings:
         return MahavishnuSettings.load()
     except ConfigurationError as exc:
         fail(exc.message, 2)
-
-
-def run_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """Run one command's async body; a failure the caller can act on is one line, not a traceback."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    try:
-        return asyncio.run(coro)
-    except UnavailableError as exc:
-        fail(exc.message, 1)
-    except MahavishnuError as exc:
-        fail(exc.message, 2)
-    except (SQLAlchemyError, OSError) as exc:
-        fail(f"the database is unavailable: {first_line(str(exc))}", 1)
 
 
 @contextlib.asynccontextmanager
@@ -132,10 +108,6 @@ def id_table(id_header: str, *columns: tuple[str, Mapping[str, Any]]) -> Table:
     return table
 
 
-def first_line(text: str | None) -> str:
-    return next((line.strip() for line in (text or "").splitlines() if line.strip()), "")
-
-
 def styled(status: str) -> str:
     style = _STATUS_STYLE.get(status)
     return f"[{style}]{status}[/{style}]" if style else status
@@ -181,10 +153,6 @@ def more_than_shown(shown: int, total: int) -> None:
     """Under a list cut by --limit: how many there are in all (on stderr, not in the table)."""
     if total > shown:
         err.print(f"{shown} of {total} shown; --limit shows more (up to 200)")
-
-
-def print_json(data: object) -> None:
-    typer.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
 async def until_final(

@@ -14,21 +14,17 @@ from mahavishnu.orchestrator.settings import MahavishnuSettings
 from mahavishnu.orchestrator.workflows.cli_common import (
     age,
     attempts_of,
-    fail,
-    first_line,
     id_table,
     load_settings,
     more_than_shown,
     open_service,
-    out,
-    print_json,
-    run_sync,
     styled,
     until_final,
     when,
 )
 from mahavishnu.orchestrator.workflows.cli_output import attempt_lines
 from mahavishnu.platform.auth import LOCAL_PRINCIPAL
+from mahavishnu.platform.cli_support import fail, first_line, out, print_json, run_sync
 
 if TYPE_CHECKING:
     from mahavishnu.orchestrator.workflows.pages import DeadLetterList

@@ -16,7 +16,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from mahavishnu.orchestrator.workflows.cli_common import counts_text, first_line, out, styled, when
+from mahavishnu.orchestrator.workflows.cli_common import counts_text, styled, when
+from mahavishnu.platform.cli_support import first_line, out
 
 if TYPE_CHECKING:
     from mahavishnu.orchestrator.workflows.views import AttemptView, RunView, WorkflowView

@@ -16,17 +16,10 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from mahavishnu.orchestrator.settings import MahavishnuSettings
-from mahavishnu.orchestrator.workflows.cli_common import (
-    counts_text,
-    err,
-    fail,
-    load_settings,
-    open_service,
-    run_sync,
-    until_final,
-)
+from mahavishnu.orchestrator.workflows.cli_common import counts_text, load_settings, open_service, until_final
 from mahavishnu.orchestrator.workflows.cli_output import print_view
 from mahavishnu.platform.auth import LOCAL_PRINCIPAL
+from mahavishnu.platform.cli_support import err, fail, run_sync
 from mahavishnu.platform.errors import ConfigurationError
 
 if TYPE_CHECKING:
