@@ -13,13 +13,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mahavishnu.platform import InvalidArgumentError, NotFoundError
 from mahavishnu.platform.ids import new_id
 from mahavishnu.platform.paging import Cursor, check_limit
+from mahavishnu.session_buddy import outbox
 from mahavishnu.session_buddy.memory_records import (
     Filters,
     Limits,
@@ -84,7 +85,7 @@ class Memories(MemorySearch):
         """A new version with `changes` applied (content, kind, tags, project, importance,
         expires_at); the earlier versions stay in the history."""
         async with self._db.session() as session:
-            memory = await self._live(session, memory_id)
+            memory = await self._held(session, memory_id)
             document = self._open(memory)
             merged = NewMemory(
                 content=changes.get("content", document["content"]),
@@ -120,10 +121,17 @@ class Memories(MemorySearch):
     async def delete(self, memory_id: str) -> MemoryView:
         """Gone from every listing and index at once; its sealed versions stay until the purge."""
         async with self._db.session() as session:
-            memory = await self._live(session, memory_id)
+            memory = await self._held(session, memory_id)
             document = self._open(memory)
             memory.deleted_at = datetime.now(UTC)
             memory.content_mac = None
+            outbox.record_tombstone(
+                session,
+                tenant=self.tenant,
+                memory_id=memory.id,
+                last_version=memory.version,
+                at=memory.deleted_at,
+            )
             await drop_index(session, memory.id)
             await session.execute(delete(MemoryVector).where(MemoryVector.memory_id == memory.id))
             await self._audit(session, "memory.delete", memory.id)
@@ -238,13 +246,31 @@ class Memories(MemorySearch):
         memory = None
         if isinstance(memory_id, str) and 0 < len(memory_id) <= 64:
             memory = await session.scalar(
-                self._narrowed(select(Memory), Filters()).where(Memory.id == memory_id)
+                self._narrowed(select(Memory), Filters())
+                .where(Memory.id == memory_id)
+                .execution_options(populate_existing=True)
             )
         if memory is None:
             raise NotFoundError(
                 f"no memory {memory_id[:64]!r}" if isinstance(memory_id, str) else "no memory"
             )
         return memory
+
+    async def _held(self, session: AsyncSession, memory_id: str) -> Memory:
+        """The live memory, held until `session` ends: a concurrent update or delete of it waits
+        for ours, or we for theirs and then read it again. So the version read is the version
+        changed, and one memory's outbox entries follow its versions (a tombstone after all)."""
+        for _ in range(3):
+            memory = await self._live(session, memory_id)
+            held = await session.execute(
+                update(Memory)
+                .where(Memory.id == memory.id, Memory.version == memory.version, Memory.deleted_at.is_(None))
+                .values(version=Memory.version)
+                .execution_options(synchronize_session=False)
+            )
+            if getattr(held, "rowcount", 0) == 1:
+                return memory
+        raise InvalidArgumentError(f"memory {memory_id} is being changed by others; try again")
 
     def _document(self, new: NewMemory) -> dict[str, Any]:
         return checked_document(new, self._limits)

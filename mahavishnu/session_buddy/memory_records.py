@@ -13,6 +13,7 @@ from sqlalchemy import ColumnElement, Select, and_, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mahavishnu.platform import InvalidArgumentError
+from mahavishnu.session_buddy import outbox
 from mahavishnu.session_buddy.checks import label, text
 from mahavishnu.session_buddy.models import Memory, MemoryLabel, MemoryTerm, MemoryVersion
 from mahavishnu.session_buddy.terms import terms
@@ -96,7 +97,8 @@ def write_version(
     created_at: datetime,
     author: str,
 ) -> None:
-    """Seal `document` as the memory's current version and index it (in `session`)."""
+    """Seal `document` as the memory's current version, index it and queue it for Akosha (all
+    in `session`, so the version and its outbox entry commit or fail together)."""
     tenant = memory.tenant
     sealed = vault.seal(MEMORY_RECORD, tenant, memory.id, memory.version, document)
     words = terms(document["content"])
@@ -126,6 +128,9 @@ def write_version(
         if document[domain] is not None:
             labels.add(vault.token(tenant, domain, document[domain]))
     session.add_all(MemoryLabel(memory_id=memory.id, token=t, tenant=tenant) for t in labels)
+    outbox.record(
+        session, "upsert", tenant=tenant, memory_id=memory.id, version=memory.version, at=created_at
+    )
 
 
 async def drop_index(session: AsyncSession, memory_id: str) -> None:

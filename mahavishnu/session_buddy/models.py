@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Float, ForeignKey, Index, Integer, LargeBinary, String, UniqueConstraint
+from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from mahavishnu.platform.sqltypes import UTCDateTime
@@ -23,6 +23,7 @@ __all__ = [
     "MemoryTerm",
     "MemoryVector",
     "MemoryVersion",
+    "OutboxEntry",
     "RetentionPolicy",
 ]
 
@@ -133,6 +134,34 @@ class MemoryLabel(Base):
     )
     token: Mapped[bytes] = mapped_column(LargeBinary(TOKEN_BYTES), primary_key=True)
     tenant: Mapped[str] = mapped_column(String(128))
+
+
+class OutboxEntry(Base):
+    """A memory version or a deletion not yet accepted by Akosha, written in the transaction
+    that made it, so none is lost. Ids only, never content: the pusher opens the sealed version
+    when it sends. The rows are the queue itself: an entry is deleted once Akosha accepted it,
+    which is exact under any commit order (a last-pushed-id cursor is not: a transaction that
+    took a smaller id may commit after a larger one was pushed)."""
+
+    __tablename__ = "session_buddy_outbox"
+    __table_args__ = (
+        Index("ix_session_buddy_outbox_memory_id", "memory_id"),
+        {"sqlite_autoincrement": True},  # ids never reused, even once the table was emptied
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    """The order entries are sent in (commit order may differ between memories, never within one)."""
+    tenant: Mapped[str] = mapped_column(String(128))
+    memory_id: Mapped[str] = mapped_column(String(36))
+    """No foreign key: a deletion's entry outlives the purge of its memory."""
+    version: Mapped[int] = mapped_column(Integer)
+    """An upsert's version; a tombstone's is the one after the memory's last, so it supersedes
+    every upsert and stays distinct from them on (source, memory, version)."""
+    op: Mapped[str] = mapped_column(String(16))
+    """'upsert' or 'tombstone'."""
+    created_at: Mapped[datetime]
 
 
 class CodingSession(Base):

@@ -7,7 +7,8 @@
 
 A purge deletes the memory row; its versions, words and labels go with it (foreign keys with
 ON DELETE CASCADE, on SQLite too: the platform turns them on), so nothing is left that names
-it but the audit log's record of the purge.
+it but the audit log's record of the purge, and, for a memory never deleted, the tombstone it
+queues for Akosha in the same transaction (a deleted memory's was queued by its delete).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mahavishnu.platform import Database, InvalidArgumentError
+from mahavishnu.session_buddy import outbox
 from mahavishnu.session_buddy.models import Memory, RetentionPolicy
 
 __all__ = ["RetentionReport", "purge", "set_policy"]
@@ -54,8 +56,17 @@ async def purge(db: Database, *, purge_after_days: int, now: datetime | None = N
 
 
 async def _delete(session: AsyncSession, condition: ColumnElement[bool]) -> int:
-    result = await session.execute(delete(Memory).where(condition))
-    return int(getattr(result, "rowcount", 0) or 0)
+    """Purge the memories meeting `condition`; a tombstone for each one never deleted. The rows
+    the delete answers are the ones it removed, at the version they had then."""
+    result = await session.execute(
+        delete(Memory).where(condition).returning(Memory.id, Memory.tenant, Memory.version, Memory.deleted_at)
+    )
+    purged = result.all()
+    now = datetime.now(UTC)
+    for memory_id, tenant, version, deleted_at in purged:
+        if deleted_at is None:
+            outbox.record_tombstone(session, tenant=tenant, memory_id=memory_id, last_version=version, at=now)
+    return len(purged)
 
 
 async def set_policy(db: Database, tenant: str, max_age_days: int | None) -> int | None:
