@@ -1,10 +1,14 @@
-"""Session-Buddy's settings: the platform's, plus the memory store's keys, model and limits."""
+"""Session-Buddy's settings: the platform's, plus the memory store's keys, model and limits,
+and where (and as whom) it pushes memories to Akosha."""
 
 from __future__ import annotations
 
+import re
+import socket
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 from mahavishnu.platform import MigrationSet, PlatformSettings
 
@@ -15,6 +19,15 @@ MIGRATIONS = MigrationSet(
     version_table="alembic_version_session_buddy",
     title="Session-Buddy",
 )
+
+SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+"""What Akosha shows as where a memory came from: a host-name-like label."""
+
+
+def _host_name() -> str:
+    """This machine's name as a source name; 'session-buddy' when it does not make one."""
+    name = socket.gethostname().lower()
+    return name if SOURCE_NAME.match(name) else "session-buddy"
 
 
 class SessionBuddySettings(
@@ -27,6 +40,7 @@ class SessionBuddySettings(
         "encryption_key": "SESSION_ENCRYPTION_KEY",
         "worker_count": "WORKER_COUNT",
         "embedding_model": "EMBEDDING_MODEL",
+        "akosha_token": "AKOSHA_API_TOKEN",
     },
 ):
     encryption_key: SecretStr | None = None
@@ -47,11 +61,42 @@ class SessionBuddySettings(
     retention_interval_seconds: float = Field(default=3600.0, gt=0, le=86_400)
     """How often retention purges by itself (`run_retention` purges at once)."""
 
+    akosha_url: str | None = None
+    """Akosha's base URL (e.g. http://akosha:8682): every new memory version and deletion is
+    pushed to its ingest endpoint. Unset: nothing is pushed, but the outbox keeps recording, so
+    setting it later sends everything written meanwhile."""
+    akosha_token: SecretStr | None = None
+    """The bearer token Akosha accepts (AKOSHA_API_TOKEN, shared with Akosha's deployment);
+    required in production when akosha_url is set."""
+    source_name: str = Field(default_factory=_host_name, pattern=SOURCE_NAME.pattern)
+    """This Session-Buddy's name in Akosha (letters, digits, '.', '_', '-'; up to 100): keep it
+    stable (a container's host name is not), it is part of every record's identity there."""
+    outbox_batch_size: int = Field(default=200, ge=1, le=5000)
+    """Outbox entries pushed to Akosha per request (fewer when their memories are large)."""
+
+    @field_validator("akosha_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError("an http(s) URL such as http://akosha:8682, without query or fragment")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("no credentials in the URL: the token goes in AKOSHA_API_TOKEN")
+        return value.rstrip("/")
+
     def check_secure(self, *, listening: bool = True) -> list[str]:
         problems = super().check_secure(listening=listening)
         if self.env == "production" and self.encryption_key is None:
             problems.append(
                 "production mode needs SESSION_ENCRYPTION_KEY (memories are encrypted at rest); "
                 "make one with: mahavishnu memories keygen"
+            )
+        if self.env == "production" and self.akosha_url is not None and self.akosha_token is None:
+            problems.append(
+                "production mode pushes to Akosha (SESSION_BUDDY_AKOSHA_URL) only with a token: "
+                "set AKOSHA_API_TOKEN"
             )
         return problems
