@@ -14,8 +14,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
-from sqlalchemy import ColumnElement, and_, func, select, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    LargeBinary,
+    Table,
+    and_,
+    bindparam,
+    column,
+    func,
+    select,
+    tuple_,
+    update,
+    values,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from mahavishnu.platform import Database, get_logger
@@ -45,6 +59,45 @@ SEALED: tuple[tuple[type[Base], tuple[InstrumentedAttribute[object], ...]], ...]
     (Checkpoint, (Checkpoint.session_id, Checkpoint.number)),
 )
 """Every table with a sealed value, with its primary key."""
+
+
+async def _compare_and_set(
+    session: AsyncSession,
+    dialect: str,
+    table: type[Base],
+    key: tuple[InstrumentedAttribute[object], ...],
+    changes: list[dict[str, object]],
+) -> int:
+    """Set each change's `new` value where the row still holds its `old` one, in one statement;
+    answers how many rows were written. PostgreSQL: UPDATE … FROM (VALUES …) RETURNING (its
+    driver reports no row count for an executemany); SQLite: an executemany, whose row count
+    it reports (its VALUES cannot be named as UPDATE … FROM needs)."""
+    if not changes:
+        return 0
+    stored = cast("Table", table.__table__)
+    columns = stored.c
+    names = [f"k{n}" for n in range(len(key))]
+    if dialect == "postgresql":
+        given = values(
+            *(column(name, stored.c[k.key].type) for name, k in zip(names, key, strict=True)),
+            column("old", LargeBinary),
+            column("new", LargeBinary),
+            name="changes",
+        ).data([(*(c[name] for name in names), c["old"], c["new"]) for c in changes])
+        match = [columns[k.key] == given.c[name] for name, k in zip(names, key, strict=True)]
+        statement = (
+            update(stored)
+            .where(and_(*match, columns.sealed == given.c.old))
+            .values(sealed=given.c.new)
+            .returning(columns[key[0].key])
+        )
+        return len((await session.execute(statement)).all())
+    match = [columns[k.key] == bindparam(name) for name, k in zip(names, key, strict=True)]
+    many = (
+        update(stored).where(and_(*match, columns.sealed == bindparam("old"))).values(sealed=bindparam("new"))
+    )
+    result = await session.execute(many, changes)
+    return int(getattr(result, "rowcount", 0))
 
 
 def _stale(table: type[Base], ring: KeyRing) -> ColumnElement[bool]:
@@ -106,9 +159,9 @@ class Rotation:
         query = select(*key, sealed).where(_stale(table, self.ring)).order_by(*key).limit(BATCH)
         if after is not None:
             query = query.where(tuple_(*key) > tuple_(*after))
-        before = self.rotated
         async with db.session() as session:
             rows = (await session.execute(query)).all()
+            changes = []
             for row in rows:
                 *ids, old = row
                 try:
@@ -116,14 +169,10 @@ class Rotation:
                 except DecryptionError as exc:
                     self.errors.append(f"{table.__tablename__} {ids}: {exc.reason}")
                     continue
-                match = and_(
-                    *(column == value for column, value in zip(key, ids, strict=True)), sealed == old
-                )
-                result = await session.execute(update(table).where(match).values(sealed=new))
-                if getattr(result, "rowcount", 0):
-                    self.rotated += 1
-                else:
-                    self.skipped += 1
-        if self.on_progress is not None and self.rotated > before:
-            self.on_progress(self.rotated - before)
+                changes.append({**{f"k{n}": v for n, v in enumerate(ids)}, "old": old, "new": new})
+            written = await _compare_and_set(session, db.engine.dialect.name, table, key, changes)
+        self.rotated += written
+        self.skipped += len(changes) - written
+        if self.on_progress is not None and written:
+            self.on_progress(written)
         return tuple(rows[-1][: len(key)]) if len(rows) == BATCH else None

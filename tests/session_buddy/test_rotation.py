@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from sqlalchemy import select
 
 from mahavishnu.platform.crypto import KeyRing, generate_key
 from mahavishnu.platform.db import Database
 from mahavishnu.session_buddy import rotation
 from mahavishnu.session_buddy.memories import Filters, Memories, NewMemory
-from mahavishnu.session_buddy.rotation import Rotation, remaining
+from mahavishnu.session_buddy.models import Memory
+from mahavishnu.session_buddy.rotation import Rotation, _compare_and_set, remaining
 from mahavishnu.session_buddy.sessions import SessionLimits, Sessions
 from mahavishnu.session_buddy.vault import open_vault
 from tests.session_buddy.conftest import LIMITS
@@ -89,3 +91,25 @@ async def test_a_value_no_key_opens_is_reported_not_looped_on(sb_database: Datab
     sweep = Rotation(ring)
     with pytest.raises(Exception, match="not in the key ring"):
         await sweep.run(sb_database)  # the index key itself cannot be opened: said, not looped
+
+
+async def test_a_batch_writes_only_values_nobody_changed_meanwhile(
+    sb_database: Database, memories: Memories
+) -> None:
+    """The sweep's one statement per batch is a compare-and-set: a value a writer re-sealed
+    between the sweep's read and its write is left as the writer made it, and not counted."""
+    first = (await memories.store(NewMemory("first"))).memory.id
+    second = (await memories.store(NewMemory("second"))).memory.id
+    async with sb_database.session() as session:
+        sealed = dict((await session.execute(select(Memory.id, Memory.sealed))).all())
+        changes = [
+            {"k0": first, "old": sealed[first], "new": b"re-sealed"},
+            {"k0": second, "old": b"what the sweep read before a writer came", "new": b"stale"},
+        ]
+        written = await _compare_and_set(
+            session, sb_database.engine.dialect.name, Memory, (Memory.id,), changes
+        )
+    assert written == 1
+    async with sb_database.session() as session:
+        after = dict((await session.execute(select(Memory.id, Memory.sealed))).all())
+    assert after == {first: b"re-sealed", second: sealed[second]}
