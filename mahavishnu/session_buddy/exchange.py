@@ -1,10 +1,11 @@
-"""Moving one tenant's memories out and back in: a JSONL export a later import reproduces exactly,
-and an import that refuses any file that is not, byte for byte in meaning, what an export wrote.
+"""Moving one tenant's memories out and back in: a JSONL export that an import reproduces
+exactly, and an import that refuses any file an export did not write as it stands.
 
 **The file.** One line per memory (`"type": "memory"`): its id, timestamps, `expires_at`, every
 version's document (content, kind, tags, project, session, importance) with its author and
 time, its current embedding (base64 of little-endian float32) with the model id that made it,
-and a `checksum` (sha256 of the record's canonical JSON). The last line is the trailer
+and a `checksum` (sha256 of the record's canonical JSON: keys sorted, no spaces, UTF-8, times
+as the export writes them). Deleted and expired memories are not exported. The last line is the trailer
 (`"type": "trailer"`): the record count, a `digest` chained over the record checksums in order,
 and a `signature` of the two.
 
@@ -501,7 +502,9 @@ class Exchange(TenantStore):
             created_at=memory.created_at,
             updated_at=memory.updated_at,
             expires_at=memory.expires_at,
-            versions=[self._version(row) for row in versions],
+            # a version committed after `memory` was read waits for the next export: the record
+            # stays one consistent version (and its embedding that version's)
+            versions=[self._version(row) for row in versions if row.version <= memory.version],
             embedding=embedding,
             checksum="",
         )

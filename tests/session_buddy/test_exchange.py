@@ -23,13 +23,20 @@ from mahavishnu.session_buddy.embeddings import HashingEmbedder
 from mahavishnu.session_buddy.exchange import Exchange, ImportRefused, export_all
 from mahavishnu.session_buddy.meaning import Meaning
 from mahavishnu.session_buddy.memories import Filters, Limits, Memories, NewMemory
-from mahavishnu.session_buddy.models import Memory, MemoryLabel, MemoryTerm, MemoryVector, MemoryVersion
+from mahavishnu.session_buddy.models import (
+    Memory,
+    MemoryLabel,
+    MemoryTerm,
+    MemoryVector,
+    MemoryVersion,
+    OutboxEntry,
+)
 from mahavishnu.session_buddy.settings import MIGRATIONS
 from mahavishnu.session_buddy.vault import Vault, open_vault
 from mahavishnu.session_buddy.vectors import pending
 from tests.session_buddy.conftest import LIMITS
 
-TABLES = (Memory, MemoryVersion, MemoryTerm, MemoryLabel, MemoryVector)
+TABLES = (Memory, MemoryVersion, MemoryTerm, MemoryLabel, MemoryVector, OutboxEntry)
 CHAIN_START = hashlib.sha256(b"session-buddy memory export").digest()
 Change = Callable[[list[str]], list[str]]
 
@@ -229,7 +236,9 @@ async def test_a_round_trip_into_another_tenant_is_identical(
     assert hits.hits[0].memory.content == "deploys go through staging, then canary"
     stale = await pending(sb_database, meaning.index.model_id, limit=10)
     assert [(p.tenant, p.version) for p in stale] == [("acme", 2), ("globex", 2)]  # ... but the stale one
-    # ... and by keyword and filters: the blind index rows are a store's
+    # ... and by keyword and filters: the blind index rows are a store's, and so is the outbox
+    counted = await rows(sb_database)
+    assert counted["session_buddy_outbox:globex"] == counted["session_buddy_memory_versions:globex"] == 6
     assert (await globex.search_keyword("test_login_timeout", Filters(tags=["ci"]))).total == 1
     assert (await globex.listing(Filters(project="api", session_id="s-1"))).total == 1
 
