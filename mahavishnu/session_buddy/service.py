@@ -17,6 +17,8 @@ from mahavishnu.platform import (
 )
 from mahavishnu.session_buddy.admin_tools import AdminTools
 from mahavishnu.session_buddy.embeddings import load_embedder
+from mahavishnu.session_buddy.exchange import Exchange
+from mahavishnu.session_buddy.exchange_tools import ExchangeTools
 from mahavishnu.session_buddy.meaning import Meaning
 from mahavishnu.session_buddy.memories import Limits, Memories
 from mahavishnu.session_buddy.metrics import MemoryMetrics
@@ -37,7 +39,8 @@ INSTRUCTIONS = (
     "tenant. start_session at the start (it hands you the last session's hand-off note), "
     "checkpoint as you go, end_session with a hand-off for the next one. store_memory for "
     "decisions, facts, fixes and preferences (with tags and a project); search_memories to find "
-    "them again by words, identifiers or paths; update_memory keeps history; delete_memory forgets."
+    "them again by words, identifiers or paths; update_memory keeps history; delete_memory "
+    "forgets; export_memories and import_memories move a tenant's memories as signed JSONL."
 )
 
 
@@ -58,6 +61,11 @@ def create_service(settings: SessionBuddySettings, metrics: Metrics) -> Service:
 
     def memories_for(tenant: str, author: str) -> Memories:
         return Memories(
+            db, vault_now(), limits, tenant=tenant, author=author, meaning=meaning[0] if meaning else None
+        )
+
+    def exchange_for(tenant: str, author: str) -> Exchange:
+        return Exchange(
             db, vault_now(), limits, tenant=tenant, author=author, meaning=meaning[0] if meaning else None
         )
 
@@ -95,6 +103,7 @@ def create_service(settings: SessionBuddySettings, metrics: Metrics) -> Service:
         tools=[
             *SessionTools(sessions_for).specs(),
             *MemoryTools(memories_for, memory_metrics).specs(),
+            *ExchangeTools(exchange_for).specs(),
             *AdminTools(db, vault_now, rotator, purge_after_days=settings.purge_after_days).specs(),
         ],
         health_checks=[
