@@ -18,7 +18,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import getpass
+import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -33,15 +35,17 @@ if TYPE_CHECKING:
     from mahavishnu.platform.crypto import KeyRing
     from mahavishnu.platform.db import Database
     from mahavishnu.session_buddy.audit import AuditVerification
+    from mahavishnu.session_buddy.exchange import ImportReport
     from mahavishnu.session_buddy.meaning import Meaning
     from mahavishnu.session_buddy.memories import Memories
+    from mahavishnu.session_buddy.memory_records import Limits
     from mahavishnu.session_buddy.vault import Vault
     from mahavishnu.session_buddy.views import SearchPage
 
 __all__ = ["memories_app"]
 
 memories_app = typer.Typer(
-    help="Session-Buddy's memories: search, statistics, key rotation, the audit log.",
+    help="Session-Buddy's memories: search, statistics, export and import, key rotation, the audit log.",
     no_args_is_help=True,
 )
 audit_app = typer.Typer(help="The hash-chained audit log of every read and write.", no_args_is_help=True)
@@ -87,18 +91,16 @@ def _actor() -> str:
     return f"cli:{getpass.getuser()}"
 
 
-def _memories(store: _Store, tenant: str, *, meaning: Meaning | None = None) -> Memories:
-    from mahavishnu.session_buddy.memories import Limits, Memories
+def _limits(store: _Store) -> Limits:
+    from mahavishnu.session_buddy.memory_records import Limits
 
-    limits = Limits(max_content_chars=store.settings.max_content_chars, max_tags=store.settings.max_tags)
-    return Memories(
-        store.db,
-        store.vault,
-        limits,
-        tenant=tenant,
-        author=_actor(),
-        meaning=meaning,
-    )
+    return Limits(max_content_chars=store.settings.max_content_chars, max_tags=store.settings.max_tags)
+
+
+def _memories(store: _Store, tenant: str, *, meaning: Meaning | None = None) -> Memories:
+    from mahavishnu.session_buddy.memories import Memories
+
+    return Memories(store.db, store.vault, _limits(store), tenant=tenant, author=_actor(), meaning=meaning)
 
 
 @memories_app.command()
@@ -177,6 +179,77 @@ def stats(tenant: Tenant, as_json: AsJson = False) -> None:
         print_json(answer)
         return
     out.print(f"{answer['total']} memories {answer['by_kind']}; {answer['deleted_awaiting_purge']} deleted")
+
+
+@memories_app.command("export")
+def export_command(
+    tenant: Tenant,
+    out_file: Annotated[
+        Path, typer.Option("--out", help="Where to write the JSONL (made afresh, readable by you only).")
+    ],
+) -> None:
+    """Write a tenant's memories (every version, embeddings, a checksum per record and a signed
+    trailer) to a JSONL file that `import` verifies whole before writing anything."""
+    from mahavishnu.session_buddy.exchange import Exchange, export_all
+
+    settings = _settings()
+    try:
+        descriptor = os.open(out_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        fail(f"cannot write {out_file}: {exc.strerror} (export never overwrites a file)", 2)
+
+    async def main() -> int:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as sink:
+            async with _opened(settings) as store:
+                exchange = Exchange(store.db, store.vault, _limits(store), tenant=tenant, author=_actor())
+                return await export_all(exchange, lambda line: sink.write(line + "\n"))
+
+    try:
+        count = run_sync(main())
+    except typer.Exit:
+        out_file.unlink(missing_ok=True)  # no half-written export left behind
+        raise
+    out.print(f"exported {count} memories of {escape(tenant)} to {escape(str(out_file))}")
+
+
+@memories_app.command("import")
+def import_command(
+    source: Annotated[Path, typer.Argument(help="A JSONL file that `export` wrote.")],
+    tenant: Tenant,
+    trust_foreign_signature: Annotated[
+        bool,
+        typer.Option(
+            help="Accept a file signed under a key this deployment does not hold (its checksums, "
+            "count and digest are still checked)."
+        ),
+    ] = False,
+    as_json: AsJson = False,
+) -> None:
+    """Import an export into a tenant: the file is verified whole first (a tampered, cut or
+    reordered file is refused with nothing written); memories already here are skipped, so
+    importing twice changes nothing."""
+    from mahavishnu.session_buddy.exchange import Exchange
+
+    settings = _settings()
+    if not source.is_file():
+        fail(f"no file at {source}", 2)
+
+    async def main() -> ImportReport:
+        async with _opened(settings) as store:
+            meaning = await _meaning(store)  # keeps the exported vectors of the running model
+            exchange = Exchange(
+                store.db, store.vault, _limits(store), tenant=tenant, author=_actor(), meaning=meaning
+            )
+            return await exchange.import_file(source, trust_foreign_signature=trust_foreign_signature)
+
+    report = run_sync(main())
+    if as_json:
+        print_json(report.model_dump(mode="json"))
+        return
+    out.print(
+        f"{report.records} memories in the file: {report.created} imported, {report.skipped} "
+        f"already here or expired; {report.vectors} embeddings kept"
+    )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

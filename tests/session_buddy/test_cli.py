@@ -139,3 +139,34 @@ def test_bad_input_is_one_clear_line(
     assert result.returncode == code
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_export_then_import_into_another_tenant(data: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "session-buddy.db").write_bytes((data / "session-buddy.db").read_bytes())
+    exported = tmp_path / "acme.jsonl"
+    made = memories_cli(copy, "export", "--tenant", "acme", "--out", str(exported))
+    assert made.returncode == 0, made.stderr
+    assert f"exported {len(FACTS)} memories" in made.stdout
+    assert exported.stat().st_mode & 0o077 == 0  # readable by its owner only
+    again = memories_cli(copy, "export", "--tenant", "acme", "--out", str(exported))
+    assert again.returncode == 2
+    assert "never overwrites" in again.stderr
+
+    imported = memories_cli(copy, "import", str(exported), "--tenant", "initech", "--json")
+    assert imported.returncode == 0, imported.stderr
+    report = json.loads(imported.stdout)
+    assert (report["records"], report["created"], report["vectors"]) == (3, 3, 3)
+    by_meaning = memories_cli(copy, "search", "overnight invoicing job", "--tenant", "initech", "--json")
+    assert json.loads(by_meaning.stdout)["hits"][0]["memory"]["content"].startswith("The nightly billing")
+    twice = json.loads(memories_cli(copy, "import", str(exported), "--tenant", "initech", "--json").stdout)
+    assert (twice["created"], twice["skipped"]) == (0, 3)
+
+    lines = exported.read_text().splitlines()
+    tampered = tmp_path / "tampered.jsonl"
+    tampered.write_text("\n".join([lines[0].replace("02:30", "04:30"), *lines[1:]]) + "\n")
+    refused = memories_cli(copy, "import", str(tampered), "--tenant", "hooli")
+    assert refused.returncode == 2
+    assert "line 1" in refused.stderr
+    assert json.loads(memories_cli(copy, "stats", "--tenant", "hooli", "--json").stdout)["total"] == 0
