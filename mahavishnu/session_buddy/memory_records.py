@@ -128,8 +128,9 @@ def write_version(
         if document[domain] is not None:
             labels.add(vault.token(tenant, domain, document[domain]))
     session.add_all(MemoryLabel(memory_id=memory.id, token=t, tenant=tenant) for t in labels)
+    # queued now, not at `created_at`: an import writes versions made long ago
     outbox.record(
-        session, "upsert", tenant=tenant, memory_id=memory.id, version=memory.version, at=created_at
+        session, "upsert", tenant=tenant, memory_id=memory.id, version=memory.version, at=datetime.now(UTC)
     )
 
 

@@ -18,7 +18,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from mahavishnu.platform import ConfigurationError, Database, UnavailableError, get_logger
+from mahavishnu.platform import (
+    ConfigurationError,
+    Database,
+    InvalidArgumentError,
+    UnavailableError,
+    get_logger,
+)
 from mahavishnu.platform.service_client import RequestTimeouts, ServiceClient, ServiceUnavailableError
 from mahavishnu.session_buddy import outbox
 from mahavishnu.session_buddy.metrics import MemoryMetrics
@@ -98,7 +104,13 @@ class Pusher:
             return 0
         if batch.records:
             self._sending = batch
-            await self._client.post(INGEST_PATH, json={"source": self._source, "records": batch.records})
+            answer = await self._client.post(
+                INGEST_PATH, json={"source": self._source, "records": batch.records}
+            )
+            if not answer.is_success:  # a redirect (the client follows none) is no acceptance
+                raise InvalidArgumentError(
+                    f"akosha answered POST {INGEST_PATH} with HTTP {answer.status_code}"
+                )
             self._sending = None
         settled = await outbox.settle(self._db, batch.entries)
         self._metrics.outbox_pushed.inc(settled)

@@ -225,7 +225,11 @@ async def test_upgrading_queues_what_was_written_before_the_outbox(
     second = (await memories.store(NewMemory("also written before"))).memory
     await memories.delete(first.id)
     await sb_database.downgrade("session_buddy_0005")
+    upgraded_at = datetime.now(UTC)
     await sb_database.upgrade()
+    backlog = await outbox.backlog(sb_database)
+    assert backlog.oldest_at is not None
+    assert backlog.oldest_at >= upgraded_at  # when queued, not when written
     assert await _entries(sb_database) == [
         ("acme", first.id, 1, "upsert"),
         ("acme", first.id, 2, "upsert"),

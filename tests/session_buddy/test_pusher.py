@@ -217,7 +217,10 @@ async def test_a_503_waits_what_retry_after_asks_within_the_cap(
     assert list(receiver.records) == [(SOURCE, stored.id, 1)]
 
 
-@pytest.mark.parametrize(("refusal", "advice"), [("422", "fix the cause"), ("token", "AKOSHA_API_TOKEN")])
+@pytest.mark.parametrize(
+    ("refusal", "advice"),
+    [("422", "fix the cause"), ("308", "fix the cause"), ("token", "AKOSHA_API_TOKEN")],
+)
 async def test_a_refused_batch_is_an_error_at_every_try_and_nothing_is_skipped(
     memories: Memories,
     receiver: AkoshaReceiver,
@@ -232,8 +235,8 @@ async def test_a_refused_batch_is_an_error_at_every_try_and_nothing_is_skipped(
     ids = [(await memories.store(NewMemory(f"decision {i}"))).memory.id for i in range(3)]
     if refusal == "token":
         receiver.token = "the token Akosha was given instead"
-    else:
-        receiver.fail_with(Refusal(422))
+    else:  # a 4xx, or a redirect (to where Akosha moved, say): not an acceptance either
+        receiver.fail_with(Refusal(int(refusal), {"Location": "https://elsewhere.example/ingest"}))
     waits: list[float] = []
 
     async def sleep(seconds: float) -> None:

@@ -6,6 +6,8 @@ Revises: session_buddy_0005
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -34,15 +36,20 @@ def upgrade() -> None:
     op.create_index("ix_session_buddy_outbox_memory_id", "session_buddy_outbox", ["memory_id"])
     # What was written before the outbox existed is queued too (every version, then every
     # deletion after all of them), so Akosha receives it once pushing is turned on.
+    now = sa.bindparam("now", datetime.now(UTC), type_=UTCDateTime())
     op.execute(
-        "INSERT INTO session_buddy_outbox (tenant, memory_id, version, op, created_at) "
-        "SELECT tenant, memory_id, version, 'upsert', created_at FROM session_buddy_memory_versions "
-        "ORDER BY created_at, memory_id, version"
+        sa.text(
+            "INSERT INTO session_buddy_outbox (tenant, memory_id, version, op, created_at) "
+            "SELECT tenant, memory_id, version, 'upsert', :now FROM session_buddy_memory_versions "
+            "ORDER BY created_at, memory_id, version"
+        ).bindparams(now)
     )
     op.execute(
-        "INSERT INTO session_buddy_outbox (tenant, memory_id, version, op, created_at) "
-        "SELECT tenant, id, version + 1, 'tombstone', deleted_at FROM session_buddy_memories "
-        "WHERE deleted_at IS NOT NULL ORDER BY deleted_at, id"
+        sa.text(
+            "INSERT INTO session_buddy_outbox (tenant, memory_id, version, op, created_at) "
+            "SELECT tenant, id, version + 1, 'tombstone', :now FROM session_buddy_memories "
+            "WHERE deleted_at IS NOT NULL ORDER BY deleted_at, id"
+        ).bindparams(now)
     )
 
 
