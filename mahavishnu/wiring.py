@@ -91,6 +91,7 @@ def session_buddy_ops(settings: SessionBuddySettings) -> ServiceOps:
         readiness_checks=[
             ("encryption_key", 8, _encryption_key_check(settings)),
             ("embedding_model", 4, _embedding_model_check(settings)),
+            ("search_index", 4, _search_index_check(settings)),
         ],
     )
 
@@ -118,10 +119,31 @@ def _encryption_key_check(settings: SessionBuddySettings) -> Check:
     return check
 
 
-_KEYGEN = (
-    "set SESSION_ENCRYPTION_KEY to: python3 -c "
-    "'from mahavishnu.platform.crypto import generate_key; print(generate_key())'"
-)
+_KEYGEN = "set SESSION_ENCRYPTION_KEY to the output of: mahavishnu memories keygen"
+_BACKLOG_WARN = 10_000
+"""Memories waiting for a vector beyond which readiness warns: search by meaning lags writes."""
+
+
+def _search_index_check(settings: SessionBuddySettings) -> Check:
+    async def check(context: ReadinessContext) -> tuple[Status, str, str]:
+        from mahavishnu.session_buddy.consistency import index_report
+        from mahavishnu.session_buddy.embeddings import MODELS
+
+        model = MODELS.get(settings.embedding_model.strip().lower())
+        report = await index_report(context.db, model.model_id if model else settings.embedding_model)
+        if report.mismatched:
+            return (
+                FAIL,
+                f"{report.mismatched} of {report.live} memories have keyword index rows that do not "
+                "match their content",
+                "restore from a verified backup, or re-import an export of the tenant",
+            )
+        backlog = f"{report.unembedded} of {report.live} memories wait for a vector"
+        if report.unembedded > _BACKLOG_WARN:
+            return WARN, backlog, "give the workers time, or raise WORKER_COUNT"
+        return OK, f"keyword index matches {report.live} memories; {backlog}", ""
+
+    return check
 
 
 def _embedding_model_check(settings: SessionBuddySettings) -> Check:

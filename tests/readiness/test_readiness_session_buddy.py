@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -13,9 +14,11 @@ from typing import Any
 
 import pytest
 
-from mahavishnu.platform.crypto import generate_key
+from mahavishnu.platform.crypto import KeyRing, generate_key
 from mahavishnu.platform.db import Database
+from mahavishnu.session_buddy.memories import Limits, Memories, NewMemory
 from mahavishnu.session_buddy.settings import SessionBuddySettings
+from mahavishnu.session_buddy.vault import open_vault
 from tests.support.session_buddy import session_buddy_env
 
 
@@ -79,3 +82,29 @@ def test_an_unknown_model_fails_naming_the_known_ones(tmp_path: Path) -> None:
     ]
     assert check["status"] == "fail"
     assert "all-minilm-l6-v2" in check["fix"]
+
+
+def test_the_search_index_is_checked_against_the_store(tmp_path: Path) -> None:
+    key = generate_key()
+
+    async def fill() -> None:
+        db = Database.from_settings(SessionBuddySettings(data_dir=tmp_path), create=True)
+        await db.upgrade()
+        vault = await open_vault(db, KeyRing.parse(key))
+        store = Memories(db, vault, Limits(2000, 8), tenant="acme", author="ann")
+        for text in ("pin httpx below 0.28", "E4012 means the token expired", "tabs in Makefiles"):
+            await store.store(NewMemory(text))
+        await db.dispose()
+
+    asyncio.run(fill())
+    check = _readiness(tmp_path, SESSION_ENCRYPTION_KEY=key)["search_index"]
+    assert check["status"] == "pass", check
+    assert "matches 3 memories; 3 of 3 memories wait for a vector" in check["reason"]
+    with sqlite3.connect(tmp_path / "session-buddy.db") as conn:  # a damaged restore, say
+        conn.execute(
+            "DELETE FROM session_buddy_memory_terms "
+            "WHERE rowid = (SELECT min(rowid) FROM session_buddy_memory_terms)"
+        )
+    check = _readiness(tmp_path, SESSION_ENCRYPTION_KEY=key)["search_index"]
+    assert check["status"] == "fail", check
+    assert "1 of 3 memories" in check["reason"]
