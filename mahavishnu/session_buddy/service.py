@@ -22,6 +22,7 @@ from mahavishnu.session_buddy.exchange_tools import ExchangeTools
 from mahavishnu.session_buddy.meaning import Meaning
 from mahavishnu.session_buddy.memories import Limits, Memories
 from mahavishnu.session_buddy.metrics import MemoryMetrics
+from mahavishnu.session_buddy.pusher import push_to_akosha
 from mahavishnu.session_buddy.retention import purge
 from mahavishnu.session_buddy.rotator import Rotator
 from mahavishnu.session_buddy.session_tools import SessionTools
@@ -89,6 +90,7 @@ def create_service(settings: SessionBuddySettings, metrics: Metrics) -> Service:
             async with (
                 _running(_retain(db, settings)),
                 _running(_understand(db, opened[0], settings, memory_metrics, meaning)),
+                _running(push_to_akosha(db, opened[0], settings, memory_metrics)),
             ):
                 yield
         finally:
