@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from mahavishnu.platform import InvalidArgumentError
 from mahavishnu.platform.crypto import KeyRing, generate_key
 from mahavishnu.platform.db import Database
-from mahavishnu.session_buddy import audit, exchange
+from mahavishnu.session_buddy import audit, exchange, exchange_format
 from mahavishnu.session_buddy.embeddings import HashingEmbedder
 from mahavishnu.session_buddy.exchange import Exchange, ImportRefused, export_all
 from mahavishnu.session_buddy.meaning import Meaning
@@ -143,7 +143,7 @@ def signed(lines: list[str], vault: Vault) -> list[str]:
     """`redigested`, then signed as the deployment of `vault` signs: only its key holder can."""
     out = redigested(lines)
     end = json.loads(out[-1])
-    token = vault.seal_bytes(f"memory-export-v{exchange.FORMAT}", "", end["digest"], end["count"], b"")
+    token = vault.seal_bytes(f"memory-export-v{exchange_format.FORMAT}", "", end["digest"], end["count"], b"")
     end["signature"] = base64.urlsafe_b64encode(token).decode()
     return [*out[:-1], json.dumps(end)]
 
@@ -467,8 +467,8 @@ BAD: dict[str, tuple[Change, str]] = {
     "not an object": (lambda ls: ["[1, 2]", *ls[1:]], r"^line 1: not a memory or trailer line"),
     "no type": (lambda ls: ['{"id": "x"}', *ls[1:]], r"^line 1: not a memory or trailer line"),
     "a huge line": (
-        lambda ls: ["x" * (exchange.MAX_LINE_BYTES + 1), *ls[1:]],
-        rf"^line 1: over {exchange.MAX_LINE_BYTES} bytes$",
+        lambda ls: ["x" * (exchange_format.MAX_LINE_BYTES + 1), *ls[1:]],
+        rf"^line 1: over {exchange_format.MAX_LINE_BYTES} bytes$",
     ),
     "importance as text": (
         _record_change(_set(("versions", 0, "importance"), "0.5")),
