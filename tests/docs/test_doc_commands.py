@@ -14,7 +14,9 @@ a) Every `mahavishnu ...` command walks the real click tree word by word (each w
 b) Every path under scripts/ or deploy/ that the documents name exists.
 c) The read-only commands run for real (bash, from the repository root) against a real server
    started for this module in production mode (auth on, SQLite in a temporary folder), with the
-   documents' placeholder URL replaced by the server's; each must exit 0.
+   documents' placeholder URL replaced by the server's; each must exit 0. Lines that address
+   Session-Buddy (`$SESSION_BUDDY_URL`, its port 8678, `--service session-buddy`) run against a
+   real Session-Buddy in production mode, with a token for it in MAHAVISHNU_TOKEN.
 
 And the documents' own promises: one runbook section per alert rule (so each rule's runbook
 annotation resolves), PromQL that promtool accepts and that selects only metrics the server
@@ -41,9 +43,12 @@ import yaml
 
 from mahavishnu.cli import app
 from mahavishnu.orchestrator.settings import MahavishnuSettings
-from tests.ops.support import ROOT, find_tool, promql_metric_names, require_tool
+from mahavishnu.platform import PlatformSettings
+from mahavishnu.session_buddy.settings import SessionBuddySettings
+from tests.ops.support import ENCRYPTION_KEY, ROOT, find_tool, promql_metric_names, require_tool
 from tests.support.repos import make_repos, standard_specs
-from tests.support.server import SECRET, RunningServer, base_env, free_port, start_server
+from tests.support.server import SECRET, RunningServer, base_env, free_port, start_server, wait_ready
+from tests.support.session_buddy import session_buddy_env, spawn_session_buddy
 from tests.support.tokens import claims, hs256
 
 DOCS = ("docs/PRODUCTION_DEPLOYMENT_GUIDE.md", "docs/RUNBOOK.md", "docs/MAINTENANCE.md")
@@ -51,6 +56,8 @@ ALL_DOCS = (*DOCS, "README.md")
 GUIDE = "docs/PRODUCTION_DEPLOYMENT_GUIDE.md"
 PLACEHOLDER_URLS = ("http://127.0.0.1:8680", "http://localhost:8680")
 URL_VARIABLES = ("$MAHAVISHNU_URL", "${MAHAVISHNU_URL}")
+SESSION_BUDDY_PLACEHOLDER_URLS = ("http://127.0.0.1:8678", "http://localhost:8678")
+SESSION_BUDDY_URL_VARIABLES = ("$SESSION_BUDDY_URL", "${SESSION_BUDDY_URL}")
 MIN_EXECUTED = 8
 COMMAND_TIMEOUT = 60
 # Kinds of command the documents must keep runnable (each must be among the executed lines).
@@ -63,6 +70,15 @@ MUST_RUN = (
     "mahavishnu db status",
     "mahavishnu dlq list",
     "mahavishnu repos validate",
+    "curl",
+)
+# The same for the lines that address Session-Buddy.
+SESSION_BUDDY_MUST_RUN = (
+    "mahavishnu smoke",
+    "mahavishnu readiness",
+    "mahavishnu config show",
+    "mahavishnu backup create",
+    "mahavishnu token create",
     "curl",
 )
 
@@ -409,6 +425,8 @@ READ_ONLY_TOOLS = frozenset(
         "list_repos", "get_repo", "get_all_repo_paths", "list_roles", "get_repos_by_role", "get_health",
         "list_workflow_definitions", "get_workflow_status", "list_workflows", "search_workflows",
         "get_workflow_statistics", "list_dead_letters", "list_backups",
+        "get_memory", "get_memory_history", "list_memories", "search_memories", "memory_stats",
+        "get_session", "list_sessions", "verify_audit_log",
     }
 )  # fmt: skip
 READ_ONLY_METHODS = frozenset({"initialize", "tools/list", "ping", "resources/list"})
@@ -438,7 +456,15 @@ SAFE_MAHAVISHNU: dict[tuple[str, ...], Callable[[Invocation], bool]] = {
 
 
 def is_local_url(word: str) -> bool:
-    return word.startswith((*URL_VARIABLES, *PLACEHOLDER_URLS))
+    return word.startswith(
+        (*URL_VARIABLES, *PLACEHOLDER_URLS, *SESSION_BUDDY_URL_VARIABLES, *SESSION_BUDDY_PLACEHOLDER_URLS)
+    )
+
+
+def addresses_session_buddy(text: str) -> bool:
+    """A line about Session-Buddy: its URL, its port's placeholder, or `--service session-buddy`."""
+    marks = (*SESSION_BUDDY_URL_VARIABLES, *SESSION_BUDDY_PLACEHOLDER_URLS, "--service session-buddy")
+    return any(mark in text for mark in marks) or "--service=session-buddy" in text
 
 
 def _option_value(args: list[str], *names: str) -> str | None:
@@ -531,7 +557,8 @@ def plan(line: CommandLine) -> Plan | None:
         assignments, words = split_assignments(segments[0])
         (inv,) = resolve(words, synopsis=False)
         flags = sorted(name for name, value in inv.options.items() if value is None)
-        shape = repr((sorted(assignments.items()), inv.path, flags, inv.positionals))
+        target = addresses_session_buddy(text)
+        shape = repr((sorted(assignments.items()), inv.path, flags, inv.positionals, target))
     return Plan(line, programs, creates, shape)
 
 
@@ -549,6 +576,46 @@ class Live:
     server: RunningServer
     env: dict[str, str]
     workdir: Path
+    session_buddy: RunningServer
+    session_buddy_env: dict[str, str]
+    """The shell environment for lines that address Session-Buddy (its token in MAHAVISHNU_TOKEN)."""
+
+    def for_line(self, text: str) -> tuple[str, dict[str, str]]:
+        """The line with its placeholder URLs replaced, and the environment to run it in."""
+        for placeholder in PLACEHOLDER_URLS:
+            text = text.replace(placeholder, self.server.base)
+        for placeholder in SESSION_BUDDY_PLACEHOLDER_URLS:
+            text = text.replace(placeholder, self.session_buddy.base)
+        return text, self.session_buddy_env if addresses_session_buddy(text) else self.env
+
+
+LOOSE_RATE_LIMITS = {
+    "RATE_LIMIT_PER_MINUTE": "100000",
+    "RATE_LIMIT_PER_HOUR": "1000000",
+    "RATE_LIMIT_BURST": "100000",
+}
+
+
+def start_session_buddy(workdir: Path) -> tuple[RunningServer, dict[str, str]]:
+    """A real Session-Buddy in production mode (auth on, an encryption key, SQLite in its own
+    folder), and the SESSION_BUDDY_* settings an operator's shell would have for it."""
+    data = workdir / "session-buddy"
+    data.mkdir()
+    settings = {
+        "SESSION_BUDDY_ENV": "production",
+        "SESSION_BUDDY_AUTH_SECRET": SECRET,
+        "SESSION_ENCRYPTION_KEY": ENCRYPTION_KEY,
+    }
+    server = spawn_session_buddy(data, session_buddy_env(data, **settings, **LOOSE_RATE_LIMITS))
+    wait_ready(server, timeout=60)
+    shell = {
+        **settings,
+        "SESSION_BUDDY_CONFIG": server.env["SESSION_BUDDY_CONFIG"],
+        "SESSION_BUDDY_DATA_DIR": server.env["SESSION_BUDDY_DATA_DIR"],
+        "SESSION_BUDDY_PORT": str(server.port),
+        "SESSION_BUDDY_URL": server.base,
+    }
+    return server, shell
 
 
 @pytest.fixture(scope="module")
@@ -569,17 +636,21 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         },
     )
     server = start_server(workdir, env, port=port)
+    session_buddy, session_buddy_shell = start_session_buddy(workdir)
     try:
         shell_env = {
             **env,
+            **session_buddy_shell,
             "MAHAVISHNU_URL": server.base,
             "MAHAVISHNU_TOKEN": hs256(claims(sub="doc-tests", role="admin", exp=int(1e10))),
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
             "NO_COLOR": "1",
             "COLUMNS": "160",
         }
-        yield Live(server, shell_env, workdir)
+        buddy_token = hs256(claims(sub="doc-tests", role="admin", exp=int(1e10), aud="session-buddy"))
+        yield Live(server, shell_env, workdir, session_buddy, {**shell_env, "MAHAVISHNU_TOKEN": buddy_token})
     finally:
+        session_buddy.stop()
         server.stop()
 
 
@@ -648,6 +719,7 @@ def test_every_referenced_script_and_deploy_file_exists(doc: str) -> None:
 # --- (c) the read-only commands run --------------------------------------------------------------------
 
 
+@pytest.mark.timeout(600)  # some 60 commands against two servers; a guard, not a goal
 def test_read_only_commands_run_against_a_real_server(live: Live) -> None:
     plans: dict[str, Plan] = {}
     skipped: list[str] = []
@@ -661,13 +733,11 @@ def test_read_only_commands_run_against_a_real_server(live: Live) -> None:
         plans.setdefault(found.shape, found)
 
     def run(item: Plan) -> tuple[Plan, subprocess.CompletedProcess[str]]:
-        shell = item.line.text
-        for placeholder in PLACEHOLDER_URLS:
-            shell = shell.replace(placeholder, live.server.base)
+        shell, env = live.for_line(item.line.text)
         result = subprocess.run(
             ["bash", "-o", "pipefail", "-c", shell],
             cwd=ROOT,
-            env=live.env,
+            env=env,
             capture_output=True,
             text=True,
             timeout=COMMAND_TIMEOUT,
@@ -690,9 +760,16 @@ def test_read_only_commands_run_against_a_real_server(live: Live) -> None:
 
     executed = {item.line.text for item, _ in results}
     assert len(executed) >= MIN_EXECUTED, (sorted(executed), skipped)
-    heads = {" ".join(split_assignments(simple_commands(text)[0])[1]).removeprefix("./") for text in executed}
-    missing = [kind for kind in MUST_RUN if not any(h.startswith(kind) for h in heads)]
+
+    def heads(texts: set[str]) -> set[str]:
+        return {" ".join(split_assignments(simple_commands(text)[0])[1]).removeprefix("./") for text in texts}
+
+    ran = heads(executed)
+    missing = [kind for kind in MUST_RUN if not any(h.startswith(kind) for h in ran)]
     assert not missing, f"no runnable documented command of kind {missing}; ran: {sorted(executed)}"
+    ran = heads({text for text in executed if addresses_session_buddy(text)})
+    missing = [kind for kind in SESSION_BUDDY_MUST_RUN if not any(h.startswith(kind) for h in ran)]
+    assert not missing, f"no runnable documented Session-Buddy command of kind {missing}; ran: {sorted(ran)}"
 
 
 # --- the documents' own promises ---------------------------------------------------------------------
@@ -734,11 +811,13 @@ def test_runbook_has_a_section_for_every_alert_with_diagnose_fix_and_confirm() -
     assert not problems, "\n".join(problems)
 
 
-def exported_metric_names(base: str) -> set[str]:
+def exported_metric_names(*bases: str) -> set[str]:
+    """Every series name the servers at `bases` export, `up`, and the recording rules."""
     import httpx
 
     names = {"up"}
-    for line in httpx.get(f"{base}/metrics", timeout=5).text.splitlines():
+    lines = [line for base in bases for line in httpx.get(f"{base}/metrics", timeout=5).text.splitlines()]
+    for line in lines:
         match = re.match(r"^# TYPE (\S+) (\w+)", line)
         if match:
             names.add(match[1])
@@ -766,7 +845,7 @@ def doc_promql() -> list[tuple[str, str]]:
 def test_promql_is_valid_and_uses_only_exported_metrics(live: Live, tmp_path: Path) -> None:
     queries = doc_promql()
     assert len(queries) >= 15
-    exported = exported_metric_names(live.server.base)
+    exported = exported_metric_names(live.server.base, live.session_buddy.base)
     unknown = [
         f"{where}: {sorted(promql_metric_names(expr) - exported)} in {expr}"
         for where, expr in queries
@@ -792,8 +871,27 @@ def test_promql_is_valid_and_uses_only_exported_metrics(live: Live, tmp_path: Pa
 
 
 def setting_env_names() -> dict[str, str]:
-    """Each setting's canonical environment variable (the deployment name when it has one)."""
-    return MahavishnuSettings.env_names()
+    """Each setting's canonical environment variable (the deployment name when it has one):
+    Mahavishnu's, and the settings Session-Buddy has beyond the platform's."""
+    own = set(SessionBuddySettings.model_fields) - set(PlatformSettings.model_fields)
+    buddy = {f"session-buddy {k}": v for k, v in SessionBuddySettings.env_names().items() if k in own}
+    return {**MahavishnuSettings.env_names(), **buddy}
+
+
+def session_buddy_deploy_env_names() -> set[str]:
+    """The variables the Session-Buddy entries of deploy/ set (compose, Kubernetes, Cloud Run)."""
+    compose = yaml.safe_load((ROOT / "deploy/compose.yaml").read_text())["services"]["session-buddy"]
+    names = set(compose["environment"])
+    config = yaml.safe_load((ROOT / "deploy/k8s/session-buddy-configmap.yaml").read_text())["data"]
+    deployment = yaml.safe_load((ROOT / "deploy/k8s/session-buddy-deployment.yaml").read_text())
+    cloud_run = yaml.safe_load((ROOT / "deploy/cloudrun/session-buddy.yaml").read_text())
+    containers = [
+        *deployment["spec"]["template"]["spec"]["containers"],
+        *cloud_run["spec"]["template"]["spec"]["containers"],
+    ]
+    names |= set(config) | {item["name"] for c in containers for item in c["env"]}
+    assert len(names) >= 15, names
+    return names
 
 
 def deploy_script_env_names() -> set[str]:
@@ -821,8 +919,17 @@ def test_guide_documents_every_environment_variable() -> None:
     missing = [f"{v} (setting {k})" for k, v in settings.items() if not documented(v)]
     missing += [f"{v} (scripts/deploy_production.sh)" for v in sorted(script) if not documented(v)]
     missing += [f"{v} (deploy/compose.yaml)" for v in sorted(compose) if not documented(v)]
+    buddy = session_buddy_deploy_env_names()
+    missing += [f"{v} (Session-Buddy's deploy files)" for v in sorted(buddy) if not documented(v)]
     assert not missing, "undocumented environment variables:\n" + "\n".join(missing)
-    for secret in ("MAHAVISHNU_AUTH_SECRET", "POSTGRES_URL", "REDIS_URL", "MAHAVISHNU_BACKUP_ENCRYPTION_KEY"):
+    for secret in (
+        "MAHAVISHNU_AUTH_SECRET",
+        "POSTGRES_URL",
+        "REDIS_URL",
+        "MAHAVISHNU_BACKUP_ENCRYPTION_KEY",
+        "SESSION_BUDDY_AUTH_SECRET",
+        "SESSION_ENCRYPTION_KEY",
+    ):
         rows = [row for row in text.splitlines() if row.startswith("|") and f"`{secret}`" in row]
         assert rows, f"{secret} has no row in the guide's tables"
         assert any("🔒" in row for row in rows), f"{secret} is not marked as a secret (🔒)"

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.ops.support import FakeHttpServer, broken_mcp_routes
+from tests.ops.support import ENCRYPTION_KEY, FakeHttpServer, broken_mcp_routes
 from tests.support.repos import make_repos, standard_specs
-from tests.support.server import SECRET, RunningServer, base_env, start_server
+from tests.support.server import SECRET, RunningServer, base_env, start_server, wait_ready
+from tests.support.session_buddy import session_buddy_env, spawn_session_buddy
 
 
 @pytest.fixture(scope="session")
@@ -45,3 +46,21 @@ def broken_server() -> Iterator[FakeHttpServer]:
     """A real HTTP server that answers /health and /ready but fails every /mcp request with 500."""
     with FakeHttpServer(broken_mcp_routes()) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def session_buddy_server(ops_workdir: Path) -> Iterator[RunningServer]:
+    """The real Session-Buddy in production mode (auth on with SECRET, an encryption key),
+    SQLite in its own folder: what the deployment files configure, on loopback."""
+    data = ops_workdir / "session-buddy"
+    data.mkdir()
+    env = session_buddy_env(
+        data,
+        SESSION_BUDDY_ENV="production",
+        SESSION_BUDDY_AUTH_SECRET=SECRET,
+        SESSION_ENCRYPTION_KEY=ENCRYPTION_KEY,
+    )
+    server = spawn_session_buddy(data, env)
+    wait_ready(server, timeout=60)
+    yield server
+    server.stop()

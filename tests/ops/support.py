@@ -15,12 +15,17 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
+if TYPE_CHECKING:
+    from mahavishnu.platform import PlatformSettings
+
 ROOT = Path(__file__).resolve().parents[2]
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+ENCRYPTION_KEY = "3q2-796tvu_erb7u-q2-796tvu_erb7u-q2-796tvu8="
+"""A Session-Buddy key (urlsafe base64 of 32 bytes, as SESSION_ENCRYPTION_KEY takes them)."""
 
 
 # --- a real, deliberately broken HTTP server ------------------------------------------------
@@ -182,13 +187,15 @@ def require_module(module: str, *, pip: str) -> Any:
     pytest.skip(f"{module} is not installed; install it with: pip install {pip}")
 
 
-def settings_env_names() -> set[str]:
-    """Every environment variable name the settings accept (upper case; matching ignores case):
-    the prefixed name of each setting, and the shared deployment names (POSTGRES_URL, ...)."""
+def settings_env_names(settings_cls: type[PlatformSettings] | None = None) -> set[str]:
+    """Every environment variable name a service's settings accept (upper case; matching ignores
+    case): the prefixed name of each setting, and the shared deployment names (POSTGRES_URL, ...).
+    Mahavishnu's unless `settings_cls` names another service's."""
     from mahavishnu.orchestrator.settings import MahavishnuSettings
 
-    prefixed = {f"{MahavishnuSettings.env_prefix}{name}".upper() for name in MahavishnuSettings.model_fields}
-    return prefixed | {name.upper() for name in MahavishnuSettings.shared_env.values()}
+    cls = settings_cls or MahavishnuSettings
+    prefixed = {f"{cls.env_prefix}{name}".upper() for name in cls.model_fields}
+    return prefixed | {name.upper() for name in cls.shared_env.values()}
 
 
 def _install(*, apt: str | None, pip: str | None) -> None:

@@ -1,5 +1,6 @@
-"""The deployment artifacts under deploy/, validated for real: hadolint, the Compose schema,
-kubernetes-validate, the settings model, and the server itself where a check can run."""
+"""The deployment artifacts under deploy/ (Mahavishnu's and Session-Buddy's entries), validated for
+real: hadolint, the Compose schema, kubernetes-validate, each service's settings model, and the
+servers themselves where a check can run."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.ops.support import ROOT, require_module, require_tool, settings_env_names
+from mahavishnu.platform.crypto import KeyRing
+from mahavishnu.session_buddy.settings import SessionBuddySettings
+from tests.ops.support import ENCRYPTION_KEY, ROOT, require_module, require_tool, settings_env_names
 from tests.support.server import RunningServer, free_port
 
 DEPLOY = ROOT / "deploy"
@@ -26,6 +29,8 @@ SECRETISH = re.compile(r"SECRET|TOKEN|PASSWORD|PASSWD|API_KEY|PRIVATE_KEY|ENCRYP
 DEPLOY_SCRIPT = (ROOT / "scripts" / "deploy_production.sh").read_text()
 MEMORY_LIMIT_BYTES = 512 * 1024 * 1024
 CPU_LIMIT_CORES = 1.0
+SESSION_BUDDY_MEMORY_LIMIT = "1Gi"
+SESSION_BUDDY_CPU_LIMIT_CORES = 1.0
 
 
 def script_default(name: str) -> str:
@@ -358,11 +363,12 @@ def interpolate(value: Any, env: dict[str, str]) -> Any:
     return INTERPOLATION.sub(replace, value)
 
 
+SESSION_BUDDY_SECRETS = {"SESSION_BUDDY_AUTH_SECRET": "b" * 48, "SESSION_ENCRYPTION_KEY": ENCRYPTION_KEY}
 PRODUCTION_ENV = {
     "MAHAVISHNU_AUTH_SECRET": "s" * 48,
     "POSTGRES_PASSWORD": "pg-password-for-the-test",
     "GRAFANA_ADMIN_PASSWORD": "grafana-password-for-the-test",
-    "SESSION_ENCRYPTION_KEY": "k" * 32,
+    **SESSION_BUDDY_SECRETS,
     "AKOSHA_API_TOKEN": "t" * 32,
 }
 
@@ -381,12 +387,11 @@ def test_compose_validates_against_the_compose_specification() -> None:
 
 def test_compose_has_the_whole_stack_with_healthchecks() -> None:
     services = compose()["services"]
-    for name in ["postgres", "redis", "mahavishnu", "prometheus", "alertmanager", "grafana"]:
+    for name in ["postgres", "redis", "mahavishnu", "session-buddy", "prometheus", "alertmanager", "grafana"]:
         assert name in services, name
         assert "profiles" not in services[name], f"{name} must start by default"
-    for name, port in [("session-buddy", 8678), ("akosha", 8682)]:
-        assert services[name]["profiles"] == ["ecosystem"]
-        assert any(f"{port}:{port}" in p for p in services[name]["ports"])
+    assert services["akosha"]["profiles"] == ["ecosystem"]
+    assert any("8682:8682" in p for p in services["akosha"]["ports"])
     for name, service in services.items():
         assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
         for port in service.get("ports", []):
@@ -397,6 +402,54 @@ def test_compose_has_the_whole_stack_with_healthchecks() -> None:
     assert mahavishnu["depends_on"]["redis"]["condition"] == "service_healthy"
     # Same health probe as the image's HEALTHCHECK.
     assert mahavishnu["healthcheck"]["test"] == ["CMD", "python", "-c", healthcheck_code()]
+
+
+HARDENING = ("read_only", "tmpfs", "cap_drop", "security_opt")
+
+
+def test_compose_serves_session_buddy_from_the_mahavishnu_image() -> None:
+    services = compose()["services"]
+    mahavishnu, buddy = services["mahavishnu"], services["session-buddy"]
+    assert buddy["image"] == mahavishnu["image"], "one image for both services"
+    assert "build" not in buddy, "built once, by the mahavishnu service"
+    assert buddy["command"] == ["mahavishnu", "serve", "session-buddy", "--host", "0.0.0.0"]
+    assert buddy["ports"] == ["127.0.0.1:${SESSION_BUDDY_PORT:-8678}:8678"]
+    assert buddy["volumes"] == ["session-buddy-data:/data"]
+    assert "session-buddy-data" in compose()["volumes"]
+    assert buddy["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert buddy["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert {k: buddy[k] for k in HARDENING} == {k: mahavishnu[k] for k in HARDENING}
+    # The image's probe, on Session-Buddy's port.
+    assert buddy["healthcheck"]["test"] == ["CMD", "python", "-c", session_buddy_healthcheck_code()]
+    assert buddy["healthcheck"]["start_period"] == mahavishnu["healthcheck"]["start_period"]
+
+
+def test_compose_session_buddy_command_is_a_real_cli_command() -> None:
+    """`serve session-buddy --host 0.0.0.0` parses as the CLI's serve command (--help stops short
+    of starting it)."""
+    command = compose()["services"]["session-buddy"]["command"]
+    assert command[0] == "mahavishnu"
+    done = subprocess.run(
+        [sys.executable, "-m", "mahavishnu", *command[1:], "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "session-buddy" in done.stdout
+
+
+def session_buddy_healthcheck_code() -> str:
+    return healthcheck_code().replace("127.0.0.1:8680", "127.0.0.1:8678")
+
+
+def test_session_buddy_healthcheck_works_against_the_real_server(session_buddy_server: RunningServer) -> None:
+    code = session_buddy_healthcheck_code()
+    here = code.replace("127.0.0.1:8678", f"127.0.0.1:{session_buddy_server.port}")
+    assert subprocess.run([sys.executable, "-c", here], timeout=10).returncode == 0
+    nobody = code.replace("127.0.0.1:8678", f"127.0.0.1:{free_port()}")
+    assert subprocess.run([sys.executable, "-c", nobody], timeout=10, capture_output=True).returncode != 0
 
 
 def test_compose_takes_every_secret_from_the_environment() -> None:
@@ -411,7 +464,13 @@ def test_compose_takes_every_secret_from_the_environment() -> None:
                 assert re.search(r":\$\{[A-Z_]+:\?[^}]+\}$", userinfo), f"{name}.{key} embeds a password"
     for name, secret in data["secrets"].items():
         assert set(secret) == {"environment"}, f"secret {name} must come from the environment"
-    for name in ["MAHAVISHNU_AUTH_SECRET", "POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD"]:
+    for name in [
+        "MAHAVISHNU_AUTH_SECRET",
+        "POSTGRES_PASSWORD",
+        "GRAFANA_ADMIN_PASSWORD",
+        "SESSION_BUDDY_AUTH_SECRET",
+        "SESSION_ENCRYPTION_KEY",
+    ]:
         env = {k: v for k, v in PRODUCTION_ENV.items() if k != name}
         with pytest.raises(KeyError, match=name):
             interpolate(data["services"], env)
@@ -435,6 +494,43 @@ def test_compose_mahavishnu_environment_is_valid_settings(monkeypatch: pytest.Mo
     assert "mahavishnu:8680" in settings.allowed_hosts
 
 
+def load_session_buddy_settings(
+    monkeypatch: pytest.MonkeyPatch, environment: dict[str, Any]
+) -> SessionBuddySettings:
+    """Session-Buddy's settings from `environment` alone (nothing of this shell, no file)."""
+    accepted = settings_env_names(SessionBuddySettings)
+    assert set(environment) <= accepted, set(environment) - accepted
+    shared = set(SessionBuddySettings.shared_env.values())
+    for key in list(os.environ):
+        if key.startswith(("SESSION_", "RATE_LIMIT_")) or key in shared:
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("SESSION_BUDDY_CONFIG", "/nonexistent/settings.yaml")
+    for key, value in environment.items():
+        monkeypatch.setenv(key, str(value))
+    return SessionBuddySettings.load()
+
+
+def test_compose_session_buddy_environment_is_valid_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    service = compose()["services"]["session-buddy"]
+    environment = interpolate(service["environment"], PRODUCTION_ENV)
+    settings = load_session_buddy_settings(monkeypatch, environment)
+    assert settings.env == "production"
+    assert settings.check_secure() == []
+    assert settings.port == 8678
+    assert settings.data_dir == Path("/data")
+    assert settings.database_schema == "session_buddy"
+    assert settings.effective_database_url.startswith("postgresql://mahavishnu:")
+    assert settings.effective_database_url.endswith("@postgres:5432/mahavishnu")
+    assert settings.source_name == "session-buddy", "its name in Akosha must not be a container's"
+    assert "session-buddy:8678" in settings.allowed_hosts
+    KeyRing.parse(settings.encryption_key, setting="SESSION_ENCRYPTION_KEY")  # a key it can use
+    # Without the key, production refuses to start.
+    without = {k: v for k, v in environment.items() if k != "SESSION_ENCRYPTION_KEY"}
+    monkeypatch.delenv("SESSION_ENCRYPTION_KEY")
+    refused = load_session_buddy_settings(monkeypatch, without).check_secure()
+    assert any("SESSION_ENCRYPTION_KEY" in problem for problem in refused)
+
+
 def test_compose_mounts_existing_config_files() -> None:
     for name, service in compose()["services"].items():
         for volume in service.get("volumes", []):
@@ -447,6 +543,9 @@ def test_compose_limits_match_the_alert_rules() -> None:
     mahavishnu = compose()["services"]["mahavishnu"]
     assert mahavishnu["mem_limit"] == "512m"
     assert float(mahavishnu["cpus"]) == CPU_LIMIT_CORES
+    buddy = compose()["services"]["session-buddy"]
+    assert buddy["mem_limit"] == "1g"
+    assert float(buddy["cpus"]) == SESSION_BUDDY_CPU_LIMIT_CORES
 
 
 # --- Kubernetes ------------------------------------------------------------------------------------------
@@ -492,11 +591,20 @@ def test_kubernetes_manifests_validate_strictly() -> None:
 
 
 def test_no_secret_is_committed() -> None:
+    config_maps = 0
     for path, doc in k8s_documents():
         assert doc["kind"] != "Secret", f"{path} commits a Secret; reference it by name instead"
-    config = k8s("ConfigMap", "mahavishnu-config")["data"]
-    for key in config:
-        assert not SECRETISH.search(key), f"ConfigMap key {key} looks like a secret"
+        if doc["kind"] == "ConfigMap":
+            config_maps += 1
+            for key in doc["data"]:
+                assert not SECRETISH.search(key), f"{path}: ConfigMap key {key} looks like a secret"
+    assert config_maps == 2
+
+
+def test_kustomization_lists_every_manifest() -> None:
+    listed = yaml.safe_load((K8S / "kustomization.yaml").read_text())["resources"]
+    present = sorted(p.name for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml")
+    assert sorted(listed) == present
 
 
 def container(name: str = "mahavishnu") -> dict[str, Any]:
@@ -536,6 +644,59 @@ def test_deployment_takes_secrets_by_reference() -> None:
     assert source["configMapRef"]["name"] == "mahavishnu-config"
 
 
+def test_session_buddy_deployment_runs_the_mahavishnu_image_hardened_alike() -> None:
+    c = container("session-buddy")
+    mahavishnu = container()
+    assert c["image"] == mahavishnu["image"], "one image (kustomize's `images:` sets both)"
+    assert c["args"] == compose()["services"]["session-buddy"]["command"]
+    assert {p["containerPort"] for p in c["ports"]} == {8678}
+    assert c["readinessProbe"]["httpGet"]["path"] == "/ready"
+    assert c["livenessProbe"]["httpGet"]["path"] == "/health"
+    assert c["startupProbe"]["httpGet"]["path"] == "/health"
+    assert c["resources"]["limits"] == {"cpu": "1", "memory": SESSION_BUDDY_MEMORY_LIMIT}
+    assert set(c["resources"]["requests"]) == {"cpu", "memory"}
+    assert c["securityContext"] == mahavishnu["securityContext"]
+    pod = k8s("Deployment", "session-buddy")["spec"]["template"]
+    stable = k8s("Deployment", "mahavishnu")["spec"]["template"]
+    assert pod["spec"]["securityContext"] == stable["spec"]["securityContext"]
+    assert pod["spec"]["serviceAccountName"] == "session-buddy"
+    assert k8s("ServiceAccount", "session-buddy")["automountServiceAccountToken"] is False
+    assert pod["metadata"]["annotations"]["prometheus.io/port"] == "8678"
+    assert {m["mountPath"] for m in c["volumeMounts"]} == {"/data", "/tmp"}
+    assert k8s("Deployment", "session-buddy")["spec"]["replicas"] >= 2
+
+
+def test_session_buddy_takes_its_secrets_by_reference() -> None:
+    env = {e["name"]: e for e in container("session-buddy")["env"]}
+    for name in ["SESSION_BUDDY_AUTH_SECRET", "SESSION_ENCRYPTION_KEY", "POSTGRES_URL"]:
+        assert "value" not in env[name]
+        ref = env[name]["valueFrom"]["secretKeyRef"]
+        assert ref["name"] == "session-buddy-secrets"
+        assert not ref.get("optional"), f"{name} is required"
+    for item in env.values():
+        if SECRETISH.search(item["name"]) or item["name"].endswith("_URL"):
+            assert "valueFrom" in item, item["name"]
+    (source,) = container("session-buddy")["envFrom"]
+    assert source["configMapRef"]["name"] == "session-buddy-config"
+    header = (K8S / "session-buddy-deployment.yaml").read_text()
+    for item in env.values():
+        if "valueFrom" in item:
+            key = item["valueFrom"]["secretKeyRef"]["key"]
+            assert f"--from-literal={key}=" in header, f"the header does not say how to create {key}"
+
+
+def test_session_buddy_configmap_holds_valid_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = k8s("ConfigMap", "session-buddy-config")["data"]
+    settings = load_session_buddy_settings(monkeypatch, {**config, **SESSION_BUDDY_SECRETS})
+    assert settings.env == "production"
+    assert settings.port == 8678
+    assert settings.host == "0.0.0.0"
+    assert settings.database_schema == "session_buddy"
+    assert settings.check_secure() == []
+    assert "session-buddy.mahavishnu.svc.cluster.local:8678" in settings.allowed_hosts
+    assert settings.source_name == "session-buddy", "its name in Akosha must not be a pod's"
+
+
 def test_configmap_holds_valid_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     from mahavishnu.orchestrator.settings import MahavishnuSettings
 
@@ -573,6 +734,9 @@ def test_canary_mirrors_the_stable_deployment() -> None:
     assert 'CANARY="$SERVICE_NAME-canary"' in DEPLOY_SCRIPT
 
 
+MAHAVISHNU_DEPLOYMENTS = ("mahavishnu", "mahavishnu-canary")
+
+
 def labels_match(selector: dict[str, str], labels: dict[str, str]) -> bool:
     return all(labels.get(k) == v for k, v in selector.items())
 
@@ -605,12 +769,56 @@ def test_services_pdb_hpa_and_network_policy_select_the_right_pods() -> None:
     assert [p["port"] for rule in policy["ingress"] for p in rule["ports"]] == [8680]
 
 
+def pod_selector(kind: str, name: str) -> dict[str, str]:
+    """The labels a Service, PodDisruptionBudget or NetworkPolicy selects pods by."""
+    spec = k8s(kind, name)["spec"]
+    selector: dict[str, str] = {
+        "Service": lambda: spec["selector"],
+        "PodDisruptionBudget": lambda: spec["selector"]["matchLabels"],
+        "NetworkPolicy": lambda: spec["podSelector"]["matchLabels"],
+    }[kind]()
+    return selector
+
+
+def test_session_buddy_service_pdb_hpa_and_network_policy_select_its_pods_only() -> None:
+    def pod_labels(name: str) -> dict[str, str]:
+        labels: dict[str, str] = k8s("Deployment", name)["spec"]["template"]["metadata"]["labels"]
+        return labels
+
+    buddy = pod_labels("session-buddy")
+    others = [pod_labels(name) for name in MAHAVISHNU_DEPLOYMENTS]
+    for kind in ("Service", "PodDisruptionBudget", "NetworkPolicy"):
+        selector = pod_selector(kind, "session-buddy")
+        assert labels_match(selector, buddy), kind
+        assert not any(labels_match(selector, labels) for labels in others), f"{kind} reaches Mahavishnu"
+        assert not labels_match(pod_selector(kind, "mahavishnu"), buddy), f"Mahavishnu's {kind} reaches it"
+    service = k8s("Service", "session-buddy")["spec"]
+    assert service["ports"] == [{"name": "http", "port": 8678, "targetPort": "http", "protocol": "TCP"}]
+    hpa = k8s("HorizontalPodAutoscaler", "session-buddy")["spec"]
+    assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "session-buddy"}
+    assert hpa["minReplicas"] >= 2
+    policy = k8s("NetworkPolicy", "session-buddy")["spec"]
+    assert set(policy["policyTypes"]) == {"Ingress", "Egress"}
+    assert [p["port"] for rule in policy["ingress"] for p in rule["ports"]] == [8678]
+    egress = {p["port"] for rule in policy["egress"] for p in rule["ports"]}
+    assert {53, 5432, 6379} <= egress
+    assert not {22, 443} & egress, "Session-Buddy needs no git remote and downloads nothing"
+
+
 def test_kustomize_renders_every_manifest() -> None:
     kubectl = require_tool("kubectl")  # no package to install it from: CI machines carry it
     done = subprocess.run([kubectl, "kustomize", str(K8S)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     rendered = [d for d in yaml.safe_load_all(done.stdout) if d]
     assert len(rendered) == len(k8s_documents())
+    # kustomize's `images:` gives both services the one image.
+    images = {
+        c["name"]: c["image"]
+        for d in rendered
+        if d["kind"] == "Deployment"
+        for c in d["spec"]["template"]["spec"]["containers"]
+    }
+    assert images["session-buddy"] == images["mahavishnu"]
 
 
 # --- Cloud Run -------------------------------------------------------------------------------------------
@@ -648,3 +856,37 @@ def test_cloud_run_service_matches_the_deploy_script(monkeypatch: pytest.MonkeyP
     settings = MahavishnuSettings.load()
     assert settings.check_secure() == []
     assert settings.dns_rebinding_protection is False
+
+
+def test_cloud_run_session_buddy_service(monkeypatch: pytest.MonkeyPatch) -> None:
+    service = yaml.safe_load((DEPLOY / "cloudrun" / "session-buddy.yaml").read_text())
+    mahavishnu = yaml.safe_load((DEPLOY / "cloudrun" / "service.yaml").read_text())
+    assert service["apiVersion"] == "serving.knative.dev/v1"
+    assert service["kind"] == "Service"
+    assert service["metadata"]["name"] == "session-buddy"
+    (c,) = service["spec"]["template"]["spec"]["containers"]
+    (m,) = mahavishnu["spec"]["template"]["spec"]["containers"]
+    assert c["image"] == m["image"], "the same image as Mahavishnu"
+    assert c["args"] == compose()["services"]["session-buddy"]["command"]
+    assert c["ports"] == [{"name": "http1", "containerPort": 8678}]
+    assert c["startupProbe"]["httpGet"] == {"path": "/ready", "port": 8678}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/health", "port": 8678}
+    assert c["resources"]["limits"] == {"cpu": "1", "memory": SESSION_BUDDY_MEMORY_LIMIT}
+    annotations = service["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["run.googleapis.com/cpu-throttling"] == "false", "background workers need the CPU"
+    env = {e["name"]: e for e in c["env"]}
+    headers = "".join((DEPLOY / "cloudrun" / f).read_text() for f in ("session-buddy.yaml", "service.yaml"))
+    for name in ["SESSION_BUDDY_AUTH_SECRET", "SESSION_ENCRYPTION_KEY", "POSTGRES_URL", "REDIS_URL"]:
+        ref = env[name]["valueFrom"]["secretKeyRef"]
+        assert ref["key"] == "latest"
+        assert f"gcloud secrets create {ref['name']}" in headers, f"how to create {ref['name']}?"
+    for name, item in env.items():
+        if SECRETISH.search(name):
+            assert "value" not in item, name
+    plain = {name: item["value"] for name, item in env.items() if "value" in item}
+    settings = load_session_buddy_settings(monkeypatch, {**plain, **SESSION_BUDDY_SECRETS})
+    assert settings.env == "production"
+    assert settings.port == 8678
+    assert settings.check_secure() == []
+    assert settings.dns_rebinding_protection is False
+    assert settings.source_name == "session-buddy", "its name in Akosha must not be an instance's"
