@@ -154,7 +154,9 @@ async def _meaning(store: _Store) -> Meaning:
     from mahavishnu.session_buddy.embeddings import load_embedder
     from mahavishnu.session_buddy.meaning import Meaning
 
-    embedder = await asyncio.to_thread(load_embedder, store.settings.embedding_model)
+    embedder = await asyncio.to_thread(
+        load_embedder, store.settings.embedding_model, cache=store.settings.data_dir / "models"
+    )
     meaning = Meaning(store.db, embedder)
     await meaning.rebuild(store.vault)
     return meaning

@@ -11,10 +11,13 @@ distributions' records.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
+import tempfile
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -26,6 +29,7 @@ from numpy.typing import NDArray
 from tokenizers import Encoding, Tokenizer
 
 from mahavishnu.platform.errors import ConfigurationError
+from mahavishnu.session_buddy.quantized import file_sha256, int8_model
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -94,12 +98,16 @@ class OnnxEmbedder:
         max_tokens: int,
         threads: int | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        parallel: int = 1,
     ) -> None:
-        if batch_size < 1 or max_tokens < 2:
-            raise ValueError("batch_size must be at least 1 and max_tokens at least 2")
+        if batch_size < 1 or max_tokens < 2 or parallel < 1:
+            raise ValueError("batch_size and parallel must be at least 1, max_tokens at least 2")
         self.model_id: Final = model_id
         self.batch_size: Final = batch_size
         self.threads: Final = threads if threads is not None else default_threads()
+        self.parallel: Final = parallel
+        """Batches run at once, each on its own thread (onnxruntime releases the GIL): for
+        batches too small to keep `threads` busy inside one run."""
         self._tokenizer = Tokenizer.from_file(str(tokenizer_path))
         self._tokenizer.no_padding()  # embed() pads each batch itself, after sorting by length
         self._tokenizer.enable_truncation(max_length=max_tokens)
@@ -131,9 +139,15 @@ class OnnxEmbedder:
             return vectors
         encodings = self._tokenizer.encode_batch(list(texts))
         order = np.argsort([len(e.ids) for e in encodings], kind="stable")
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start : start + self.batch_size]
-            vectors[rows] = self._run([encodings[i] for i in rows])
+        batches = [order[start : start + self.batch_size] for start in range(0, len(order), self.batch_size)]
+        if self.parallel == 1 or len(batches) == 1:
+            for rows in batches:
+                vectors[rows] = self._run([encodings[i] for i in rows])
+            return vectors
+        with ThreadPoolExecutor(self.parallel, thread_name_prefix="embedding") as pool:
+            done = pool.map(lambda rows: self._run([encodings[i] for i in rows]), batches)
+            for rows, batch in zip(batches, done, strict=True):
+                vectors[rows] = batch
         return vectors
 
     def _run(self, encodings: list[Encoding]) -> Vectors:
@@ -150,14 +164,6 @@ class OnnxEmbedder:
         weights = mask.astype(np.float32)
         pooled = np.einsum("btd,bt->bd", hidden, weights) / weights.sum(axis=1, keepdims=True)
         return _normalise(pooled)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -178,7 +184,7 @@ class PackagedFile:
             ) from None
         if not found.is_file():
             raise ConfigurationError(f"{self.path} is missing from {self.distribution}: reinstall it")
-        if _sha256(found) != self.sha256:
+        if file_sha256(found) != self.sha256:
             raise ConfigurationError(f"{found} differs from the pinned file: reinstall {self.distribution}")
         return found
 
@@ -192,19 +198,31 @@ class PackagedModel:
     tokenizer: PackagedFile
     max_tokens: int
     """sentence-transformers' `max_seq_length` for the model: longer texts are truncated."""
+    int8_sha256: str | None = None
+    """Set: run with int8 arithmetic, from a file made of `onnx` and pinned by this hash
+    (`quantized.py`), one text per run."""
 
     @property
     def model_id(self) -> str:
-        return f"{self.name}@{self.onnx.sha256[:12]}"
+        return f"{self.name}@{(self.int8_sha256 or self.onnx.sha256)[:12]}"
 
-    def load(self, *, threads: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE) -> OnnxEmbedder:
+    def load(
+        self, *, cache: Path, threads: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> OnnxEmbedder:
+        """The embedder; `cache` is where a made file (the int8 one) is kept."""
+        if self.int8_sha256 is None:
+            model, parallel = self.onnx.locate(), 1
+        else:
+            model = int8_model(self.onnx.locate(), cache, sha256=self.int8_sha256)
+            batch_size, parallel, threads = 1, threads or default_threads(), 1
         return OnnxEmbedder(
-            self.onnx.locate(),
+            model,
             self.tokenizer.locate(),
             model_id=self.model_id,
             max_tokens=self.max_tokens,
             threads=threads,
             batch_size=batch_size,
+            parallel=parallel,
         )
 
 
@@ -223,19 +241,31 @@ _MINILM = PackagedModel(
     max_tokens=256,
 )
 
+_MINILM_INT8 = dataclasses.replace(
+    _MINILM,
+    name="sentence-transformers/all-MiniLM-L6-v2+int8",
+    int8_sha256="9e80251537633bab7d98c9a4f07070371d83f1d28e6994a1f5d93c53de3c5454",
+)
+
 DEFAULT_MODEL: Final = "all-minilm-l6-v2"
 
-MODELS: Final[dict[str, PackagedModel]] = {DEFAULT_MODEL: _MINILM, _MINILM.name.lower(): _MINILM}
+MODELS: Final[dict[str, PackagedModel]] = {
+    DEFAULT_MODEL: _MINILM,
+    _MINILM.name.lower(): _MINILM,
+    "all-minilm-l6-v2-int8": _MINILM_INT8,
+}
 """`EMBEDDING_MODEL` values (matched without regard to case), each a model shipped in a pinned package."""
 
 
-def load_embedder(name: str = DEFAULT_MODEL) -> OnnxEmbedder:
-    """The embedder that an `EMBEDDING_MODEL` value names; `ConfigurationError` listing the known ones."""
+def load_embedder(name: str = DEFAULT_MODEL, *, cache: Path | None = None) -> OnnxEmbedder:
+    """The embedder that an `EMBEDDING_MODEL` value names; `ConfigurationError` listing the known
+    ones. `cache` keeps files made from the packaged ones (the service passes its data folder's
+    `models/`; else a folder in the system's temporary directory)."""
     model = MODELS.get(name.strip().lower())
     if model is None:
         known = ", ".join(sorted(MODELS))
         raise ConfigurationError(f"unknown EMBEDDING_MODEL {name!r}: known models are {known}")
-    return model.load()
+    return model.load(cache=cache or Path(tempfile.gettempdir()) / f"mahavishnu-models-{os.getuid()}")
 
 
 class HashingEmbedder:

@@ -151,7 +151,9 @@ async def _understand(
 ) -> None:
     """Load the embedding model (in a thread), rebuild the index, then embed in the background."""
     try:
-        embedder = await asyncio.to_thread(load_embedder, settings.embedding_model)
+        embedder = await asyncio.to_thread(
+            load_embedder, settings.embedding_model, cache=settings.data_dir / "models"
+        )
     except Exception as exc:  # keyword search goes on; the health check says what is missing
         log.error("embedding_model_unavailable", error=f"{type(exc).__name__}: {exc}")
         return
