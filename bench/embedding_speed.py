@@ -7,11 +7,12 @@ sentence per onnxruntime call (what a naive caller does); every row prints its r
 Beside the wall-clock rate, each row prints sentences per CPU-second of this process: on a
 shared machine the wall-clock rate says how busy the neighbours were, the CPU rate does not.
 
-`--int8-dynamic` also times the model with int8 arithmetic: onnxruntime's dynamic quantization
-of the packaged file (its weights are int8 already, its arithmetic fp32), made in a temporary
-folder (needs the `onnx` package). It is about twice as fast, but a vector then depends on the
-other texts in its batch (activation scales are per batch), so the service does not use it;
-the bench prints how far its vectors move (cosine to the fp32 ones, alone and batched).
+`--int8-dynamic` also times the model with int8 arithmetic (`EMBEDDING_MODEL=
+all-minilm-l6-v2-int8`: onnxruntime's dynamic quantization of the packaged file, made by
+`session_buddy/quantized.py` in a temporary folder). Batched (`int8-dyn` rows) a vector would
+depend on the other texts in its batch (activation scales are per run), so the service runs it
+one text per run with `threads` runs at once: the `int8-1x` rows. The bench also prints how far
+int8 moves the vectors (cosine to the fp32 ones, alone and batched).
 
     .venv/bin/python bench/embedding_speed.py
     .venv/bin/python bench/embedding_speed.py --sentences 2000 --rounds 7 --batch-sizes 16 32 64
@@ -31,8 +32,10 @@ from pathlib import Path
 import numpy as np
 
 from mahavishnu.session_buddy.embeddings import DEFAULT_MODEL, MODELS, OnnxEmbedder
+from mahavishnu.session_buddy.quantized import int8_model
 
 FLOOR = 500.0
+INT8 = MODELS["all-minilm-l6-v2-int8"]
 
 SUBJECTS = [
     "the flaky integration test",
@@ -83,20 +86,6 @@ def median_rates(embedder: OnnxEmbedder, sentences: list[str], rounds: int) -> t
     return statistics.median(wall), statistics.median(cpu)
 
 
-def quantize_dynamic_int8(model_file: Path, folder: Path) -> Path:
-    """The packaged model with int8 arithmetic: fp32 weights folded out of it, then re-quantized."""
-    import onnxruntime as ort
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    options.optimized_model_filepath = str(folder / "fp32.onnx")
-    ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
-    quantized = folder / "int8-dynamic.onnx"
-    quantize_dynamic(folder / "fp32.onnx", quantized, weight_type=QuantType.QInt8, per_channel=True)
-    return quantized
-
-
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -139,7 +128,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         variants = {"fp32": packaged}
         if args.int8_dynamic:
-            variants["int8-dyn"] = quantize_dynamic_int8(packaged, Path(folder))
+            variants["int8-dyn"] = int8_model(packaged, Path(folder), sha256=INT8.int8_sha256 or "")
         best: tuple[float, str, int, int] = (0.0, "", 0, 0)
         for math, model_file in variants.items():
             for threads in args.threads:
@@ -149,6 +138,12 @@ def main() -> None:
                     ratio = wall / baseline
                     print(f"{math:>8} {threads:>7} {size:>5} {wall:>12,.0f} {ratio:>10.1f} {cpu:>10,.0f}")
         if args.int8_dynamic:
+            for threads in args.threads:  # as the service runs it: one text per run, `threads` at once
+                service_way = INT8.load(cache=Path(folder), threads=threads)
+                wall, cpu = median_rates(service_way, sentences, args.rounds)
+                best = max(best, (wall, "int8-1x", threads, 1))
+                ratio = wall / baseline
+                print(f"{'int8-1x':>8} {threads:>7} {1:>5} {wall:>12,.0f} {ratio:>10.1f} {cpu:>10,.0f}")
             fp32, int8 = embedder(packaged, 1, 32), embedder(variants["int8-dyn"], 1, 32)
             print_int8_drift(fp32, int8, sentences[:200])
     wall, math, threads, size = best
