@@ -1,0 +1,36 @@
+"""Taking in one batch, whichever way it came (the HTTP route or the `ingest_memories` tool):
+checked whole, stored in one transaction, counted and logged."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from mahavishnu.akosha.ingest import ingest
+from mahavishnu.akosha.metrics import IngestMetrics
+from mahavishnu.akosha.views import IngestResult
+from mahavishnu.akosha.wire import Tombstone, Upsert, check_batch
+from mahavishnu.platform import Database, get_logger
+from mahavishnu.platform.crypto import KeyRing
+
+__all__ = ["Inbox"]
+
+log = get_logger("akosha.inbox")
+
+
+class Inbox:
+    def __init__(self, db: Database, ring: KeyRing, metrics: IngestMetrics, *, max_records: int) -> None:
+        self._db = db
+        self._ring = ring
+        self._metrics = metrics
+        self._max_records = max_records
+
+    async def take(self, source: str, records: Sequence[Upsert | Tombstone]) -> IngestResult:
+        """Store `source`'s batch; answers once it is committed. InvalidArgumentError names
+        what is wrong with a batch, before anything is stored."""
+        check_batch(source, records, self._max_records)
+        with self._metrics.duration.time():
+            counts = await ingest(self._db, self._ring, records)
+        self._metrics.records.labels("accepted").inc(counts.accepted)
+        self._metrics.records.labels("unchanged").inc(counts.unchanged)
+        log.info("ingested", source=source, accepted=counts.accepted, unchanged=counts.unchanged)
+        return IngestResult(accepted=counts.accepted, unchanged=counts.unchanged)

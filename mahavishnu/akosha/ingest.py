@@ -1,0 +1,107 @@
+"""Taking in a batch: each memory's row moves forward to the newest version the batch names,
+and never back, in one transaction.
+
+"Newer" is the order (version, tombstone over upsert), so the outcome of any set of batches is
+the same whatever their order and however often each arrives: a replay changes nothing, an
+older version after a newer one changes nothing, a tombstone deletes every version up to its
+own, and no upsert older than a tombstone brings the memory back. The rule is enforced by the
+database itself (`INSERT ... ON CONFLICT DO UPDATE ... WHERE newer`), so concurrent batches for
+one memory cannot interleave a read and a write. The answer is given only after the commit:
+what Akosha acknowledged survives a `kill -9`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import and_, or_
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mahavishnu.akosha.keys import seal_document
+from mahavishnu.akosha.models import LIVE, TOMBSTONED, Record
+from mahavishnu.akosha.wire import Tombstone, Upsert
+from mahavishnu.platform import Database
+from mahavishnu.platform.crypto import KeyRing
+
+__all__ = ["ROWS_PER_STATEMENT", "Counts", "ingest"]
+
+ROWS_PER_STATEMENT = 500
+"""Rows per INSERT: 7 parameters each stays far below SQLite's and asyncpg's 32,767."""
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    accepted: int
+    """Records that moved the store forward."""
+    unchanged: int
+    """Records it had already, or had something newer than (a replay, an old version, a record
+    a newer one in the same batch supersedes)."""
+
+
+def _rank(record: Upsert | Tombstone) -> tuple[int, int]:
+    return record.version, 1 if isinstance(record, Tombstone) else 0
+
+
+def _newest(records: Sequence[Upsert | Tombstone]) -> list[Upsert | Tombstone]:
+    """The newest record of each memory in the batch (one statement may touch a row once)."""
+    newest: dict[tuple[str, str], Upsert | Tombstone] = {}
+    for record in records:
+        key = (record.source, record.memory_id)
+        if key not in newest or _rank(record) > _rank(newest[key]):
+            newest[key] = record
+    return list(newest.values())
+
+
+def _row(ring: KeyRing, record: Upsert | Tombstone, now: datetime) -> dict[str, Any]:
+    sealed = None
+    if isinstance(record, Upsert):
+        sealed = seal_document(
+            ring, record.source, record.tenant, record.memory_id, record.version, record.document()
+        )
+    return {
+        "source": record.source,
+        "memory_id": record.memory_id,
+        "tenant": record.tenant,
+        "version": record.version,
+        "state": LIVE if sealed is not None else TOMBSTONED,
+        "sealed": sealed,
+        "received_at": now,
+    }
+
+
+def _chunks(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    for start in range(0, len(rows), ROWS_PER_STATEMENT):
+        yield rows[start : start + ROWS_PER_STATEMENT]
+
+
+async def _forward(session: AsyncSession, dialect: str, rows: list[dict[str, Any]]) -> int:
+    """Insert the rows, or move existing ones forward where the row sent is newer; answers how
+    many rows it inserted or moved (RETURNING yields only those)."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    values = insert(Record).values(rows)
+    sent = values.excluded
+    newer = or_(
+        sent.version > Record.version,
+        and_(sent.version == Record.version, sent.state == TOMBSTONED, Record.state == LIVE),
+    )
+    statement = values.on_conflict_do_update(
+        index_elements=[Record.source, Record.memory_id],
+        set_={name: sent[name] for name in ("tenant", "version", "state", "sealed", "received_at")},
+        where=newer,
+    ).returning(Record.memory_id)
+    return len((await session.execute(statement)).all())
+
+
+async def ingest(db: Database, ring: KeyRing, records: Sequence[Upsert | Tombstone]) -> Counts:
+    """Apply a checked batch (`wire.check_batch`) in one transaction; answers after the commit."""
+    now = datetime.now(UTC)
+    rows = [_row(ring, record, now) for record in _newest(records)]
+    accepted = 0
+    async with db.session() as session:
+        for chunk in _chunks(rows):
+            accepted += await _forward(session, db.dialect, chunk)
+    return Counts(accepted=accepted, unchanged=len(records) - accepted)

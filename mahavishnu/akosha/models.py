@@ -1,0 +1,44 @@
+"""Akosha's tables: one row per memory of each source, holding its newest version.
+
+A row is a last-writer-wins register ordered by (version, tombstone over upsert): ingest only
+ever moves it forward, so a batch replayed or arriving out of order leaves the same row. A
+tombstone keeps the row (its version is what stops an older upsert from bringing the memory
+back) but drops the document.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from sqlalchemy import Index, Integer, LargeBinary, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from mahavishnu.platform.sqltypes import UTCDateTime
+
+__all__ = ["LIVE", "TOMBSTONED", "Base", "Record", "State"]
+
+State = Literal["live", "tombstoned"]
+LIVE: State = "live"
+TOMBSTONED: State = "tombstoned"
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime()}
+
+
+class Record(Base):
+    """A memory as its source last told of it. `sealed` is the document (content and metadata,
+    AES-256-GCM, bound to source, tenant, memory and version); None once tombstoned."""
+
+    __tablename__ = "akosha_records"
+    __table_args__ = (Index("ix_akosha_records_source_tenant", "source", "tenant"),)
+
+    source: Mapped[str] = mapped_column(String(100), primary_key=True)
+    memory_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(128))
+    version: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))
+    sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    received_at: Mapped[datetime]
+    """When this version arrived (not when the source wrote it: that is in the document)."""

@@ -1,0 +1,54 @@
+"""Akosha's settings: the platform's, plus who may push to it and the key its store is sealed with."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+
+from mahavishnu.platform import MigrationSet, PlatformSettings
+from mahavishnu.platform.settings import MIN_SECRET_BYTES
+
+__all__ = ["MIGRATIONS", "AkoshaSettings"]
+
+MIGRATIONS = MigrationSet(
+    location=Path(__file__).resolve().parent / "migrations",
+    version_table="alembic_version_akosha",
+    title="Akosha",
+)
+
+
+class AkoshaSettings(
+    PlatformSettings,
+    service_name="akosha",
+    env_prefix="AKOSHA_",
+    default_port=8682,
+    migrations=MIGRATIONS,
+):
+    api_token: SecretStr | None = None
+    """The bearer token senders push with (AKOSHA_API_TOKEN, the same value Session-Buddy's
+    deployment sets); at least 32 characters. Production refuses to start without it."""
+    encryption_key: SecretStr | None = None
+    """Key-encryption keys, newest first, comma-separated (urlsafe base64 of 32 bytes each).
+    Unset in development: a key is made once in the data folder, with a warning. Production
+    refuses to start without it."""
+    max_batch_records: int = Field(default=5000, ge=1, le=50_000)
+    """The most records one ingest request may carry (its bytes are bounded by max_body_bytes)."""
+
+    def check_secure(self, *, listening: bool = True) -> list[str]:
+        problems = super().check_secure(listening=listening)
+        token = self.api_token.get_secret_value() if self.api_token is not None else None
+        if token is not None and len(token.encode()) < MIN_SECRET_BYTES:
+            problems.append(
+                f"AKOSHA_API_TOKEN is shorter than {MIN_SECRET_BYTES} bytes; generate one with: "
+                "python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
+            )
+        if self.env == "production" and token is None:
+            problems.append("production mode needs AKOSHA_API_TOKEN (the token senders push with)")
+        if self.env == "production" and self.encryption_key is None:
+            problems.append(
+                "production mode needs AKOSHA_ENCRYPTION_KEY (what Akosha receives is encrypted at "
+                "rest); make one with: python3 -c 'from mahavishnu.platform.crypto import "
+                "generate_key; print(generate_key())'"
+            )
+        return problems

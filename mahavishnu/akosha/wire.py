@@ -1,0 +1,105 @@
+"""What a source sends to `/ingest/memories` (and to the `ingest_memories` tool): the batch as
+Session-Buddy's pusher writes it (`session_buddy/outbox.py`), checked field by field.
+
+    {"source": S, "records": [{source, tenant, memory_id, version, op, ...}, ...]}
+
+An upsert carries the memory's document; a tombstone carries its identity only. Unknown fields
+are refused, not dropped: a sender that grew a field Akosha does not know is told so, loudly,
+instead of having it silently lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from mahavishnu.platform import InvalidArgumentError
+
+__all__ = [
+    "Batch",
+    "Identity",
+    "IngestRecord",
+    "MemoryDocument",
+    "MemoryId",
+    "SourceName",
+    "Tenant",
+    "Tombstone",
+    "Upsert",
+    "check_batch",
+]
+
+SourceName = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$",
+        description="The sending system's name: letters, digits, '.', '_', '-'; up to 100.",
+    ),
+]
+Tenant = Annotated[str, Field(pattern=r"^[A-Za-z0-9._@:-]{1,128}$", description="The tenant at the source.")]
+MemoryId = Annotated[
+    str, Field(pattern=r"^[A-Za-z0-9._:-]{1,64}$", description="The memory's id at the source.")
+]
+Version = Annotated[int, Field(strict=True, ge=1, le=2**31 - 1)]
+Label = Annotated[str, Field(min_length=1, max_length=200)]
+
+_STRICT = ConfigDict(extra="forbid")
+
+
+class MemoryDocument(BaseModel):
+    """A memory's content and metadata: what Akosha seals and hands back."""
+
+    model_config = _STRICT
+
+    content: Annotated[str, Field(min_length=1, max_length=1_000_000)]
+    kind: Annotated[str, Field(min_length=1, max_length=32)]
+    tags: Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]], Field(max_length=256)]
+    project: Label | None
+    session_id: Annotated[str, Field(min_length=1, max_length=64)] | None
+    importance: Annotated[float, Field(ge=0, le=1)]
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+
+
+class Identity(BaseModel):
+    """Which memory, which version: Akosha is idempotent on (source, memory_id, version)."""
+
+    model_config = _STRICT
+
+    source: SourceName
+    tenant: Tenant
+    memory_id: MemoryId
+    version: Version
+
+
+class Upsert(Identity, MemoryDocument):
+    op: Literal["upsert"]
+
+    def document(self) -> MemoryDocument:
+        return MemoryDocument.model_validate(self.model_dump(include=set(MemoryDocument.model_fields)))
+
+
+class Tombstone(Identity):
+    op: Literal["tombstone"]
+
+
+IngestRecord = Annotated[Upsert | Tombstone, Field(discriminator="op")]
+
+
+class Batch(BaseModel):
+    model_config = _STRICT
+
+    source: SourceName
+    records: list[IngestRecord]
+
+
+def check_batch(source: str, records: Sequence[Identity], max_records: int) -> None:
+    """What the field checks cannot say: a batch is one source's, and neither empty nor too big."""
+    if not records:
+        raise InvalidArgumentError("records: must have at least 1 item")
+    if len(records) > max_records:
+        raise InvalidArgumentError(f"records: at most {max_records} in one batch")
+    for index, record in enumerate(records):
+        if record.source != source:
+            raise InvalidArgumentError(f"records[{index}].source: must be the batch's source ({source!r})")
