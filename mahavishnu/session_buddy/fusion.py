@@ -15,6 +15,18 @@ paraphrases. So the keyword list's weight is gated:
 Either weight grows with how confident the best keyword match is (its BM25 score over what a
 memory holding each matched query word once scores).
 
+A prose question is often *anchored* on a word most memories near it hold too ("why do the
+billing pods keep restarting?" in a store full of billing notes): the model's vector of the
+whole question is then mostly that word, and ranks any billing note above the answer, which
+says "OOM-killed" rather than "restarting". So when at least half of the memories nearest the
+whole question hold one of its words, the ranking splits the work: holding the anchor words is
+the keyword part (exact), and meaning compares the rest of the question ("why do the pods keep
+restarting?"), embedded on its own, with each candidate.
+
+Last, near-duplicates (most of their words in common, such as the same log line with another
+number) give way: each scores half when a better candidate nearly repeats it, so the first page
+shows distinct memories rather than five copies of one.
+
 Scores are normalised within the candidate pool (BM25 over the best one, cosine min-max), and a
 memory not yet embedded keeps its keyword score: hybrid still finds it.
 """
@@ -22,13 +34,21 @@ memory not yet embedded keeps its keyword score: hybrid still finds it.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Final
 
 from mahavishnu.session_buddy.keyword import KeywordRanking
-from mahavishnu.session_buddy.terms import terms
+from mahavishnu.session_buddy.terms import STOP_WORDS, terms
 
-__all__ = ["fuse", "identifier_words", "keyword_weight"]
+__all__ = [
+    "anchors",
+    "fuse",
+    "fuse_anchored",
+    "give_way_to_near_duplicates",
+    "identifier_words",
+    "keyword_weight",
+    "rest_of",
+]
 
 _IDENTIFIER: Final = re.compile(r"\d|\w[_/\\]\w|\w\.\w|::|[a-z][A-Z]")
 
@@ -38,6 +58,21 @@ the match's confidence."""
 PROSE_WEIGHT: Final = 0.02
 """At most this keyword weight for any other query, times the match's confidence: a tie-breaker
 (and what ranks a matching memory that is not embedded yet above the unrelated ones)."""
+
+ANCHOR_NEIGHBOURS: Final = 20
+"""How many of the memories nearest the whole question are read to find its anchor words."""
+ANCHOR_SHARE: Final = 0.5
+"""A question word is an anchor when at least this share of those memories hold it."""
+ANCHOR_WEIGHT: Final = 0.5
+"""In an anchored ranking, what holding the anchor words counts (meaning gets the rest): as much
+as the whole spread of meaning, so a memory holding them is only passed by one without them
+that is far closer in meaning."""
+WHOLE_QUESTION_SHARE: Final = 0.25
+"""Of the meaning part of an anchored ranking, what the whole question's cosine counts (the
+rest's cosine gets the remainder): a hedge for when the rest of the question says little."""
+NEAR_DUPLICATE: Final = 0.8
+"""Two memories are near-duplicates when this share of their distinct words is common to both
+(Jaccard): the same note with one number changed, not two notes about one subject."""
 
 
 def identifier_words(query: str) -> list[str]:
@@ -68,11 +103,87 @@ def fuse(
     """Every candidate of either list with its fused score, best first (ties: newest id first)."""
     best = max((score for _, score in keyword), default=0.0)
     keyword_part = {i: score / best for i, score in keyword} if best > 0 else {}
+    meaning_part = _spread(cosines)
+    return _ranked(
+        {
+            i: weight * keyword_part.get(i, 0.0) + (1 - weight) * meaning_part.get(i, 0.0)
+            for i in keyword_part.keys() | meaning_part.keys()
+        }
+    )
+
+
+def anchors(words: Mapping[str, bytes], nearest: Sequence[Collection[bytes]]) -> list[str]:
+    """The words (of a question's content `words`, each with its token) that at least
+    `ANCHOR_SHARE` of the `nearest` memories' token sets hold."""
+    if not nearest:
+        return []
+    return [
+        word
+        for word, token in words.items()
+        if sum(token in held for held in nearest) >= ANCHOR_SHARE * len(nearest)
+    ]
+
+
+def rest_of(query: str, anchored: Collection[str]) -> str | None:
+    """`query` without its words that hold an anchor; None when no word but stop words is left
+    (the rest would say nothing to compare)."""
+    kept = [raw for raw in query.split() if not terms(raw).keys() & anchored]
+    rest = " ".join(kept)
+    return rest if terms(rest).keys() - STOP_WORDS - set(anchored) else None
+
+
+def fuse_anchored(
+    candidates: Collection[str],
+    held: Mapping[str, Collection[bytes]],
+    anchor_tokens: Collection[bytes],
+    rest: Mapping[str, float],
+    whole: Mapping[str, float],
+) -> list[tuple[str, float]]:
+    """Each candidate scored by the share of `anchor_tokens` it holds (`held`: its tokens) and
+    by the cosines of the rest of the question and of the whole one, best first."""
+    rest_part, whole_part = _spread(rest), _spread(whole)
+    return _ranked(
+        {
+            i: ANCHOR_WEIGHT * _share(held.get(i, ()), anchor_tokens)
+            + (1 - ANCHOR_WEIGHT)
+            * (
+                (1 - WHOLE_QUESTION_SHARE) * rest_part.get(i, 0.0)
+                + WHOLE_QUESTION_SHARE * whole_part.get(i, 0.0)
+            )
+            for i in candidates
+        }
+    )
+
+
+def give_way_to_near_duplicates(
+    ranked: Sequence[tuple[str, float]], held: Mapping[str, Collection[bytes]]
+) -> list[tuple[str, float]]:
+    """`ranked` with the score of each candidate that a better one nearly repeats halved, best
+    first again (only candidates in `held`, with their tokens, are compared)."""
+    seen: list[frozenset[bytes]] = []
+    scores: dict[str, float] = {}
+    for memory_id, score in ranked:
+        words = held.get(memory_id)
+        if words is None:
+            scores[memory_id] = score
+            continue
+        mine = frozenset(words)
+        repeated = any(len(mine & other) >= NEAR_DUPLICATE * len(mine | other) for other in seen)
+        scores[memory_id] = score / 2 if repeated else score
+        seen.append(mine)
+    return _ranked(scores)
+
+
+def _share(held: Collection[bytes], tokens: Collection[bytes]) -> float:
+    return sum(token in held for token in tokens) / len(tokens) if tokens else 0.0
+
+
+def _spread(cosines: Mapping[str, float]) -> dict[str, float]:
+    """Cosines min-max scaled to 0..1 within the pool (all 1 when they are equal)."""
     low, high = min(cosines.values(), default=0.0), max(cosines.values(), default=0.0)
     spread = high - low
-    meaning_part = {i: (c - low) / spread if spread > 0 else 1.0 for i, c in cosines.items()}
-    fused = {
-        i: weight * keyword_part.get(i, 0.0) + (1 - weight) * meaning_part.get(i, 0.0)
-        for i in keyword_part.keys() | meaning_part.keys()
-    }
-    return sorted(fused.items(), key=lambda item: (item[1], item[0]), reverse=True)
+    return {i: (c - low) / spread if spread > 0 else 1.0 for i, c in cosines.items()}
+
+
+def _ranked(scores: Mapping[str, float]) -> list[tuple[str, float]]:
+    return sorted(scores.items(), key=lambda item: (item[1], item[0]), reverse=True)

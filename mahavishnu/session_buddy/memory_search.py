@@ -4,6 +4,7 @@ writes and reads; this part only ranks, re-checks in SQL and opens the hits."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any, Literal, TypeVarTuple
 
 import numpy as np
@@ -13,7 +14,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mahavishnu.platform import Database, InvalidArgumentError, UnavailableError
 from mahavishnu.platform.paging import Cursor, check_limit
-from mahavishnu.session_buddy.fusion import fuse, identifier_words, keyword_weight
+from mahavishnu.session_buddy.fusion import (
+    ANCHOR_NEIGHBOURS,
+    anchors,
+    fuse,
+    fuse_anchored,
+    give_way_to_near_duplicates,
+    identifier_words,
+    keyword_weight,
+    rest_of,
+)
 from mahavishnu.session_buddy.keyword import KeywordRanking, keyword_scores
 from mahavishnu.session_buddy.memory_records import (
     Filters,
@@ -23,9 +33,9 @@ from mahavishnu.session_buddy.memory_records import (
     memory_view,
     open_memory,
 )
-from mahavishnu.session_buddy.models import Memory
+from mahavishnu.session_buddy.models import Memory, MemoryTerm
 from mahavishnu.session_buddy.tenant_store import TenantStore
-from mahavishnu.session_buddy.terms import terms
+from mahavishnu.session_buddy.terms import content_words, terms
 from mahavishnu.session_buddy.vault import Vault
 from mahavishnu.session_buddy.vector_index import Neighbour
 from mahavishnu.session_buddy.views import MemoryView, SearchHit, SearchPage
@@ -152,11 +162,69 @@ class MemorySearch(TenantStore):
             else KeywordRanking([], 0)
         )
         cosines = await self._nearest(session, vector, filters, count)
+        nearest = list(cosines)[:ANCHOR_NEIGHBOURS]
         missing = [i for i, _ in ranking.rows if i not in cosines]
         cosines.update(self._meaning.vectors_of(self.tenant).similarity(missing, vector))
         identifiers = {self._vault.token(self.tenant, "word", w) for w in identifier_words(query)}
-        weight = keyword_weight(ranking, identifier_matched=bool(identifiers & ranking.matched))
-        return fuse(ranking.rows, cosines, weight)[:wanted]
+        identifier_matched = bool(identifiers & ranking.matched)
+        ranked = None
+        if not identifier_matched:
+            ranked = await self._anchored(session, query, ranking, nearest, vector, cosines, filters, count)
+        if ranked is None:
+            weight = keyword_weight(ranking, identifier_matched=identifier_matched)
+            ranked = fuse(ranking.rows, cosines, weight)
+        top = ranked[:count]
+        held = await self._tokens_of(session, [i for i, _ in top])
+        return give_way_to_near_duplicates(top, held)[:wanted]
+
+    async def _anchored(
+        self,
+        session: AsyncSession,
+        query: str,
+        ranking: KeywordRanking,
+        nearest: list[str],
+        vector: NDArray[np.float32],
+        cosines: dict[str, float],
+        filters: Filters,
+        count: int,
+    ) -> list[tuple[str, float]] | None:
+        """The candidates ranked by the question's anchor words and the meaning of its rest
+        (`fusion.py`), or None when the question has no anchor (or nothing besides)."""
+        assert self._meaning is not None
+        words = {w: self._vault.token(self.tenant, "word", w) for w in content_words(query)}
+        if len(words) < 2:
+            return None
+        held = await self._tokens_of(session, nearest, among=words.values())
+        found = anchors(words, [held.get(i, frozenset()) for i in nearest])
+        rest = rest_of(query, found) if found else None
+        if rest is None:
+            return None
+        rest_vector = await self._meaning.query_vector(rest)
+        rest_cosines = await self._nearest(session, rest_vector, filters, count)
+        candidates = list(dict.fromkeys([i for i, _ in ranking.rows] + list(cosines) + list(rest_cosines)))
+        vectors = self._meaning.vectors_of(self.tenant)
+        cosines.update(vectors.similarity([i for i in rest_cosines if i not in cosines], vector))
+        rest_cosines.update(vectors.similarity([i for i in candidates if i not in rest_cosines], rest_vector))
+        anchor_tokens = [words[w] for w in found]
+        held = await self._tokens_of(session, candidates, among=anchor_tokens)
+        return fuse_anchored(candidates, held, anchor_tokens, rest_cosines, cosines)
+
+    async def _tokens_of(
+        self, session: AsyncSession, memory_ids: list[str], *, among: Collection[bytes] | None = None
+    ) -> dict[str, frozenset[bytes]]:
+        """The word tokens each of `memory_ids` holds (only those of `among`, when given); a
+        memory holding none is left out."""
+        if not memory_ids:
+            return {}
+        rows = select(MemoryTerm.memory_id, MemoryTerm.token).where(
+            MemoryTerm.tenant == self.tenant, MemoryTerm.memory_id.in_(memory_ids)
+        )
+        if among is not None:
+            rows = rows.where(MemoryTerm.token.in_(list(among)))
+        held: dict[str, set[bytes]] = {}
+        for memory_id, token in await session.execute(rows):
+            held.setdefault(memory_id, set()).add(token)
+        return {i: frozenset(tokens) for i, tokens in held.items()}
 
     async def _nearest(
         self, session: AsyncSession, vector: NDArray[np.float32], filters: Filters, count: int

@@ -5,6 +5,9 @@ Coding sessions are full of identifiers, so a word is a run of letters, digits a
 inside a text: `tests/unit/test_auth.py::test_expiry` is kept whole, and its parts are words
 too (split at `/ . : -`, then at `_`), so `test_auth`, `auth` and the whole path all find it.
 Text is NFKC-normalised and case-folded first (a full-width `E1234` and `e1234` are one word).
+
+Stop words are indexed like any other word (BM25 already gives them little weight); hybrid search
+leaves them out only when it looks for the words a question is anchored on (`fusion.py`).
 """
 
 from __future__ import annotations
@@ -12,13 +15,26 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import Counter
+from typing import Final
 
-__all__ = ["MAX_TERMS", "MAX_WORD_CHARS", "normalise", "terms"]
+__all__ = ["MAX_TERMS", "MAX_WORD_CHARS", "STOP_WORDS", "content_words", "normalise", "terms"]
 
 MAX_WORD_CHARS = 200
 """Longer runs (a base64 blob, a minified line) are cut: they are not words anyone types."""
 MAX_TERMS = 4096
 """Distinct words kept per text: bounds the index rows one memory can make."""
+
+_STOP_WORDS = """a about above after again against all am an and any are aren as at be because been
+    before being below between both but by can could did didn do does doesn doing don down
+    during each few for from further had has have having he her here hers herself him
+    himself his how i if in into is isn it its itself just may me might more most must my
+    myself no nor not now of off on once only or other our ours ourselves out over own s
+    same shall she should so some such t than that the their theirs them themselves then
+    there these they this those through to too under until up very was wasn we were weren
+    what when where which while who whom why will with would you your yours yourself
+    yourselves"""
+STOP_WORDS: Final = frozenset(_STOP_WORDS.split())
+"""English function words: they say nothing about which memory answers a question."""
 
 _RUN = re.compile(r"[\w][\w./:-]*")
 _PARTS = re.compile(r"[./:-]+")
@@ -52,3 +68,8 @@ def terms(text: str) -> Counter[str]:
             if word in counts or len(counts) < MAX_TERMS:
                 counts[word] += 1
     return counts
+
+
+def content_words(text: str) -> list[str]:
+    """The distinct words of `text` that are not stop words, in order."""
+    return [word for word in terms(text) if word not in STOP_WORDS]

@@ -93,6 +93,44 @@ async def test_hybrid_finds_identifiers_and_unembedded_memories(
     assert not set(ids(paged)) & set(ids(rest))
 
 
+async def test_hybrid_anchors_a_question_on_the_word_most_of_its_neighbours_hold(
+    sb_database: Database, vault: Vault, meaning: Meaning
+) -> None:
+    acme = store(sb_database, vault, meaning, "acme")
+    for i in range(12):
+        await acme.store(NewMemory(f"billing weekly report number {i} sent"))
+    other = (await acme.store(NewMemory("auth pods keep restarting every hour"))).memory
+    answer = (await acme.store(NewMemory("billing pods were OOM-killed"))).memory
+    await embed_all(meaning, vault)
+    question = "billing pods keep restarting"
+    # the whole question's nearest memory is about another service
+    assert ids(await acme.search(question, Filters(), mode="semantic", limit=3))[0] == other.id
+    # most of its neighbours hold "billing": the rest of the question decides among those that do
+    assert ids(await acme.search(question, Filters(), mode="hybrid", limit=3))[0] == answer.id
+
+
+async def test_near_duplicates_give_way_but_stay_on_later_pages(
+    sb_database: Database, vault: Vault, meaning: Meaning
+) -> None:
+    acme = store(sb_database, vault, meaning, "acme")
+    notes = [
+        (await acme.store(NewMemory(f"deploy note: rollout of the gateway finished in {n} minutes"))).memory
+        for n in (4, 5, 6)
+    ]
+    distinct = (await acme.store(NewMemory("gateway rollout postponed: the certificate expired"))).memory
+    for dish in ("soup", "pasta", "curry", "ramen", "tacos"):
+        await acme.store(NewMemory(f"lunch menu today: {dish}"))
+    await embed_all(meaning, vault)
+    question = "gateway rollout finished"
+    semantic = ids(await acme.search(question, Filters(), mode="semantic", limit=3))
+    assert set(semantic) == {n.id for n in notes}
+    first = await acme.search(question, Filters(), mode="hybrid", limit=2)
+    assert ids(first)[0] in {n.id for n in notes}
+    assert ids(first)[1] == distinct.id
+    rest = await acme.search(question, Filters(), mode="hybrid", limit=2, cursor=first.next_cursor)
+    assert set(ids(rest)) == {n.id for n in notes} - {ids(first)[0]}
+
+
 async def test_tenants_never_see_each_others_vectors(
     sb_database: Database, vault: Vault, meaning: Meaning
 ) -> None:

@@ -7,7 +7,14 @@ import string
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mahavishnu.session_buddy.terms import MAX_TERMS, MAX_WORD_CHARS, normalise, terms
+from mahavishnu.session_buddy.terms import (
+    MAX_TERMS,
+    MAX_WORD_CHARS,
+    STOP_WORDS,
+    content_words,
+    normalise,
+    terms,
+)
 
 plain_words = st.text(alphabet=string.ascii_letters + string.digits, min_size=1, max_size=20)
 identifier_parts = st.lists(plain_words, min_size=2, max_size=4)
@@ -44,6 +51,13 @@ def test_an_identifier_is_found_whole_and_by_its_parts(parts: list[str], joint: 
     assert identifier.casefold() in found
     for part in parts:
         assert part.casefold() in found
+
+
+@given(st.text(max_size=500))
+def test_content_words_are_the_words_but_stop_words_once_each(text: str) -> None:
+    found = content_words(text)
+    assert len(found) == len(set(found))
+    assert set(found) == set(terms(text)) - STOP_WORDS
 
 
 def test_full_width_and_case_do_not_matter() -> None:
