@@ -1,0 +1,149 @@
+"""`POST /ingest/memories`: the plain HTTP endpoint Session-Buddy's pusher sends its batches to.
+
+Pure ASGI, in the order of `McpGate`, cheapest checks first: Host and Origin (421/403, the
+platform's DNS-rebinding guard, as for `/mcp`), method (405), media type (415),
+sender and budget (`ingest_gate`: 401, 403, 429), body size (413, on the declared length or
+while reading), nesting depth and JSON (400), the batch's fields (422, each problem named by
+its path), then the store (200 with the counts, after the commit; 503 while the database is
+down). Every refusal is a JSON object `{"error": "..."}`; bad input never gets a 5xx.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+from starlette.types import Receive, Scope, Send
+
+from mahavishnu.akosha.inbox import Inbox
+from mahavishnu.akosha.ingest_gate import IngestGate, Refusal
+from mahavishnu.akosha.metrics import IngestMetrics
+from mahavishnu.akosha.wire import Batch
+from mahavishnu.platform import InvalidArgumentError, Principal, UnavailableError
+from mahavishnu.platform._asgi import header, send_json
+from mahavishnu.platform.arguments import describe_errors
+from mahavishnu.platform.jsonrpc import json_nesting_exceeds
+from mahavishnu.platform.origin import HostOriginGuard
+from mahavishnu.platform.request_context import RequestInfo, request_info
+
+__all__ = ["INGEST_PATH", "IngestEndpoint"]
+
+INGEST_PATH = "/ingest/memories"
+_JSON = "application/json"
+
+
+class IngestEndpoint:
+    def __init__(
+        self,
+        gate: IngestGate,
+        inbox: Inbox,
+        metrics: IngestMetrics,
+        *,
+        guard: HostOriginGuard | None,
+        max_body_bytes: int,
+        max_json_depth: int,
+    ) -> None:
+        self._gate = gate
+        self._guard = guard
+        self._inbox = inbox
+        self._metrics = metrics
+        self._max_body = max_body_bytes
+        self._max_depth = max_json_depth
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        info = request_info.get() or RequestInfo("n/a", _peer(scope))
+        if self._guard is not None and not await self._guard.admit(scope, send, info):
+            self._metrics.refused.labels("origin").inc()
+            return
+        refusal = _method_or_media(scope)
+        admitted: Principal | Refusal = refusal or await self._gate.admit(scope, info.client)
+        if isinstance(admitted, Refusal):
+            await self._refuse(send, info, admitted)
+            return
+        info.principal = admitted.subject
+        body = await _read_body(scope, receive, self._max_body)
+        if body is None:
+            await self._refuse(
+                send, info, Refusal(413, f"request body over {self._max_body} bytes", "too_large")
+            )
+            return
+        batch = self._parse(body)
+        if isinstance(batch, Refusal):
+            await self._refuse(send, info, batch)
+            return
+        try:
+            result = await self._inbox.take(batch.source, batch.records)
+        except InvalidArgumentError as exc:
+            await self._refuse(send, info, Refusal(422, exc.message, "invalid"))
+            return
+        except UnavailableError as exc:
+            await self._refuse(send, info, Refusal(503, exc.message, "unavailable", {"retry-after": "5"}))
+            return
+        await send_json(send, 200, result.model_dump())
+
+    def _parse(self, body: bytes) -> Batch | Refusal:
+        if json_nesting_exceeds(body, self._max_depth):
+            return Refusal(400, f"the body is JSON nested deeper than {self._max_depth} levels", "malformed")
+        try:
+            return Batch.model_validate_json(body)
+        except ValidationError as exc:
+            errors = exc.errors()
+            if any(error["type"] == "json_invalid" for error in errors):
+                return Refusal(400, "the body is not valid JSON", "malformed")
+            return Refusal(422, f"invalid batch: {describe_errors(_without_tags(errors))}", "invalid")
+
+    async def _refuse(self, send: Send, info: RequestInfo, refusal: Refusal) -> None:
+        info.rejected = refusal.reason
+        self._metrics.refused.labels(refusal.reason).inc()
+        await send_json(send, refusal.status, {"error": refusal.message}, refusal.headers.items())
+
+
+def _method_or_media(scope: Scope) -> Refusal | None:
+    if scope["method"] != "POST":
+        return Refusal(405, f"{INGEST_PATH} takes a batch by POST only", "method", {"allow": "POST"})
+    media = (header(scope, b"content-type") or _JSON).partition(";")[0].strip().lower()
+    if media != _JSON:
+        return Refusal(415, f"a batch is sent as {_JSON}", "media_type")
+    return None
+
+
+async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None:
+    """The body, or None once it is over `limit` bytes (declared or read)."""
+    declared = header(scope, b"content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _without_tags(errors: list[ErrorDetails]) -> list[ErrorDetails]:
+    """`records[0].upsert.version` → `records[0].version`: the union's branch is the record's
+    own `op`, which the message need not repeat."""
+    cleaned: list[ErrorDetails] = []
+    for error in errors:
+        loc = error["loc"]
+        kept = tuple(
+            part
+            for index, part in enumerate(loc)
+            if not (part in ("upsert", "tombstone") and index > 0 and isinstance(loc[index - 1], int))
+        )
+        cleaned.append({**error, "loc": kept})
+    return cleaned
+
+
+def _peer(scope: Scope) -> str:
+    client: Any = scope.get("client")
+    return str(client[0]) if client else "unknown"

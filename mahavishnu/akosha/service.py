@@ -1,0 +1,72 @@
+"""Akosha as a platform service: its factory, the shape `run_service` takes."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from starlette.routing import Route
+
+from mahavishnu.akosha.inbox import Inbox
+from mahavishnu.akosha.ingest_gate import IngestGate
+from mahavishnu.akosha.keys import key_ring
+from mahavishnu.akosha.metrics import IngestMetrics
+from mahavishnu.akosha.reads import Reader
+from mahavishnu.akosha.route import INGEST_PATH, IngestEndpoint
+from mahavishnu.akosha.settings import AkoshaSettings
+from mahavishnu.akosha.tools import AkoshaTools
+from mahavishnu.platform import ComponentHealth, Database, HealthCheck, Metrics, Service
+from mahavishnu.platform.origin import HostOriginGuard
+
+__all__ = ["INSTRUCTIONS", "create_service"]
+
+INSTRUCTIONS = (
+    "Akosha holds the memories every Session-Buddy pushes to it, one current version per memory "
+    "and source, encrypted at rest. list_sources names the systems you may read and their counts; "
+    "list_records pages through their records (by source and tenant); get_record reads one."
+)
+
+
+def create_service(settings: AkoshaSettings, metrics: Metrics) -> Service:
+    db = Database.from_settings(settings, create=True)  # serving owns the data: may make the file
+    ring = key_ring(settings)  # before serving: a bad key is a refusal to start, not a 5xx later
+    ingest_metrics = IngestMetrics(metrics)
+    inbox = Inbox(db, ring, ingest_metrics, max_records=settings.max_batch_records)
+    guard = None
+    if settings.dns_rebinding_protection:
+        guard = HostOriginGuard.with_loopback(settings.allowed_hosts, settings.allowed_origins)
+    endpoint = IngestEndpoint(
+        IngestGate.from_settings(settings, metrics),
+        inbox,
+        ingest_metrics,
+        guard=guard,
+        max_body_bytes=settings.max_body_bytes,
+        max_json_depth=settings.max_json_depth,
+    )
+
+    async def database() -> ComponentHealth:
+        return ComponentHealth("ok" if await db.ping() else "degraded")
+
+    @contextlib.asynccontextmanager
+    async def background() -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await db.dispose()
+
+    return Service(
+        name=settings.service_name,
+        version=_version(),
+        instructions=INSTRUCTIONS,
+        settings=settings,
+        tools=AkoshaTools(inbox, Reader(db, ring)).specs(),
+        health_checks=[HealthCheck("database", database, critical=True)],
+        background=background,
+        routes=[Route(INGEST_PATH, endpoint=endpoint)],
+    )
+
+
+def _version() -> str:
+    from mahavishnu import __version__
+
+    return __version__
