@@ -1,17 +1,22 @@
-"""The compose stack for real: PostgreSQL, Redis and Mahavishnu from deploy/compose.yaml plus the
-test override deploy/compose.test.yaml (local images, nothing pulled), started the guide's way
-(db upgrade, then up --wait). Mahavishnu uses PostgreSQL and the Redis rate-limit backend, runs a
-workflow over git repositories mounted at /repos, takes and verifies a backup; `down -v` leaves
-nothing behind. Prometheus, Alertmanager and Grafana are not started: their images cannot be
-pulled here, and nothing in them is Mahavishnu's."""
+"""The compose stack for real: PostgreSQL, Redis, Mahavishnu and Session-Buddy from
+deploy/compose.yaml plus the test override deploy/compose.test.yaml (local images, nothing
+pulled), started the guide's way (db upgrade, then up --wait). Mahavishnu uses PostgreSQL and the
+Redis rate-limit backend, runs a workflow over git repositories mounted at /repos, takes and
+verifies a backup; Session-Buddy, the same image serving `mahavishnu serve session-buddy`, comes up
+healthy on its port, keeps its tables in its own PostgreSQL schema, stores and finds a memory for
+a token of its own and passes its smoke checks; `down -v` leaves nothing behind. Prometheus,
+Alertmanager and Grafana are not started: their images cannot be pulled here, and nothing in them
+is Mahavishnu's."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
 import secrets
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,13 +27,16 @@ import yaml
 
 from tests.container.engine import FIGURES, ROOT, Engine
 from tests.container.repos import NAMES, mounted_fleet
+from tests.support.client import call_tool, rpc
 from tests.support.server import SECRET, free_port
 from tests.support.tokens import claims, hs256
 
 pytestmark = [pytest.mark.container, pytest.mark.timeout(900)]
 
 COMPOSE_FILES = ("deploy/compose.yaml", "deploy/compose.test.yaml")
-SERVICES = ("postgres", "redis", "mahavishnu")
+SERVICES = ("postgres", "redis", "mahavishnu", "session-buddy")
+BUDDY_SECRET = secrets.token_urlsafe(48)
+"""Session-Buddy's own auth secret: a Mahavishnu token must not open it."""
 
 
 @dataclass
@@ -37,10 +45,15 @@ class Stack:
     project: str
     env: dict[str, str]
     port: int
+    buddy_port: int
 
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def buddy(self) -> str:
+        return f"http://127.0.0.1:{self.buddy_port}"
 
     def compose(
         self, *args: str, check: bool = True, timeout: float = 300
@@ -64,20 +77,22 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(engine: Engine, image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The guide's first install: secrets exported, db upgrade, then the services up and healthy."""
-    port = free_port()
+    port, buddy_port = free_port(), free_port()
     env = {
         "MAHAVISHNU_AUTH_SECRET": SECRET,
         "POSTGRES_PASSWORD": secrets.token_urlsafe(24),
         "GRAFANA_ADMIN_PASSWORD": secrets.token_urlsafe(24),
         "ALERTMANAGER_SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/REPLACE/ME",
         "ALERTMANAGER_PAGERDUTY_ROUTING_KEY": "REPLACE_ME",
-        "SESSION_ENCRYPTION_KEY": secrets.token_urlsafe(32),
+        "SESSION_BUDDY_AUTH_SECRET": BUDDY_SECRET,
+        "SESSION_ENCRYPTION_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
         "AKOSHA_API_TOKEN": secrets.token_urlsafe(32),
         "MAHAVISHNU_REPOS_ROOT": str(mounted_fleet(tmp_path_factory.mktemp("compose-repos"))),
         "MAHAVISHNU_IMAGE": image,
         "MAHAVISHNU_PORT": str(port),
+        "SESSION_BUDDY_PORT": str(buddy_port),
     }
-    running = Stack(engine, f"ctest-{secrets.token_hex(4)}", env, port)
+    running = Stack(engine, f"ctest-{secrets.token_hex(4)}", env, port, buddy_port)
     started = time.monotonic()
     upgraded = running.compose("run", "--rm", "mahavishnu", "mahavishnu", "db", "upgrade")
     assert "head" in upgraded.stdout, upgraded.stdout + upgraded.stderr
@@ -123,6 +138,108 @@ def test_a_backup_is_taken_and_verified(stack: Stack) -> None:
     assert match, created.stdout
     verified = stack.mahavishnu("backup", "verify", match.group(1), check=False)
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def buddy_token(role: str = "operator") -> str:
+    return hs256(claims(sub="ann", role=role, aud="session-buddy", tenant="acme"), secret=BUDDY_SECRET)
+
+
+def test_session_buddy_runs_from_the_same_image_healthy_on_its_port(stack: Stack, image: str) -> None:
+    container = stack.compose("ps", "--quiet", "session-buddy").stdout.strip()
+    assert stack.engine.health_status(container) == "healthy"  # compose.yaml's check on :8678
+    config = stack.engine.inspect(container)["Config"]
+    assert config["Image"] == image
+    assert config["Cmd"] == ["mahavishnu", "serve", "session-buddy", "--host", "0.0.0.0"]
+    assert stack.compose("exec", "-T", "session-buddy", "id", "-u").stdout.strip() == "10001"
+    health = httpx.get(
+        f"{stack.buddy}/health", headers={"Authorization": f"Bearer {buddy_token()}"}, timeout=5
+    )
+    assert health.status_code == 200
+    body = health.json()
+    assert body["status"] in {"healthy", "degraded"}  # degraded while the model loads
+    assert body["checks"]["database"]["status"] == "ok"
+    assert body["checks"]["vault"]["status"] == "ok"
+    assert httpx.get(f"{stack.buddy}/ready", timeout=5).status_code == 200
+    metrics = httpx.get(f"{stack.buddy}/metrics", timeout=5).text
+    assert re.search(r"^session_buddy_up 1\.0$", metrics, re.MULTILINE)
+
+
+def test_session_buddy_answers_mcp_with_its_own_tokens_only(stack: Stack) -> None:
+    url = f"{stack.buddy}/mcp"
+    initialize = {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "ctest", "version": "0"},
+    }
+    answer = rpc(url, "initialize", initialize, token=buddy_token())
+    assert answer.status_code == 200
+    assert answer.json()["result"]["serverInfo"]["name"] == "session-buddy"
+    # Mahavishnu's token (its secret, its audience) opens Mahavishnu, not Session-Buddy.
+    assert rpc(url, "initialize", initialize, token=hs256(claims())).status_code == 401
+    stored = call_tool(
+        url,
+        "store_memory",
+        {"content": "compose keeps session_buddy apart", "kind": "fact"},
+        token=buddy_token(),
+    )
+    assert stored.status_code == 200
+    assert stored.json()["result"]["isError"] is False, stored.text
+    stats = call_tool(url, "memory_stats", token=buddy_token("viewer")).json()["result"]
+    assert stats["isError"] is False
+    assert stats["structuredContent"]["total"] == 1, stats
+    found = call_tool(
+        url, "search_memories", {"query": "apart", "mode": "keyword"}, token=buddy_token("viewer")
+    ).json()["result"]
+    assert found["isError"] is False
+    assert "compose keeps session_buddy apart" in json.dumps(found["structuredContent"])
+
+
+def test_session_buddy_keeps_its_tables_in_its_own_schema(stack: Stack) -> None:
+    query = (
+        "SELECT table_schema, count(*) FROM information_schema.tables "
+        "WHERE table_schema IN ('session_buddy', 'public') GROUP BY table_schema ORDER BY 1"
+    )
+    done = stack.compose(
+        "exec", "-T", "postgres", "psql", "--username=mahavishnu", "--dbname=mahavishnu", "-tAc", query
+    )
+    counts = dict(line.split("|") for line in done.stdout.split())
+    assert int(counts["session_buddy"]) > 0, done.stdout
+    listed = stack.compose(
+        "exec",
+        "-T",
+        "postgres",
+        "psql",
+        "--username=mahavishnu",
+        "--dbname=mahavishnu",
+        "-tAc",
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'session_buddy'",
+    ).stdout.split()
+    assert "alembic_version_session_buddy" in listed
+    assert (
+        "alembic_version_session_buddy"
+        not in stack.compose(
+            "exec",
+            "-T",
+            "postgres",
+            "psql",
+            "--username=mahavishnu",
+            "--dbname=mahavishnu",
+            "-tAc",
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'",
+        ).stdout.split()
+    )
+
+
+def test_session_buddy_passes_its_smoke_checks(stack: Stack) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "mahavishnu", "smoke", stack.buddy],
+        env={**os.environ, "MAHAVISHNU_TOKEN": buddy_token("viewer"), "NO_COLOR": "1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "session-buddy (from initialize)" in done.stdout
 
 
 def major(pattern: str, text: str) -> int:
