@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar
 import typer
 from rich.console import Console
 
+from mahavishnu.akosha.settings import AkoshaSettings
 from mahavishnu.ops.backup.cli import backup_app, use_services
 from mahavishnu.ops.service_ops import ServiceOps
 from mahavishnu.ops.smoke_cli import smoke_command
@@ -148,9 +149,22 @@ def _session_buddy_ops() -> Callable[[SessionBuddySettings], ServiceOps]:
     return session_buddy_ops
 
 
+def _akosha_factory() -> Callable[[AkoshaSettings, Metrics], Service]:
+    from mahavishnu.akosha.service import create_service
+
+    return create_service
+
+
+def _akosha_ops() -> Callable[[AkoshaSettings], ServiceOps]:
+    from mahavishnu.wiring import akosha_ops
+
+    return akosha_ops
+
+
 SERVICES: dict[str, ServiceEntry[Any]] = {
     "mahavishnu": ServiceEntry(MahavishnuSettings, _mahavishnu_factory, _mahavishnu_ops),
     "session-buddy": ServiceEntry(SessionBuddySettings, _session_buddy_factory, _session_buddy_ops),
+    "akosha": ServiceEntry(AkoshaSettings, _akosha_factory, _akosha_ops),
 }
 """Every service `serve` and `token create` know, by name. A new one is one entry here."""
 
@@ -197,12 +211,22 @@ def up(
     if not names:
         err.print("[red]error:[/red] --services names no service")
         raise typer.Exit(2)
-    children = []
-    for name in names:
-        settings = _load(_entry(name).settings)
-        children.append(Child(name, f"{settings.resource_url}/mcp"))
-    grace = max(_load(_entry(name).settings).shutdown_grace_seconds for name in names)
+    loaded = {name: _load(_entry(name).settings) for name in names}
+    children = [
+        Child(name, f"{settings.resource_url}/mcp", _wired_env(settings, loaded))
+        for name, settings in loaded.items()
+    ]
+    grace = max(settings.shutdown_grace_seconds for settings in loaded.values())
     raise typer.Exit(supervise(children, grace_seconds=grace + 5, say=lambda line: err.print(f"up: {line}")))
+
+
+def _wired_env(settings: PlatformSettings, started: dict[str, PlatformSettings]) -> dict[str, str]:
+    """What `up` tells a service about the others it starts: Session-Buddy pushes to the Akosha
+    started beside it, unless its own settings name another."""
+    akosha = started.get("akosha")
+    if isinstance(settings, SessionBuddySettings) and settings.akosha_url is None and akosha is not None:
+        return {"SESSION_BUDDY_AKOSHA_URL": akosha.resource_url}
+    return {}
 
 
 @app.command()

@@ -10,12 +10,13 @@ period to drain, then kill what is left, and exit 0.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import FrameType
 
 __all__ = ["Child", "supervise"]
@@ -28,10 +29,14 @@ class Child:
     name: str
     url: str
     """Where it listens, for the start-up line."""
+    env: Mapping[str, str] = field(default_factory=dict)
+    """Variables it gets on top of this process's: how it finds the others (`cli._wired_env`)."""
 
 
-def _spawn(name: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "mahavishnu", "serve", name])
+def _spawn(child: Child) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "mahavishnu", "serve", child.name], env={**os.environ, **child.env}
+    )
 
 
 def supervise(
@@ -39,7 +44,7 @@ def supervise(
     *,
     grace_seconds: float,
     say: Callable[[str], None],
-    spawn: Callable[[str], subprocess.Popen[bytes]] = _spawn,
+    spawn: Callable[[Child], subprocess.Popen[bytes]] = _spawn,
 ) -> int:
     """Run `children` until one exits or a stop signal arrives; the exit code to end with."""
     stopping: list[int] = []
@@ -51,7 +56,7 @@ def supervise(
     running: dict[str, subprocess.Popen[bytes]] = {}
     try:
         for child in children:
-            running[child.name] = spawn(child.name)
+            running[child.name] = spawn(child)
         say("started " + ", ".join(f"{c.name} on {c.url}" for c in children) + " (Ctrl-C stops them all)")
         code = _watch(running, stopping, say)
     finally:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import anyio
 
+from mahavishnu.akosha.settings import AkoshaSettings
 from mahavishnu.ops.backup.attach import attach_backups
 from mahavishnu.ops.readiness import FAIL, OK, WARN, Check, ReadinessContext, Status
 from mahavishnu.ops.service_ops import ServiceOps
@@ -24,7 +25,7 @@ from mahavishnu.platform.errors import ConfigurationError
 from mahavishnu.platform.observability import Metrics
 from mahavishnu.session_buddy.settings import SessionBuddySettings
 
-__all__ = ["create_mahavishnu", "mahavishnu_ops", "session_buddy_ops"]
+__all__ = ["akosha_ops", "create_mahavishnu", "mahavishnu_ops", "session_buddy_ops"]
 
 
 def create_mahavishnu(settings: MahavishnuSettings, metrics: Metrics) -> Service:
@@ -163,5 +164,65 @@ def _embedding_model_check(settings: SessionBuddySettings) -> Check:
         except ConfigurationError as exc:
             return FAIL, exc.message, "reinstall with: python3 dev.py serve (it installs the pinned model)"
         return OK, f"{model.model_id} present and checked", ""
+
+    return check
+
+
+def akosha_ops(settings: AkoshaSettings) -> ServiceOps:
+    """Akosha's part in ops: the token senders push with and the key its store is sealed under
+    are checked for readiness (its data is sealed in the database: an archive of it is all)."""
+    return ServiceOps(
+        settings=settings,
+        readiness_checks=[
+            ("ingest_token", 8, _akosha_token_check(settings)),
+            ("encryption_key", 8, _akosha_key_check(settings)),
+        ],
+    )
+
+
+_AKOSHA_SENDER_ADVICE = (
+    "set AKOSHA_API_TOKEN (Akosha's and every Session-Buddy's) to the output of: "
+    "python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
+)
+_AKOSHA_KEYGEN = (
+    "set AKOSHA_ENCRYPTION_KEY to the output of: "
+    "python3 -c 'from mahavishnu.platform.crypto import generate_key; print(generate_key())'"
+)
+
+
+def _akosha_token_check(settings: AkoshaSettings) -> Check:
+    async def check(_: ReadinessContext) -> tuple[Status, str, str]:
+        from mahavishnu.platform.settings import MIN_SECRET_BYTES
+
+        if settings.api_token is None:
+            status = FAIL if settings.env == "production" else WARN
+            return (
+                status,
+                "no AKOSHA_API_TOKEN: only admin tokens may push (anyone, with auth off)",
+                _AKOSHA_SENDER_ADVICE,
+            )
+        if len(settings.api_token.get_secret_value().encode()) < MIN_SECRET_BYTES:
+            return FAIL, f"AKOSHA_API_TOKEN is shorter than {MIN_SECRET_BYTES} bytes", _AKOSHA_SENDER_ADVICE
+        return OK, f"AKOSHA_API_TOKEN set ({MIN_SECRET_BYTES} bytes or more)", ""
+
+    return check
+
+
+def _akosha_key_check(settings: AkoshaSettings) -> Check:
+    async def check(_: ReadinessContext) -> tuple[Status, str, str]:
+        from mahavishnu.platform.crypto import KeyRing
+
+        if settings.encryption_key is None:
+            status = FAIL if settings.env == "production" else WARN
+            return (
+                status,
+                "no AKOSHA_ENCRYPTION_KEY: development keeps a key in the data folder",
+                _AKOSHA_KEYGEN,
+            )
+        try:
+            ring = KeyRing.parse(settings.encryption_key, setting="AKOSHA_ENCRYPTION_KEY")
+        except ConfigurationError as exc:
+            return FAIL, exc.message, _AKOSHA_KEYGEN
+        return OK, f"{len(ring.key_ids)} 256-bit key(s), current id {ring.current_key_id}", ""
 
     return check
