@@ -205,13 +205,15 @@ async def _backup_verified(c: ReadinessContext) -> tuple[Status, str, str]:
         last = await BackupManager(c.settings, c.db).last_event("verify")
     except Exception as exc:
         return FAIL, f"cannot read the backup log ({type(exc).__name__})", "make the database reachable"
+    service = f"--service {c.settings.service_name}"
     if last is None:
-        return WARN, "no backup has been verified yet", "run: mahavishnu backup verify latest"
+        return WARN, "no backup has been verified yet", f"run: mahavishnu backup verify latest {service}"
     if not last.ok:
         return (
             FAIL,
             f"last verification failed: {last.detail}",
-            "investigate, then: mahavishnu backup create && mahavishnu backup verify latest",
+            f"investigate, then: mahavishnu backup create {service} && "
+            f"mahavishnu backup verify latest {service}",
         )
     return OK, f"last verification passed ({last.archive})", ""
 
