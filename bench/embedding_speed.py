@@ -31,11 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
-from mahavishnu.session_buddy.embeddings import DEFAULT_MODEL, MODELS, OnnxEmbedder
+from mahavishnu.session_buddy.embeddings import DEFAULT_MODEL, MODELS, PACKAGED_MODEL, OnnxEmbedder
 from mahavishnu.session_buddy.quantized import int8_model
 
 FLOOR = 500.0
-INT8 = MODELS["all-minilm-l6-v2-int8"]
+INT8 = MODELS[DEFAULT_MODEL]
 
 SUBJECTS = [
     "the flaky integration test",
@@ -100,7 +100,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    model = MODELS[DEFAULT_MODEL]
+    model = MODELS[PACKAGED_MODEL]
     packaged, tokenizer_file = model.onnx.locate(), model.tokenizer.locate()
     sentences = session_sentences(args.sentences)
     words = [len(s.split()) for s in sentences]

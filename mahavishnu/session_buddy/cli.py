@@ -155,7 +155,7 @@ async def _meaning(store: _Store) -> Meaning:
     from mahavishnu.session_buddy.meaning import Meaning
 
     embedder = await asyncio.to_thread(
-        load_embedder, store.settings.embedding_model, cache=store.settings.data_dir / "models"
+        load_embedder, store.settings.embedding_model, cache=store.settings.effective_model_cache_dir
     )
     meaning = Meaning(store.db, embedder)
     await meaning.rebuild(store.vault)

@@ -34,12 +34,14 @@ from mahavishnu.session_buddy.quantized import file_sha256, int8_model
 __all__ = [
     "DEFAULT_MODEL",
     "MODELS",
+    "PACKAGED_MODEL",
     "Embedder",
     "HashingEmbedder",
     "OnnxEmbedder",
     "PackagedFile",
     "PackagedModel",
     "load_embedder",
+    "scratch_cache",
 ]
 
 Vectors = NDArray[np.float32]
@@ -247,12 +249,16 @@ _MINILM_INT8 = dataclasses.replace(
     int8_sha256="9e80251537633bab7d98c9a4f07070371d83f1d28e6994a1f5d93c53de3c5454",
 )
 
-DEFAULT_MODEL: Final = "all-minilm-l6-v2"
+PACKAGED_MODEL: Final = "all-minilm-l6-v2"
+"""The model as its package ships it (fp32 arithmetic)."""
+DEFAULT_MODEL: Final = "all-minilm-l6-v2-int8"
+"""What the service runs unless `EMBEDDING_MODEL` says otherwise: the same model with int8
+arithmetic, twice the sentences per CPU-second at the same search quality (bench/README.md)."""
 
 MODELS: Final[dict[str, PackagedModel]] = {
-    DEFAULT_MODEL: _MINILM,
+    PACKAGED_MODEL: _MINILM,
     _MINILM.name.lower(): _MINILM,
-    "all-minilm-l6-v2-int8": _MINILM_INT8,
+    DEFAULT_MODEL: _MINILM_INT8,
 }
 """`EMBEDDING_MODEL` values (matched without regard to case), each a model shipped in a pinned package."""
 
@@ -265,7 +271,12 @@ def load_embedder(name: str = DEFAULT_MODEL, *, cache: Path | None = None) -> On
     if model is None:
         known = ", ".join(sorted(MODELS))
         raise ConfigurationError(f"unknown EMBEDDING_MODEL {name!r}: known models are {known}")
-    return model.load(cache=cache or Path(tempfile.gettempdir()) / f"mahavishnu-models-{os.getuid()}")
+    return model.load(cache=cache or scratch_cache())
+
+
+def scratch_cache() -> Path:
+    """Where made models go when no cache folder is given (benches, tests): one per user."""
+    return Path(tempfile.gettempdir()) / f"mahavishnu-models-{os.getuid()}"
 
 
 class HashingEmbedder:

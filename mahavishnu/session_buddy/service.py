@@ -152,7 +152,7 @@ async def _understand(
     """Load the embedding model (in a thread), rebuild the index, then embed in the background."""
     try:
         embedder = await asyncio.to_thread(
-            load_embedder, settings.embedding_model, cache=settings.data_dir / "models"
+            load_embedder, settings.embedding_model, cache=settings.effective_model_cache_dir
         )
     except Exception as exc:  # keyword search goes on; the health check says what is missing
         log.error("embedding_model_unavailable", error=f"{type(exc).__name__}: {exc}")

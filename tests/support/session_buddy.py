@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from mahavishnu.session_buddy.embeddings import scratch_cache
 from tests.support.server import RunningServer, free_port
 
 
@@ -16,7 +17,13 @@ def session_buddy_env(data: Path, **extra: str) -> dict[str, str]:
     names POSTGRES_URL), with `extra` on top (e.g. an auth secret or an encryption key)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SESSION_", "MAHAVISHNU_", "EMBEDDING_"))}
     env.pop("POSTGRES_URL", None)
-    env.update({"SESSION_BUDDY_CONFIG": str(data / "absent.yaml"), "SESSION_BUDDY_DATA_DIR": str(data)})
+    env.update(
+        {
+            "SESSION_BUDDY_CONFIG": str(data / "absent.yaml"),
+            "SESSION_BUDDY_DATA_DIR": str(data),
+            "SESSION_BUDDY_MODEL_CACHE_DIR": str(scratch_cache()),  # the int8 model made once per run
+        }
+    )
     env.update(extra)
     return env
 

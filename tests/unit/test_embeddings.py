@@ -14,8 +14,8 @@ import pytest
 
 from mahavishnu.platform.errors import ConfigurationError
 from mahavishnu.session_buddy.embeddings import (
-    DEFAULT_MODEL,
     MODELS,
+    PACKAGED_MODEL,
     HashingEmbedder,
     OnnxEmbedder,
     PackagedFile,
@@ -62,7 +62,7 @@ VARIED = [
 
 @pytest.fixture(scope="module")
 def minilm() -> OnnxEmbedder:
-    return load_embedder(DEFAULT_MODEL)
+    return load_embedder(PACKAGED_MODEL)
 
 
 def assert_unit_rows(vectors: np.ndarray, rows: int, dimensions: int) -> None:
@@ -151,7 +151,7 @@ def test_an_unknown_model_name_lists_the_known_ones() -> None:
 
 
 def test_a_packaged_file_is_checked_against_its_hash() -> None:
-    pinned = MODELS[DEFAULT_MODEL].onnx
+    pinned = MODELS[PACKAGED_MODEL].onnx
     assert pinned.locate().is_file()
     swapped = PackagedFile(pinned.distribution, pinned.path, "0" * 64)
     with pytest.raises(ConfigurationError, match="differs from the pinned file"):

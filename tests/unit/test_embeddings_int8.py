@@ -13,10 +13,16 @@ import pytest
 
 from mahavishnu.platform.errors import ConfigurationError
 from mahavishnu.session_buddy import quantized
-from mahavishnu.session_buddy.embeddings import DEFAULT_MODEL, MODELS, OnnxEmbedder, load_embedder
+from mahavishnu.session_buddy.embeddings import (
+    DEFAULT_MODEL,
+    MODELS,
+    PACKAGED_MODEL,
+    OnnxEmbedder,
+    load_embedder,
+)
 from tests.unit.test_embeddings import TRIPLES, VARIED
 
-INT8 = "all-minilm-l6-v2-int8"
+INT8 = DEFAULT_MODEL
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +38,7 @@ def int8(cache: Path) -> OnnxEmbedder:
 def test_made_once_into_the_cache_and_pinned(int8: OnnxEmbedder, cache: Path) -> None:
     (made,) = cache.glob("*.int8.onnx")
     assert int8.model_id == f"{MODELS[INT8].name}@{MODELS[INT8].int8_sha256[:12]}"  # type: ignore[index]
-    assert int8.model_id != load_embedder(DEFAULT_MODEL).model_id  # never compared with fp32 vectors
+    assert int8.model_id != load_embedder(PACKAGED_MODEL).model_id  # never compared with fp32 vectors
     before = made.stat().st_mtime_ns
     load_embedder(INT8, cache=cache)
     assert made.stat().st_mtime_ns == before  # found, not made again
@@ -48,7 +54,7 @@ def test_a_changed_cached_file_is_made_again(tmp_path: Path) -> None:
 
 
 def test_a_file_that_differs_from_the_pin_is_refused(tmp_path: Path) -> None:
-    source = MODELS[DEFAULT_MODEL].onnx.locate()
+    source = MODELS[PACKAGED_MODEL].onnx.locate()
     with pytest.raises(ConfigurationError, match="differs from the pinned one"):
         quantized.int8_model(source, tmp_path, sha256="0" * 64)
     assert not list(tmp_path.glob("*.onnx"))
@@ -62,7 +68,7 @@ def test_a_vector_depends_on_its_text_only(int8: OnnxEmbedder) -> None:
 
 
 def test_close_to_fp32_and_finds_paraphrases(int8: OnnxEmbedder) -> None:
-    fp32 = load_embedder(DEFAULT_MODEL)
+    fp32 = load_embedder(PACKAGED_MODEL)
     texts = [t for triple in TRIPLES for t in triple]
     cosines = (int8.embed(texts) * fp32.embed(texts)).sum(axis=1)
     assert cosines.min() > 0.97
