@@ -19,6 +19,10 @@ Floor (issue 12): hybrid recall@5 >= 0.90, and hybrid >= max(keyword, semantic) 
 
     .venv/bin/python bench/memory_quality.py
     .venv/bin/python bench/memory_quality.py --seed 7 --distractors 5000
+    .venv/bin/python bench/memory_quality.py --seeds 7,12,42 --distractors 10000
+
+With several seeds, each corpus is reported on its own, then all their questions pooled; the
+exit status is 0 only when the floor is met on every seed.
 """
 
 from __future__ import annotations
@@ -213,9 +217,9 @@ def generate(seed: int, distractors: int) -> Corpus:
             seen.add(content)
             entries.append((content, None, None))
     rng.shuffle(entries)
-    for content, question, update in entries:
-        if question is not None:
-            corpus.planted[len(corpus.memories)] = question
+    for content, asked, update in entries:
+        if asked is not None:
+            corpus.planted[len(corpus.memories)] = asked
         if update is not None:
             corpus.updates[len(corpus.memories)] = update
         corpus.memories.append(content)
@@ -278,18 +282,23 @@ async def build(corpus: Corpus, embedder: Embedder, folder: Path) -> tuple[Memor
     return memories, contents
 
 
-async def evaluate(seed: int, distractors: int) -> None:
+KINDS = ("paraphrase", "identifier", "all")
+METHODS = ("substring", "keyword", "semantic", "rrf", "hybrid")
+Scores = dict[tuple[str, str], Score]
+
+
+async def evaluate(seed: int, distractors: int, embedder: Embedder) -> Scores:
+    """Every method's scores per kind of question (and on the superseded facts' questions, a
+    part of the paraphrases) for one generated corpus."""
     corpus = generate(seed, distractors)
-    embedder = load_embedder()
     with tempfile.TemporaryDirectory() as folder:
         started = time.perf_counter()
         memories, contents = await build(corpus, embedder, Path(folder))
         print(f"{len(corpus.memories)} memories ({len(corpus.planted)} planted, {len(corpus.updates)} "
               f"superseded) stored and embedded in {time.perf_counter() - started:.1f} s; model "
               f"{embedder.model_id}, seed {seed}")  # fmt: skip
-        methods = ["substring", "keyword", "semantic", "rrf", "hybrid"]
-        scores = {(m, k): Score() for m in methods for k in ("paraphrase", "identifier", "all")}
-        for question in corpus.planted.values():
+        scores = {(m, k): Score() for m in METHODS for k in (*KINDS, "superseded")}
+        for index, question in corpus.planted.items():
             ranked: dict[str, list[str]] = {"substring": substring(contents, question.text)}
             for mode in ("keyword", "semantic", "hybrid"):
                 try:
@@ -301,33 +310,77 @@ async def evaluate(seed: int, distractors: int) -> None:
                     continue
                 ranked[mode] = [h.memory.id for h in page.hits]
             ranked["rrf"] = rrf([ranked["keyword"], ranked["semantic"]])
-            for method in methods:
-                scores[method, question.kind].add(ranked[method], question.evidence)
-                scores[method, "all"].add(ranked[method], question.evidence)
+            kinds = [question.kind, "all"] + (["superseded"] if index in corpus.updates else [])
+            for method in METHODS:
+                for kind in kinds:
+                    scores[method, kind].add(ranked[method], question.evidence)
+    return scores
+
+
+def report(scores: Scores) -> bool:
+    """Print the table and the floor's verdict; answers whether the floor is met."""
     print(f"\n{'':10} {'paraphrase':>11} {'identifier':>11} {'all':>11}")
     print(f"{'':10} {'R@5   MRR':>11} {'R@5   MRR':>11} {'R@5   MRR':>11}")
-    for method in methods:
-        cells = " ".join(scores[method, k].row() for k in ("paraphrase", "identifier", "all"))
+    for method in METHODS:
+        cells = " ".join(scores[method, k].row() for k in KINDS)
         print(f"{method:10} {cells}")
-    counts = {k: scores["hybrid", k].asked for k in ("paraphrase", "identifier")}
+    counts = {k: scores["hybrid", k].asked for k in (*KINDS, "superseded")}
     print(f"\nquestions: {counts['paraphrase']} paraphrase, {counts['identifier']} identifier")
-    verdicts = []
+    superseded = ", ".join(f"{m} {scores[m, 'superseded'].found}" for m in METHODS)
+    print(f"superseded facts asked about their current state ({counts['superseded']}), found in the top 5: "
+          f"{superseded}")  # fmt: skip
+    verdicts, met = [], True
     for kind in ("paraphrase", "identifier"):
         best = max(scores["keyword", kind].found, scores["semantic", kind].found)
+        met &= scores["hybrid", kind].found >= best
         verdicts.append(
             f"{kind}: hybrid {'>=' if scores['hybrid', kind].found >= best else '<'} best single mode"
         )
     overall = scores["hybrid", "all"].found / scores["hybrid", "all"].asked
+    met &= overall >= 0.90
     verdicts.append(f"hybrid recall@5 {overall:.2f} {'>=' if overall >= 0.90 else '<'} 0.90")
     print("floor: " + "; ".join(verdicts))
+    return met
+
+
+def pooled(runs: list[Scores]) -> Scores:
+    """The questions of every run counted together."""
+    total: Scores = {}
+    for scores in runs:
+        for key, score in scores.items():
+            into = total.setdefault(key, Score())
+            into.found += score.found
+            into.reciprocal += score.reciprocal
+            into.asked += score.asked
+    return total
+
+
+async def run(seeds: list[int], distractors: int) -> bool:
+    embedder = load_embedder()
+    runs, met = [], []
+    for seed in seeds:
+        runs.append(await evaluate(seed, distractors, embedder))
+        met.append(report(runs[-1]))
+        print()
+    if len(seeds) > 1:
+        print(f"all {len(seeds)} seeds ({', '.join(map(str, seeds))}) pooled:", end="")
+        report(pooled(runs))
+        print(f"floor met on {sum(met)} of {len(seeds)} seeds")
+    return all(met)
+
+
+def _seeds(text: str) -> list[int]:
+    return [int(part) for part in text.split(",")]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--seed", type=int, default=12)
+    parser.add_argument(
+        "--seed", "--seeds", dest="seeds", type=_seeds, default=[12], help="one seed, or several: 7,12,42"
+    )
     parser.add_argument("--distractors", type=int, default=3000)
     args = parser.parse_args()
-    asyncio.run(evaluate(args.seed, args.distractors))
+    raise SystemExit(0 if asyncio.run(run(args.seeds, args.distractors)) else 1)
 
 
 if __name__ == "__main__":

@@ -173,7 +173,7 @@ class MemorySearch(TenantStore):
         if ranked is None:
             weight = keyword_weight(ranking, identifier_matched=identifier_matched)
             ranked = fuse(ranking.rows, cosines, weight)
-        top = ranked[:count]
+        top = ranked[: 2 * wanted]  # what could reach the page once near-duplicates give way
         held = await self._tokens_of(session, [i for i, _ in top])
         return give_way_to_near_duplicates(top, held)[:wanted]
 
@@ -212,13 +212,13 @@ class MemorySearch(TenantStore):
     async def _tokens_of(
         self, session: AsyncSession, memory_ids: list[str], *, among: Collection[bytes] | None = None
     ) -> dict[str, frozenset[bytes]]:
-        """The word tokens each of `memory_ids` holds (only those of `among`, when given); a
-        memory holding none is left out."""
+        """The word tokens each of `memory_ids` (this tenant's: they come from its rankings)
+        holds, only those of `among` when given; a memory holding none is left out. Selected by
+        memory id alone, so the primary key answers (with the tenant too, SQLite reads the
+        tenant's whole (tenant, token) index instead)."""
         if not memory_ids:
             return {}
-        rows = select(MemoryTerm.memory_id, MemoryTerm.token).where(
-            MemoryTerm.tenant == self.tenant, MemoryTerm.memory_id.in_(memory_ids)
-        )
+        rows = select(MemoryTerm.memory_id, MemoryTerm.token).where(MemoryTerm.memory_id.in_(memory_ids))
         if among is not None:
             rows = rows.where(MemoryTerm.token.in_(list(among)))
         held: dict[str, set[bytes]] = {}
