@@ -82,11 +82,13 @@ class MemorySearch(TenantStore):
         mode: str = "hybrid",
         limit: int = 10,
         cursor: str | None = None,
+        max_tokens: int | None = None,
     ) -> SearchPage:
         """Best first, by keyword (BM25 over blind tokens, `keyword.py`), by meaning (cosine of
         embeddings, `meaning.py`) or both fused (`fusion.py`). Whatever the vector index
         answers is re-checked in SQL (live, current version, filters); a memory not embedded
-        yet is found by keyword in hybrid mode. Audit entries name the mode, not the query."""
+        yet is found by keyword in hybrid mode. `max_tokens` bounds the page (`_within`): the
+        hits that do not fit are the next page's. Audit entries name the mode, not the query."""
         check_limit(limit)
         if mode not in MODES:
             raise InvalidArgumentError(f"mode: one of {', '.join(MODES)}")
@@ -116,15 +118,19 @@ class MemorySearch(TenantStore):
                     )
                 )
             }
+            places = [place for place, (i, _) in enumerate(ranked[:limit]) if i in found]
             hits = [
                 SearchHit(memory=self._view(found[i], self._open(found[i])), score=round(score, 6))
                 for i, score in ranked[:limit]
                 if i in found
             ]
+            if max_tokens is not None:
+                hits = _within(hits, max_tokens)
             await self._audit(session, "memory.search", None, mode=mode, returned=len(hits))
-        more = len(ranked) > limit
+        used = places[len(hits) - 1] + 1 if hits and len(hits) < len(places) else limit
+        more = len(ranked) > used
         return SearchPage(
-            hits=hits, total=total, next_cursor=pages.encode(str(offset + limit)) if more else None
+            hits=hits, total=total, next_cursor=pages.encode(str(offset + used)) if more else None
         )
 
     async def _query_vector(self, query: str, mode: str) -> NDArray[np.float32] | None:
@@ -282,3 +288,28 @@ def _offset(after: str | None) -> int:
     if not after.isdigit() or len(after) > 9:
         raise InvalidArgumentError("cursor is not one this server issued")
     return int(after)
+
+
+TOKEN_CHARS = 4
+"""Characters per token, as `max_tokens` counts them (an estimate: no tokenizer is assumed)."""
+HIT_TOKENS = 60
+"""What one hit costs besides its content: id, kind, tags, times, score, as JSON."""
+
+
+def _within(hits: list[SearchHit], max_tokens: int) -> list[SearchHit]:
+    """The first hits whose estimated size fits `max_tokens`; the first one always, its content
+    cut to fit (and marked `truncated`) when it alone is too long."""
+    kept: list[SearchHit] = []
+    spent = 0
+    for hit in hits:
+        cost = HIT_TOKENS + -(-len(hit.memory.content) // TOKEN_CHARS)
+        if kept and spent + cost > max_tokens:
+            break
+        if not kept and cost > max_tokens:
+            room = max(0, max_tokens - HIT_TOKENS) * TOKEN_CHARS
+            memory = hit.memory.model_copy(update={"content": hit.memory.content[:room]})
+            hit = hit.model_copy(update={"memory": memory, "truncated": True})
+            cost = max_tokens
+        kept.append(hit)
+        spent += cost
+    return kept

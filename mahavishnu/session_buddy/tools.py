@@ -142,16 +142,22 @@ class MemoryTools:
         session_id: str | None = None,
         limit: Limit = 10,
         cursor: str | None = None,
+        max_tokens: Annotated[int, Field(ge=100, le=1_000_000)] | None = None,
     ) -> SearchPage:
         """Find memories, best first. `hybrid` (the default) finds both by meaning (a question in
         your own words) and by exact words and identifiers (error codes, test names, file paths);
         `keyword` only by words (BM25; case and width do not matter); `semantic` only by meaning
         (cosine of sentence embeddings). A memory stored a moment ago may be found by meaning only
         once it is embedded (about a second). Narrow with the same filters as list_memories; in
-        semantic and hybrid modes `total` counts the ranked candidates, not every memory."""
+        semantic and hybrid modes `total` counts the ranked candidates, not every memory.
+        `max_tokens` keeps the answer within about that many tokens (4 characters each): hits
+        that do not fit come on the next page (`next_cursor`), and a first hit too long alone is
+        cut (`truncated`; get_memory reads it whole)."""
         filters = Filters(kinds=kinds or (), tags=tags or (), project=project, session_id=session_id)
         with self._metrics.search_duration.labels(mode).time():
-            page = await self._mine().search(query, filters, mode=mode, limit=limit, cursor=cursor)
+            page = await self._mine().search(
+                query, filters, mode=mode, limit=limit, cursor=cursor, max_tokens=max_tokens
+            )
         self._metrics.searches.labels(mode).inc()
         return page
 

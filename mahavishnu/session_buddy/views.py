@@ -63,6 +63,10 @@ class MemoryPage(BaseModel):
 class SearchHit(BaseModel):
     memory: MemoryView
     score: float = Field(description="Higher is better; comparable within one answer only.")
+    truncated: bool = Field(
+        default=False,
+        description="The memory's content was cut to fit `max_tokens` (get_memory reads it whole).",
+    )
 
 
 class SearchPage(BaseModel):
