@@ -36,7 +36,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mahavishnu.platform import Database, InvalidArgumentError
+from mahavishnu.platform import InvalidArgumentError
 from mahavishnu.platform.ids import new_id
 from mahavishnu.platform.paging import MAX_PAGE, Cursor, check_limit
 from mahavishnu.session_buddy.exchange_format import (
@@ -53,14 +53,14 @@ from mahavishnu.session_buddy.exchange_format import (
     record_checksum,
     signed_trailer,
 )
-from mahavishnu.session_buddy.memory_records import Filters, Limits, drop_index, live, write_version
+from mahavishnu.session_buddy.memory_records import Filters, drop_index, live, write_version
 from mahavishnu.session_buddy.models import Memory, MemoryVector, MemoryVersion
-from mahavishnu.session_buddy.tenant_store import TenantStore
-from mahavishnu.session_buddy.vault import MEMORY_RECORD, Vault
+from mahavishnu.session_buddy.tenant_store import MemoryStore
+from mahavishnu.session_buddy.vault import MEMORY_RECORD
 from mahavishnu.session_buddy.vectors import open_vector, seal_vector
 
 if TYPE_CHECKING:
-    from mahavishnu.session_buddy.meaning import Meaning
+    pass
 
 __all__ = [
     "MAX_FILE_RECORDS",
@@ -164,22 +164,7 @@ class _Tally:
         )
 
 
-class Exchange(TenantStore):
-    def __init__(
-        self,
-        db: Database,
-        vault: Vault,
-        limits: Limits,
-        *,
-        tenant: str,
-        author: str,
-        meaning: Meaning | None = None,
-    ) -> None:
-        super().__init__(db, vault, tenant=tenant, author=author)
-        self._limits = limits
-        self._meaning = meaning
-        """The running embedder: imported vectors of its model are kept; None keeps none."""
-
+class Exchange(MemoryStore):
     # --- export -------------------------------------------------------------------------------
 
     async def export(self, cursor: str | None = None, limit: int = 50) -> ExportPage:

@@ -12,7 +12,7 @@ from numpy.typing import NDArray
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mahavishnu.platform import Database, InvalidArgumentError, UnavailableError
+from mahavishnu.platform import InvalidArgumentError, UnavailableError
 from mahavishnu.platform.paging import Cursor, check_limit
 from mahavishnu.session_buddy.fusion import (
     ANCHOR_NEIGHBOURS,
@@ -27,21 +27,19 @@ from mahavishnu.session_buddy.fusion import (
 from mahavishnu.session_buddy.keyword import KeywordRanking, keyword_scores
 from mahavishnu.session_buddy.memory_records import (
     Filters,
-    Limits,
     fingerprint,
     live,
     memory_view,
     open_memory,
 )
 from mahavishnu.session_buddy.models import Memory, MemoryTerm
-from mahavishnu.session_buddy.tenant_store import TenantStore
+from mahavishnu.session_buddy.tenant_store import MemoryStore
 from mahavishnu.session_buddy.terms import content_words, terms
-from mahavishnu.session_buddy.vault import Vault
 from mahavishnu.session_buddy.vector_index import Neighbour
 from mahavishnu.session_buddy.views import MemoryView, SearchHit, SearchPage
 
 if TYPE_CHECKING:
-    from mahavishnu.session_buddy.meaning import Meaning
+    pass
 
 __all__ = ["MODES", "MemorySearch", "SearchMode"]
 
@@ -53,22 +51,7 @@ POOL = 50
 _Columns = TypeVarTuple("_Columns")
 
 
-class MemorySearch(TenantStore):
-    def __init__(
-        self,
-        db: Database,
-        vault: Vault,
-        limits: Limits,
-        *,
-        tenant: str,
-        author: str,
-        meaning: Meaning | None = None,
-    ) -> None:
-        super().__init__(db, vault, tenant=tenant, author=author)
-        self._limits = limits
-        self._meaning = meaning
-        """Search by meaning; None: keyword search only (and nothing is embedded)."""
-
+class MemorySearch(MemoryStore):
     async def search_keyword(
         self, query: str, filters: Filters, *, limit: int = 10, cursor: str | None = None
     ) -> SearchPage:

@@ -3,15 +3,19 @@ tenant it is narrowed to, who acts, and the audit entry each act appends."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mahavishnu.platform import Database
 from mahavishnu.session_buddy import audit
+from mahavishnu.session_buddy.memory_records import Limits
 from mahavishnu.session_buddy.vault import Vault
 
-__all__ = ["TenantStore"]
+if TYPE_CHECKING:
+    from mahavishnu.session_buddy.meaning import Meaning
+
+__all__ = ["MemoryStore", "TenantStore"]
 
 
 class TenantStore:
@@ -32,3 +36,23 @@ class TenantStore:
             target=target,
             detail=detail,
         )
+
+
+class MemoryStore(TenantStore):
+    """A tenant's memories, as every store of them sees them: the limits a memory is checked
+    against, and search by meaning where it runs (its embedder and index)."""
+
+    def __init__(
+        self,
+        db: Database,
+        vault: Vault,
+        limits: Limits,
+        *,
+        tenant: str,
+        author: str,
+        meaning: Meaning | None = None,
+    ) -> None:
+        super().__init__(db, vault, tenant=tenant, author=author)
+        self._limits = limits
+        self._meaning = meaning
+        """None: no model runs here; keyword search only, nothing is embedded or kept of vectors."""
