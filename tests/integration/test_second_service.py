@@ -199,9 +199,9 @@ def test_echo_serves_under_its_own_names_and_refuses_other_services_tokens(
 
 
 def test_token_create_names_only_registered_services(tmp_path: Path) -> None:
-    result = echo_command(echo_env(tmp_path), "token", "create", "--sub", "x", "--service", "akosha")
+    result = echo_command(echo_env(tmp_path), "token", "create", "--sub", "x", "--service", "hermes")
     assert result.returncode == 2
-    assert "no service named 'akosha'" in result.stderr
+    assert "no service named 'hermes'" in result.stderr
     assert result.stdout == ""
 
 
