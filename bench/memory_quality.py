@@ -20,6 +20,7 @@ Floor (issue 12): hybrid recall@5 >= 0.90, and hybrid >= max(keyword, semantic) 
     .venv/bin/python bench/memory_quality.py
     .venv/bin/python bench/memory_quality.py --seed 7 --distractors 5000
     .venv/bin/python bench/memory_quality.py --seeds 7,12,42 --distractors 10000
+    .venv/bin/python bench/memory_quality.py --model all-minilm-l6-v2     # fp32 arithmetic
 
 With several seeds, each corpus is reported on its own, then all their questions pooled; the
 exit status is 0 only when the floor is met on every seed.
@@ -37,7 +38,7 @@ from pathlib import Path
 
 from mahavishnu.platform.crypto import KeyRing, generate_key
 from mahavishnu.platform.db import Database
-from mahavishnu.session_buddy.embeddings import Embedder, load_embedder
+from mahavishnu.session_buddy.embeddings import DEFAULT_MODEL, Embedder, load_embedder
 from mahavishnu.session_buddy.meaning import Meaning
 from mahavishnu.session_buddy.memories import Filters, Limits, Memories, NewMemory
 from mahavishnu.session_buddy.settings import MIGRATIONS
@@ -355,8 +356,8 @@ def pooled(runs: list[Scores]) -> Scores:
     return total
 
 
-async def run(seeds: list[int], distractors: int) -> bool:
-    embedder = load_embedder()
+async def run(seeds: list[int], distractors: int, model: str) -> bool:
+    embedder = load_embedder(model)
     runs, met = [], []
     for seed in seeds:
         runs.append(await evaluate(seed, distractors, embedder))
@@ -379,8 +380,9 @@ def main() -> None:
         "--seed", "--seeds", dest="seeds", type=_seeds, default=[12], help="one seed, or several: 7,12,42"
     )
     parser.add_argument("--distractors", type=int, default=3000)
+    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"EMBEDDING_MODEL (default {DEFAULT_MODEL})")
     args = parser.parse_args()
-    raise SystemExit(0 if asyncio.run(run(args.seeds, args.distractors)) else 1)
+    raise SystemExit(0 if asyncio.run(run(args.seeds, args.distractors, args.model)) else 1)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,9 @@ test_search.py)."""
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from mahavishnu.session_buddy.fusion import anchors, fuse_anchored, give_way_to_near_duplicates, rest_of
 from mahavishnu.session_buddy.terms import content_words
 
@@ -71,3 +74,19 @@ def test_near_duplicates_of_a_better_candidate_give_way() -> None:
     # sharing fewer than 80 % of their words: both stay where they were
     held["five"] = {b"deploy", b"note", b"rollout", b"gateway", b"failed", b"again", b"at", b"noon"}
     assert give_way_to_near_duplicates(ranked, held) == ranked
+
+
+tokens = st.sampled_from([b"w1", b"w2", b"w3", b"w4", b"w5"])
+candidate_words = st.dictionaries(st.sampled_from("abcdefgh"), st.frozensets(tokens, min_size=1))
+
+
+@given(candidate_words, st.lists(st.floats(0.0, 1.0), min_size=8, max_size=8))
+def test_giving_way_only_lowers_scores_and_never_the_best(
+    held: dict[str, frozenset[bytes]], values: list[float]
+) -> None:
+    ranked = sorted(zip("abcdefgh", values, strict=True), key=lambda item: (item[1], item[0]), reverse=True)
+    after = dict(give_way_to_near_duplicates(ranked, held))
+    assert after.keys() == dict(ranked).keys()
+    for memory_id, score in ranked:
+        assert after[memory_id] in (score, score / 2)
+    assert after[ranked[0][0]] == ranked[0][1]
