@@ -18,12 +18,16 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 from mahavishnu.platform.errors import ConfigurationError
 
 __all__ = ["file_sha256", "int8_model"]
+
+_MAKE_TIMEOUT_SECONDS = 600
 
 
 def file_sha256(path: Path) -> str:
@@ -41,7 +45,7 @@ def int8_model(source: Path, cache: Path, *, sha256: str) -> Path:
         return target
     cache.mkdir(parents=True, exist_ok=True, mode=0o700)
     with tempfile.TemporaryDirectory(dir=cache, prefix=".making-") as work:
-        made = _quantize(source, Path(work))
+        made = _quantize_in_child(source, Path(work))
         found = file_sha256(made)
         if found != sha256:
             raise ConfigurationError(
@@ -50,6 +54,23 @@ def int8_model(source: Path, cache: Path, *, sha256: str) -> Path:
             )
         os.replace(made, target)
     return target
+
+
+def _quantize_in_child(source: Path, work: Path) -> Path:
+    """`_quantize` in a child process: it is seconds of pure-Python graph work, and in a thread
+    of the serving process it would hold the GIL and keep the event loop from answering."""
+    done = subprocess.run(
+        [sys.executable, "-m", "mahavishnu.session_buddy.quantized", str(source), str(work)],
+        capture_output=True,
+        text=True,
+        timeout=_MAKE_TIMEOUT_SECONDS,
+        check=False,
+    )
+    made = work / "int8.onnx"
+    if done.returncode != 0 or not made.is_file():
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ConfigurationError(f"could not make the int8 model from {source.name}: {last}")
+    return made
 
 
 def _quantize(source: Path, work: Path) -> Path:
@@ -65,3 +86,7 @@ def _quantize(source: Path, work: Path) -> Path:
     quantized = work / "int8.onnx"
     quantize_dynamic(work / "fp32.onnx", quantized, weight_type=QuantType.QInt8, per_channel=True)
     return quantized
+
+
+if __name__ == "__main__":  # the child `_quantize_in_child` runs: SOURCE WORK_FOLDER
+    _quantize(Path(sys.argv[1]), Path(sys.argv[2]))
