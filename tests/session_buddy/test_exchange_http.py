@@ -17,12 +17,13 @@ from mcp_types import CallToolResult
 
 from mahavishnu.platform.auth import issue_token
 from mahavishnu.platform.crypto import generate_key
+from mahavishnu.session_buddy.embeddings import DEFAULT_MODEL, MODELS
 from mahavishnu.session_buddy.settings import SessionBuddySettings
 from tests.support.client import mcp_client
 from tests.support.server import SECRET, RunningServer, wait_ready
 from tests.support.session_buddy import session_buddy_env, spawn_session_buddy
 
-MODEL = "sentence-transformers/all-MiniLM-L6-v2@"
+MODEL = MODELS[DEFAULT_MODEL].model_id  # the model the server runs by default
 CONTENTS = [
     "The nightly billing export runs at 02:30 UTC because the warehouse locks tables earlier.",
     "Redis listens on port 6379 in the compose stack.",
@@ -105,7 +106,7 @@ async def test_an_export_imports_into_another_tenant_whole(server: RunningServer
         lines = await export(source)
     records = [json.loads(line) for line in lines[:-1]]
     assert len(records) == 3
-    assert {r["embedding"]["model_id"].split("@")[0] + "@" for r in records} == {MODEL}
+    assert {r["embedding"]["model_id"] for r in records} == {MODEL}
     redis = next(r for r in records if r["id"] == ids[1])
     assert [v["content"] for v in redis["versions"]] == [
         CONTENTS[1],
