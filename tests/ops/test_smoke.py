@@ -457,8 +457,8 @@ def test_a_server_that_does_not_say_is_assumed_to_be_mahavishnu(auth_server: Run
 @pytest.fixture(scope="module")
 def session_buddy_server(ops_workdir: Path) -> Iterator[RunningServer]:
     """Session-Buddy served for real, open on loopback (development: its key made in the folder)."""
-    folder = ops_workdir / "session-buddy"
-    folder.mkdir(exist_ok=True)
+    folder = ops_workdir / "session-buddy-smoke"  # not conftest's production one: another key
+    folder.mkdir()
     server = spawn_session_buddy(folder, session_buddy_env(folder))
     wait_ready(server)
     yield server
