@@ -17,21 +17,18 @@ from __future__ import annotations
 
 import hmac
 import json
-import os
 import secrets
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from mahavishnu.platform import ConfigurationError, Database, get_logger
-from mahavishnu.platform.crypto import KEY_BYTES, KeyRing, associated_data, generate_key
+from mahavishnu.platform import ConfigurationError, Database
+from mahavishnu.platform.crypto import KEY_BYTES, KeyRing, associated_data
+from mahavishnu.platform.key_files import key_ring_or_dev_file
 from mahavishnu.session_buddy.models import TOKEN_BYTES, IndexKey
 from mahavishnu.session_buddy.settings import SessionBuddySettings
 
 __all__ = ["DEV_KEY_FILE", "MEMORY_RECORD", "Vault", "key_ring", "open_vault", "reseal_index_key"]
-
-log = get_logger("session_buddy.vault")
 
 MEMORY_RECORD = "memory"
 """What a sealed memory version is bound to (with tenant, id and version)."""
@@ -45,32 +42,13 @@ _INDEX_KEY_AAD = associated_data("session-buddy", "index-key", _INDEX_KEY)
 def key_ring(settings: SessionBuddySettings) -> KeyRing:
     """The ring from SESSION_ENCRYPTION_KEY; in development without one, a key made once in
     the data folder (readable by the owner only), with a warning at every start."""
-    if settings.encryption_key is not None:
-        return KeyRing.parse(settings.encryption_key, setting="SESSION_ENCRYPTION_KEY")
-    if settings.env == "production":  # check_secure refuses this first; never fall through
-        raise ConfigurationError("production mode needs SESSION_ENCRYPTION_KEY")
-    path = settings.data_dir / DEV_KEY_FILE
-    created = _create_key_file(path)
-    log.warning(
-        "development_encryption_key",
-        file=str(path),
-        created=created,
-        advice="set SESSION_ENCRYPTION_KEY before keeping anything that matters; "
-        "whoever reads this file reads every memory",
+    return key_ring_or_dev_file(
+        settings,
+        settings.encryption_key,
+        setting="SESSION_ENCRYPTION_KEY",
+        dev_file=DEV_KEY_FILE,
+        holds="every memory",
     )
-    return KeyRing.parse(path.read_text().strip(), setting=str(path))
-
-
-def _create_key_file(path: Path) -> bool:
-    """Write a new key unless the file exists (O_EXCL: two first starts make one key)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return False
-    with os.fdopen(descriptor, "w") as out:
-        out.write(generate_key() + "\n")
-    return True
 
 
 class Vault:
