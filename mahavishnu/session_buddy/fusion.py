@@ -29,6 +29,11 @@ shows distinct memories rather than five copies of one.
 
 Scores are normalised within the candidate pool (BM25 over the best one, cosine min-max), and a
 memory not yet embedded keeps its keyword score: hybrid still finds it.
+
+The constants below were chosen on bench/memory_quality.py seeds 1-5 (3,000 distractors). On
+seeds 7, 12 and 42 they raise paraphrase recall@5 from 0.68 (meaning alone) to 0.90 with 3,000
+distractors and from 0.63 to 0.87 with 10,000. Neither half does it alone: replayed over the
+fp32 model's vectors, anchors alone reach 0.81 and 0.71, near-duplicates alone 0.74 and 0.69.
 """
 
 from __future__ import annotations
