@@ -7,12 +7,15 @@ from collections.abc import AsyncIterator
 
 from starlette.routing import Route
 
+from mahavishnu.akosha.analyst import Analyst
+from mahavishnu.akosha.analytics_tools import AnalyticsTools
 from mahavishnu.akosha.inbox import Inbox
 from mahavishnu.akosha.ingest_gate import IngestGate
 from mahavishnu.akosha.keys import key_ring
 from mahavishnu.akosha.metrics import IngestMetrics
 from mahavishnu.akosha.reads import Reader
 from mahavishnu.akosha.route import INGEST_PATH, IngestEndpoint
+from mahavishnu.akosha.series import MEMORY_METRICS, MetricRegistry, Store
 from mahavishnu.akosha.settings import AkoshaSettings
 from mahavishnu.akosha.tools import AkoshaTools
 from mahavishnu.platform import ComponentHealth, Database, HealthCheck, Metrics, Service
@@ -23,7 +26,10 @@ __all__ = ["INSTRUCTIONS", "create_service"]
 INSTRUCTIONS = (
     "Akosha holds the memories every Session-Buddy pushes to it, one current version per memory "
     "and source, encrypted at rest. list_sources names the systems you may read and their counts; "
-    "list_records pages through their records (by source and tenant); get_record reads one."
+    "list_records pages through their records (by source and tenant); get_record reads one. "
+    "analyze_trends, detect_anomalies, detect_changepoints and correlate_systems judge time series "
+    "of what the systems report (memories, sessions; per source or project), with chart=true for "
+    "a PNG chart."
 )
 
 
@@ -59,7 +65,10 @@ def create_service(settings: AkoshaSettings, metrics: Metrics) -> Service:
         version=_version(),
         instructions=INSTRUCTIONS,
         settings=settings,
-        tools=AkoshaTools(inbox, Reader(db, ring)).specs(),
+        tools=[
+            *AkoshaTools(inbox, Reader(db, ring)).specs(),
+            *AnalyticsTools(Analyst(Store(db, ring), MetricRegistry(MEMORY_METRICS))).specs(),
+        ],
         health_checks=[HealthCheck("database", database, critical=True)],
         background=background,
         routes=[Route(INGEST_PATH, endpoint=endpoint)],
