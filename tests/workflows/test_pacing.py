@@ -5,7 +5,11 @@ from __future__ import annotations
 from collections import deque
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from mahavishnu.orchestrator.workflows.local.pacing import (
+    CLAIM_HORIZON,
+    FIRST_DEPTH,
     PREFETCH,
     RECORD_DELAY,
     Pacing,
@@ -13,12 +17,30 @@ from mahavishnu.orchestrator.workflows.local.pacing import (
     split_started,
 )
 
-PACING = Pacing(slots=4, poll_seconds=2.0)  # holds 4 * 32 = 128 runs; low water 32, record batch 64
+PACING = Pacing(slots=4, poll_seconds=2.0, run_seconds=0.001)
+"""Short runs: holds 4 * 32 = 128 runs; low water 32, record batch 64."""
 
 
 def test_the_figures_follow_the_slots() -> None:
     assert PACING.held == 4 * PREFETCH
     assert (PACING.low_water, PACING.record_batch) == (PACING.held // 4, PACING.held // 2)
+
+
+def test_the_prefetch_covers_a_fraction_of_a_second_of_work_per_slot() -> None:
+    """Long runs are not hoarded: engines sharing the database then share them."""
+    unknown = Pacing(slots=4, poll_seconds=2.0)
+    assert unknown.held == 4 * FIRST_DEPTH  # nothing measured yet: one waiting per slot
+    assert Pacing(4, 2.0, run_seconds=0.3).depth == 1 + 1  # the one executing and one more
+    assert Pacing(4, 2.0, run_seconds=CLAIM_HORIZON / 10).depth == 1 + 10
+    assert Pacing(4, 2.0, run_seconds=60.0).depth == FIRST_DEPTH
+    assert Pacing(4, 2.0, run_seconds=0.0).depth == PREFETCH
+
+
+def test_the_run_length_is_a_mean_that_follows_the_batches() -> None:
+    first = Pacing(slots=4, poll_seconds=2.0).observed([0.2, 0.4])
+    assert first.run_seconds == pytest.approx(0.3)
+    assert first.observed([]) is first
+    assert first.observed([0.1]).run_seconds == pytest.approx(0.2)  # halfway to the new batch
 
 
 def test_idle_claims_a_first_few_only() -> None:

@@ -11,7 +11,9 @@
   or final failure into the dead-letter queue; the circuit breaker; any
   workflow now complete) and claims more queued runs, atomically, so several
   engines can share one database. It applies each repository's breaker to
-  what it claims. Cycles work in batches, never once per run (`pacing.py`).
+  what it claims. Cycles work in batches, never once per run, and claim
+  about half a second of work per slot (`pacing.py`): engines sharing a
+  database share the work too, none holding runs the others could start.
 - A slower **maintain** loop renews leases, heals runs orphaned by a dead
   engine, relays cancellations made elsewhere and refreshes the gauges
   (`upkeep.py`, its transactions).
@@ -235,6 +237,8 @@ class LocalEngine:
         """Record what finished and claim what fits, in one transaction."""
         finished = drain(self._finished)
         done = {o.claimed.run_id for o in finished}
+        # How much to hold follows how long runs take (`Pacing.depth`).
+        self._pacing = self._pacing.observed([o.result.duration_seconds for o in finished if o.started])
         now = utcnow()
         later, began = split_started(drain(self._began), done, now)
         self._began.extend(later)

@@ -5,22 +5,35 @@ run: a claim when the runs held locally run low (a quarter of what may be held),
 half of that has finished or `RECORD_DELAY` has passed while runs execute, and at once at the tail
 of the work so a workflow closes without delay. Pure arithmetic over counts, so the policy reads
 in one place and is the same for the loop and the worker threads.
+
+How much may be held follows how long runs take (`run_seconds`, the recent mean): about
+`CLAIM_HORIZON` seconds of work per slot, never more than `PREFETCH` runs. Short runs need a
+deep prefetch (a claim per run would cost more than the run), long ones do not: an engine that
+held many would leave other engines sharing the database idle while its own slots work through
+them. A claim thus covers a fraction of a second of work whatever the run length (claims
+come a few times a second at most), and the runs one engine holds back from the others are
+worth about that much time.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 from collections import deque
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-__all__ = ["PREFETCH", "RECORD_DELAY", "Pacing", "drain", "split_started"]
+__all__ = ["CLAIM_HORIZON", "FIRST_DEPTH", "PREFETCH", "RECORD_DELAY", "Pacing", "drain", "split_started"]
 
 _T = TypeVar("_T")
 PREFETCH = 32
-"""Claimed runs held locally per worker, so a freed slot never waits for the database."""
+"""Most claimed runs held locally per worker (short runs), so a freed slot never waits for the database."""
+FIRST_DEPTH = 2
+"""Runs held per worker before any run length is known: one executing, one waiting."""
+CLAIM_HORIZON = 0.25
+"""Seconds of work per worker a claim covers (beyond the run executing)."""
 RECORD_DELAY = 0.5
 """Longest an outcome waits to be recorded while runs execute (status and progress lag by this)."""
 
@@ -30,11 +43,29 @@ class Pacing:
     slots: int
     """Worker threads (`max_concurrent_runs`)."""
     poll_seconds: float
+    run_seconds: float | None = None
+    """Recent mean length of an attempt (None until one was recorded): sets the prefetch depth."""
+
+    @property
+    def depth(self) -> int:
+        """Runs held per worker: the one executing and `CLAIM_HORIZON` seconds more of them."""
+        if self.run_seconds is None:
+            return FIRST_DEPTH
+        ahead = math.ceil(CLAIM_HORIZON / max(self.run_seconds, CLAIM_HORIZON / PREFETCH))
+        return max(FIRST_DEPTH, min(PREFETCH, 1 + ahead))
 
     @property
     def held(self) -> int:
         """Most runs held locally, waiting or executing."""
-        return self.slots * PREFETCH
+        return self.slots * self.depth
+
+    def observed(self, seconds: Sequence[float]) -> Pacing:
+        """This pacing after attempts of these lengths (a mean halfway between the old and the
+        batch's, so one odd batch moves it only so far and a new kind of work is seen at once)."""
+        if not seconds:
+            return self
+        mean = sum(seconds) / len(seconds)
+        return replace(self, run_seconds=mean if self.run_seconds is None else (self.run_seconds + mean) / 2)
 
     @property
     def low_water(self) -> int:
