@@ -91,8 +91,8 @@ def _trend(key: str, values: npt.NDArray[np.float64], on: Grid, confidence: floa
 def _anomalies(
     key: str, values: npt.NDArray[np.float64], on: Grid, threshold: float, seasonal: bool
 ) -> AnomalySeries:
-    period, phase = on.season() if seasonal else (None, 0)
-    found, season = analytics.detect_anomalies(values, threshold=threshold, period=period, phase=phase)
+    period = on.season() if seasonal else None
+    found, season = analytics.detect_anomalies(values, threshold=threshold, period=period)
     times = on.times()
     return AnomalySeries(
         **_series_fields(key, values),

@@ -103,25 +103,43 @@ class Anomaly:
 
 
 def _seasonal_baseline(
-    y: npt.NDArray[np.float64], period: int | None, phase: int
+    y: npt.NDArray[np.float64], period: int | None
 ) -> tuple[npt.NDArray[np.float64], int | None]:
-    """Each bucket's phase median, where every phase has 3 values or more (else no season)."""
+    """Each bucket's baseline: the median of its phase in the other cycles, where every phase
+    has 3 values or more (else no season). Leaving the bucket out keeps its own value from
+    pulling its baseline (with few cycles, the median's own bucket would score exactly 0 and
+    shrink the scale)."""
     if period is None or period < 2 or y.size < 3 * period:
         return np.full(y.size, np.median(y)), None
-    phases = (np.arange(y.size) + phase) % period
-    medians = np.array([np.median(y[phases == p]) for p in range(period)])
-    return medians[phases], period
+    baseline = np.empty_like(y)
+    for p in range(period):
+        baseline[p::period] = _medians_of_the_others(y[p::period])
+    return baseline, period
+
+
+def _medians_of_the_others(v: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """For each value, the median of all the others (from one sort)."""
+    s = np.sort(v)
+    rank = np.empty(v.size, dtype=np.int64)
+    rank[np.argsort(v, kind="stable")] = np.arange(v.size)
+    others = v.size - 1
+
+    def nth_of_others(k: int) -> npt.NDArray[np.float64]:
+        picked: npt.NDArray[np.float64] = np.where(k < rank, s[k], s[min(k + 1, v.size - 1)])
+        return picked
+
+    return (nth_of_others((others - 1) // 2) + nth_of_others(others // 2)) / 2
 
 
 def detect_anomalies(
-    values: Values, *, threshold: float = 3.5, period: int | None = None, phase: int = 0
+    values: Values, *, threshold: float = 3.5, period: int | None = None
 ) -> tuple[list[Anomaly], int | None]:
     """Buckets whose robust z-score exceeds `threshold` (3.5: Iglewicz and Hoaglin's advice for
     the modified z-score), and the season used. With a `period` (24 hourly or 7 daily buckets)
-    and at least three cycles, each bucket is judged against the median of its own phase
-    (`phase` is bucket 0's), so a daily peak is the norm, not an alarm."""
+    and at least three cycles, each bucket is judged against the median of the buckets one,
+    two, ... periods away, so a daily peak is the norm, not an alarm."""
     y = _as_array(values)
-    expected, season = _seasonal_baseline(y, period, phase)
+    expected, season = _seasonal_baseline(y, period)
     residuals = y - expected
     centre = float(np.median(residuals))
     scale = robust_sigma(residuals)
@@ -248,6 +266,8 @@ def best_lag(a_values: Values, b_values: Values, max_lag: int = 0) -> Correlatio
 def _fisher_interval(r: float, n: int) -> tuple[float, float]:
     if n <= 3:
         return -1.0, 1.0
-    centre = math.atanh(min(max(r, -0.999999), 0.999999))
+    if abs(r) >= 1 - 1e-12:  # a perfect line: no doubt left (atanh is infinite there)
+        return r, r
+    centre = math.atanh(r)
     half = NormalDist().inv_cdf(0.975) / math.sqrt(n - 3)
     return math.tanh(centre - half), math.tanh(centre + half)

@@ -106,16 +106,12 @@ class Grid:
         k = math.floor((at - self.start) / self.step)
         return k if 0 <= k < self.count else None
 
-    def season(self) -> tuple[int | None, int]:
-        """(buckets per cycle, the first bucket's place in it): a day of sub-day buckets, a week
-        of days; (None, 0) for other sizes."""
+    def season(self) -> int | None:
+        """Buckets per cycle: a day of sub-day buckets, a week of days; None for other sizes."""
         seconds = int(self.step.total_seconds())
         if seconds < 86400 and 86400 % seconds == 0:
-            midnight = self.start.replace(hour=0, minute=0, second=0, microsecond=0)
-            return 86400 // seconds, int((self.start - midnight).total_seconds()) // seconds
-        if seconds == 86400:
-            return 7, self.start.weekday()
-        return None, 0
+            return 86400 // seconds
+        return 7 if seconds == 86400 else None
 
 
 def grid(window: str, bucket: str, until: datetime | None = None) -> Grid:
