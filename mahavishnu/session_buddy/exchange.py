@@ -360,7 +360,9 @@ class Exchange(MemoryStore):
         tally = _Tally()
         pending = iter(records)
         while batch := list(islice(pending, _BATCH)):
-            for placed in await self._write_batch(batch):
+            written = await self._write_batch(batch)
+            await self._reindex([p.memory_id for p in written if p.outcome in ("created", "renamed")])
+            for placed in written:
                 tally.add(placed)
                 if placed.stored_vector is not None and self._meaning is not None:
                     version = len(placed.record.documents)

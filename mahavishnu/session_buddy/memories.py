@@ -31,6 +31,7 @@ from mahavishnu.session_buddy.memory_records import (
 )
 from mahavishnu.session_buddy.memory_search import MemorySearch, SearchMode
 from mahavishnu.session_buddy.models import Memory, MemoryVector, MemoryVersion
+from mahavishnu.session_buddy.postings import IndexedMemory
 from mahavishnu.session_buddy.vault import MEMORY_RECORD
 from mahavishnu.session_buddy.views import (
     MemoryHistory,
@@ -72,12 +73,12 @@ class Memories(MemorySearch):
                         deleted_at=None,
                     )
                     session.add(memory)
-                    self._write_version(session, memory, document, now)
+                    indexed = self._write_version(session, memory, document, now)
                     await self._audit(session, "memory.store", memory.id, created=True)
                     result = StoreResult(memory=self._view(memory, document), created=True)
             except IntegrityError:
                 continue
-            self._wake()
+            self._written(indexed)
             return result
         raise InvalidArgumentError("the memory could not be stored: concurrent writers; try again")
 
@@ -112,10 +113,10 @@ class Memories(MemorySearch):
             memory.expires_at = merged.expires_at
             memory.updated_at = now
             await drop_index(session, memory.id)
-            self._write_version(session, memory, updated, now)
+            indexed = self._write_version(session, memory, updated, now)
             await self._audit(session, "memory.update", memory.id, version=memory.version)
             view = self._view(memory, updated)
-        self._wake()
+        self._written(indexed)
         return view
 
     async def delete(self, memory_id: str) -> MemoryView:
@@ -123,7 +124,7 @@ class Memories(MemorySearch):
         async with self._db.session() as session:
             memory = await self._held(session, memory_id)
             document = self._open(memory)
-            memory.deleted_at = datetime.now(UTC)
+            memory.deleted_at = memory.changed_at = datetime.now(UTC)
             memory.content_mac = None
             outbox.record_tombstone(
                 session,
@@ -138,6 +139,8 @@ class Memories(MemorySearch):
             view = self._view(memory, document)
         if self._meaning is not None:
             self._meaning.forget(self.tenant, memory_id)
+        if self._keywords is not None:
+            self._keywords.forget(self.tenant, memory_id)
         return view
 
     # --- reads ----------------------------------------------------------------------------
@@ -206,7 +209,10 @@ class Memories(MemorySearch):
 
     # --- helpers ----------------------------------------------------------------------------
 
-    def _wake(self) -> None:
+    def _written(self, indexed: IndexedMemory) -> None:
+        """A version committed: into the keyword index now, to the embedding workers soon."""
+        if self._keywords is not None:
+            self._keywords.put(self.tenant, indexed)
         if self._meaning is not None:
             self._meaning.wake()
 
@@ -277,5 +283,5 @@ class Memories(MemorySearch):
 
     def _write_version(
         self, session: AsyncSession, memory: Memory, document: dict[str, Any], now: datetime
-    ) -> None:
-        write_version(session, self._vault, memory, document, created_at=now, author=self._author)
+    ) -> IndexedMemory:
+        return write_version(session, self._vault, memory, document, created_at=now, author=self._author)

@@ -16,6 +16,7 @@ from mahavishnu.platform import InvalidArgumentError
 from mahavishnu.session_buddy import outbox
 from mahavishnu.session_buddy.checks import label, text
 from mahavishnu.session_buddy.models import Memory, MemoryLabel, MemoryTerm, MemoryVersion
+from mahavishnu.session_buddy.postings import IndexedMemory
 from mahavishnu.session_buddy.terms import terms
 from mahavishnu.session_buddy.vault import MEMORY_RECORD, Vault
 from mahavishnu.session_buddy.views import KINDS, MemoryView
@@ -96,14 +97,16 @@ def write_version(
     *,
     created_at: datetime,
     author: str,
-) -> None:
+) -> IndexedMemory:
     """Seal `document` as the memory's current version, index it and queue it for Akosha (all
-    in `session`, so the version and its outbox entry commit or fail together)."""
+    in `session`, so the version and its outbox entry commit or fail together). Answers what the
+    in-process keyword index takes once the transaction commits."""
     tenant = memory.tenant
     sealed = vault.seal(MEMORY_RECORD, tenant, memory.id, memory.version, document)
     words = terms(document["content"])
     memory.sealed = sealed
     memory.term_count = sum(words.values())
+    memory.changed_at = datetime.now(UTC)
     session.add(
         MemoryVersion(
             memory_id=memory.id,
@@ -114,14 +117,10 @@ def write_version(
             author=author,
         )
     )
+    tokens = {vault.token(tenant, "word", word): count for word, count in words.items()}
     session.add_all(
-        MemoryTerm(
-            memory_id=memory.id,
-            token=vault.token(tenant, "word", word),
-            tenant=tenant,
-            occurrences=count,
-        )
-        for word, count in words.items()
+        MemoryTerm(memory_id=memory.id, token=token, tenant=tenant, occurrences=count)
+        for token, count in tokens.items()
     )
     labels = {vault.token(tenant, "tag", t) for t in document["tags"]}
     for domain in ("project", "session_id"):
@@ -131,6 +130,14 @@ def write_version(
     # queued now, not at `created_at`: an import writes versions made long ago
     outbox.record(
         session, "upsert", tenant=tenant, memory_id=memory.id, version=memory.version, at=datetime.now(UTC)
+    )
+    expires_at = memory.expires_at
+    return IndexedMemory(
+        memory_id=memory.id,
+        version=memory.version,
+        length=memory.term_count,
+        expires_at=None if expires_at is None else expires_at.timestamp(),
+        words=tokens,
     )
 
 

@@ -4,8 +4,9 @@ writes and reads; this part only ranks, re-checks in SQL and opens the hits."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection
-from typing import TYPE_CHECKING, Any, Literal, TypeVarTuple
+from typing import Any, Literal, TypeVarTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -38,15 +39,15 @@ from mahavishnu.session_buddy.terms import content_words, terms
 from mahavishnu.session_buddy.vector_index import Neighbour
 from mahavishnu.session_buddy.views import MemoryView, SearchHit, SearchPage
 
-if TYPE_CHECKING:
-    pass
-
 __all__ = ["MODES", "MemorySearch", "SearchMode"]
 
 SearchMode = Literal["hybrid", "keyword", "semantic"]
 MODES: tuple[SearchMode, ...] = ("hybrid", "keyword", "semantic")
 POOL = 50
 """Candidates each of keyword and meaning brings to a fused ranking, beyond the page asked for."""
+_RECHECKS = 3
+"""Rankings of the keyword index a search tries before it ranks in SQL: each one after the
+first follows a page that held a stale memory (just refreshed), which is rare."""
 
 _Columns = TypeVarTuple("_Columns")
 
@@ -84,9 +85,8 @@ class MemorySearch(MemoryStore):
         tokens = [self._vault.token(self.tenant, "word", w) for w in words]
         async with self._db.session() as session:
             if mode == "keyword" or vector is None:
-                live = self._narrowed(select(Memory.id, Memory.term_count), filters)
-                ranking = await keyword_scores(
-                    session, self.tenant, tokens, live, offset=offset, limit=limit + 1
+                ranking = await self._keyword_ranking(
+                    session, tokens, filters, offset=offset, limit=limit + 1
                 )
                 ranked, total = ranking.rows, ranking.total
             else:
@@ -144,9 +144,8 @@ class MemorySearch(MemoryStore):
         if mode == "semantic":
             return list((await self._nearest(session, vector, filters, wanted)).items())
         count = wanted + POOL
-        live = self._narrowed(select(Memory.id, Memory.term_count), filters)
         ranking = (
-            await keyword_scores(session, self.tenant, tokens, live, offset=0, limit=count)
+            await self._keyword_ranking(session, tokens, filters, offset=0, limit=count)
             if tokens
             else KeywordRanking([], 0)
         )
@@ -197,6 +196,41 @@ class MemorySearch(MemoryStore):
         anchor_tokens = [words[w] for w in found]
         held = await self._tokens_of(session, candidates, among=anchor_tokens)
         return fuse_anchored(candidates, held, anchor_tokens, rest_cosines, cosines)
+
+    async def _keyword_ranking(
+        self, session: AsyncSession, tokens: list[bytes], filters: Filters, *, offset: int, limit: int
+    ) -> KeywordRanking:
+        """BM25 from the in-process index (`postings.py`) once it is ready, else in SQL. The
+        index's page is re-checked against the rows (live, current version): a memory it holds
+        stale is refreshed and the page ranked again, so what it answers is what SQL would."""
+        index = self._keywords.of(self.tenant) if self._keywords is not None else None
+        if index is not None:
+            among = None
+            if any(self._fingerprint(filters)):  # narrowed: rank just those memories
+                among = set(await session.scalars(self._narrowed(select(Memory.id), filters)))
+            for _ in range(_RECHECKS):
+                ranking = index.rank(tokens, now=time.time(), among=among, offset=offset, limit=limit)
+                page = [i for i, _ in ranking.rows]
+                current = (
+                    dict(
+                        (
+                            await session.execute(
+                                self._narrowed(select(Memory.id, Memory.version), Filters()).where(
+                                    Memory.id.in_(page)
+                                )
+                            )
+                        ).all()
+                    )
+                    if page
+                    else {}
+                )
+                stale = [i for i in page if current.get(i) != index.version_of(i)]
+                if not stale:
+                    return ranking
+                assert self._keywords is not None
+                await self._keywords.refresh(session, stale, self.tenant)
+        live = self._narrowed(select(Memory.id, Memory.term_count), filters)
+        return await keyword_scores(session, self.tenant, tokens, live, offset=offset, limit=limit)
 
     async def _tokens_of(
         self, session: AsyncSession, memory_ids: list[str], *, among: Collection[bytes] | None = None

@@ -54,6 +54,7 @@ class Memory(Base):
         UniqueConstraint("tenant", "idempotency_mac", name="uq_session_buddy_memories_idempotency"),
         UniqueConstraint("tenant", "content_mac", name="uq_session_buddy_memories_content"),
         Index("ix_session_buddy_memories_tenant_id", "tenant", "id"),
+        Index("ix_session_buddy_memories_changed_at", "changed_at"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -71,6 +72,11 @@ class Memory(Base):
     updated_at: Mapped[datetime]
     expires_at: Mapped[datetime | None]
     deleted_at: Mapped[datetime | None]
+    changed_at: Mapped[datetime | None]
+    """When this row last changed what keyword search sees (a version written, a deletion), by
+    this server's clock, whatever the memory's own times say (an import keeps those): what other
+    processes' keyword indexes follow (`keywords.py`). Set by every write; None only in a row no
+    write has touched since migration 0007, which filled it from `updated_at`."""
 
 
 class MemoryVersion(Base):

@@ -19,6 +19,7 @@ from mahavishnu.session_buddy.admin_tools import AdminTools
 from mahavishnu.session_buddy.embeddings import load_embedder
 from mahavishnu.session_buddy.exchange import Exchange
 from mahavishnu.session_buddy.exchange_tools import ExchangeTools
+from mahavishnu.session_buddy.keywords import Keywords
 from mahavishnu.session_buddy.meaning import Meaning
 from mahavishnu.session_buddy.memories import Limits, Memories
 from mahavishnu.session_buddy.metrics import MemoryMetrics
@@ -54,20 +55,24 @@ def create_service(settings: SessionBuddySettings, metrics: Metrics) -> Service:
     meaning: list[Meaning] = []  # once the model is loaded (in the background, off the loop)
     memory_metrics = MemoryMetrics(metrics)
     rotator = Rotator(db, ring, memory_metrics)
+    keywords = Keywords(db)  # keyword ranking in process once rebuilt; SQL ranks until then
 
     def vault_now() -> Vault:
         if not opened:
             raise UnavailableError("the memory store is still opening; try again shortly")
         return opened[0]
 
+    def meaning_now() -> Meaning | None:
+        return meaning[0] if meaning else None
+
     def memories_for(tenant: str, author: str) -> Memories:
         return Memories(
-            db, vault_now(), limits, tenant=tenant, author=author, meaning=meaning[0] if meaning else None
+            db, vault_now(), limits, tenant=tenant, author=author, meaning=meaning_now(), keywords=keywords
         )
 
     def exchange_for(tenant: str, author: str) -> Exchange:
         return Exchange(
-            db, vault_now(), limits, tenant=tenant, author=author, meaning=meaning[0] if meaning else None
+            db, vault_now(), limits, tenant=tenant, author=author, meaning=meaning_now(), keywords=keywords
         )
 
     def sessions_for(tenant: str, author: str) -> Sessions:
@@ -89,6 +94,7 @@ def create_service(settings: SessionBuddySettings, metrics: Metrics) -> Service:
             await rotator.start_if_needed()
             async with (
                 _running(_retain(db, settings)),
+                _running(keywords.run()),
                 _running(_understand(db, opened[0], settings, memory_metrics, meaning)),
                 _running(push_to_akosha(db, opened[0], settings, memory_metrics)),
             ):

@@ -3,6 +3,7 @@ tenant it is narrowed to, who acts, and the audit entry each act appends."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -13,6 +14,7 @@ from mahavishnu.session_buddy.memory_records import Limits
 from mahavishnu.session_buddy.vault import Vault
 
 if TYPE_CHECKING:
+    from mahavishnu.session_buddy.keywords import Keywords
     from mahavishnu.session_buddy.meaning import Meaning
 
 __all__ = ["MemoryStore", "TenantStore"]
@@ -51,8 +53,17 @@ class MemoryStore(TenantStore):
         tenant: str,
         author: str,
         meaning: Meaning | None = None,
+        keywords: Keywords | None = None,
     ) -> None:
         super().__init__(db, vault, tenant=tenant, author=author)
         self._limits = limits
         self._meaning = meaning
         """None: no model runs here; keyword search only, nothing is embedded or kept of vectors."""
+        self._keywords = keywords
+        """None: keyword search ranks in SQL (the CLI, which runs one command and exits)."""
+
+    async def _reindex(self, memory_ids: Collection[str]) -> None:
+        """Bring the in-process keyword index up to date with what this store just committed."""
+        if self._keywords is not None and memory_ids:
+            async with self._db.session() as session:
+                await self._keywords.refresh(session, memory_ids, self.tenant)
