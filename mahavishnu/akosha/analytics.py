@@ -180,7 +180,7 @@ def detect_changepoints(values: Values, *, penalty: float | None = None, min_siz
     n = y.size
     beta = 2 * math.log(n) if penalty is None else penalty
     sigma = _noise_sigma(y)
-    if sigma == 0:
+    if sigma <= 1e-9 * max(1.0, float(np.max(np.abs(y)))):  # no noise (a line, rounding aside)
         return Changepoints([], [float(y.mean())], 0.0, beta)
     z = y / sigma
     first = np.concatenate(([0.0], np.cumsum(z)))

@@ -113,9 +113,10 @@ def _trend(report: TrendReport) -> Figure:
         low = [line[k] + (series.slope_low - series.slope) * (k - middle) for k in x]
         high = [line[k] + (series.slope_high - series.slope) * (k - middle) for k in x]
         ax.fill_between(times, low, high, color=TREND_COLOUR, alpha=0.15, linewidth=0)
+        per_day = 86400 / report.bucket_seconds  # buckets a day
         ax.set_title(
-            f"{series.direction}, {series.slope_per_day:+.3g}/day "
-            f"[{series.slope_low:+.3g}, {series.slope_high:+.3g}] per {report.bucket}",
+            f"{series.direction}: {series.slope_per_day:+.3g}/day, {series.confidence:.0%} interval "
+            f"[{series.slope_low * per_day:+.3g}, {series.slope_high * per_day:+.3g}]",
             loc="right",
             fontsize=9,
         )
@@ -158,8 +159,8 @@ def _changepoints(report: ChangeReport) -> Figure:
             1,
             transform=ax.get_xaxis_transform(),  # from the bottom of the panel to its top
             color=CHANGE_COLOUR,
-            linewidth=2.5,
-            zorder=1,
+            linewidth=2,
+            zorder=5,  # over the series: the jump it marks would otherwise hide it
         )
         ax.set_title(f"{len(series.changepoints)} change points", loc="right", fontsize=9)
     return fig

@@ -117,6 +117,7 @@ def test_pelt_is_quiet_on_noise_and_on_a_constant() -> None:
     )
     assert alarms <= 10, "at most one false change point per ten series of 300 buckets"
     assert detect_changepoints(np.full(50, 4.0)).indices == []
+    assert detect_changepoints(0.1 * np.arange(50)).indices == [], "a noiseless line has no level to shift"
     assert detect_changepoints(np.r_[np.zeros(20), np.full(20, 9.0)]).indices == [20]
     fewer = detect_changepoints(np.random.default_rng(1).normal(0, 1, 200), penalty=1.0).indices
     assert len(fewer) >= len(detect_changepoints(np.random.default_rng(1).normal(0, 1, 200)).indices)
