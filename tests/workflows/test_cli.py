@@ -6,6 +6,7 @@ The command runs its own engine in-process, so no server is involved anywhere he
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 from pathlib import Path
@@ -91,6 +92,24 @@ def test_run_json_and_typed_params(cli: Cli) -> None:
     assert view["status"] == "succeeded"
     assert view["params"] == {"word": "hi", "count": "3", "loud": "true"}
     assert [r["output_tail"] for r in view["runs"]] == ["['hi', '3', 'true']\n"]
+
+
+def test_run_again_with_its_idempotency_key_gives_the_same_workflow(cli: Cli) -> None:
+    key = ["--idempotency-key", "release-7"]
+    first = cli.json("run", "git-status", "--repo", "alpha", *key)
+    again = cli("run", "git-status", "--repo", "alpha", "--json", *key)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["workflow_id"] == first["workflow_id"]
+    assert "succeeded, 1 repo runs" in again.stderr
+
+    other = cli("run", "git-status", "--repo", "beta", *key)
+    assert other.returncode == 2
+    assert one_line_error(other.stderr).startswith(
+        "error: idempotency_key 'release-7' was used for a different"
+    )
+    bad = cli("run", "git-status", "--idempotency-key", "no spaces")
+    assert bad.returncode == 2
+    assert one_line_error(bad.stderr).startswith("error: idempotency_key: must be 1 to 128 characters")
 
 
 ECHO = ["echo", "--param", "word=hi"]

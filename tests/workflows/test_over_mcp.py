@@ -175,6 +175,30 @@ def test_status_pages_runs_and_takes_an_id_prefix_over_http(auth_server: Running
     assert "no workflow" in unknown["result"]["content"][0]["text"]
 
 
+def test_a_retried_trigger_with_its_key_gives_the_same_workflow_over_http(auth_server: RunningServer) -> None:
+    token = hs256(claims(sub="ops", role="operator"))
+    args = {"workflow": "git-status", "repos": ["alpha"], "idempotency_key": "nightly-2026-12-03"}
+    first = structured(call_tool(auth_server.url, "trigger_workflow", args, token=token))
+    again = structured(call_tool(auth_server.url, "trigger_workflow", args, token=token))
+    assert again["workflow_id"] == first["workflow_id"]
+
+    conflict = call_tool(auth_server.url, "trigger_workflow", {**args, "repos": ["beta"]}, token=token).json()
+    assert conflict["result"]["isError"] is True
+    assert conflict["result"]["_meta"]["io.mahavishnu/error"]["code"] == -32009
+    assert first["workflow_id"] in conflict["result"]["content"][0]["text"]
+
+    bad = call_tool(
+        auth_server.url, "trigger_workflow", {**args, "idempotency_key": "a b"}, token=token
+    ).json()
+    assert bad["result"]["isError"] is True
+    assert bad["result"]["_meta"]["io.mahavishnu/error"]["code"] == -32602
+    assert bad["result"]["content"][0]["text"].startswith(
+        "invalid arguments for tool 'trigger_workflow': idempotency_key: must match the pattern"
+    )
+    listed = structured(call_tool(auth_server.url, "list_workflows", {}, token=token))
+    assert listed["total"] == 1
+
+
 async def test_wait_streams_progress_over_stdio(tmp_path: Path) -> None:
     env = workflow_env(tmp_path)
     params = StdioServerParameters(

@@ -148,6 +148,7 @@ async def _run_workflow(
     repos: list[str] | None,
     params: dict[str, Any],
     quiet: bool,
+    idempotency_key: str | None = None,
 ) -> _Outcome:
     from mahavishnu.orchestrator.manifest import INIT_HINT, ManifestError
 
@@ -159,12 +160,22 @@ async def _run_workflow(
         if not ctx.manifest.exists:
             raise ConfigurationError(f"no repository manifest at {ctx.manifest.path}; {INIT_HINT}")
         summary = await ctx.service.trigger(
-            LOCAL_PRINCIPAL, workflow, tag=tag, role=role, repos=repos, params=params
+            LOCAL_PRINCIPAL,
+            workflow,
+            tag=tag,
+            role=role,
+            repos=repos,
+            params=params,
+            idempotency_key=idempotency_key,
         )
         wid = summary.workflow_id
         short_id = (await ctx.service.short_workflow_ids(LOCAL_PRINCIPAL, [wid])).get(wid, wid)
         queued = await ctx.service.status(LOCAL_PRINCIPAL, wid, limit=0)
-        err.print(f"workflow {short_id} ({escape(workflow)}): {sum(queued.counts.values())} repo runs queued")
+        runs = sum(queued.counts.values())
+        if queued.status == "queued":
+            err.print(f"workflow {short_id} ({escape(workflow)}): {runs} repo runs queued")
+        else:  # triggered before with this idempotency key (or already taken by a server's engine)
+            err.print(f"workflow {short_id} ({escape(workflow)}): {queued.status}, {runs} repo runs")
         async with ctx.engine.running(workflows={wid}):
             with _Signals() as signals, _Progress(queued, quiet=quiet) as progress:
                 view = await until_final(ctx.service, wid, signals.event, progress.update)
@@ -195,6 +206,14 @@ def run_command(
         bool, typer.Option("--output", help="Show the last output lines of every run, not only failed ones.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the final status as JSON.")] = False,
+    idempotency_key: Annotated[
+        str | None,
+        typer.Option(
+            help="Run again with the same key after an interruption: the workflow it started "
+            "is watched (its unfinished runs resumed) instead of a new one; other arguments "
+            "with the same key are refused."
+        ),
+    ] = None,
 ) -> None:
     """Run a workflow across repositories here, showing progress until every repo run is final.
 
@@ -204,7 +223,16 @@ def run_command(
     settings = load_settings()
     params = _parse_params(param or [], settings.workflow_definitions().get(workflow))
     outcome = run_sync(
-        _run_workflow(settings, workflow, tag=tag, role=role, repos=repo, params=params, quiet=as_json)
+        _run_workflow(
+            settings,
+            workflow,
+            tag=tag,
+            role=role,
+            repos=repo,
+            params=params,
+            quiet=as_json,
+            idempotency_key=idempotency_key,
+        )
     )
     if as_json:
         typer.echo(outcome.view.model_dump_json(indent=2))

@@ -21,6 +21,7 @@ class Workflow(Base):
     """One request to run a named workflow over a set of repositories."""
 
     __tablename__ = "workflows"
+    __table_args__ = (Index("uq_workflows_idempotency", "requested_by", "idempotency_key", unique=True),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     name: Mapped[str] = mapped_column(String(100), index=True)
@@ -34,6 +35,10 @@ class Workflow(Base):
     finished_at: Mapped[datetime | None]
     trace_parent: Mapped[str | None] = mapped_column(String(64))
     """W3C traceparent of the triggering call: the workflow's and its runs' spans join its trace."""
+    idempotency_key: Mapped[str | None] = mapped_column(String(128))
+    """The caller's key for this trigger: unique per `requested_by` (`idempotency.py`)."""
+    request_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    """Digest of the trigger's arguments, set with a key: a retry must match it."""
 
 
 class RepoRun(Base):

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from mahavishnu.orchestrator.manifest import Repo
-from mahavishnu.orchestrator.workflows import insights, reads, records, search
+from mahavishnu.orchestrator.workflows import idempotency, insights, reads, records, search
 from mahavishnu.orchestrator.workflows.dead_letters import DeadLetterCases
 from mahavishnu.orchestrator.workflows.definitions import WorkflowDefinition, render_argv, validate_params
 from mahavishnu.orchestrator.workflows.models import Workflow
@@ -77,9 +78,18 @@ class WorkflowService(DeadLetterCases):
         role: str | None = None,
         repos: Sequence[str] | None = None,
         params: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
     ) -> WorkflowSummary:
-        """Validate everything, store the workflow and one queued run per repo, and return at once."""
+        """Validate everything, store the workflow and one queued run per repo, and return at once.
+
+        With `idempotency_key`, a trigger this caller made before with that key and the same
+        arguments is answered with its workflow instead of a new one (other arguments: a
+        conflict); the database's unique index settles concurrent calls (`idempotency.py`)."""
         principal.require_role("operator")
+        key = idempotency.check_key(idempotency_key)
+        request = idempotency.fingerprint(principal, workflow, tag=tag, role=role, repos=repos, params=params)
+        if key is not None and (found := await self._earlier(principal, key, request)) is not None:
+            return found
         definition = self._definition(principal, workflow)
         values = validate_params(definition, params or {})
         targets = self._select(principal, tag=tag, role=role, names=repos)
@@ -96,32 +106,31 @@ class WorkflowService(DeadLetterCases):
             cancel_requested=False,
             created_at=now,
             trace_parent=traceparent,
+            idempotency_key=key,
+            request_fingerprint=request if key is not None else None,
         )
-        runs = [
-            {
-                "id": new_id(),
-                "workflow_id": record.id,
-                "workflow_name": workflow,
-                "repo": repo.name,
-                "repo_path": str(repo.path),
-                "repo_tags": list(repo.tags),
-                "argv": argv,
-                "status": RunStatus.QUEUED.value,
-                "attempt": 0,
-                "max_attempts": definition.retry.max_attempts,
-                "created_at": now,
-                "trace_parent": traceparent,
-            }
-            for repo in targets
-        ]
-        async with self._db.session() as session:
-            await records.add_workflow(session, record, runs)
+        runs = _queued_runs(record, targets, argv, definition.retry.max_attempts)
+        try:
+            async with self._db.session() as session:
+                await records.add_workflow(session, record, runs)
+        except IntegrityError:
+            # Another call with this key committed first (here or on another replica).
+            if key is None or (found := await self._earlier(principal, key, request)) is None:
+                raise
+            return found
         log.info(
             "workflow_queued", workflow_id=record.id, workflow=workflow, repos=len(runs), by=principal.subject
         )
         if self._engine is not None:
             self._engine.submit(record.id)
         return WorkflowSummary.of(record)
+
+    async def _earlier(self, principal: Principal, key: str, request: str) -> WorkflowSummary | None:
+        async with self._db.session() as session:
+            found = await idempotency.earlier(session, principal, key, request)
+        if found is not None:
+            log.info("workflow_trigger_replayed", workflow_id=found.id, by=principal.subject)
+        return WorkflowSummary.of(found) if found is not None else None
 
     def _select(
         self, principal: Principal, *, tag: str | None, role: str | None, names: Sequence[str] | None
@@ -349,6 +358,29 @@ class WorkflowService(DeadLetterCases):
         healed = await self._engine.heal()
         self._status_cache.forget()
         return healed
+
+
+def _queued_runs(
+    workflow: Workflow, targets: Sequence[Repo], argv: list[str], max_attempts: int
+) -> list[dict[str, Any]]:
+    """One queued run per repository, as rows for one executemany."""
+    return [
+        {
+            "id": new_id(),
+            "workflow_id": workflow.id,
+            "workflow_name": workflow.name,
+            "repo": repo.name,
+            "repo_path": str(repo.path),
+            "repo_tags": list(repo.tags),
+            "argv": argv,
+            "status": RunStatus.QUEUED.value,
+            "attempt": 0,
+            "max_attempts": max_attempts,
+            "created_at": workflow.created_at,
+            "trace_parent": workflow.trace_parent,
+        }
+        for repo in targets
+    ]
 
 
 def _require_unscoped_admin(principal: Principal, what: str) -> None:

@@ -11,6 +11,7 @@ from typing import Annotated
 from mcp.server.mcpserver import Context
 from pydantic import BaseModel, Field
 
+from mahavishnu.orchestrator.workflows.idempotency import KEY_MAX_LENGTH, KEY_PATTERN
 from mahavishnu.orchestrator.workflows.pages import (
     DeadLetterList,
     SearchPage,
@@ -30,6 +31,19 @@ ParamValue = str | int | bool
 Limit = Annotated[int, Field(ge=1, le=MAX_PAGE, description=f"Items per page, 1 to {MAX_PAGE}.")]
 RunLimit = Annotated[
     int, Field(ge=0, le=MAX_PAGE, description=f"Runs per page, 0 (counts only) to {MAX_PAGE}.")
+]
+IdempotencyKey = Annotated[
+    str | None,
+    Field(
+        min_length=1,
+        max_length=KEY_MAX_LENGTH,
+        pattern=KEY_PATTERN,
+        description=(
+            "Send the same key when retrying a trigger whose answer was lost: a trigger this caller "
+            "made with it before is answered with that workflow instead of starting another "
+            "(the same key with other arguments is an error). Letters, digits and . _ : -"
+        ),
+    ),
 ]
 IdOrPrefix = Annotated[
     str, Field(description="The full ID or a unique prefix of it (at least 4 characters).")
@@ -79,6 +93,7 @@ class WorkflowTools:
         wait: bool = False,
         wait_timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 600,
         limit: RunLimit = 50,
+        idempotency_key: IdempotencyKey = None,
     ) -> WorkflowStatusPage:
         """Run a configured workflow (see list_workflow_definitions) in every repository matching
         `tag`, `role` and `repos` (names), with `params` for its declared parameters, e.g.
@@ -88,10 +103,17 @@ class WorkflowTools:
         `wait: true` it returns when every repo run is final (or after `wait_timeout_seconds`),
         sending progress notifications when the request carries a progress token, and the same
         events as log messages to a caller that set a level (logging/setLevel). The answer
-        holds the runs' counts by status and the first `limit` runs (see get_workflow_status)."""
+        holds the runs' counts by status and the first `limit` runs (see get_workflow_status).
+        With `idempotency_key`, retrying the same call returns the same workflow id."""
         principal = current_principal()
         summary = await self._service.trigger(
-            principal, workflow, tag=tag, role=role, repos=repos, params=params
+            principal,
+            workflow,
+            tag=tag,
+            role=role,
+            repos=repos,
+            params=params,
+            idempotency_key=idempotency_key,
         )
         if not wait:
             return await self._service.status(principal, summary.workflow_id, limit=limit)
