@@ -122,8 +122,8 @@ def _pairs(a: Frame, b: Frame, max_lag: int) -> list[tuple[CorrelationPair, str,
     pairs = []
     for a_key, a_values in a.series.items():
         for b_key, b_values in b.series.items():
-            if a.metric == b.metric and a_key == b_key:
-                continue  # a series against itself says nothing
+            if a.metric == b.metric and a_key >= b_key:
+                continue  # one metric: each pair once, and no series against itself
             found = analytics.best_lag(a_values, b_values, max_lag)
             if found is not None:
                 pair = CorrelationPair(
@@ -175,7 +175,8 @@ class Analyst:
     async def correlate(
         self, principal: Principal, a: Query, b: Query, *, max_lag: int = 0
     ) -> CorrelationReport:
-        """Every group of metric a against every group of metric b, on the same buckets."""
+        """Every group of metric a against every group of metric b, on the same buckets (for
+        one metric, each pair of groups once, in name order)."""
         self._registry.spec(a.metric, a.by, "metric_a")  # refused before anything is read
         self._registry.spec(b.metric, b.by, "metric_b")
         on = a.grid()

@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "MIN_CYCLES",
     "MIN_POINTS",
     "Anomaly",
     "Changepoints",
@@ -32,6 +33,8 @@ __all__ = [
 Values = npt.ArrayLike
 MIN_POINTS = 3
 """Fewest buckets any analysis answers on."""
+MIN_CYCLES = 4
+"""Whole cycles a seasonal baseline needs (each bucket is judged against its phase in the others)."""
 _MAD_TO_SIGMA = 1.4826
 """MAD times this estimates a normal distribution's standard deviation."""
 _MEAN_AD_TO_SIGMA = 1.2533
@@ -105,11 +108,11 @@ class Anomaly:
 def _seasonal_baseline(
     y: npt.NDArray[np.float64], period: int | None
 ) -> tuple[npt.NDArray[np.float64], int | None]:
-    """Each bucket's baseline: the median of its phase in the other cycles, where every phase
-    has 3 values or more (else no season). Leaving the bucket out keeps its own value from
+    """Each bucket's baseline: the median of its phase in the other cycles, where there are at
+    least `MIN_CYCLES` cycles (else no season). Leaving the bucket out keeps its own value from
     pulling its baseline (with few cycles, the median's own bucket would score exactly 0 and
-    shrink the scale)."""
-    if period is None or period < 2 or y.size < 3 * period:
+    shrink the scale); three others keep one spike from moving its phase-mates' baselines."""
+    if period is None or period < 2 or y.size < MIN_CYCLES * period:
         return np.full(y.size, np.median(y)), None
     baseline = np.empty_like(y)
     for p in range(period):
@@ -136,7 +139,7 @@ def detect_anomalies(
 ) -> tuple[list[Anomaly], int | None]:
     """Buckets whose robust z-score exceeds `threshold` (3.5: Iglewicz and Hoaglin's advice for
     the modified z-score), and the season used. With a `period` (24 hourly or 7 daily buckets)
-    and at least three cycles, each bucket is judged against the median of the buckets one,
+    and at least four cycles, each bucket is judged against the median of the buckets one,
     two, ... periods away, so a daily peak is the norm, not an alarm."""
     y = _as_array(values)
     expected, season = _seasonal_baseline(y, period)

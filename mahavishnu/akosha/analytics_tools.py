@@ -119,7 +119,7 @@ class AnalyticsTools:
             bool,
             Field(
                 description="Judge each bucket against its own hour of day (hourly buckets) or day of "
-                "week (daily), when the window holds three cycles or more."
+                "week (daily), when the window holds four cycles or more."
             ),
         ] = True,
         chart: Chart = False,
@@ -166,7 +166,8 @@ class AnalyticsTools:
     ) -> Annotated[CallToolResult, CorrelationReport]:
         """Whether two metrics move together across systems: Pearson's r of every series of
         metric_a against every series of metric_b on the same buckets, at the lag (b after a,
-        up to max_lag) where |r| is largest; strongest pairs first."""
+        up to max_lag) where |r| is largest; strongest pairs first. With one metric twice, each
+        pair of groups once (a before b by name): does one system's activity follow another's?"""
         a = Query(metric_a, by, window, bucket, until)
         b = Query(metric_b, by, window, bucket, until)
         report = await self._analyst.correlate(current_principal(), a, b, max_lag=max_lag)
