@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar
 import typer
 from rich.console import Console
 
+from mahavishnu.akosha.cli import akosha_app
 from mahavishnu.akosha.settings import AkoshaSettings
 from mahavishnu.ops.backup.cli import backup_app, use_services
 from mahavishnu.ops.service_ops import ServiceOps
@@ -61,6 +62,14 @@ def _memories_settings() -> None:
 
 
 app.add_typer(memories_app, name="memories", callback=_memories_settings)
+
+
+def _akosha_settings() -> None:
+    """`--config` names Akosha's settings file for the akosha commands."""
+    _use_config_flag(AkoshaSettings)
+
+
+app.add_typer(akosha_app, name="akosha", callback=_akosha_settings)
 
 err = Console(stderr=True, soft_wrap=True, highlight=False)
 _TTL = re.compile(r"^(\d+)([smhd]?)$")
