@@ -9,7 +9,7 @@ shared machine the wall-clock rate says how busy the neighbours were, the CPU ra
 
 `--int8-dynamic` also times the model with int8 arithmetic (`EMBEDDING_MODEL=
 all-minilm-l6-v2-int8`: onnxruntime's dynamic quantization of the packaged file, made by
-`session_buddy/quantized.py` in a temporary folder). Batched (`int8-dyn` rows) a vector would
+`platform/search/quantized.py` in a temporary folder). Batched (`int8-dyn` rows) a vector would
 depend on the other texts in its batch (activation scales are per run), so the service runs it
 one text per run with `threads` runs at once: the `int8-1x` rows. The bench also prints how far
 int8 moves the vectors (cosine to the fp32 ones, alone and batched).
@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mahavishnu.session_buddy.embeddings import DEFAULT_MODEL, MODELS, PACKAGED_MODEL, OnnxEmbedder
-from mahavishnu.session_buddy.quantized import int8_model
+from mahavishnu.platform.search.embeddings import DEFAULT_MODEL, MODELS, PACKAGED_MODEL, OnnxEmbedder
+from mahavishnu.platform.search.quantized import int8_model
 
 FLOOR = 500.0
 INT8 = MODELS[DEFAULT_MODEL]

@@ -38,7 +38,7 @@ from pathlib import Path
 
 from mahavishnu.platform.crypto import KeyRing, generate_key
 from mahavishnu.platform.db import Database
-from mahavishnu.session_buddy.embeddings import DEFAULT_MODEL, Embedder, load_embedder
+from mahavishnu.platform.search.embeddings import DEFAULT_MODEL, Embedder, load_embedder
 from mahavishnu.session_buddy.meaning import Meaning
 from mahavishnu.session_buddy.memories import Filters, Limits, Memories, NewMemory
 from mahavishnu.session_buddy.settings import MIGRATIONS

@@ -36,7 +36,7 @@ from numpy.typing import NDArray
 
 from mahavishnu.platform.crypto import KeyRing, generate_key
 from mahavishnu.platform.db import Database
-from mahavishnu.session_buddy.embeddings import Embedder, HashingEmbedder, load_embedder
+from mahavishnu.platform.search.embeddings import Embedder, HashingEmbedder, load_embedder
 from mahavishnu.session_buddy.keywords import Keywords
 from mahavishnu.session_buddy.meaning import Meaning
 from mahavishnu.session_buddy.memories import Filters, Limits, Memories, NewMemory

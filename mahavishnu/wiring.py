@@ -127,8 +127,8 @@ _BACKLOG_WARN = 10_000
 
 def _search_index_check(settings: SessionBuddySettings) -> Check:
     async def check(context: ReadinessContext) -> tuple[Status, str, str]:
+        from mahavishnu.platform.search.embeddings import MODELS
         from mahavishnu.session_buddy.consistency import index_report
-        from mahavishnu.session_buddy.embeddings import MODELS
 
         model = MODELS.get(settings.embedding_model.strip().lower())
         report = await index_report(context.db, model.model_id if model else settings.embedding_model)
@@ -149,7 +149,7 @@ def _search_index_check(settings: SessionBuddySettings) -> Check:
 
 def _embedding_model_check(settings: SessionBuddySettings) -> Check:
     async def check(_: ReadinessContext) -> tuple[Status, str, str]:
-        from mahavishnu.session_buddy.embeddings import MODELS
+        from mahavishnu.platform.search.embeddings import MODELS
 
         model = MODELS.get(settings.embedding_model.strip().lower())
         if model is None:

@@ -151,7 +151,7 @@ async def _meaning(store: _Store) -> Meaning:
     """The embedding model and this database's vectors, loaded for one search."""
     import asyncio
 
-    from mahavishnu.session_buddy.embeddings import load_embedder
+    from mahavishnu.platform.search.embeddings import load_embedder
     from mahavishnu.session_buddy.meaning import Meaning
 
     embedder = await asyncio.to_thread(

@@ -11,30 +11,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 from sqlalchemy import Float, Select, case, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from mahavishnu.platform.search.bm25 import K1, B, KeywordRanking
 from mahavishnu.session_buddy.models import MemoryTerm
 
-__all__ = ["K1", "B", "KeywordRanking", "keyword_scores"]
-
-K1 = 1.2
-B = 0.75
-
-
-@dataclass(frozen=True, slots=True)
-class KeywordRanking:
-    rows: list[tuple[str, float]]
-    """(memory id, score) of the page asked for, best first."""
-    total: int
-    """Memories that match at least one of the query's words."""
-    matched: frozenset[bytes] = field(default_factory=frozenset)
-    """The query's tokens that some live memory has."""
-    ceiling: float = 0.0
-    """What a memory of average length holding each matched word once scores: hybrid search reads
-    `top score / ceiling` as how confident the keyword match is."""
+__all__ = ["keyword_scores"]
 
 
 async def keyword_scores(

@@ -22,8 +22,8 @@ from sqlalchemy import Row, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mahavishnu.platform import Database, get_logger
+from mahavishnu.platform.search.postings import IndexedMemory, Postings, TenantPostings
 from mahavishnu.session_buddy.models import Memory, MemoryTerm
-from mahavishnu.session_buddy.postings import IndexedMemory, Postings, TenantPostings
 
 __all__ = ["Keywords"]
 

@@ -19,10 +19,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mahavishnu.platform import Database, UnavailableError, get_logger
-from mahavishnu.session_buddy.embeddings import Embedder
+from mahavishnu.platform.search.embeddings import Embedder
+from mahavishnu.platform.search.vector_index import TenantVectors, VectorIndex
 from mahavishnu.session_buddy.metrics import MemoryMetrics
 from mahavishnu.session_buddy.vault import MEMORY_RECORD, Vault
-from mahavishnu.session_buddy.vector_index import TenantVectors, VectorIndex
 from mahavishnu.session_buddy.vectors import Pending, load_vectors, pending, pending_count, write_vectors
 
 __all__ = ["Meaning"]

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from mahavishnu.platform import InvalidArgumentError, NotFoundError
 from mahavishnu.platform.ids import new_id
 from mahavishnu.platform.paging import Cursor, check_limit
+from mahavishnu.platform.search.postings import IndexedMemory
 from mahavishnu.session_buddy import outbox
 from mahavishnu.session_buddy.memory_records import (
     Filters,
@@ -31,7 +32,6 @@ from mahavishnu.session_buddy.memory_records import (
 )
 from mahavishnu.session_buddy.memory_search import MemorySearch, SearchMode
 from mahavishnu.session_buddy.models import Memory, MemoryVector, MemoryVersion
-from mahavishnu.session_buddy.postings import IndexedMemory
 from mahavishnu.session_buddy.vault import MEMORY_RECORD
 from mahavishnu.session_buddy.views import (
     MemoryHistory,

@@ -13,11 +13,11 @@ from sqlalchemy import ColumnElement, Select, and_, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mahavishnu.platform import InvalidArgumentError
+from mahavishnu.platform.search.postings import IndexedMemory
+from mahavishnu.platform.search.terms import terms
 from mahavishnu.session_buddy import outbox
 from mahavishnu.session_buddy.checks import label, text
 from mahavishnu.session_buddy.models import Memory, MemoryLabel, MemoryTerm, MemoryVersion
-from mahavishnu.session_buddy.postings import IndexedMemory
-from mahavishnu.session_buddy.terms import terms
 from mahavishnu.session_buddy.vault import MEMORY_RECORD, Vault
 from mahavishnu.session_buddy.views import KINDS, MemoryView
 

@@ -15,7 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mahavishnu.platform import InvalidArgumentError, UnavailableError
 from mahavishnu.platform.paging import Cursor, check_limit
-from mahavishnu.session_buddy.fusion import (
+from mahavishnu.platform.search.bm25 import KeywordRanking
+from mahavishnu.platform.search.fusion import (
     ANCHOR_NEIGHBOURS,
     anchors,
     fuse,
@@ -25,7 +26,9 @@ from mahavishnu.session_buddy.fusion import (
     keyword_weight,
     rest_of,
 )
-from mahavishnu.session_buddy.keyword import KeywordRanking, keyword_scores
+from mahavishnu.platform.search.terms import content_words, terms
+from mahavishnu.platform.search.vector_index import Neighbour
+from mahavishnu.session_buddy.keyword import keyword_scores
 from mahavishnu.session_buddy.memory_records import (
     Filters,
     fingerprint,
@@ -35,8 +38,6 @@ from mahavishnu.session_buddy.memory_records import (
 )
 from mahavishnu.session_buddy.models import Memory, MemoryTerm
 from mahavishnu.session_buddy.tenant_store import MemoryStore
-from mahavishnu.session_buddy.terms import content_words, terms
-from mahavishnu.session_buddy.vector_index import Neighbour
 from mahavishnu.session_buddy.views import MemoryView, SearchHit, SearchPage
 
 __all__ = ["MODES", "MemorySearch", "SearchMode"]

@@ -15,8 +15,8 @@ from mahavishnu.platform import (
     UnavailableError,
     get_logger,
 )
+from mahavishnu.platform.search.embeddings import load_embedder
 from mahavishnu.session_buddy.admin_tools import AdminTools
-from mahavishnu.session_buddy.embeddings import load_embedder
 from mahavishnu.session_buddy.exchange import Exchange
 from mahavishnu.session_buddy.exchange_tools import ExchangeTools
 from mahavishnu.session_buddy.keywords import Keywords

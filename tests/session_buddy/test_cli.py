@@ -14,7 +14,7 @@ import pytest
 
 from mahavishnu.platform.crypto import KeyRing, generate_key
 from mahavishnu.platform.db import Database
-from mahavishnu.session_buddy.embeddings import load_embedder
+from mahavishnu.platform.search.embeddings import load_embedder
 from mahavishnu.session_buddy.meaning import Meaning
 from mahavishnu.session_buddy.memories import Limits, Memories, NewMemory
 from mahavishnu.session_buddy.settings import SessionBuddySettings

@@ -18,8 +18,8 @@ from sqlalchemy import func, select
 from mahavishnu.platform import InvalidArgumentError
 from mahavishnu.platform.crypto import KeyRing, generate_key
 from mahavishnu.platform.db import Database
+from mahavishnu.platform.search.embeddings import HashingEmbedder
 from mahavishnu.session_buddy import audit, exchange, exchange_format
-from mahavishnu.session_buddy.embeddings import HashingEmbedder
 from mahavishnu.session_buddy.exchange import Exchange, ImportRefused, export_all
 from mahavishnu.session_buddy.meaning import Meaning
 from mahavishnu.session_buddy.memories import Filters, Limits, Memories, NewMemory

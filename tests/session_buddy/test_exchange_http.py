@@ -17,7 +17,7 @@ from mcp_types import CallToolResult
 
 from mahavishnu.platform.auth import issue_token
 from mahavishnu.platform.crypto import generate_key
-from mahavishnu.session_buddy.embeddings import DEFAULT_MODEL, MODELS
+from mahavishnu.platform.search.embeddings import DEFAULT_MODEL, MODELS
 from mahavishnu.session_buddy.settings import SessionBuddySettings
 from tests.support.client import mcp_client
 from tests.support.server import SECRET, RunningServer, wait_ready

@@ -7,8 +7,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mahavishnu.session_buddy.fusion import anchors, fuse_anchored, give_way_to_near_duplicates, rest_of
-from mahavishnu.session_buddy.terms import content_words
+from mahavishnu.platform.search.fusion import anchors, fuse_anchored, give_way_to_near_duplicates, rest_of
+from mahavishnu.platform.search.terms import content_words
 
 
 def test_content_words_leave_out_stop_words_but_keep_identifiers_in_order() -> None:

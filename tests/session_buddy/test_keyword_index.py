@@ -13,10 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mahavishnu.platform.db import Database
-from mahavishnu.session_buddy.keyword import B, K1
+from mahavishnu.platform.search.bm25 import K1, B
+from mahavishnu.platform.search.postings import IndexedMemory, TenantPostings
 from mahavishnu.session_buddy.keywords import Keywords
 from mahavishnu.session_buddy.memories import Filters, Memories, NewMemory
-from mahavishnu.session_buddy.postings import IndexedMemory, TenantPostings
 from mahavishnu.session_buddy.retention import purge
 from mahavishnu.session_buddy.vault import Vault
 from tests.session_buddy.conftest import LIMITS
@@ -77,7 +77,9 @@ async def test_the_index_ranks_every_page_as_sql_does(sb_database: Database, vau
     assert len(keywords.postings.tenant("acme")) == 56
 
 
-async def test_writes_of_other_processes_are_followed_and_rechecked(sb_database: Database, vault: Vault) -> None:
+async def test_writes_of_other_processes_are_followed_and_rechecked(
+    sb_database: Database, vault: Vault
+) -> None:
     keywords = Keywords(sb_database)
     await keywords.rebuild()
     here, elsewhere = store(sb_database, vault, keywords), store(sb_database, vault, None)

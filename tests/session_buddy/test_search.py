@@ -13,8 +13,8 @@ from sqlalchemy import func, select
 from mahavishnu.platform.crypto import KeyRing, generate_key
 from mahavishnu.platform.db import Database
 from mahavishnu.platform.errors import InvalidArgumentError
+from mahavishnu.platform.search.embeddings import HashingEmbedder
 from mahavishnu.session_buddy import rotation
-from mahavishnu.session_buddy.embeddings import HashingEmbedder
 from mahavishnu.session_buddy.meaning import Meaning
 from mahavishnu.session_buddy.memories import Filters, Memories, NewMemory
 from mahavishnu.session_buddy.models import MemoryVector

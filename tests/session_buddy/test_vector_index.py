@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mahavishnu.session_buddy.vector_index import VectorIndex
+from mahavishnu.platform.search.vector_index import VectorIndex
 
 
 def _unit(rng: np.random.Generator, count: int, dimensions: int = 32) -> np.ndarray:

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mahavishnu.session_buddy.embeddings import scratch_cache
+from mahavishnu.platform.search.embeddings import scratch_cache
 from tests.support.server import RunningServer, free_port
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from mahavishnu.platform.errors import ConfigurationError
-from mahavishnu.session_buddy.embeddings import (
+from mahavishnu.platform.search.embeddings import (
     MODELS,
     PACKAGED_MODEL,
     HashingEmbedder,
@@ -182,7 +182,7 @@ def test_hashing_embedder_is_the_same_in_another_process() -> None:
     texts = ["Rotate the key", "", "日本語"]
     script = (
         "import sys\n"
-        "from mahavishnu.session_buddy.embeddings import HashingEmbedder\n"
+        "from mahavishnu.platform.search.embeddings import HashingEmbedder\n"
         f"sys.stdout.write(HashingEmbedder().embed({texts!r}).tobytes().hex())\n"
     )
     env = {"PYTHONHASHSEED": "12345"}  # str hashing differs there; blake2b must not

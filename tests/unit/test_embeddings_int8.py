@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from mahavishnu.platform.errors import ConfigurationError
-from mahavishnu.session_buddy import quantized
-from mahavishnu.session_buddy.embeddings import (
+from mahavishnu.platform.search import quantized
+from mahavishnu.platform.search.embeddings import (
     DEFAULT_MODEL,
     MODELS,
     PACKAGED_MODEL,

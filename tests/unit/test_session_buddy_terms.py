@@ -7,7 +7,7 @@ import string
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mahavishnu.session_buddy.terms import (
+from mahavishnu.platform.search.terms import (
     MAX_TERMS,
     MAX_WORD_CHARS,
     STOP_WORDS,

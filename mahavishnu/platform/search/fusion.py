@@ -42,8 +42,8 @@ import re
 from collections.abc import Collection, Mapping, Sequence
 from typing import Final
 
-from mahavishnu.session_buddy.keyword import KeywordRanking
-from mahavishnu.session_buddy.terms import STOP_WORDS, terms
+from mahavishnu.platform.search.bm25 import KeywordRanking
+from mahavishnu.platform.search.terms import STOP_WORDS, terms
 
 __all__ = [
     "anchors",

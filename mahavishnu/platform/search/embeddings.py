@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 from tokenizers import Encoding, Tokenizer
 
 from mahavishnu.platform.errors import ConfigurationError
-from mahavishnu.session_buddy.quantized import file_sha256, int8_model
+from mahavishnu.platform.search.quantized import file_sha256, int8_model
 
 __all__ = [
     "DEFAULT_MODEL",

@@ -5,10 +5,10 @@ Each tenant's memories have slots; each token a posting list of (slot, occurrenc
 generation) in growing arrays. A memory's new version takes a new generation, so its old
 postings go stale at once without being searched for and removed: a ranking keeps only the
 postings whose generation is the slot's current one, and the lists are compacted once stale
-entries outnumber the live ones. The scores are the ones `keyword.py` computes in SQL (the
-same document frequencies, lengths and constants): the index is a cache of the blind-index
-rows, rebuilt from them at start and followed (`keywords.py`), and every hit it answers is
-re-checked in SQL before it is shown.
+entries outnumber the live ones. The scores are the ones Session-Buddy's `keyword.py` computes
+in SQL (the same document frequencies, lengths and constants). The index is a cache: its owner
+rebuilds it at start, follows other processes' writes and re-checks every hit before showing it
+(Session-Buddy's `keywords.py`).
 
 Touched only from the event loop (a ranking takes about a millisecond: not worth a thread).
 """
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from mahavishnu.session_buddy.keyword import K1, B, KeywordRanking
+from mahavishnu.platform.search.bm25 import K1, B, KeywordRanking
 
 __all__ = ["IndexedMemory", "Postings", "TenantPostings"]
 

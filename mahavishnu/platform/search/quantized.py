@@ -60,7 +60,7 @@ def _quantize_in_child(source: Path, work: Path) -> Path:
     """`_quantize` in a child process: it is seconds of pure-Python graph work, and in a thread
     of the serving process it would hold the GIL and keep the event loop from answering."""
     done = subprocess.run(
-        [sys.executable, "-m", "mahavishnu.session_buddy.quantized", str(source), str(work)],
+        [sys.executable, "-m", "mahavishnu.platform.search.quantized", str(source), str(work)],
         capture_output=True,
         text=True,
         timeout=_MAKE_TIMEOUT_SECONDS,
