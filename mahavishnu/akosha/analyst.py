@@ -66,6 +66,7 @@ def _frame_fields(frame: Frame) -> dict[str, Any]:
         end=on.end,
         buckets=on.count,
         omitted=frame.omitted,
+        counts=frame.counts,
     ).model_dump()
 
 
@@ -88,31 +89,52 @@ def _trend(key: str, values: npt.NDArray[np.float64], on: Grid, confidence: floa
     )
 
 
+def _judged(frame: Frame, values: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.float64], float]:
+    """What the detectors see, and the least noise they assume: counts on the Anscombe scale
+    with Poisson's unit spread, other values as they are."""
+    if frame.counts:
+        return analytics.stabilize(values), analytics.STABLE_SIGMA
+    return values, 0.0
+
+
 def _anomalies(
-    key: str, values: npt.NDArray[np.float64], on: Grid, threshold: float, seasonal: bool
+    key: str, values: npt.NDArray[np.float64], frame: Frame, threshold: float, seasonal: bool
 ) -> AnomalySeries:
-    period = on.season() if seasonal else None
-    found, season = analytics.detect_anomalies(values, threshold=threshold, period=period)
-    times = on.times()
+    period = frame.grid.season() if seasonal else None
+    judged, least = _judged(frame, values)
+    found, season = analytics.detect_anomalies(judged, threshold=threshold, period=period, min_scale=least)
+    times = frame.grid.times()
     return AnomalySeries(
         **_series_fields(key, values),
         season=season,
         anomalies=[
-            AnomalyView(index=a.index, at=times[a.index], value=a.value, expected=a.expected, score=a.score)
+            AnomalyView(
+                index=a.index,
+                at=times[a.index],
+                value=float(values[a.index]),
+                expected=analytics.unstabilize(a.expected) if frame.counts else a.expected,
+                score=a.score,
+            )
             for a in found
         ],
     )
 
 
-def _changes(key: str, values: npt.NDArray[np.float64], on: Grid, penalty: float | None) -> ChangeSeries:
-    found = analytics.detect_changepoints(values, penalty=penalty)
-    times = on.times()
+def _changes(
+    key: str, values: npt.NDArray[np.float64], frame: Frame, penalty: float | None, seasonal: bool
+) -> ChangeSeries:
+    period = frame.grid.season() if seasonal else None
+    judged, least = _judged(frame, values)
+    found = analytics.detect_changepoints(judged, penalty=penalty, period=period, min_sigma=least)
+    means = analytics.segment_means(values, found.indices)
+    times = frame.grid.times()
     return ChangeSeries(
         **_series_fields(key, values),
         changepoints=[
-            ChangeView(index=k, at=times[k], before=found.means[n], after=found.means[n + 1])
+            ChangeView(index=k, at=times[k], before=means[n], after=means[n + 1])
             for n, k in enumerate(found.indices)
         ],
+        season=found.season,
         sigma=found.sigma,
         penalty=found.penalty,
     )
@@ -162,14 +184,14 @@ class Analyst:
         self, principal: Principal, query: Query, *, threshold: float = 3.5, seasonal: bool = True
     ) -> AnomalyReport:
         frame = await self._frame(principal, query)
-        series = await self._judge(frame, lambda k, v: _anomalies(k, v, frame.grid, threshold, seasonal))
+        series = await self._judge(frame, lambda k, v: _anomalies(k, v, frame, threshold, seasonal))
         return AnomalyReport(**_frame_fields(frame), threshold=threshold, series=series)
 
     async def changepoints(
-        self, principal: Principal, query: Query, *, penalty: float | None = None
+        self, principal: Principal, query: Query, *, penalty: float | None = None, seasonal: bool = True
     ) -> ChangeReport:
         frame = await self._frame(principal, query)
-        series = await self._judge(frame, lambda k, v: _changes(k, v, frame.grid, penalty))
+        series = await self._judge(frame, lambda k, v: _changes(k, v, frame, penalty, seasonal))
         return ChangeReport(**_frame_fields(frame), series=series)
 
     async def correlate(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 
@@ -19,6 +20,7 @@ import numpy.typing as npt
 __all__ = [
     "MIN_CYCLES",
     "MIN_POINTS",
+    "STABLE_SIGMA",
     "Anomaly",
     "Changepoints",
     "Correlation",
@@ -28,6 +30,9 @@ __all__ = [
     "detect_anomalies",
     "detect_changepoints",
     "robust_sigma",
+    "segment_means",
+    "stabilize",
+    "unstabilize",
 ]
 
 Values = npt.ArrayLike
@@ -48,6 +53,23 @@ def _as_array(values: Values) -> npt.NDArray[np.float64]:
     if not np.all(np.isfinite(array)):
         raise ValueError("values must be finite")
     return array
+
+
+def stabilize(counts: Values) -> npt.NDArray[np.float64]:
+    """Counts on the Anscombe scale, 2 sqrt(x + 3/8): Poisson noise there has unit variance at
+    every level, so a busy hour's ordinary spread is not an alarm beside a quiet hour's."""
+    stable: npt.NDArray[np.float64] = 2 * np.sqrt(np.asarray(counts, dtype=np.float64) + 3 / 8)
+    return stable
+
+
+STABLE_SIGMA = 1.0
+"""Poisson noise on the Anscombe scale: the least spread counts are judged with, so a series
+quieter than chance (a clean step, a constant with one blip) is not read as all signal."""
+
+
+def unstabilize(value: float) -> float:
+    """A count from the Anscombe scale (the algebraic inverse)."""
+    return max((value / 2) ** 2 - 3 / 8, 0.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,17 +157,18 @@ def _medians_of_the_others(v: npt.NDArray[np.float64]) -> npt.NDArray[np.float64
 
 
 def detect_anomalies(
-    values: Values, *, threshold: float = 3.5, period: int | None = None
+    values: Values, *, threshold: float = 3.5, period: int | None = None, min_scale: float = 0.0
 ) -> tuple[list[Anomaly], int | None]:
     """Buckets whose robust z-score exceeds `threshold` (3.5: Iglewicz and Hoaglin's advice for
     the modified z-score), and the season used. With a `period` (24 hourly or 7 daily buckets)
     and at least four cycles, each bucket is judged against the median of the buckets one,
-    two, ... periods away, so a daily peak is the norm, not an alarm."""
+    two, ... periods away, so a daily peak is the norm, not an alarm. The scale is at least
+    `min_scale` (`STABLE_SIGMA` for stabilized counts)."""
     y = _as_array(values)
     expected, season = _seasonal_baseline(y, period)
     residuals = y - expected
     centre = float(np.median(residuals))
-    scale = robust_sigma(residuals)
+    scale = max(robust_sigma(residuals), min_scale)
     if scale == 0:
         return [], season
     scores = (residuals - centre) / scale
@@ -164,6 +187,8 @@ class Changepoints:
     sigma: float
     """The noise scale the cost used (robust, from the differences of neighbours)."""
     penalty: float
+    season: int | None
+    """The cycle taken out first, if any."""
 
 
 def _noise_sigma(y: npt.NDArray[np.float64]) -> float:
@@ -174,18 +199,43 @@ def _noise_sigma(y: npt.NDArray[np.float64]) -> float:
     return sigma if sigma > 0 else float(np.std(differences)) / math.sqrt(2)
 
 
-def detect_changepoints(values: Values, *, penalty: float | None = None, min_size: int = 2) -> Changepoints:
+def detect_changepoints(
+    values: Values,
+    *,
+    penalty: float | None = None,
+    period: int | None = None,
+    min_sigma: float = 0.0,
+    min_size: int = 2,
+) -> Changepoints:
     """Shifts of the mean, by PELT (Killick, Fearnhead and Eckley 2012): the exact minimum of
     the segments' normal costs (squared deviations over sigma squared) plus `penalty` per change
     point, default 2 ln n (BIC: a mean and a location per change). Pruning keeps the search near
-    linear: a start that cannot win now never wins later, as splitting never raises this cost."""
+    linear: a start that cannot win now never wins later, as splitting never raises this cost.
+    With a `period` and four cycles, the seasonal baseline is taken out first: a busy afternoon
+    every day is a cycle, not two change points a day. The noise scale is at least `min_sigma`
+    (`STABLE_SIGMA` for stabilized counts)."""
     y = _as_array(values)
     n = y.size
     beta = 2 * math.log(n) if penalty is None else penalty
-    sigma = _noise_sigma(y)
+    baseline, season = _seasonal_baseline(y, period)
+    shifts = y - baseline if season is not None else y
+    sigma = max(_noise_sigma(shifts), min_sigma)
     if sigma <= 1e-9 * max(1.0, float(np.max(np.abs(y)))):  # no noise (a line, rounding aside)
-        return Changepoints([], [float(y.mean())], 0.0, beta)
-    z = y / sigma
+        return Changepoints([], [float(y.mean())], 0.0, beta, season)
+    indices = _pelt(shifts / sigma, beta, min_size)
+    return Changepoints(indices, segment_means(y, indices), sigma, beta, season)
+
+
+def segment_means(values: Values, indices: Sequence[int]) -> list[float]:
+    """The mean of each segment `indices` (each a segment's first bucket) cut `values` into."""
+    y = np.asarray(values, dtype=np.float64)
+    bounds = [0, *indices, y.size]
+    return [float(y[a:b].mean()) for a, b in itertools.pairwise(bounds)]
+
+
+def _pelt(z: npt.NDArray[np.float64], beta: float, min_size: int) -> list[int]:
+    """The optimal change points of `z` (unit noise) for penalty `beta`."""
+    n = z.size
     first = np.concatenate(([0.0], np.cumsum(z)))
     second = np.concatenate(([0.0], np.cumsum(z * z)))
 
@@ -213,9 +263,7 @@ def detect_changepoints(values: Values, *, penalty: float | None = None, min_siz
         if end > 0:
             indices.append(end)
     indices.reverse()
-    bounds = [0, *indices, n]
-    means = [float(y[a:b].mean()) for a, b in itertools.pairwise(bounds)]
-    return Changepoints(indices, means, sigma, beta)
+    return indices
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,6 +63,13 @@ Until = Annotated[
     Field(description="Where the window ends (default now); the last whole bucket before it counts."),
 ]
 Chart = Annotated[bool, Field(description="Also return the chart as a PNG image.")]
+Seasonal = Annotated[
+    bool,
+    Field(
+        description="Judge each bucket against its own hour of day (sub-day buckets) or day of week "
+        "(daily buckets), when the window holds four cycles or more."
+    ),
+]
 
 
 async def _answer(report: Report, chart: bool) -> CallToolResult:
@@ -115,13 +122,7 @@ class AnalyticsTools:
         threshold: Annotated[
             float, Field(ge=2, le=20, description="Robust |z| above which a bucket is an anomaly.")
         ] = 3.5,
-        seasonal: Annotated[
-            bool,
-            Field(
-                description="Judge each bucket against its own hour of day (hourly buckets) or day of "
-                "week (daily), when the window holds four cycles or more."
-            ),
-        ] = True,
+        seasonal: Seasonal = True,
         chart: Chart = False,
     ) -> Annotated[CallToolResult, AnomalyReport]:
         """Buckets far from the usual, per series: robust z-scores (deviation from the median
@@ -143,12 +144,16 @@ class AnalyticsTools:
             float | None,
             Field(ge=0.1, le=1000, description="Cost of one more change point; default 2 ln n (BIC)."),
         ] = None,
+        seasonal: Seasonal = True,
         chart: Chart = False,
     ) -> Annotated[CallToolResult, ChangeReport]:
         """Where a metric's level shifted, per series (PELT, exact for a normal mean-change cost
-        and the penalty): each change point's first bucket and the means before and after."""
+        and the penalty): each change point's first bucket and the means before and after. The
+        daily (or weekly) cycle is taken out first when the window holds four of them."""
         query = Query(metric, by, window, bucket, until)
-        report = await self._analyst.changepoints(current_principal(), query, penalty=penalty)
+        report = await self._analyst.changepoints(
+            current_principal(), query, penalty=penalty, seasonal=seasonal
+        )
         return await _answer(report, chart)
 
     async def correlate_systems(

@@ -32,6 +32,10 @@ class FrameView(BaseModel):
     end: datetime = Field(description="Where the last bucket ends: the last whole bucket before `until`.")
     buckets: int
     omitted: int = Field(description="Smaller groups left out (at most 20 series are analysed).")
+    counts: bool = Field(
+        description="The values are counts: anomalies and change points are judged on the Anscombe "
+        "scale (2 sqrt(x + 3/8)), where a busy bucket's ordinary spread is no alarm."
+    )
 
 
 class SeriesView(BaseModel):
@@ -63,7 +67,10 @@ class AnomalyView(BaseModel):
     expected: float = Field(
         description="The median, plus the bucket's seasonal offset when a season is used."
     )
-    score: float = Field(description="Robust z-score: the deviation over 1.4826 MAD of the residuals.")
+    score: float = Field(
+        description="Robust z-score: the deviation over 1.4826 MAD of the residuals (on the Anscombe "
+        "scale for counts)."
+    )
 
 
 class AnomalySeries(SeriesView):
@@ -85,7 +92,11 @@ class ChangeView(BaseModel):
 
 class ChangeSeries(SeriesView):
     changepoints: list[ChangeView]
-    sigma: float = Field(description="The noise scale the cost used (robust, from neighbours' differences).")
+    season: int | None = Field(description="The cycle taken out before looking for shifts, or null.")
+    sigma: float = Field(
+        description="The noise scale the cost used (robust, from neighbours' differences; on the "
+        "Anscombe scale for counts)."
+    )
     penalty: float = Field(description="Cost of one more change point (default 2 ln n, the BIC).")
 
 

@@ -78,6 +78,10 @@ def _centres(view: FrameView | CorrelationReport, count: int) -> Times:
     return _boundaries(view, np.arange(count)) + np.timedelta64(view.bucket_seconds, "s") / 2
 
 
+def _many(count: int, one: str, more: str) -> str:
+    return f"{count} {one if count == 1 else more}"
+
+
 def _panels(count: int, title: str) -> tuple[Figure, list[Axes]]:
     shown = max(1, min(count, MAX_PANELS))
     fig = Figure(figsize=(PANEL_INCHES[0], PANEL_INCHES[1] * shown + 0.4), dpi=DPI, layout="constrained")
@@ -139,7 +143,7 @@ def _anomalies(report: AnomalyReport) -> Figure:
             zorder=4,
         )
         season = f", season {series.season}" if series.season else ""
-        ax.set_title(f"{len(found)} anomalies{season}", loc="right", fontsize=9)
+        ax.set_title(f"{_many(len(found), 'anomaly', 'anomalies')}{season}", loc="right", fontsize=9)
     return fig
 
 
@@ -162,7 +166,9 @@ def _changepoints(report: ChangeReport) -> Figure:
             linewidth=2,
             zorder=5,  # over the series: the jump it marks would otherwise hide it
         )
-        ax.set_title(f"{len(series.changepoints)} change points", loc="right", fontsize=9)
+        season = f", cycle of {series.season} taken out" if series.season else ""
+        found = _many(len(series.changepoints), "change point", "change points")
+        ax.set_title(f"{found}{season}", loc="right", fontsize=9)
     return fig
 
 

@@ -155,6 +155,9 @@ class MetricSpec:
     groups: tuple[str, ...]
     """What `by` may name besides "none"."""
     collect: Collector
+    counts: bool = True
+    """Its values are counts of events: anomalies and change points are judged on the Anscombe
+    scale, where their noise is even at every level. False for measures (a duration)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +170,7 @@ class Frame:
     series: dict[str, npt.NDArray[np.float64]]
     omitted: int
     """Groups left out (smaller than every one kept)."""
+    counts: bool
 
 
 class MetricRegistry:
@@ -199,7 +203,7 @@ class MetricRegistry:
         collected = await spec.collect(store, principal, on, by)
         ranked = sorted(collected.items(), key=lambda item: (-float(item[1].sum()), item[0]))
         kept = dict(sorted(ranked[:MAX_SERIES]))
-        return Frame(name, by, on, kept, max(len(ranked) - MAX_SERIES, 0))
+        return Frame(name, by, on, kept, max(len(ranked) - MAX_SERIES, 0), spec.counts)
 
 
 # --- the memory metrics -------------------------------------------------------------------------

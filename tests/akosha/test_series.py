@@ -165,3 +165,38 @@ async def test_a_registered_metric_joins_the_analyses() -> None:
     assert report.series[0].slope == pytest.approx(3)
     assert report.series[0].direction == "rising"
     assert report.series[0].slope_per_day == pytest.approx(3)
+
+
+def _office_hours(on: Grid) -> np.ndarray:
+    """Poisson counts, busy from 09:00 to 17:59 (8 an hour) and quiet otherwise (1 an hour)."""
+    hours = np.array([t.hour for t in on.times()])
+    return np.where((hours >= 9) & (hours <= 17), 8.0, 1.0)
+
+
+async def test_counts_are_judged_on_an_even_scale_and_beyond_their_daily_cycle() -> None:
+    """A busy hour's ordinary spread is no alarm beside a quiet hour's, and office hours are a
+    cycle, not two change points a day: only what was planted is found."""
+    planted_spike, planted_shift = 200, 180
+
+    def collect_for(seed: int) -> MetricSpec:
+        async def collect(store: Store, principal: Principal, on: Grid, by: str) -> dict[str, np.ndarray]:
+            rng = np.random.default_rng(seed)
+            busy = rng.poisson(_office_hours(on)).astype(np.float64)
+            busy[planted_spike] += 25
+            shifted = rng.poisson(np.where(np.arange(on.count) < planted_shift, 3.0, 9.0)).astype(np.float64)
+            return {"busy": busy, "shifted": shifted}
+
+        return MetricSpec("memories", "Planted counts.", ("source",), collect)
+
+    query = Query("memories", "source", "14d", "hour", UNTIL)
+    for seed in range(5):
+        analyst = Analyst(Store(None, None), MetricRegistry([collect_for(seed)]))  # type: ignore[arg-type]
+        anomalies = {s.key: s for s in (await analyst.anomalies(ADMIN, query)).series}
+        assert [a.index for a in anomalies["busy"].anomalies] == [planted_spike], seed
+        usual = _office_hours(query.grid())[planted_spike]  # 20:00, a quiet hour
+        assert anomalies["busy"].anomalies[0].expected == pytest.approx(usual, abs=1)
+        assert anomalies["shifted"].anomalies == []
+        changes = {s.key: s for s in (await analyst.changepoints(ADMIN, query)).series}
+        assert [c.index for c in changes["shifted"].changepoints] in ([planted_shift + d] for d in (-1, 0, 1))
+        assert changes["shifted"].season == 24
+        assert all(abs(c.index - planted_spike) <= 2 for c in changes["busy"].changepoints), seed
