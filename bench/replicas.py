@@ -1,12 +1,14 @@
 """Two replicas against one: do engines sharing a database share the work (issue 14, item 5)?
 
 Two `LocalEngine`s on one database (each with its own connection pool, as two `serve`
-processes have), each with --slots worker threads and the engine poll of `serve`'s defaults.
-A workflow of --repos runs, each `sleep --seconds` then one line to a ledger file, is triggered
-through the first engine's service (a trigger reaches one replica; the other finds the work at
-its next poll), and timed from the call until the workflow is closed in the database (whichever
-engine closed it). The same workflow with only the first engine running is the baseline. Rounds
-alternate one and two engines; medians are reported, with how many runs each engine executed.
+processes have), each with --slots worker threads and `serve`'s default engine settings. A
+workflow of --repos runs, each `sleep --seconds` then one line to a ledger file, is triggered
+through the first engine's service (a trigger reaches one replica; the other learns of it by
+PostgreSQL's NOTIFY, or at its next poll on SQLite), and timed from the call until the workflow
+is closed in the database (whichever engine closed it). The same workflow with only the first
+engine running is the baseline. Rounds alternate one and two engines (the second started a
+second before the trigger, as a serving replica would be); medians are reported, with how many
+runs each engine executed.
 
 Every round checks that the ledger holds each repository exactly once (no run executed twice)
 and that every run succeeded; otherwise the figures are void and the script exits 2.
@@ -44,6 +46,9 @@ from mahavishnu.platform.observability import Metrics, configure_logging
 FLOOR = 0.6
 WORKFLOW = "pause"
 TIMEOUT_SECONDS = 120.0
+SETTLE_SECONDS = 1.0
+"""The second engine runs this long before the trigger, as a replica serving already would
+(its listener connected, its first polls made)."""
 
 
 @dataclass(frozen=True)
@@ -122,6 +127,7 @@ async def measure(
             for _ in range(args.rounds):
                 ones.append(await timed(service, ledger, args.repos))
                 async with second.engine.running():
+                    await asyncio.sleep(SETTLE_SECONDS)
                     before = first.executed(), second.executed()
                     twos.append(await timed(service, ledger, args.repos))
                     shares.append(f"{first.executed() - before[0]:.0f}+{second.executed() - before[1]:.0f}")

@@ -83,3 +83,13 @@ def test_drain_takes_what_is_there() -> None:
     assert drain(items) == [1, 2, 3]
     assert not items
     assert drain(items) == []
+
+
+def test_at_the_tail_of_long_runs_only_free_slots_are_filled() -> None:
+    long = Pacing(slots=4, poll_seconds=2.0, run_seconds=CLAIM_HORIZON * 2)
+    assert long.shares_the_tail
+    assert not PACING.shares_the_tail  # short runs: a waiting run costs another engine little
+    assert not Pacing(slots=4, poll_seconds=2.0).shares_the_tail  # nothing measured yet
+    assert long.claim_size(backlog=0, waiting=0, executing=3, tail=True) == (1, 1)
+    assert long.claim_size(backlog=2, waiting=2, executing=4, tail=True) == (0, 0)
+    assert long.claim_size(backlog=0, waiting=0, executing=3) == (long.held - 3, long.held - 3)

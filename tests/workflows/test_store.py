@@ -24,7 +24,7 @@ ME = "engine-under-test"
 async def _claim_all(database: Database, workflow_id: str) -> list[Claimed]:
     now = datetime.now(UTC)
     async with database.session() as session:
-        claimed, skipped, _ = await queue.claim_runs(
+        claimed, skipped, _, _ = await queue.claim_runs(
             session,
             owner=ME,
             now=now,

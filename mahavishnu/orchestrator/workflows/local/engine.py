@@ -17,6 +17,8 @@
 - A slower **maintain** loop renews leases, heals runs orphaned by a dead
   engine, relays cancellations made elsewhere and refreshes the gauges
   (`upkeep.py`, its transactions).
+- On PostgreSQL a submit also wakes the other engines on the database
+  (`announce.py`, LISTEN/NOTIFY), so replicas share new work at once.
 
 Every close, whichever part makes it, is counted, logged, traced and wakes its
 waiters in one place (`closes.py`).
@@ -42,7 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mahavishnu.orchestrator.workflows import outcomes
 from mahavishnu.orchestrator.workflows.definitions import RetryPolicy, WorkflowDefinition
-from mahavishnu.orchestrator.workflows.local import attempts, queue, upkeep
+from mahavishnu.orchestrator.workflows.local import announce, attempts, queue, upkeep
 from mahavishnu.orchestrator.workflows.local.closes import Closes
 from mahavishnu.orchestrator.workflows.local.config import EngineConfig
 from mahavishnu.orchestrator.workflows.local.groups import GroupGuard
@@ -89,16 +91,25 @@ class LocalEngine:
         self._queue = RunQueue(self._limits)
         self._drained = False
         """The last claim found less than it asked for: no need to ask again until new work comes."""
+        self._tail = False
+        """The queue ran empty while runs are long (`Pacing.shares_the_tail`): fill free slots only,
+        and hand back runs no free slot takes, until new work comes."""
         self._only: frozenset[str] | None = None
         self._started = utcnow()
         self._guard: GroupGuard | None = None
         self._groups_dir = config.groups_dir or config.log_dir.parent / "engines"
+        self._announcing: set[asyncio.Task[None]] = set()
 
     # --- public -------------------------------------------------------------
     def submit(self, workflow_id: str) -> None:
         """`WorkflowEngine.submit`: its runs are in the queue every engine claims from, so this
-        engine only has to look sooner than its next poll."""
+        engine only has to look sooner than its next poll, and tell the other engines on the
+        database to look too (`announce.py`)."""
         self.wake()
+        if self._loop is not None:
+            task = self._loop.create_task(announce.announce(self._db))
+            self._announcing.add(task)
+            task.add_done_callback(self._announcing.discard)
 
     def cancel(self, workflow_id: str) -> None:
         """`WorkflowEngine.cancel`: stop this engine's runs of the workflow, waiting or executing
@@ -107,7 +118,7 @@ class LocalEngine:
 
     def wake(self) -> None:
         """New work was queued: run a cycle now rather than at the next poll."""
-        self._drained = False
+        self._drained = self._tail = False
         self._wakeup.set()
 
     def cancel_local(self, run_ids: Collection[str] = (), workflow_id: str | None = None) -> int:
@@ -159,6 +170,7 @@ class LocalEngine:
         On exit the processes still running are stopped and their runs handed back (requeued).
         """
         self._only = frozenset(workflows) if workflows is not None else None
+        self._drained = self._tail = False
         self._loop = asyncio.get_running_loop()
         self._queue = RunQueue(self._limits)
         name, slots = self.instance_id.replace(":", "_"), self._config.max_concurrent_runs
@@ -173,12 +185,19 @@ class LocalEngine:
         threads = WorkerThreads(self._config.max_concurrent_runs, self._queue, self._execute)
         cycle = asyncio.create_task(self._cycle_loop(), name="engine-cycle")
         maintain = asyncio.create_task(self._maintain_loop(), name="engine-maintain")
+        listening = asyncio.Event()
+        listener = asyncio.create_task(announce.listen(self._db, self.wake, listening), name="engine-listen")
         try:
+            # Once running, it hears of work submitted elsewhere (or polls, if its listener is slow).
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(announce.READY_SECONDS):
+                    await listening.wait()
             yield self
         finally:
-            maintain.cancel()
-            cycle.cancel()
-            await asyncio.gather(maintain, cycle, return_exceptions=True)
+            loops = (listener, maintain, cycle, *self._announcing)
+            for task in loops:
+                task.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
             interrupted = self._queue.executing_ids()
             self._queue.close()
             self._queue.cancel(lambda run: True)  # stop the process groups; their threads then return
@@ -248,25 +267,44 @@ class LocalEngine:
         waiting, executing = self._queue.sizes()
         # The backlog leaves out runs waiting on a workflow's own limit.
         room, want = self._pacing.claim_size(
-            backlog=self._queue.backlog(), waiting=waiting, executing=executing
+            backlog=self._queue.backlog(), waiting=waiting, executing=executing, tail=self._tail
         )
         try:
             async with self._db.session() as session:
                 await queue.mark_started(session, began)
                 finals, closed = await self._record(session, finished, now, open_here)
-                claimed, skipped = await self._claim(session, want, now, open_here) if want else ([], 0)
+                claims = await self._claim(session, want, now, open_here) if want else None
         except BaseException:
             self._finished.extendleft(reversed(finished))  # nothing was recorded: next cycle
             self._began.extendleft(reversed(began))
             raise
         self._report(finals, closed)
-        if claimed:
-            self._queue.put(claimed)
-        if want:
+        if claims is not None:
+            self._queue.put(claims.runs)
             # Skipped runs (open circuits) are taken too: the queue may hold more behind them.
-            self._drained = len(claimed) + skipped < want
-            if not self._drained and len(claimed) < room:
-                self._wakeup.set()
+            self._drained = claims.exhausted
+            busy = bool(executing) and self._pacing.shares_the_tail
+            self._tail = self._tail or (claims.exhausted and busy)
+            if not self._drained and len(claims.runs) < room:
+                self._wakeup.set()  # other engines took some of what it read: look again
+        if self._tail:
+            await self._hand_back(self._queue.surplus(self._config.max_concurrent_runs))
+
+    async def _hand_back(self, runs: list[Claimed]) -> None:
+        """Requeue runs taken back before they started, so the first free slot of any engine on
+        the database takes them (engines sharing a workflow then finish it together)."""
+        if not runs:
+            return
+        try:
+            async with self._db.session() as session:
+                closed = await queue.release_runs(
+                    session, [run.run_id for run in runs], owner=self.instance_id, now=utcnow()
+                )
+        except Exception:
+            log.exception("hand_back_failed", runs=len(runs))
+            self._queue.put(runs)  # still this engine's: they run here
+            return
+        self.report_closed(closed)
 
     async def _record(
         self, session: AsyncSession, finished: list[Outcome], now: datetime, open_here: Collection[str] = ()
@@ -285,9 +323,9 @@ class LocalEngine:
 
     async def _claim(
         self, session: AsyncSession, want: int, now: datetime, running_here: Collection[str]
-    ) -> tuple[list[Claimed], int]:
-        """Claim up to `want` runs; returns them and how many were skipped by open circuits."""
-        claimed, skipped, closed = await queue.claim_runs(
+    ) -> queue.Claims:
+        """Claim up to `want` runs (skipped ones and the closes they made are reported here)."""
+        claims = await queue.claim_runs(
             session,
             owner=self.instance_id,
             now=now,
@@ -298,9 +336,9 @@ class LocalEngine:
             running_here=running_here,
             exclude=self._queue.saturated(),
         )
-        self._closes.skipped(skipped)
-        self.report_closed(closed)
-        return claimed, len(skipped)
+        self._closes.skipped(claims.skipped)
+        self.report_closed(claims.closed)
+        return claims
 
     def _report(self, finals: list[Outcome], closed: list[Closed]) -> None:
         self._closes.runs_finished(finals)

@@ -68,6 +68,13 @@ class Pacing:
         return replace(self, run_seconds=mean if self.run_seconds is None else (self.run_seconds + mean) / 2)
 
     @property
+    def shares_the_tail(self) -> bool:
+        """Runs take long enough (`CLAIM_HORIZON` or more) that once the queue is empty a run
+        waiting here is better handed back for any engine's free slot: the cycle a freed slot
+        then waits for costs little beside the run, a run waiting behind a busy slot a whole one."""
+        return self.run_seconds is not None and self.run_seconds >= CLAIM_HORIZON
+
+    @property
     def low_water(self) -> int:
         """Claim more when this few runs wait locally (enough for the next claim to arrive)."""
         return self.held // 4
@@ -81,13 +88,19 @@ class Pacing:
         """Longest sleep before the next cycle: short while runs execute or outcomes wait."""
         return min(RECORD_DELAY, self.poll_seconds) if busy else self.poll_seconds
 
-    def claim_size(self, *, backlog: int, waiting: int, executing: int) -> tuple[int, int]:
+    def claim_size(
+        self, *, backlog: int, waiting: int, executing: int, tail: bool = False
+    ) -> tuple[int, int]:
         """(room, want): how many runs would fit, and how many to claim this cycle.
 
         `backlog` counts waiting runs that a workflow's own limit does not hold back. Above the
         low-water mark nothing is claimed (claiming now would only mean smaller batches); when
         idle only a first few are claimed, so they start at once and the rest follow next cycle.
+        At the `tail` (`shares_the_tail`, and the queue ran empty) only free slots are filled.
         """
+        if tail:
+            room = max(0, self.slots - backlog - executing)
+            return room, room
         if backlog > self.low_water:
             return 0, 0
         room = max(0, self.held - backlog - executing)

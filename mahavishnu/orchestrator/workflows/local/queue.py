@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Row, bindparam, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -30,6 +30,7 @@ from mahavishnu.orchestrator.workflows.records import (
 from mahavishnu.orchestrator.workflows.states import RunStatus, WorkflowStatus
 
 __all__ = [
+    "Claims",
     "claim_runs",
     "forget_instances",
     "heal_orphans",
@@ -44,6 +45,20 @@ __all__ = [
 # --- claim ---------------------------------------------------------------------------------
 
 
+class Claims(NamedTuple):
+    """What one claim took."""
+
+    runs: list[Claimed]
+    """The runs to execute."""
+    skipped: list[Claimed]
+    """Runs of repositories whose breaker is open, not to execute."""
+    closed: list[Closed]
+    """Workflows the skips closed."""
+    exhausted: bool
+    """Fewer runs were due than the limit: the queue ran empty (runs another engine took
+    between the read and the update do not count: they say nothing of what is left)."""
+
+
 async def claim_runs(
     session: AsyncSession,
     *,
@@ -55,7 +70,7 @@ async def claim_runs(
     cooldown_seconds: float,
     running_here: Collection[str] = (),
     exclude: Collection[str] = (),
-) -> tuple[list[Claimed], list[Claimed], list[Closed]]:
+) -> Claims:
     """Take up to `limit` queued runs whose backoff has passed, oldest first.
 
     The update is conditional on the run still being queued, so two engines never claim one
@@ -63,12 +78,12 @@ async def claim_runs(
     its run skipped (returned second); once the cooldown passed, one run probes.
     `running_here`: workflows the caller knows are marked running already (it holds their runs).
     `exclude`: workflows not to take runs of now (the caller holds enough of them).
-    Returns the runs to execute, the skipped ones, and workflows the skips closed.
     """
     ids = await _claimable(session, now=now, limit=limit, only=only, exclude=exclude)
+    exhausted = len(ids) < limit
     rows = await _take(session, ids, owner=owner, lease_until=lease_until) if ids else []
     if not rows:
-        return [], [], []
+        return Claims([], [], [], exhausted)
     retrying = await _dlq_retries(session, [r.id for r in rows])
     claimed = [
         Claimed(
@@ -88,7 +103,7 @@ async def claim_runs(
     await _mark_running(session, {c.workflow_id for c in claimed} - set(running_here), now)
     skipped = await skip_open_circuits(session, claimed, now, cooldown_seconds)
     closed = await finalize_workflows(session, {c.workflow_id for c in skipped}, now) if skipped else []
-    return [c for c in claimed if c not in skipped], skipped, closed
+    return Claims([c for c in claimed if c not in skipped], skipped, closed, exhausted)
 
 
 async def _claimable(

@@ -110,6 +110,16 @@ class RunQueue:
                 counts[run.workflow_id, limit] = counts.get((run.workflow_id, limit), 0) + 1
         return {workflow_id for (workflow_id, limit), n in counts.items() if n >= 2 * limit}
 
+    def surplus(self, slots: int) -> list[Claimed]:
+        """Take back the waiting runs that no free one of `slots` would start now (the newest):
+        once taken they never start here, so they may be handed back to the shared queue."""
+        with self._cond:
+            count = len(self._waiting) - max(0, slots - len(self._executing))
+            taken = [self._waiting.pop() for _ in range(max(0, count))]
+            for run in taken:
+                self._cancel.pop(run.run_id, None)
+        return taken[::-1]
+
     def close(self) -> None:
         with self._cond:
             self._closed = True
