@@ -17,7 +17,7 @@ from PIL import Image
 from tests.akosha.conftest import Akosha, token
 from tests.akosha.records import batch, upsert
 from tests.akosha.test_tools_http import call, ok
-from tests.support.client import call_tool
+from tests.support.client import call_tool, mcp_client
 
 UNTIL = datetime(2026, 6, 1, tzinfo=UTC)
 HOURS = 72
@@ -184,3 +184,21 @@ async def test_bad_arguments_are_one_line_errors(
     assert "\n" not in text
     raw = call_tool(seeded.server.url, tool, arguments, token=token("viewer"))
     assert raw.status_code == 200, raw.text
+
+
+async def test_the_tools_publish_their_reports_schemas_and_are_read_only(seeded: Akosha) -> None:
+    async with mcp_client(seeded.server.url, token("viewer")) as client:
+        tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+    answers = {
+        "analyze_trends": "series",
+        "detect_anomalies": "series",
+        "detect_changepoints": "series",
+        "correlate_systems": "pairs",
+    }
+    for name, field in answers.items():
+        schema = tools[name].output_schema
+        assert schema is not None
+        assert field in schema["properties"], name
+        assert tools[name].annotations is not None
+        assert tools[name].annotations.read_only_hint is True
+        assert "chart" in tools[name].input_schema["properties"]
