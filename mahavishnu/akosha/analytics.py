@@ -122,7 +122,8 @@ class Anomaly:
     index: int
     value: float
     expected: float
-    """What the bucket would be without the anomaly: the median, plus its phase's offset."""
+    """What the bucket would be without the anomaly: the series' median, or with a season the
+    median of its phase in the other cycles (plus the residuals' median)."""
     score: float
     """Robust z: (value - expected) over the robust scale of the residuals."""
 
