@@ -3,7 +3,7 @@ checked whole, stored in one transaction, counted and logged."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from mahavishnu.akosha.ingest import ingest
 from mahavishnu.akosha.metrics import IngestMetrics
@@ -18,8 +18,18 @@ log = get_logger("akosha.inbox")
 
 
 class Inbox:
-    def __init__(self, db: Database, ring: KeyRing, metrics: IngestMetrics, *, max_records: int) -> None:
+    def __init__(
+        self,
+        db: Database,
+        ring: KeyRing,
+        metrics: IngestMetrics,
+        *,
+        max_records: int,
+        on_stored: Callable[[Sequence[Upsert | Tombstone]], None] | None = None,
+    ) -> None:
         self._db = db
+        self._on_stored = on_stored
+        """Told of every batch once committed (the search index takes it in at once)."""
         self._ring = ring
         self._metrics = metrics
         self._max_records = max_records
@@ -30,6 +40,8 @@ class Inbox:
         check_batch(source, records, self._max_records)
         with self._metrics.duration.time():
             counts = await ingest(self._db, self._ring, records)
+        if self._on_stored is not None:
+            self._on_stored(records)
         self._metrics.records.labels("accepted").inc(counts.accepted)
         self._metrics.records.labels("unchanged").inc(counts.unchanged)
         log.info("ingested", source=source, accepted=counts.accepted, unchanged=counts.unchanged)

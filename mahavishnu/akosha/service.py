@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -9,17 +10,24 @@ from starlette.routing import Route
 
 from mahavishnu.akosha.analyst import Analyst
 from mahavishnu.akosha.analytics_tools import AnalyticsTools
+from mahavishnu.akosha.cross_search import CrossSearch
 from mahavishnu.akosha.inbox import Inbox
 from mahavishnu.akosha.ingest_gate import IngestGate
 from mahavishnu.akosha.keys import key_ring
 from mahavishnu.akosha.metrics import IngestMetrics
 from mahavishnu.akosha.reads import Reader
+from mahavishnu.akosha.record_index import RecordIndex
 from mahavishnu.akosha.route import INGEST_PATH, IngestEndpoint
+from mahavishnu.akosha.search_tools import SearchTools
 from mahavishnu.akosha.series import MEMORY_METRICS, MetricRegistry, Store
 from mahavishnu.akosha.settings import AkoshaSettings
 from mahavishnu.akosha.tools import AkoshaTools
-from mahavishnu.platform import ComponentHealth, Database, HealthCheck, Metrics, Service
+from mahavishnu.platform import ComponentHealth, Database, HealthCheck, Metrics, Service, get_logger
+from mahavishnu.platform.background import in_background
 from mahavishnu.platform.origin import HostOriginGuard
+from mahavishnu.platform.search.embeddings import load_embedder
+
+log = get_logger("akosha")
 
 __all__ = ["INSTRUCTIONS", "create_service"]
 
@@ -29,7 +37,8 @@ INSTRUCTIONS = (
     "list_records pages through their records (by source and tenant); get_record reads one. "
     "analyze_trends, detect_anomalies, detect_changepoints and correlate_systems judge time series "
     "of what the systems report (memories, sessions; per source or project), with chart=true for "
-    "a PNG chart."
+    "a PNG chart. search_all_systems finds memories across every system you may read, by words "
+    "and by meaning."
 )
 
 
@@ -37,7 +46,8 @@ def create_service(settings: AkoshaSettings, metrics: Metrics) -> Service:
     db = Database.from_settings(settings, create=True)  # serving owns the data: may make the file
     ring = key_ring(settings)  # before serving: a bad key is a refusal to start, not a 5xx later
     ingest_metrics = IngestMetrics(metrics)
-    inbox = Inbox(db, ring, ingest_metrics, max_records=settings.max_batch_records)
+    index = RecordIndex(db, ring)
+    inbox = Inbox(db, ring, ingest_metrics, max_records=settings.max_batch_records, on_stored=index.note)
     guard = None
     if settings.dns_rebinding_protection:
         guard = HostOriginGuard.with_loopback(settings.allowed_hosts, settings.allowed_origins)
@@ -53,10 +63,14 @@ def create_service(settings: AkoshaSettings, metrics: Metrics) -> Service:
     async def database() -> ComponentHealth:
         return ComponentHealth("ok" if await db.ping() else "degraded")
 
+    async def search_index() -> ComponentHealth:
+        return ComponentHealth("ok" if index.ready and index.embedder is not None else "degraded")
+
     @contextlib.asynccontextmanager
     async def background() -> AsyncIterator[None]:
         try:
-            yield
+            async with in_background(index.run()), in_background(_understand(settings, index)):
+                yield
         finally:
             await db.dispose()
 
@@ -67,12 +81,28 @@ def create_service(settings: AkoshaSettings, metrics: Metrics) -> Service:
         settings=settings,
         tools=[
             *AkoshaTools(inbox, Reader(db, ring)).specs(),
+            *SearchTools(CrossSearch(db, ring, index)).specs(),
             *AnalyticsTools(Analyst(Store(db, ring), MetricRegistry(MEMORY_METRICS))).specs(),
         ],
-        health_checks=[HealthCheck("database", database, critical=True)],
+        health_checks=[
+            HealthCheck("database", database, critical=True),
+            HealthCheck("search_index", search_index, critical=False),
+        ],
         background=background,
         routes=[Route(INGEST_PATH, endpoint=endpoint)],
     )
+
+
+async def _understand(settings: AkoshaSettings, index: RecordIndex) -> None:
+    """Load the embedding model (in a thread); until then, and without it, keywords search."""
+    try:
+        embedder = await asyncio.to_thread(
+            load_embedder, settings.embedding_model, cache=settings.effective_model_cache_dir
+        )
+    except Exception as exc:  # keyword search goes on; the health check says what is missing
+        log.error("embedding_model_unavailable", error=f"{type(exc).__name__}: {exc}")
+        return
+    index.use_embedder(embedder)
 
 
 def _version() -> str:

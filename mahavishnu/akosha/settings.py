@@ -24,6 +24,7 @@ class AkoshaSettings(
     env_prefix="AKOSHA_",
     default_port=8682,
     migrations=MIGRATIONS,
+    shared_env={"embedding_model": "EMBEDDING_MODEL"},
 ):
     api_token: SecretStr | None = None
     """The bearer token senders push with (AKOSHA_API_TOKEN, the same value Session-Buddy's
@@ -34,6 +35,16 @@ class AkoshaSettings(
     refuses to start without it."""
     max_batch_records: int = Field(default=5000, ge=1, le=50_000)
     """The most records one ingest request may carry (its bytes are bounded by max_body_bytes)."""
+    embedding_model: str = "all-minilm-l6-v2-int8"
+    """The sentence-embedding model `search_all_systems` finds by meaning with (as Session-Buddy's
+    EMBEDDING_MODEL: it runs locally, offline). Unknown: search by keyword only, a health check
+    says why."""
+    model_cache_dir: Path | None = None
+    """Where a model made from a packaged one is kept (default: `models/` in the data folder)."""
+
+    @property
+    def effective_model_cache_dir(self) -> Path:
+        return (self.model_cache_dir or self.data_dir / "models").resolve()
 
     def check_secure(self, *, listening: bool = True) -> list[str]:
         problems = super().check_secure(listening=listening)

@@ -54,6 +54,16 @@ class Cursor:
             )
         return after
 
+    def offset(self, cursor: str | None) -> int:
+        """For a ranking (search results have no stable key to resume after): the position a
+        cursor made by `encode(str(position))` resumes at; 0 without one."""
+        after = self.decode(cursor)
+        if after is None:
+            return 0
+        if not after.isdigit() or len(after) > 9:
+            raise InvalidArgumentError("cursor is not one this server issued")
+        return int(after)
+
     def after(self, rows: Sequence[T], limit: int, key: Callable[[T], str]) -> str | None:
         """The cursor for the page after `rows[:limit]` (a query asks for `limit + 1` rows, so
         one more means there is more), resuming after `key` of its last row; None at the end."""

@@ -81,7 +81,7 @@ class MemorySearch(MemoryStore):
         if not words and (mode == "keyword" or not query.strip()):
             raise InvalidArgumentError("query: give at least one word to search for")
         pages = Cursor("search", self.tenant, mode, query, *self._fingerprint(filters))
-        offset = _offset(pages.decode(cursor))
+        offset = pages.offset(cursor)
         vector = await self._query_vector(query, mode)
         tokens = [self._vault.token(self.tenant, "word", w) for w in words]
         async with self._db.session() as session:
@@ -298,14 +298,6 @@ class MemorySearch(MemoryStore):
     @staticmethod
     def _view(memory: Memory, document: dict[str, Any]) -> MemoryView:
         return memory_view(memory, document)
-
-
-def _offset(after: str | None) -> int:
-    if after is None:
-        return 0
-    if not after.isdigit() or len(after) > 9:
-        raise InvalidArgumentError("cursor is not one this server issued")
-    return int(after)
 
 
 TOKEN_CHARS = 4

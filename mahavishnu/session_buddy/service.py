@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator
 
 from mahavishnu.platform import (
     ComponentHealth,
@@ -15,6 +15,7 @@ from mahavishnu.platform import (
     UnavailableError,
     get_logger,
 )
+from mahavishnu.platform.background import in_background
 from mahavishnu.platform.search.embeddings import load_embedder
 from mahavishnu.session_buddy.admin_tools import AdminTools
 from mahavishnu.session_buddy.exchange import Exchange
@@ -93,10 +94,10 @@ def create_service(settings: SessionBuddySettings, metrics: Metrics) -> Service:
             opened.append(await open_vault(db, ring))
             await rotator.start_if_needed()
             async with (
-                _running(_retain(db, settings)),
-                _running(keywords.run()),
-                _running(_understand(db, opened[0], settings, memory_metrics, meaning)),
-                _running(push_to_akosha(db, opened[0], settings, memory_metrics)),
+                in_background(_retain(db, settings)),
+                in_background(keywords.run()),
+                in_background(_understand(db, opened[0], settings, memory_metrics, meaning)),
+                in_background(push_to_akosha(db, opened[0], settings, memory_metrics)),
             ):
                 yield
         finally:
@@ -121,18 +122,6 @@ def create_service(settings: SessionBuddySettings, metrics: Metrics) -> Service:
         ],
         background=background,
     )
-
-
-@contextlib.asynccontextmanager
-async def _running(job: Coroutine[None, None, None]) -> AsyncIterator[None]:
-    """`job` as a task for as long as the block runs; cancelled and awaited at its end."""
-    task = asyncio.create_task(job)
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def _retain(db: Database, settings: SessionBuddySettings) -> None:

@@ -4,6 +4,7 @@ tokens without tags, read every source."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -144,3 +145,40 @@ async def test_the_ingest_tool_is_for_admins(seeded: Akosha) -> None:
     mixed = await call(seeded, admin, "ingest_memories", source="other", records=records)
     assert mixed.is_error
     assert "must be the batch's source" in mixed.content[0].text  # type: ignore[union-attr]
+
+
+async def searched(akosha: Akosha, credential: str, **arguments: Any) -> dict[str, Any]:
+    """`search_all_systems`, once the server's index has loaded (it rebuilds at start)."""
+    for _ in range(100):
+        result = await call(akosha, credential, "search_all_systems", **arguments)
+        if not (result.is_error and "loading" in str(result.content)):
+            return ok(result)
+        await asyncio.sleep(0.1)
+    raise AssertionError("the search index never loaded")
+
+
+async def test_search_all_systems_finds_only_what_the_token_may_read(seeded: Akosha) -> None:
+    unscoped = await searched(seeded, token("viewer"), query="beta's own m1", mode="keyword")
+    assert (unscoped["hits"][0]["source"], unscoped["hits"][0]["memory_id"]) == ("beta", "m1")
+    alpha_only = await searched(seeded, token("viewer", ["alpha"]), query="beta's own m1", mode="keyword")
+    assert {h["source"] for h in alpha_only["hits"]} <= {"alpha"}
+    assert alpha_only["total"] == len(alpha_only["hits"])
+    gone = await searched(seeded, token("viewer"), query="m3", mode="keyword")
+    assert all(h["memory_id"] != "m3" for h in gone["hits"])  # tombstoned at its source
+
+
+async def test_search_all_systems_refuses_bad_arguments_in_one_line(seeded: Akosha) -> None:
+    for arguments, field in [
+        ({"query": "x", "mode": "fuzzy"}, "mode"),
+        ({"query": "x", "limit": 500}, "limit"),
+        ({"query": ""}, "query"),
+    ]:
+        result = await call(seeded, token("viewer"), "search_all_systems", **arguments)
+        assert result.is_error, arguments
+        text = result.content[0].text  # type: ignore[union-attr]
+        assert text.startswith(f"invalid arguments for tool 'search_all_systems': {field}"), text
+        assert "\n" not in text
+        assert "pydantic" not in text
+    async with mcp_client(seeded.server.url, token("viewer")) as client:  # the wrong type: a protocol error
+        with pytest.raises(MCPError, match=r"^invalid arguments for tool 'search_all_systems': since"):
+            await client.call_tool("search_all_systems", {"query": "x", "since": "yesterday"})

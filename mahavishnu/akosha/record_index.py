@@ -1,0 +1,215 @@
+"""Akosha's in-process search index over every live record of every source: BM25 postings
+(`platform/search/postings.py`) and embeddings (`platform/search/vector_index.py`), keyed by
+`source/memory_id`, with what a filter needs of each record (source, project, time).
+
+It lives only in memory (the store stays sealed at rest): rebuilt from the store at start,
+told of this process's ingests as they commit, and following other processes' by polling
+`received_at`. Embedding runs in the background, off the ingest path; until a record has its
+vector, it is found by keyword. Whatever the index answers is read back from the store, in the
+caller's scope, before it is shown (`cross_search.py`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select, tuple_
+
+from mahavishnu.akosha.keys import open_document
+from mahavishnu.akosha.models import LIVE, Record
+from mahavishnu.akosha.wire import MemoryDocument, Tombstone, Upsert
+from mahavishnu.platform import Database, get_logger
+from mahavishnu.platform.crypto import DecryptionError, KeyRing
+from mahavishnu.platform.search.embeddings import Embedder
+from mahavishnu.platform.search.postings import IndexedMemory, TenantPostings
+from mahavishnu.platform.search.terms import terms
+from mahavishnu.platform.search.vector_index import TenantVectors
+
+__all__ = ["Entry", "RecordIndex", "key_of"]
+
+log = get_logger("akosha.index")
+
+_FOLLOW_SLACK = timedelta(seconds=5)
+_LOAD_BATCH = 1000
+_EMBED_CHARS = 4000
+"""Content kept for embedding: the model reads its first 256 tokens, about 1,000 characters."""
+
+
+def key_of(source: str, memory_id: str) -> str:
+    """One key per record ('/' is in neither a source name nor a memory id)."""
+    return f"{source}/{memory_id}"
+
+
+def token_of(word: str) -> bytes:
+    return word.encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """What a filter needs of a record, without opening it."""
+
+    source: str
+    version: int
+    project: str | None
+    created_at: datetime
+
+
+class RecordIndex:
+    def __init__(
+        self, db: Database, ring: KeyRing, *, poll_seconds: float = 1.0, embed_batch: int = 64
+    ) -> None:
+        self._db = db
+        self._ring = ring
+        self._poll = poll_seconds
+        self._batch = embed_batch
+        self.postings = TenantPostings()
+        self.entries: dict[str, Entry] = {}
+        self.embedder: Embedder | None = None
+        self.vectors: TenantVectors | None = None
+        self._unembedded: dict[str, str] = {}
+        self._wake = asyncio.Event()
+        self.ready = False
+        """True once rebuilt from the store: searches answer from then on."""
+
+    def use_embedder(self, embedder: Embedder) -> None:
+        """Search by meaning from now on: every record held is queued for its vector."""
+        self.embedder = embedder
+        self.vectors = TenantVectors(embedder.dimensions)
+        self._wake.set()
+
+    @property
+    def unembedded(self) -> int:
+        return len(self._unembedded) if self.embedder is not None else len(self.entries)
+
+    def put(self, source: str, memory_id: str, version: int, document: MemoryDocument) -> None:
+        """Index a record's version, unless the index holds this version or a newer one."""
+        key = key_of(source, memory_id)
+        held = self.entries.get(key)
+        if held is not None and held.version >= version:
+            return
+        words = terms(document.content)
+        self.postings.put(
+            IndexedMemory(
+                memory_id=key,
+                version=version,
+                length=sum(words.values()),
+                expires_at=None,
+                words={token_of(w): n for w, n in words.items()},
+            )
+        )
+        self.entries[key] = Entry(source, version, document.project, document.created_at)
+        self._unembedded[key] = document.content[:_EMBED_CHARS]
+        self._wake.set()
+
+    def remove(self, source: str, memory_id: str, version: int) -> None:
+        """A tombstone at `version`: forget the record unless a newer version is held."""
+        key = key_of(source, memory_id)
+        held = self.entries.get(key)
+        if held is None or held.version > version:
+            return
+        del self.entries[key]
+        self.postings.remove(key)
+        self._unembedded.pop(key, None)
+        if self.vectors is not None:
+            self.vectors.remove(key)
+
+    def note(self, records: Iterable[Upsert | Tombstone]) -> None:
+        """A batch this process just committed (its records in any order: versions decide)."""
+        for record in records:
+            if isinstance(record, Upsert):
+                self.put(record.source, record.memory_id, record.version, record.document())
+            else:
+                self.remove(record.source, record.memory_id, record.version)
+
+    def take(self, rows: Iterable[Record]) -> None:
+        """Rows as the store holds them now (any state)."""
+        for row in rows:
+            if row.state == LIVE and row.sealed is not None:
+                try:
+                    document = open_document(
+                        self._ring, row.source, row.tenant, row.memory_id, row.version, row.sealed
+                    )
+                except DecryptionError:  # a damaged row must not keep every other one out
+                    log.error("record_unreadable", source=row.source, memory_id=row.memory_id)
+                    continue
+                self.put(row.source, row.memory_id, row.version, document)
+            else:
+                self.remove(row.source, row.memory_id, row.version)
+
+    async def rebuild(self) -> int:
+        after: tuple[str, str] = ("", "")
+        count = 0
+        while True:
+            async with self._db.session() as session:
+                rows = list(
+                    await session.scalars(
+                        select(Record)
+                        .where(Record.state == LIVE, tuple_(Record.source, Record.memory_id) > after)
+                        .order_by(Record.source, Record.memory_id)
+                        .limit(_LOAD_BATCH)
+                    )
+                )
+            self.take(rows)
+            count += len(rows)
+            if len(rows) < _LOAD_BATCH:
+                self.ready = True
+                return count
+            after = (rows[-1].source, rows[-1].memory_id)
+
+    async def follow(self, since: datetime) -> None:
+        """Take in what arrived since `since` (minus a slack), through any process."""
+        async with self._db.session() as session:
+            rows = list(
+                await session.scalars(select(Record).where(Record.received_at >= since - _FOLLOW_SLACK))
+            )
+        self.take(rows)
+
+    async def embed_pending(self) -> int:
+        """Embed one batch of records waiting for a vector; answers how many."""
+        if self.embedder is None or self.vectors is None or not self._unembedded:
+            return 0
+        batch = list(self._unembedded.items())[: self._batch]
+        vectors = await asyncio.to_thread(self.embedder.embed, [text for _, text in batch])
+        for (key, text), vector in zip(batch, vectors, strict=True):
+            entry = self.entries.get(key)
+            if entry is not None and self._unembedded.get(key) is text:  # not replaced meanwhile
+                self.vectors.add(key, entry.version, vector)
+                del self._unembedded[key]
+        return len(batch)
+
+    async def run(self) -> None:
+        """Rebuild, then follow and embed until cancelled."""
+        started = datetime.now(UTC)
+        count = await self.rebuild()
+        log.info("record_index_rebuilt", records=count)
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._following(started), name="akosha-index-follow")
+            group.create_task(self._embedding(), name="akosha-index-embedding")
+
+    async def _following(self, since: datetime) -> None:
+        while True:
+            await asyncio.sleep(self._poll)
+            now = datetime.now(UTC)
+            try:
+                await self.follow(since)
+            except Exception as exc:  # an outage must not end the loop
+                log.warning("index_follow_failed", error=f"{type(exc).__name__}: {exc}")
+                continue
+            since = now
+
+    async def _embedding(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                done = await self.embed_pending()
+            except Exception as exc:  # a failed batch is tried again at the next wake
+                log.warning("embedding_failed", error=f"{type(exc).__name__}: {exc}")
+                done = 0
+            if not done:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._poll):
+                        await self._wake.wait()

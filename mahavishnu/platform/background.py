@@ -1,0 +1,22 @@
+"""Jobs a service runs beside its requests, for as long as it serves (a `Service.background`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Coroutine
+
+__all__ = ["in_background"]
+
+
+@contextlib.asynccontextmanager
+async def in_background(job: Coroutine[None, None, None]) -> AsyncIterator[None]:
+    """`job` as a task for as long as the block runs; cancelled and awaited at its end, so a
+    stopping service leaves no job behind."""
+    task = asyncio.create_task(job)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
