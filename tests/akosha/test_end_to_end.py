@@ -110,3 +110,19 @@ async def test_session_buddy_memories_reach_akosha(akosha: Akosha, session_buddy
             "last_received_at": sources.structured_content["sources"][0]["last_received_at"],
         }
     ]
+
+    async with mcp_client(akosha.server.url, token("viewer", [SOURCE])) as client:
+        for _ in range(500):  # the index loads at start; the pushed versions are in it once stored
+            found = await client.call_tool("search_all_systems", {"query": "flaky upload", "mode": "keyword"})
+            if not found.is_error:
+                break
+            await asyncio.sleep(0.02)
+    assert found.structured_content is not None, found
+    hits = found.structured_content["hits"]
+    assert [(h["source"], h["memory_id"], h["tenant"]) for h in hits] == [(SOURCE, kept_id, "acme")]
+    async with mcp_client(akosha.server.url, token("viewer", [SOURCE])) as client:
+        forgotten = await client.call_tool(
+            "search_all_systems", {"query": "secret forget", "mode": "keyword"}
+        )
+    assert forgotten.structured_content is not None
+    assert forgotten.structured_content["hits"] == []  # tombstoned at its source: gone from search
