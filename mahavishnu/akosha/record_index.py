@@ -12,7 +12,6 @@ caller's scope, before it is shown (`cross_search.py`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,6 +22,7 @@ from mahavishnu.akosha.keys import open_document
 from mahavishnu.akosha.models import LIVE, Record
 from mahavishnu.akosha.wire import MemoryDocument, Tombstone, Upsert
 from mahavishnu.platform import Database, get_logger
+from mahavishnu.platform.background import woken_or_after
 from mahavishnu.platform.crypto import DecryptionError, KeyRing
 from mahavishnu.platform.search.embeddings import Embedder
 from mahavishnu.platform.search.postings import IndexedMemory, TenantPostings
@@ -210,6 +210,4 @@ class RecordIndex:
                 log.warning("embedding_failed", error=f"{type(exc).__name__}: {exc}")
                 done = 0
             if not done:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self._poll):
-                        await self._wake.wait()
+                await woken_or_after(self._wake, self._poll)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -25,7 +24,7 @@ from mahavishnu.akosha.tools import AkoshaTools
 from mahavishnu.platform import ComponentHealth, Database, HealthCheck, Metrics, Service, get_logger
 from mahavishnu.platform.background import in_background
 from mahavishnu.platform.origin import HostOriginGuard
-from mahavishnu.platform.search.embeddings import load_embedder
+from mahavishnu.platform.search.embeddings import load_in_background
 
 log = get_logger("akosha")
 
@@ -94,15 +93,10 @@ def create_service(settings: AkoshaSettings, metrics: Metrics) -> Service:
 
 
 async def _understand(settings: AkoshaSettings, index: RecordIndex) -> None:
-    """Load the embedding model (in a thread); until then, and without it, keywords search."""
-    try:
-        embedder = await asyncio.to_thread(
-            load_embedder, settings.embedding_model, cache=settings.effective_model_cache_dir
-        )
-    except Exception as exc:  # keyword search goes on; the health check says what is missing
-        log.error("embedding_model_unavailable", error=f"{type(exc).__name__}: {exc}")
-        return
-    index.use_embedder(embedder)
+    """Search by meaning once the model is loaded; until then, and without it, by keyword."""
+    embedder = await load_in_background(settings.embedding_model, cache=settings.effective_model_cache_dir)
+    if embedder is not None:
+        index.use_embedder(embedder)
 
 
 def _version() -> str:

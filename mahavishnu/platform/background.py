@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Coroutine
 
-__all__ = ["in_background"]
+__all__ = ["in_background", "woken_or_after"]
 
 
 @contextlib.asynccontextmanager
@@ -20,3 +20,11 @@ async def in_background(job: Coroutine[None, None, None]) -> AsyncIterator[None]
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def woken_or_after(event: asyncio.Event, seconds: float) -> None:
+    """Until `event` is set or `seconds` pass, whichever comes first: a worker with nothing to
+    do sleeps so, woken at once by new work in this process, polling for other processes'."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await event.wait()

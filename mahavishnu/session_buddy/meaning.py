@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mahavishnu.platform import Database, UnavailableError, get_logger
+from mahavishnu.platform.background import woken_or_after
 from mahavishnu.platform.search.embeddings import Embedder
 from mahavishnu.platform.search.vector_index import TenantVectors, VectorIndex
 from mahavishnu.session_buddy.metrics import MemoryMetrics
@@ -142,9 +143,7 @@ class Meaning:
                 log.warning("embedding_failed", error=f"{type(exc).__name__}: {exc}")
                 done = 0
             if not done:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self._poll):
-                        await self._wake.wait()
+                await woken_or_after(self._wake, self._poll)
 
     async def _following(self, vault: Vault, since: datetime) -> None:
         while True:

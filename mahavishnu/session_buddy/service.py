@@ -16,7 +16,7 @@ from mahavishnu.platform import (
     get_logger,
 )
 from mahavishnu.platform.background import in_background
-from mahavishnu.platform.search.embeddings import load_embedder
+from mahavishnu.platform.search.embeddings import load_in_background
 from mahavishnu.session_buddy.admin_tools import AdminTools
 from mahavishnu.session_buddy.exchange import Exchange
 from mahavishnu.session_buddy.exchange_tools import ExchangeTools
@@ -144,13 +144,10 @@ async def _understand(
     metrics: MemoryMetrics,
     into: list[Meaning],
 ) -> None:
-    """Load the embedding model (in a thread), rebuild the index, then embed in the background."""
-    try:
-        embedder = await asyncio.to_thread(
-            load_embedder, settings.embedding_model, cache=settings.effective_model_cache_dir
-        )
-    except Exception as exc:  # keyword search goes on; the health check says what is missing
-        log.error("embedding_model_unavailable", error=f"{type(exc).__name__}: {exc}")
+    """Load the embedding model (in a thread), rebuild the index, then embed in the background;
+    without the model, keyword search goes on and the health check says what is missing."""
+    embedder = await load_in_background(settings.embedding_model, cache=settings.effective_model_cache_dir)
+    if embedder is None:
         return
     into.append(Meaning(db, embedder, workers=settings.worker_count, metrics=metrics))
     await into[0].run(vault)

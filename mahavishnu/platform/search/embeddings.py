@@ -11,6 +11,7 @@ distributions' records.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import os
@@ -29,6 +30,7 @@ from numpy.typing import NDArray
 from tokenizers import Encoding, Tokenizer
 
 from mahavishnu.platform.errors import ConfigurationError
+from mahavishnu.platform.observability import get_logger
 from mahavishnu.platform.search.quantized import file_sha256, int8_model
 
 __all__ = [
@@ -41,8 +43,11 @@ __all__ = [
     "PackagedFile",
     "PackagedModel",
     "load_embedder",
+    "load_in_background",
     "scratch_cache",
 ]
+
+log = get_logger("search.embeddings")
 
 Vectors = NDArray[np.float32]
 
@@ -272,6 +277,16 @@ def load_embedder(name: str = DEFAULT_MODEL, *, cache: Path | None = None) -> On
         known = ", ".join(sorted(MODELS))
         raise ConfigurationError(f"unknown EMBEDDING_MODEL {name!r}: known models are {known}")
     return model.load(cache=cache or scratch_cache())
+
+
+async def load_in_background(name: str, *, cache: Path) -> OnnxEmbedder | None:
+    """The model, loaded in a thread (a start must not wait for it); None, with the reason
+    logged, when it cannot load: a service then searches by keyword and its health says why."""
+    try:
+        return await asyncio.to_thread(load_embedder, name, cache=cache)
+    except Exception as exc:  # any failure to load is the same answer: no search by meaning
+        log.error("embedding_model_unavailable", model=name, error=f"{type(exc).__name__}: {exc}")
+        return None
 
 
 def scratch_cache() -> Path:
