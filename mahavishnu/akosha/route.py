@@ -21,7 +21,7 @@ from mahavishnu.akosha.ingest_gate import IngestGate, Refusal
 from mahavishnu.akosha.metrics import IngestMetrics
 from mahavishnu.akosha.wire import Batch
 from mahavishnu.platform import InvalidArgumentError, Principal, UnavailableError
-from mahavishnu.platform._asgi import header, send_json
+from mahavishnu.platform._asgi import header, read_body, send_json
 from mahavishnu.platform.arguments import describe_errors
 from mahavishnu.platform.jsonrpc import json_nesting_exceeds
 from mahavishnu.platform.origin import HostOriginGuard
@@ -62,7 +62,7 @@ class IngestEndpoint:
             await self._refuse(send, info, admitted)
             return
         info.principal = admitted.subject
-        body = await _read_body(scope, receive, self._max_body)
+        body = await read_body(scope, receive, self._max_body)
         if body is None:
             await self._refuse(
                 send, info, Refusal(413, f"request body over {self._max_body} bytes", "too_large")
@@ -106,27 +106,6 @@ def _method_or_media(scope: Scope) -> Refusal | None:
     if media != _JSON:
         return Refusal(415, f"a batch is sent as {_JSON}", "media_type")
     return None
-
-
-async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None:
-    """The body, or None once it is over `limit` bytes (declared or read)."""
-    declared = header(scope, b"content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
 
 
 def _without_tags(errors: list[ErrorDetails]) -> list[ErrorDetails]:

@@ -31,7 +31,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from mahavishnu.platform._asgi import header, replay_body, send_json
+from mahavishnu.platform._asgi import header, read_body, replay_body, send_json
 from mahavishnu.platform.auth import LOCAL_PRINCIPAL, Principal, Role, TokenVerifier, principal_var
 from mahavishnu.platform.bearer import bearer_token, known_principal
 from mahavishnu.platform.client_logging import LogLevels
@@ -255,7 +255,7 @@ class McpGate:
                 headers=[("allow", "POST")],
             )
             return None
-        body = await self._read_body(scope, receive)
+        body = await read_body(scope, receive, self.max_body_bytes)
         if body is None:
             info.rejected = "body_too_large"
             await send_json(
@@ -264,25 +264,6 @@ class McpGate:
                 jsonrpc_error(None, INVALID_REQUEST, f"request body over {self.max_body_bytes} bytes"),
             )
         return body
-
-    async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:
-        declared = header(scope, b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            return None
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                break
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                return None
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        return b"".join(chunks)
 
     async def _parse(self, body: bytes, send: Send, info: RequestInfo) -> dict[str, Any] | None:
         """The body as one JSON-RPC message MCP accepts, or None once the refusal is sent."""

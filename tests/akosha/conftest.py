@@ -24,6 +24,7 @@ from mahavishnu.platform.db import Database
 from mahavishnu.platform.observability import Metrics
 from tests.conftest import PG_URL, drop_schema, require_service
 from tests.support.akosha import akosha_env, spawn_akosha
+from tests.support.databases import migrated_database
 from tests.support.server import SECRET, RunningServer, wait_ready
 
 TOKEN = "akosha-api-token-for-the-tests-0123456789"
@@ -34,18 +35,8 @@ MAX_BATCH_RECORDS = 600
 
 @pytest.fixture(params=["sqlite", "postgres"])
 async def ak_database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    schema = None
-    if request.param == "sqlite":
-        db = Database(f"sqlite:///{tmp_path / 'akosha.db'}", migrations=MIGRATIONS)
-    else:
-        require_service("PostgreSQL", "127.0.0.1", 5432)
-        schema = f"ak_{uuid.uuid4().hex[:12]}"
-        db = Database(PG_URL, schema=schema, migrations=MIGRATIONS)
-    await db.ensure_schema(upgrade=True)
-    yield db
-    await db.dispose()
-    if schema is not None:
-        await drop_schema(schema)
+    async for db in migrated_database(request.param, tmp_path, MIGRATIONS, "ak"):
+        yield db
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,25 +13,15 @@ from mahavishnu.session_buddy.memories import Limits, Memories
 from mahavishnu.session_buddy.sessions import SessionLimits, Sessions
 from mahavishnu.session_buddy.settings import MIGRATIONS
 from mahavishnu.session_buddy.vault import Vault, open_vault
-from tests.conftest import PG_URL, drop_schema, require_service
+from tests.support.databases import migrated_database
 
 LIMITS = Limits(max_content_chars=2000, max_tags=8)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 async def sb_database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    schema = None
-    if request.param == "sqlite":
-        db = Database(f"sqlite:///{tmp_path / 'session-buddy.db'}", migrations=MIGRATIONS)
-    else:
-        require_service("PostgreSQL", "127.0.0.1", 5432)
-        schema = f"sb_{uuid.uuid4().hex[:12]}"
-        db = Database(PG_URL, schema=schema, migrations=MIGRATIONS)
-    await db.ensure_schema(upgrade=True)
-    yield db
-    await db.dispose()
-    if schema is not None:
-        await drop_schema(schema)
+    async for db in migrated_database(request.param, tmp_path, MIGRATIONS, "sb"):
+        yield db
 
 
 @pytest.fixture
