@@ -6,6 +6,7 @@ caller's scope again, answers what is shown."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Literal
@@ -14,6 +15,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select, tuple_
 
 from mahavishnu.akosha.keys import open_document
+from mahavishnu.akosha.metrics import SearchMetrics
 from mahavishnu.akosha.models import LIVE, Record
 from mahavishnu.akosha.record_index import Entry, RecordIndex, key_of, token_of
 from mahavishnu.akosha.scope import in_scope, readable_sources
@@ -55,7 +57,10 @@ class CrossSearchPage(BaseModel):
 
 
 class CrossSearch:
-    def __init__(self, db: Database, ring: KeyRing, index: RecordIndex) -> None:
+    def __init__(
+        self, db: Database, ring: KeyRing, index: RecordIndex, metrics: SearchMetrics | None = None
+    ) -> None:
+        self._metrics = metrics
         self._db = db
         self._ring = ring
         self._index = index
@@ -85,9 +90,12 @@ class CrossSearch:
         filters = [sorted(sources), sorted(projects), _iso(since), _iso(until)]
         pages = Cursor("search_all_systems", mode, query, *filters)
         offset = pages.offset(cursor)
+        began = time.perf_counter()
         among = self._among(principal, sources, projects, since, until)
         ranked, total = await self._ranked(query, mode, among, offset + limit + 1)
         hits = await self._hits(principal, ranked[offset : offset + limit])
+        if self._metrics is not None:
+            self._metrics.duration.labels(mode).observe(time.perf_counter() - began)
         more = len(ranked) > offset + limit
         return CrossSearchPage(
             hits=hits, total=total, next_cursor=pages.encode(str(offset + limit)) if more else None

@@ -13,7 +13,7 @@ from mahavishnu.akosha.cross_search import CrossSearch
 from mahavishnu.akosha.inbox import Inbox
 from mahavishnu.akosha.ingest_gate import IngestGate
 from mahavishnu.akosha.keys import key_ring
-from mahavishnu.akosha.metrics import IngestMetrics
+from mahavishnu.akosha.metrics import IngestMetrics, SearchMetrics
 from mahavishnu.akosha.reads import Reader
 from mahavishnu.akosha.record_index import RecordIndex
 from mahavishnu.akosha.route import INGEST_PATH, IngestEndpoint
@@ -46,6 +46,9 @@ def create_service(settings: AkoshaSettings, metrics: Metrics) -> Service:
     ring = key_ring(settings)  # before serving: a bad key is a refusal to start, not a 5xx later
     ingest_metrics = IngestMetrics(metrics)
     index = RecordIndex(db, ring)
+    search_metrics = SearchMetrics(
+        metrics, indexed=lambda: len(index.entries), unembedded=lambda: index.unembedded
+    )
     inbox = Inbox(db, ring, ingest_metrics, max_records=settings.max_batch_records, on_stored=index.note)
     guard = None
     if settings.dns_rebinding_protection:
@@ -80,7 +83,7 @@ def create_service(settings: AkoshaSettings, metrics: Metrics) -> Service:
         settings=settings,
         tools=[
             *AkoshaTools(inbox, Reader(db, ring)).specs(),
-            *SearchTools(CrossSearch(db, ring, index)).specs(),
+            *SearchTools(CrossSearch(db, ring, index, search_metrics)).specs(),
             *AnalyticsTools(Analyst(Store(db, ring), MetricRegistry(MEMORY_METRICS))).specs(),
         ],
         health_checks=[

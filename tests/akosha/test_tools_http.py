@@ -182,3 +182,12 @@ async def test_search_all_systems_refuses_bad_arguments_in_one_line(seeded: Akos
     async with mcp_client(seeded.server.url, token("viewer")) as client:  # the wrong type: a protocol error
         with pytest.raises(MCPError, match=r"^invalid arguments for tool 'search_all_systems': since"):
             await client.call_tool("search_all_systems", {"query": "x", "since": "yesterday"})
+
+
+async def test_searches_and_the_index_are_measured(seeded: Akosha) -> None:
+    timed = 'akosha_search_duration_seconds_count{mode="keyword"}'
+    before = seeded.server.metric(timed) or 0.0
+    await searched(seeded, token("viewer"), query="beta", mode="keyword")
+    assert (seeded.server.metric(timed) or 0.0) == before + 1
+    live = ok(await call(seeded, token("viewer"), "list_records"))["total"]
+    assert seeded.server.metric("akosha_index_records") == live

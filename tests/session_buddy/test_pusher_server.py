@@ -8,7 +8,6 @@ import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from mahavishnu.platform.auth import issue_token
@@ -45,14 +44,6 @@ def server(tmp_path: Path, receiver: AkoshaReceiver) -> Iterator[RunningServer]:
     assert running.stop() == 0
 
 
-def _metric(server: RunningServer, sample: str) -> float | None:
-    for line in httpx.get(f"{server.base}/metrics", timeout=10).text.splitlines():
-        name, _, value = line.rpartition(" ")
-        if name == sample:
-            return float(value)
-    return None
-
-
 async def test_what_the_tools_write_reaches_akosha(server: RunningServer, receiver: AkoshaReceiver) -> None:
     token = issue_token(
         SessionBuddySettings(auth_secret=SECRET),  # type: ignore[arg-type]
@@ -68,7 +59,7 @@ async def test_what_the_tools_write_reaches_akosha(server: RunningServer, receiv
         await client.call_tool("update_memory", {"memory_id": memory_id, "content": "pushed, then edited"})
         await client.call_tool("delete_memory", {"memory_id": memory_id})
     for _ in range(3000):
-        if len(receiver.records) == 3 and _metric(server, "session_buddy_outbox_lag") == 0:
+        if len(receiver.records) == 3 and server.metric("session_buddy_outbox_lag") == 0:
             break
         await asyncio.sleep(0.02)
     assert [(r["tenant"], r["version"], r["op"]) for r in receiver.arrivals()] == [
@@ -78,4 +69,4 @@ async def test_what_the_tools_write_reaches_akosha(server: RunningServer, receiv
     ]
     assert {key[:2] for key in receiver.records} == {("it-box", memory_id)}
     assert receiver.records[("it-box", memory_id, 2)]["content"] == "pushed, then edited"
-    assert _metric(server, "session_buddy_outbox_pushed_total") == 3
+    assert server.metric("session_buddy_outbox_pushed_total") == 3

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from mcp.shared.exceptions import MCPError
 from mcp_types import CallToolResult
@@ -327,34 +326,23 @@ async def test_the_audit_log_over_http(server: RunningServer) -> None:
         assert ok(await client.call_tool("verify_audit_log", {}))["intact"] is True
 
 
-def _metric(server: RunningServer, sample: str) -> float | None:
-    """The value of one sample line of /metrics (None when absent: a labelled counter not yet
-    touched, or a metric not exported)."""
-    text = httpx.get(f"{server.base}/metrics", timeout=10).text
-    for line in text.splitlines():
-        name, _, value = line.rpartition(" ")
-        if name == sample:
-            return float(value)
-    return None
-
-
 async def test_metrics_count_stores_searches_and_embeddings(server: RunningServer) -> None:
     stored = 'session_buddy_memories_stored_total{outcome="created"}'
     repeated = 'session_buddy_memories_stored_total{outcome="existing"}'
     searched = 'session_buddy_searches_total{mode="keyword"}'
     timed = 'session_buddy_search_duration_seconds_count{mode="keyword"}'
-    before = {s: _metric(server, s) or 0.0 for s in (stored, repeated, searched, timed)}
+    before = {s: server.metric(s) or 0.0 for s in (stored, repeated, searched, timed)}
     async with mcp_client(server.url, token("ann", tenant="metered")) as client:
         ok(await client.call_tool("store_memory", {"content": "metered memory about gRPC deadlines"}))
         ok(await client.call_tool("store_memory", {"content": "metered memory about gRPC deadlines"}))
         ok(await client.call_tool("search_memories", {"query": "deadlines", "mode": "keyword"}))
         await _embedded_hits(client, {"query": "gRPC deadlines", "mode": "semantic"}, 1)
-    after = {s: _metric(server, s) or 0.0 for s in before}
+    after = {s: server.metric(s) or 0.0 for s in before}
     assert {s: after[s] - before[s] for s in before} == {stored: 1, repeated: 1, searched: 1, timed: 1}
-    assert (_metric(server, "session_buddy_memories_embedded_total") or 0) >= 1
-    assert (_metric(server, 'session_buddy_embedding_duration_seconds_count{what="batch"}') or 0) >= 1
-    assert _metric(server, "session_buddy_embedding_queue_depth") == 0
-    assert _metric(server, "session_buddy_rotation_remaining") == 0
+    assert (server.metric("session_buddy_memories_embedded_total") or 0) >= 1
+    assert (server.metric('session_buddy_embedding_duration_seconds_count{what="batch"}') or 0) >= 1
+    assert server.metric("session_buddy_embedding_queue_depth") == 0
+    assert server.metric("session_buddy_rotation_remaining") == 0
 
 
 async def test_sessions_and_the_audit_log_stay_in_their_tenant(server: RunningServer) -> None:

@@ -38,6 +38,15 @@ class RunningServer:
     def url(self) -> str:
         return f"{self.base}/mcp"
 
+    def metric(self, sample: str) -> float | None:
+        """The value of one sample line of its /metrics (None when absent: a labelled counter
+        not yet touched, or a metric not exported)."""
+        for line in httpx.get(f"{self.base}/metrics", timeout=10).text.splitlines():
+            name, _, value = line.rpartition(" ")
+            if name == sample:
+                return float(value)
+        return None
+
     def log_lines(self) -> list[str]:
         return self.log_path.read_text(errors="replace").splitlines()
 
