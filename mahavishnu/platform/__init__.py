@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from mahavishnu.platform.errors import (
     AuthenticationError,
     ConfigurationError,
+    ConflictError,
     InsecureConfigurationError,
     InvalidArgumentError,
     MahavishnuError,
@@ -41,6 +42,7 @@ __all__ = [
     "AuthenticationError",
     "ComponentHealth",
     "ConfigurationError",
+    "ConflictError",
     "Database",
     "HealthCheck",
     "InsecureConfigurationError",

@@ -6,6 +6,7 @@
     │   └── InsecureConfigurationError
     ├── InvalidArgumentError      -32602  -32602  400   invalid       caller sent something unusable
     ├── NotFoundError             -32004  -32002  404   not_found     nothing by that name (in scope)
+    ├── ConflictError             -32009  -32009  409   conflict      clashes with what is stored
     ├── AuthenticationError       -32001  -32001  401   denied        no valid credentials
     ├── PermissionDeniedError     -32003  -32003  403   denied        valid credentials, not allowed
     ├── RateLimitedError          -32029  -32029  429   rate_limited  over budget; retryable
@@ -33,6 +34,7 @@ from typing import ClassVar
 __all__ = [
     "AuthenticationError",
     "ConfigurationError",
+    "ConflictError",
     "InsecureConfigurationError",
     "InvalidArgumentError",
     "MahavishnuError",
@@ -88,6 +90,15 @@ class NotFoundError(PlatformError):
     """MCP's "resource not found": the only place a not-found becomes a JSON-RPC error."""
     http_status = 404
     outcome = "not_found"
+
+
+class ConflictError(PlatformError):
+    """The request clashes with what is stored (a reused idempotency key with other arguments):
+    sending it again as it is will not help."""
+
+    code = jsonrpc_code = -32009
+    http_status = 409
+    outcome = "conflict"
 
 
 class AuthenticationError(PlatformError):

@@ -22,6 +22,7 @@ from mahavishnu.platform import errors
 from mahavishnu.platform.app import Service, build_app, build_stdio
 from mahavishnu.platform.errors import (
     AuthenticationError,
+    ConflictError,
     InvalidArgumentError,
     MahavishnuError,
     NotFoundError,
@@ -122,6 +123,7 @@ def metrics(client: TestClient) -> str:
         (PlatformError, "failed", -32000, -32000, 500),
         (InvalidArgumentError, "invalid", -32602, -32602, 400),
         (NotFoundError, "not_found", -32004, -32002, 404),
+        (ConflictError, "conflict", -32009, -32009, 409),
         (PermissionDeniedError, "denied", -32003, -32003, 403),
         (RateLimitedError, "rate_limited", -32029, -32029, 429),
         (UnavailableError, "unavailable", -32050, -32050, 503),

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mahavishnu.orchestrator.workflows.models import Workflow
 from mahavishnu.platform.auth import Principal
-from mahavishnu.platform.errors import InvalidArgumentError, PlatformError
+from mahavishnu.platform.errors import ConflictError, InvalidArgumentError
 
 __all__ = [
     "KEY_MAX_LENGTH",
@@ -39,12 +39,8 @@ line or an error message would have to quote."""
 _KEY = re.compile(KEY_PATTERN)
 
 
-class IdempotencyConflictError(PlatformError):
+class IdempotencyConflictError(ConflictError):
     """The key was used before, by the same caller, for a different request (HTTP's 409)."""
-
-    code = jsonrpc_code = -32009
-    http_status = 409
-    outcome = "conflict"
 
 
 def check_key(key: str | None) -> str | None:
