@@ -91,7 +91,7 @@ def session_buddy_ops(settings: SessionBuddySettings) -> ServiceOps:
         settings=settings,
         readiness_checks=[
             ("encryption_key", 8, _encryption_key_check(settings)),
-            ("embedding_model", 4, _embedding_model_check(settings)),
+            ("embedding_model", 4, _embedding_model_check(settings.embedding_model)),
             ("search_index", 4, _search_index_check(settings)),
         ],
     )
@@ -147,15 +147,15 @@ def _search_index_check(settings: SessionBuddySettings) -> Check:
     return check
 
 
-def _embedding_model_check(settings: SessionBuddySettings) -> Check:
+def _embedding_model_check(name: str) -> Check:
     async def check(_: ReadinessContext) -> tuple[Status, str, str]:
         from mahavishnu.platform.search.embeddings import MODELS
 
-        model = MODELS.get(settings.embedding_model.strip().lower())
+        model = MODELS.get(name.strip().lower())
         if model is None:
             return (
                 FAIL,
-                f"unknown EMBEDDING_MODEL {settings.embedding_model!r}",
+                f"unknown EMBEDDING_MODEL {name!r}",
                 f"use one of: {', '.join(MODELS)}",
             )
         try:
@@ -169,13 +169,15 @@ def _embedding_model_check(settings: SessionBuddySettings) -> Check:
 
 
 def akosha_ops(settings: AkoshaSettings) -> ServiceOps:
-    """Akosha's part in ops: the token senders push with and the key its store is sealed under
-    are checked for readiness (its data is sealed in the database: an archive of it is all)."""
+    """Akosha's part in ops: the token senders push with, the key its store is sealed under and
+    the model search by meaning needs are checked for readiness (its data is sealed in the
+    database and its index is rebuilt from it: an archive of the database is all)."""
     return ServiceOps(
         settings=settings,
         readiness_checks=[
             ("ingest_token", 8, _akosha_token_check(settings)),
             ("encryption_key", 8, _akosha_key_check(settings)),
+            ("embedding_model", 4, _embedding_model_check(settings.embedding_model)),
         ],
     )
 
