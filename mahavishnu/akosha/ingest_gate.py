@@ -1,5 +1,5 @@
-"""Who may push to `/ingest/memories`, and how often: the checks `McpGate` makes for `/mcp`,
-made here because a service's own routes do not pass through it.
+"""Who may push to `/ingest/memories` and `/ingest/outcomes`, and how often: the checks
+`McpGate` makes for `/mcp`, made here because a service's own routes do not pass through it.
 
 A sender is admitted with the deployment's AKOSHA_API_TOKEN (compared in constant time), or
 with a platform JWT for Akosha (`aud: akosha`) carrying the admin role; anything else is 401

@@ -1,4 +1,5 @@
-"""Akosha's tables: one row per memory of each source, holding its newest version.
+"""Akosha's tables: one row per memory of each source, holding its newest version; one row per
+repository run of each workflow Mahavishnu finished.
 
 A row is a last-writer-wins register ordered by (version, tombstone over upsert): ingest only
 ever moves it forward, so a batch replayed or arriving out of order leaves the same row. A
@@ -11,12 +12,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from sqlalchemy import Index, Integer, LargeBinary, String
+from sqlalchemy import Float, Index, Integer, LargeBinary, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from mahavishnu.platform.sqltypes import UTCDateTime
 
-__all__ = ["LIVE", "TOMBSTONED", "Base", "Record", "State"]
+__all__ = ["LIVE", "TOMBSTONED", "Base", "Record", "State", "WorkflowOutcome"]
 
 State = Literal["live", "tombstoned"]
 LIVE: State = "live"
@@ -42,3 +43,26 @@ class Record(Base):
     sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
     received_at: Mapped[datetime]
     """When this version arrived (not when the source wrote it: that is in the document)."""
+
+
+class WorkflowOutcome(Base):
+    """How one repository's run of one workflow ended, as its Mahavishnu (`source`) reported.
+
+    Plain columns, not sealed like a memory: a workflow's name, a repository's name, a status and
+    a duration are operational facts, which the analytics group and sum in SQL. The row moves
+    only forward (a later `finished_at`: the workflow closed again after a dead-letter retry), so
+    a replayed batch changes nothing."""
+
+    __tablename__ = "akosha_outcomes"
+    __table_args__ = (Index("ix_akosha_outcomes_finished", "finished_at"),)
+
+    source: Mapped[str] = mapped_column(String(100), primary_key=True)
+    workflow_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    repo: Mapped[str] = mapped_column(String(100), primary_key=True)
+    workflow: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(32))
+    attempts: Mapped[int] = mapped_column(Integer)
+    duration_seconds: Mapped[float | None] = mapped_column(Float)
+    """Time its attempts ran, summed (retries included, backoff waits not); None: never started."""
+    finished_at: Mapped[datetime]
+    received_at: Mapped[datetime]

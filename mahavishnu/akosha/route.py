@@ -1,4 +1,6 @@
-"""`POST /ingest/memories`: the plain HTTP endpoint Session-Buddy's pusher sends its batches to.
+"""`POST /ingest/memories` and `POST /ingest/outcomes`: the plain HTTP endpoints Session-Buddy's
+and Mahavishnu's pushers send their batches to; one endpoint class, told its path, the batch's
+model and what takes it in (an `Intake`).
 
 Pure ASGI, in the order of `McpGate`, cheapest checks first: Host and Origin (421/403, the
 platform's DNS-rebinding guard, as for `/mcp`), method (405), media type (415),
@@ -10,16 +12,16 @@ down). Every refusal is a JSON object `{"error": "..."}`; bad input never gets a
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 from starlette.types import Receive, Scope, Send
 
-from mahavishnu.akosha.inbox import Inbox
 from mahavishnu.akosha.ingest_gate import IngestGate, Refusal
 from mahavishnu.akosha.metrics import IngestMetrics
-from mahavishnu.akosha.wire import Batch
 from mahavishnu.platform import InvalidArgumentError, Principal, UnavailableError
 from mahavishnu.platform._asgi import header, read_body, send_json
 from mahavishnu.platform.arguments import describe_errors
@@ -27,17 +29,30 @@ from mahavishnu.platform.jsonrpc import json_nesting_exceeds
 from mahavishnu.platform.origin import HostOriginGuard
 from mahavishnu.platform.request_context import RequestInfo, request_info
 
-__all__ = ["INGEST_PATH", "IngestEndpoint"]
+__all__ = ["INGEST_PATH", "OUTCOMES_PATH", "IngestEndpoint", "Intake"]
 
 INGEST_PATH = "/ingest/memories"
+OUTCOMES_PATH = "/ingest/outcomes"
 _JSON = "application/json"
 
+BatchT = TypeVar("BatchT", bound=BaseModel)
 
-class IngestEndpoint:
+
+@dataclass(frozen=True, slots=True)
+class Intake(Generic[BatchT]):
+    """What one endpoint takes in: at which path, as which model, handed to what (which answers
+    once the batch is stored, or raises InvalidArgumentError or UnavailableError)."""
+
+    path: str
+    model: type[BatchT]
+    take: Callable[[BatchT], Awaitable[BaseModel]]
+
+
+class IngestEndpoint(Generic[BatchT]):
     def __init__(
         self,
         gate: IngestGate,
-        inbox: Inbox,
+        intake: Intake[BatchT],
         metrics: IngestMetrics,
         *,
         guard: HostOriginGuard | None,
@@ -46,7 +61,7 @@ class IngestEndpoint:
     ) -> None:
         self._gate = gate
         self._guard = guard
-        self._inbox = inbox
+        self._intake = intake
         self._metrics = metrics
         self._max_body = max_body_bytes
         self._max_depth = max_json_depth
@@ -56,7 +71,7 @@ class IngestEndpoint:
         if self._guard is not None and not await self._guard.admit(scope, send, info):
             self._metrics.refused.labels("origin").inc()
             return
-        refusal = _method_or_media(scope)
+        refusal = _method_or_media(scope, self._intake.path)
         admitted: Principal | Refusal = refusal or await self._gate.admit(scope, info.client)
         if isinstance(admitted, Refusal):
             await self._refuse(send, info, admitted)
@@ -73,7 +88,7 @@ class IngestEndpoint:
             await self._refuse(send, info, batch)
             return
         try:
-            result = await self._inbox.take(batch.source, batch.records)
+            result = await self._intake.take(batch)
         except InvalidArgumentError as exc:
             await self._refuse(send, info, Refusal(422, exc.message, "invalid"))
             return
@@ -82,11 +97,11 @@ class IngestEndpoint:
             return
         await send_json(send, 200, result.model_dump())
 
-    def _parse(self, body: bytes) -> Batch | Refusal:
+    def _parse(self, body: bytes) -> BatchT | Refusal:
         if json_nesting_exceeds(body, self._max_depth):
             return Refusal(400, f"the body is JSON nested deeper than {self._max_depth} levels", "malformed")
         try:
-            return Batch.model_validate_json(body)
+            return self._intake.model.model_validate_json(body)
         except ValidationError as exc:
             errors = exc.errors()
             if any(error["type"] == "json_invalid" for error in errors):
@@ -99,9 +114,9 @@ class IngestEndpoint:
         await send_json(send, refusal.status, {"error": refusal.message}, refusal.headers.items())
 
 
-def _method_or_media(scope: Scope) -> Refusal | None:
+def _method_or_media(scope: Scope, path: str) -> Refusal | None:
     if scope["method"] != "POST":
-        return Refusal(405, f"{INGEST_PATH} takes a batch by POST only", "method", {"allow": "POST"})
+        return Refusal(405, f"{path} takes a batch by POST only", "method", {"allow": "POST"})
     media = (header(scope, b"content-type") or _JSON).partition(";")[0].strip().lower()
     if media != _JSON:
         return Refusal(415, f"a batch is sent as {_JSON}", "media_type")

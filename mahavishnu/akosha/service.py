@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 from starlette.routing import Route
 
@@ -14,13 +15,15 @@ from mahavishnu.akosha.inbox import Inbox
 from mahavishnu.akosha.ingest_gate import IngestGate
 from mahavishnu.akosha.keys import key_ring
 from mahavishnu.akosha.metrics import IngestMetrics, SearchMetrics
+from mahavishnu.akosha.outcome_inbox import OutcomeInbox
 from mahavishnu.akosha.reads import Reader
 from mahavishnu.akosha.record_index import RecordIndex
-from mahavishnu.akosha.route import INGEST_PATH, IngestEndpoint
+from mahavishnu.akosha.route import INGEST_PATH, OUTCOMES_PATH, IngestEndpoint, Intake
 from mahavishnu.akosha.search_tools import SearchTools
 from mahavishnu.akosha.series import MEMORY_METRICS, MetricRegistry, Store
 from mahavishnu.akosha.settings import AkoshaSettings
 from mahavishnu.akosha.tools import AkoshaTools
+from mahavishnu.akosha.wire import Batch, OutcomeBatch
 from mahavishnu.platform import ComponentHealth, Database, HealthCheck, Metrics, Service, get_logger
 from mahavishnu.platform.background import in_background
 from mahavishnu.platform.origin import HostOriginGuard
@@ -50,16 +53,13 @@ def create_service(settings: AkoshaSettings, metrics: Metrics) -> Service:
         metrics, indexed=lambda: len(index.entries), unembedded=lambda: index.unembedded
     )
     inbox = Inbox(db, ring, ingest_metrics, max_records=settings.max_batch_records, on_stored=index.note)
-    guard = None
-    if settings.dns_rebinding_protection:
-        guard = HostOriginGuard.with_loopback(settings.allowed_hosts, settings.allowed_origins)
-    endpoint = IngestEndpoint(
+    outcomes = OutcomeInbox(db, ingest_metrics, max_records=settings.max_batch_records)
+    routes = _ingest_routes(
+        settings,
         IngestGate.from_settings(settings, metrics),
-        inbox,
         ingest_metrics,
-        guard=guard,
-        max_body_bytes=settings.max_body_bytes,
-        max_json_depth=settings.max_json_depth,
+        Intake(INGEST_PATH, Batch, lambda batch: inbox.take(batch.source, batch.records)),
+        Intake(OUTCOMES_PATH, OutcomeBatch, outcomes.take),
     )
 
     async def database() -> ComponentHealth:
@@ -91,8 +91,31 @@ def create_service(settings: AkoshaSettings, metrics: Metrics) -> Service:
             HealthCheck("search_index", search_index, critical=False),
         ],
         background=background,
-        routes=[Route(INGEST_PATH, endpoint=endpoint)],
+        routes=routes,
     )
+
+
+def _ingest_routes(
+    settings: AkoshaSettings, gate: IngestGate, metrics: IngestMetrics, *intakes: Intake[Any]
+) -> list[Route]:
+    """One route per intake, each behind the same gate, guard and body limits."""
+    guard = None
+    if settings.dns_rebinding_protection:
+        guard = HostOriginGuard.with_loopback(settings.allowed_hosts, settings.allowed_origins)
+    return [
+        Route(
+            intake.path,
+            endpoint=IngestEndpoint(
+                gate,
+                intake,
+                metrics,
+                guard=guard,
+                max_body_bytes=settings.max_body_bytes,
+                max_json_depth=settings.max_json_depth,
+            ),
+        )
+        for intake in intakes
+    ]
 
 
 async def _understand(settings: AkoshaSettings, index: RecordIndex) -> None:

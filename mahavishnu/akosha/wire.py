@@ -3,6 +3,10 @@ Session-Buddy's pusher writes it (`session_buddy/outbox.py`), checked field by f
 
     {"source": S, "records": [{source, tenant, memory_id, version, op, ...}, ...]}
 
+And what a Mahavishnu sends to `/ingest/outcomes` once its workflows close:
+
+    {"source": S, "outcomes": [{workflow_id, workflow, repo, status, attempts, ...}, ...]}
+
 An upsert carries the memory's document; a tombstone carries its identity only. Unknown fields
 are refused, not dropped: a sender that grew a field Akosha does not know is told so, loudly,
 instead of having it silently lost.
@@ -23,11 +27,14 @@ __all__ = [
     "IngestRecord",
     "MemoryDocument",
     "MemoryId",
+    "OutcomeBatch",
     "SourceName",
     "Tenant",
     "Tombstone",
     "Upsert",
+    "WorkflowRun",
     "check_batch",
+    "check_size",
 ]
 
 SourceName = Annotated[
@@ -94,12 +101,44 @@ class Batch(BaseModel):
     records: list[IngestRecord]
 
 
+RepoName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]
+"""A repository's name, as Mahavishnu's manifest spells them."""
+
+
+class WorkflowRun(BaseModel):
+    """How one repository's run of one workflow ended. Akosha keeps one per (source,
+    workflow_id, repo), moving it forward only to a later `finished_at`."""
+
+    model_config = _STRICT
+
+    workflow_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
+    workflow: Annotated[str, Field(min_length=1, max_length=100)]
+    repo: RepoName
+    status: Annotated[str, Field(pattern=r"^[a-z][a-z_]{0,31}$")]
+    """succeeded, failed, timed_out, cancelled, skipped_circuit_open (Mahavishnu's run statuses)."""
+    attempts: Annotated[int, Field(strict=True, ge=0, le=10_000)]
+    duration_seconds: Annotated[float, Field(ge=0, le=366 * 86400)] | None
+    finished_at: AwareDatetime
+
+
+class OutcomeBatch(BaseModel):
+    model_config = _STRICT
+
+    source: SourceName
+    outcomes: list[WorkflowRun]
+
+
+def check_size(field: str, items: Sequence[object], max_items: int) -> None:
+    """A batch is neither empty nor bigger than `max_items`."""
+    if not items:
+        raise InvalidArgumentError(f"{field}: must have at least 1 item")
+    if len(items) > max_items:
+        raise InvalidArgumentError(f"{field}: at most {max_items} in one batch")
+
+
 def check_batch(source: str, records: Sequence[Identity], max_records: int) -> None:
     """What the field checks cannot say: a batch is one source's, and neither empty nor too big."""
-    if not records:
-        raise InvalidArgumentError("records: must have at least 1 item")
-    if len(records) > max_records:
-        raise InvalidArgumentError(f"records: at most {max_records} in one batch")
+    check_size("records", records, max_records)
     for index, record in enumerate(records):
         if record.source != source:
             raise InvalidArgumentError(f"records[{index}].source: must be the batch's source ({source!r})")
