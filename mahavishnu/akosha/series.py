@@ -36,13 +36,16 @@ __all__ = [
     "MAX_SERIES",
     "MEMORY_METRICS",
     "NO_PROJECT",
+    "Collector",
     "Frame",
     "Grid",
     "MetricRegistry",
     "MetricSpec",
     "Store",
+    "bucket_totals",
     "grid",
     "parse_duration",
+    "zeros",
 ]
 
 MAX_BUCKETS = 2000
@@ -249,14 +252,18 @@ async def _memories(store: Store, principal: Principal, on: Grid) -> list[_Memor
     return found
 
 
-def _zeros(on: Grid) -> npt.NDArray[np.float64]:
+def zeros(on: Grid) -> npt.NDArray[np.float64]:
+    """A series of `on` with nothing in it yet."""
     return np.zeros(on.count, dtype=np.float64)
 
 
-def _totals(on: Grid, by: str, counted: Mapping[tuple[str, int], int]) -> dict[str, npt.NDArray[np.float64]]:
-    series: dict[str, npt.NDArray[np.float64]] = {} if by != "none" else {ALL: _zeros(on)}
+def bucket_totals(
+    on: Grid, by: str, counted: Mapping[tuple[str, int], float]
+) -> dict[str, npt.NDArray[np.float64]]:
+    """One series per group from (group, bucket) → value; by "none", the one series even if empty."""
+    series: dict[str, npt.NDArray[np.float64]] = {} if by != "none" else {ALL: zeros(on)}
     for (group, bucket), value in counted.items():
-        series.setdefault(group, _zeros(on))[bucket] += value
+        series.setdefault(group, zeros(on))[bucket] += value
     return series
 
 
@@ -267,7 +274,7 @@ async def _count_memories(
     for memory in await _memories(store, principal, on):
         key = (_group(memory, by), memory.bucket)
         counted[key] = counted.get(key, 0) + 1
-    return _totals(on, by, counted)
+    return bucket_totals(on, by, counted)
 
 
 async def _count_sessions(
@@ -280,7 +287,7 @@ async def _count_sessions(
     counted: dict[tuple[str, int], int] = {}
     for group, bucket, _, _ in seen:
         counted[(group, bucket)] = counted.get((group, bucket), 0) + 1
-    return _totals(on, by, counted)
+    return bucket_totals(on, by, counted)
 
 
 MEMORY_METRICS = (

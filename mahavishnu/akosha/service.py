@@ -24,6 +24,7 @@ from mahavishnu.akosha.series import MEMORY_METRICS, MetricRegistry, Store
 from mahavishnu.akosha.settings import AkoshaSettings
 from mahavishnu.akosha.tools import AkoshaTools
 from mahavishnu.akosha.wire import Batch, OutcomeBatch
+from mahavishnu.akosha.workflow_series import WORKFLOW_METRICS
 from mahavishnu.platform import ComponentHealth, Database, HealthCheck, Metrics, Service, get_logger
 from mahavishnu.platform.background import in_background
 from mahavishnu.platform.origin import HostOriginGuard
@@ -38,9 +39,10 @@ INSTRUCTIONS = (
     "and source, encrypted at rest. list_sources names the systems you may read and their counts; "
     "list_records pages through their records (by source and tenant); get_record reads one. "
     "analyze_trends, detect_anomalies, detect_changepoints and correlate_systems judge time series "
-    "of what the systems report (memories, sessions; per source or project), with chart=true for "
-    "a PNG chart. search_all_systems finds memories across every system you may read, by words "
-    "and by meaning."
+    "of what the systems report (memories, sessions; per source or project; and Mahavishnu's "
+    "workflow_runs, workflow_failures, workflow_retries, workflow_duration per source, repo or "
+    "workflow), with chart=true for a PNG chart. search_all_systems finds memories across every "
+    "system you may read, by words and by meaning."
 )
 
 
@@ -84,7 +86,9 @@ def create_service(settings: AkoshaSettings, metrics: Metrics) -> Service:
         tools=[
             *AkoshaTools(inbox, Reader(db, ring)).specs(),
             *SearchTools(CrossSearch(db, ring, index, search_metrics)).specs(),
-            *AnalyticsTools(Analyst(Store(db, ring), MetricRegistry(MEMORY_METRICS))).specs(),
+            *AnalyticsTools(
+                Analyst(Store(db, ring), MetricRegistry((*MEMORY_METRICS, *WORKFLOW_METRICS)))
+            ).specs(),
         ],
         health_checks=[
             HealthCheck("database", database, critical=True),
