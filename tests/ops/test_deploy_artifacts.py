@@ -1,4 +1,4 @@
-"""The deployment artifacts under deploy/ (Mahavishnu's and Session-Buddy's entries), validated for
+"""The deployment artifacts under deploy/ (Mahavishnu's, Session-Buddy's and Akosha's entries), validated for
 real: hadolint, the Compose schema, kubernetes-validate, each service's settings model, and the
 servers themselves where a check can run."""
 
@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
+from mahavishnu.akosha.settings import AkoshaSettings
 from mahavishnu.platform.crypto import KeyRing
 from mahavishnu.session_buddy.settings import SessionBuddySettings
 from tests.ops.support import ENCRYPTION_KEY, ROOT, require_module, require_tool, settings_env_names
@@ -364,12 +365,17 @@ def interpolate(value: Any, env: dict[str, str]) -> Any:
 
 
 SESSION_BUDDY_SECRETS = {"SESSION_BUDDY_AUTH_SECRET": "b" * 48, "SESSION_ENCRYPTION_KEY": ENCRYPTION_KEY}
+AKOSHA_SECRETS = {
+    "AKOSHA_AUTH_SECRET": "a" * 48,
+    "AKOSHA_API_TOKEN": "t" * 32,
+    "AKOSHA_ENCRYPTION_KEY": ENCRYPTION_KEY,
+}
 PRODUCTION_ENV = {
     "MAHAVISHNU_AUTH_SECRET": "s" * 48,
     "POSTGRES_PASSWORD": "pg-password-for-the-test",
     "GRAFANA_ADMIN_PASSWORD": "grafana-password-for-the-test",
     **SESSION_BUDDY_SECRETS,
-    "AKOSHA_API_TOKEN": "t" * 32,
+    **AKOSHA_SECRETS,
 }
 
 
@@ -387,11 +393,18 @@ def test_compose_validates_against_the_compose_specification() -> None:
 
 def test_compose_has_the_whole_stack_with_healthchecks() -> None:
     services = compose()["services"]
-    for name in ["postgres", "redis", "mahavishnu", "session-buddy", "prometheus", "alertmanager", "grafana"]:
+    for name in [
+        "postgres",
+        "redis",
+        "mahavishnu",
+        "session-buddy",
+        "akosha",
+        "prometheus",
+        "alertmanager",
+        "grafana",
+    ]:
         assert name in services, name
         assert "profiles" not in services[name], f"{name} must start by default"
-    assert services["akosha"]["profiles"] == ["ecosystem"]
-    assert any("8682:8682" in p for p in services["akosha"]["ports"])
     for name, service in services.items():
         assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
         for port in service.get("ports", []):
@@ -407,27 +420,34 @@ def test_compose_has_the_whole_stack_with_healthchecks() -> None:
 HARDENING = ("read_only", "tmpfs", "cap_drop", "security_opt")
 
 
-def test_compose_serves_session_buddy_from_the_mahavishnu_image() -> None:
+SERVED = {"session-buddy": ("SESSION_BUDDY_PORT", 8678), "akosha": ("AKOSHA_PORT", 8682)}
+"""The services the Mahavishnu image serves beside Mahavishnu: their port variable and port."""
+
+
+@pytest.mark.parametrize("name", sorted(SERVED))
+def test_compose_serves_the_other_services_from_the_mahavishnu_image(name: str) -> None:
     services = compose()["services"]
-    mahavishnu, buddy = services["mahavishnu"], services["session-buddy"]
-    assert buddy["image"] == mahavishnu["image"], "one image for both services"
-    assert "build" not in buddy, "built once, by the mahavishnu service"
-    assert buddy["command"] == ["mahavishnu", "serve", "session-buddy", "--host", "0.0.0.0"]
-    assert buddy["ports"] == ["127.0.0.1:${SESSION_BUDDY_PORT:-8678}:8678"]
-    assert buddy["volumes"] == ["session-buddy-data:/data"]
-    assert "session-buddy-data" in compose()["volumes"]
-    assert buddy["depends_on"]["postgres"]["condition"] == "service_healthy"
-    assert buddy["depends_on"]["redis"]["condition"] == "service_healthy"
-    assert {k: buddy[k] for k in HARDENING} == {k: mahavishnu[k] for k in HARDENING}
-    # The image's probe, on Session-Buddy's port.
-    assert buddy["healthcheck"]["test"] == ["CMD", "python", "-c", session_buddy_healthcheck_code()]
-    assert buddy["healthcheck"]["start_period"] == mahavishnu["healthcheck"]["start_period"]
+    mahavishnu, served = services["mahavishnu"], services[name]
+    variable, port = SERVED[name]
+    assert served["image"] == mahavishnu["image"], "one image for every service"
+    assert "build" not in served, "built once, by the mahavishnu service"
+    assert served["command"] == ["mahavishnu", "serve", name, "--host", "0.0.0.0"]
+    assert served["ports"] == [f"127.0.0.1:${{{variable}:-{port}}}:{port}"]
+    assert served["volumes"] == [f"{name}-data:/data"]
+    assert f"{name}-data" in compose()["volumes"]
+    assert served["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert served["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert {k: served[k] for k in HARDENING} == {k: mahavishnu[k] for k in HARDENING}
+    # The image's probe, on the service's port.
+    assert served["healthcheck"]["test"] == ["CMD", "python", "-c", served_healthcheck_code(port)]
+    assert served["healthcheck"]["start_period"] == mahavishnu["healthcheck"]["start_period"]
 
 
-def test_compose_session_buddy_command_is_a_real_cli_command() -> None:
-    """`serve session-buddy --host 0.0.0.0` parses as the CLI's serve command (--help stops short
-    of starting it)."""
-    command = compose()["services"]["session-buddy"]["command"]
+@pytest.mark.parametrize("name", sorted(SERVED))
+def test_compose_serve_commands_are_real_cli_commands(name: str) -> None:
+    """`serve NAME --host 0.0.0.0` parses as the CLI's serve command (--help stops short of
+    starting it)."""
+    command = compose()["services"][name]["command"]
     assert command[0] == "mahavishnu"
     done = subprocess.run(
         [sys.executable, "-m", "mahavishnu", *command[1:], "--help"],
@@ -440,8 +460,12 @@ def test_compose_session_buddy_command_is_a_real_cli_command() -> None:
     assert "session-buddy" in done.stdout
 
 
+def served_healthcheck_code(port: int) -> str:
+    return healthcheck_code().replace("127.0.0.1:8680", f"127.0.0.1:{port}")
+
+
 def session_buddy_healthcheck_code() -> str:
-    return healthcheck_code().replace("127.0.0.1:8680", "127.0.0.1:8678")
+    return served_healthcheck_code(8678)
 
 
 def test_session_buddy_healthcheck_works_against_the_real_server(session_buddy_server: RunningServer) -> None:
@@ -470,6 +494,7 @@ def test_compose_takes_every_secret_from_the_environment() -> None:
         "GRAFANA_ADMIN_PASSWORD",
         "SESSION_BUDDY_AUTH_SECRET",
         "SESSION_ENCRYPTION_KEY",
+        *AKOSHA_SECRETS,
     ]:
         env = {k: v for k, v in PRODUCTION_ENV.items() if k != name}
         with pytest.raises(KeyError, match=name):
@@ -531,6 +556,49 @@ def test_compose_session_buddy_environment_is_valid_settings(monkeypatch: pytest
     assert any("SESSION_ENCRYPTION_KEY" in problem for problem in refused)
 
 
+def load_akosha_settings(monkeypatch: pytest.MonkeyPatch, environment: dict[str, Any]) -> AkoshaSettings:
+    """Akosha's settings from `environment` alone (nothing of this shell, no file)."""
+    accepted = settings_env_names(AkoshaSettings)
+    assert set(environment) <= accepted, set(environment) - accepted
+    shared = set(AkoshaSettings.shared_env.values())
+    for key in list(os.environ):
+        if key.startswith(("AKOSHA_", "RATE_LIMIT_")) or key in shared:
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("AKOSHA_CONFIG", "/nonexistent/settings.yaml")
+    for key, value in environment.items():
+        monkeypatch.setenv(key, str(value))
+    return AkoshaSettings.load()
+
+
+def test_compose_akosha_environment_is_valid_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    environment = interpolate(compose()["services"]["akosha"]["environment"], PRODUCTION_ENV)
+    settings = load_akosha_settings(monkeypatch, environment)
+    assert settings.env == "production"
+    assert settings.check_secure() == []
+    assert settings.port == 8682
+    assert settings.data_dir == Path("/data")
+    assert settings.effective_model_cache_dir == Path("/data/models"), "the model is kept on the volume"
+    assert settings.database_schema == "akosha"
+    assert settings.effective_database_url.endswith("@postgres:5432/mahavishnu")
+    assert "akosha:8682" in settings.allowed_hosts
+    KeyRing.parse(settings.encryption_key, setting="AKOSHA_ENCRYPTION_KEY")
+    for missing in ("AKOSHA_API_TOKEN", "AKOSHA_ENCRYPTION_KEY"):
+        monkeypatch.delenv(missing)
+        without = {k: v for k, v in environment.items() if k != missing}
+        refused = load_akosha_settings(monkeypatch, without).check_secure()
+        assert any(missing in problem for problem in refused), missing
+
+
+def test_compose_points_session_buddy_at_akosha_with_its_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    services = interpolate(compose()["services"], PRODUCTION_ENV)
+    buddy = load_session_buddy_settings(monkeypatch, services["session-buddy"]["environment"])
+    assert buddy.akosha_url == "http://akosha:8682"
+    assert buddy.akosha_token is not None
+    assert buddy.akosha_token.get_secret_value() == services["akosha"]["environment"]["AKOSHA_API_TOKEN"]
+    # No depends_on: Session-Buddy serves without Akosha (its outbox waits).
+    assert "akosha" not in compose()["services"]["session-buddy"]["depends_on"]
+
+
 def test_compose_mounts_existing_config_files() -> None:
     for name, service in compose()["services"].items():
         for volume in service.get("volumes", []):
@@ -543,9 +611,10 @@ def test_compose_limits_match_the_alert_rules() -> None:
     mahavishnu = compose()["services"]["mahavishnu"]
     assert mahavishnu["mem_limit"] == "512m"
     assert float(mahavishnu["cpus"]) == CPU_LIMIT_CORES
-    buddy = compose()["services"]["session-buddy"]
-    assert buddy["mem_limit"] == "1g"
-    assert float(buddy["cpus"]) == SESSION_BUDDY_CPU_LIMIT_CORES
+    for name in ("session-buddy", "akosha"):
+        served = compose()["services"][name]
+        assert served["mem_limit"] == "1g", name
+        assert float(served["cpus"]) == SESSION_BUDDY_CPU_LIMIT_CORES, name
 
 
 # --- Kubernetes ------------------------------------------------------------------------------------------
@@ -598,7 +667,7 @@ def test_no_secret_is_committed() -> None:
             config_maps += 1
             for key in doc["data"]:
                 assert not SECRETISH.search(key), f"{path}: ConfigMap key {key} looks like a secret"
-    assert config_maps == 2
+    assert config_maps == 3
 
 
 def test_kustomization_lists_every_manifest() -> None:
@@ -695,6 +764,54 @@ def test_session_buddy_configmap_holds_valid_settings(monkeypatch: pytest.Monkey
     assert settings.check_secure() == []
     assert "session-buddy.mahavishnu.svc.cluster.local:8678" in settings.allowed_hosts
     assert settings.source_name == "session-buddy", "its name in Akosha must not be a pod's"
+
+
+def test_akosha_deployment_mirrors_session_buddys() -> None:
+    c, buddy = container("akosha"), container("session-buddy")
+    assert c["image"] == container()["image"], "one image (kustomize's `images:` sets every one)"
+    assert c["args"] == compose()["services"]["akosha"]["command"]
+    assert {p["containerPort"] for p in c["ports"]} == {8682}
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert c[probe]["httpGet"]["path"] == buddy[probe]["httpGet"]["path"], probe
+    assert c["resources"] == buddy["resources"]
+    assert c["securityContext"] == buddy["securityContext"]
+    assert {m["mountPath"] for m in c["volumeMounts"]} == {"/data", "/tmp"}
+    pod = k8s("Deployment", "akosha")["spec"]["template"]
+    assert (
+        pod["spec"]["securityContext"]
+        == k8s("Deployment", "session-buddy")["spec"]["template"]["spec"]["securityContext"]
+    )
+    assert pod["spec"]["serviceAccountName"] == "akosha"
+    assert k8s("ServiceAccount", "akosha")["automountServiceAccountToken"] is False
+    assert pod["metadata"]["annotations"]["prometheus.io/port"] == "8682"
+    assert k8s("Deployment", "akosha")["spec"]["replicas"] >= 2
+
+
+def test_akosha_takes_its_secrets_by_reference() -> None:
+    env = {e["name"]: e for e in container("akosha")["env"]}
+    for name in ["AKOSHA_AUTH_SECRET", "AKOSHA_API_TOKEN", "AKOSHA_ENCRYPTION_KEY", "POSTGRES_URL"]:
+        ref = env[name]["valueFrom"]["secretKeyRef"]
+        assert ref["name"] == "akosha-secrets"
+        assert not ref.get("optional"), f"{name} is required"
+    for item in env.values():
+        assert "valueFrom" in item, item["name"]
+    (source,) = container("akosha")["envFrom"]
+    assert source["configMapRef"]["name"] == "akosha-config"
+    header = (K8S / "akosha-deployment.yaml").read_text()
+    for item in env.values():
+        key = item["valueFrom"]["secretKeyRef"]["key"]
+        assert f"--from-literal={key}=" in header, f"the header does not say how to create {key}"
+
+
+def test_akosha_configmap_holds_valid_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = k8s("ConfigMap", "akosha-config")["data"]
+    settings = load_akosha_settings(monkeypatch, {**config, **AKOSHA_SECRETS})
+    assert settings.env == "production"
+    assert settings.port == 8682
+    assert settings.host == "0.0.0.0"
+    assert settings.database_schema == "akosha"
+    assert settings.check_secure() == []
+    assert "akosha.mahavishnu.svc.cluster.local:8682" in settings.allowed_hosts
 
 
 def test_configmap_holds_valid_settings(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -805,6 +922,37 @@ def test_session_buddy_service_pdb_hpa_and_network_policy_select_its_pods_only()
     assert not {22, 443} & egress, "Session-Buddy needs no git remote and downloads nothing"
 
 
+def test_akosha_service_pdb_hpa_and_network_policy_select_its_pods_only() -> None:
+    def pod_labels(name: str) -> dict[str, str]:
+        labels: dict[str, str] = k8s("Deployment", name)["spec"]["template"]["metadata"]["labels"]
+        return labels
+
+    akosha = pod_labels("akosha")
+    others = [pod_labels(name) for name in (*MAHAVISHNU_DEPLOYMENTS, "session-buddy")]
+    for kind in ("Service", "PodDisruptionBudget", "NetworkPolicy"):
+        selector = pod_selector(kind, "akosha")
+        assert labels_match(selector, akosha), kind
+        assert not any(labels_match(selector, labels) for labels in others), f"{kind} reaches another service"
+        for name in ("mahavishnu", "session-buddy"):
+            assert not labels_match(pod_selector(kind, name), akosha), f"{name}'s {kind} reaches it"
+    service = k8s("Service", "akosha")["spec"]
+    assert service["ports"] == [{"name": "http", "port": 8682, "targetPort": "http", "protocol": "TCP"}]
+    hpa = k8s("HorizontalPodAutoscaler", "akosha")["spec"]
+    assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "akosha"}
+    assert hpa["minReplicas"] >= 2
+    policy = k8s("NetworkPolicy", "akosha")["spec"]
+    assert set(policy["policyTypes"]) == {"Ingress", "Egress"}
+    assert [p["port"] for rule in policy["ingress"] for p in rule["ports"]] == [8682]
+    egress = {p["port"] for rule in policy["egress"] for p in rule["ports"]}
+    assert {53, 5432, 6379} <= egress
+    assert not {22, 443, 8678, 8680} & egress, "Akosha calls no other service and downloads nothing"
+    # Session-Buddy may reach it (its outbox).
+    buddy_egress = {
+        p["port"] for rule in k8s("NetworkPolicy", "session-buddy")["spec"]["egress"] for p in rule["ports"]
+    }
+    assert 8682 in buddy_egress
+
+
 def test_kustomize_renders_every_manifest() -> None:
     kubectl = require_tool("kubectl")  # no package to install it from: CI machines carry it
     done = subprocess.run([kubectl, "kustomize", str(K8S)], capture_output=True, text=True, timeout=60)
@@ -818,7 +966,7 @@ def test_kustomize_renders_every_manifest() -> None:
         if d["kind"] == "Deployment"
         for c in d["spec"]["template"]["spec"]["containers"]
     }
-    assert images["session-buddy"] == images["mahavishnu"]
+    assert images["session-buddy"] == images["akosha"] == images["mahavishnu"]
 
 
 # --- Cloud Run -------------------------------------------------------------------------------------------
@@ -890,3 +1038,41 @@ def test_cloud_run_session_buddy_service(monkeypatch: pytest.MonkeyPatch) -> Non
     assert settings.check_secure() == []
     assert settings.dns_rebinding_protection is False
     assert settings.source_name == "session-buddy", "its name in Akosha must not be an instance's"
+
+
+def test_cloud_run_akosha_service(monkeypatch: pytest.MonkeyPatch) -> None:
+    service = yaml.safe_load((DEPLOY / "cloudrun" / "akosha.yaml").read_text())
+    buddy = yaml.safe_load((DEPLOY / "cloudrun" / "session-buddy.yaml").read_text())
+    assert service["apiVersion"] == "serving.knative.dev/v1"
+    assert service["metadata"]["name"] == "akosha"
+    (c,) = service["spec"]["template"]["spec"]["containers"]
+    (b,) = buddy["spec"]["template"]["spec"]["containers"]
+    assert c["image"] == b["image"], "the same image as Mahavishnu"
+    assert c["args"] == compose()["services"]["akosha"]["command"]
+    assert c["ports"] == [{"name": "http1", "containerPort": 8682}]
+    assert c["startupProbe"]["httpGet"] == {"path": "/ready", "port": 8682}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/health", "port": 8682}
+    assert c["resources"]["limits"] == b["resources"]["limits"]
+    annotations = service["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["run.googleapis.com/cpu-throttling"] == "false", "background embedding needs the CPU"
+    env = {e["name"]: e for e in c["env"]}
+    headers = "".join((DEPLOY / "cloudrun" / f).read_text() for f in ("akosha.yaml", "service.yaml"))
+    for name in [
+        "AKOSHA_AUTH_SECRET",
+        "AKOSHA_API_TOKEN",
+        "AKOSHA_ENCRYPTION_KEY",
+        "POSTGRES_URL",
+        "REDIS_URL",
+    ]:
+        ref = env[name]["valueFrom"]["secretKeyRef"]
+        assert ref["key"] == "latest"
+        assert f"gcloud secrets create {ref['name']}" in headers, f"how to create {ref['name']}?"
+    for name, item in env.items():
+        if SECRETISH.search(name):
+            assert "value" not in item, name
+    plain = {name: item["value"] for name, item in env.items() if "value" in item}
+    settings = load_akosha_settings(monkeypatch, {**plain, **AKOSHA_SECRETS})
+    assert settings.env == "production"
+    assert settings.port == 8682
+    assert settings.check_secure() == []
+    assert settings.dns_rebinding_protection is False
