@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.ops.support import ENCRYPTION_KEY, FakeHttpServer, broken_mcp_routes
+from tests.support.akosha import akosha_env, spawn_akosha
 from tests.support.repos import make_repos, standard_specs
 from tests.support.server import SECRET, RunningServer, base_env, start_server, wait_ready
 from tests.support.session_buddy import session_buddy_env, spawn_session_buddy
@@ -61,6 +62,25 @@ def session_buddy_server(ops_workdir: Path) -> Iterator[RunningServer]:
         SESSION_ENCRYPTION_KEY=ENCRYPTION_KEY,
     )
     server = spawn_session_buddy(data, env)
+    wait_ready(server, timeout=60)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def akosha_server(ops_workdir: Path) -> Iterator[RunningServer]:
+    """The real Akosha in production mode (auth on with SECRET, an ingest token, an encryption
+    key), SQLite in its own folder: what the deployment files configure, on loopback."""
+    data = ops_workdir / "akosha"
+    data.mkdir()
+    env = akosha_env(
+        data,
+        AKOSHA_ENV="production",
+        AKOSHA_AUTH_SECRET=SECRET,
+        AKOSHA_API_TOKEN="t" * 32,
+        AKOSHA_ENCRYPTION_KEY=ENCRYPTION_KEY,
+    )
+    server = spawn_akosha(data, env)
     wait_ready(server, timeout=60)
     yield server
     server.stop()

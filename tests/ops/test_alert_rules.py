@@ -1,4 +1,4 @@
-"""Alert rules, Alertmanager routing and the Grafana dashboards of Mahavishnu and Session-Buddy:
+"""Alert rules, Alertmanager routing and the Grafana dashboards of Mahavishnu, Session-Buddy and Akosha:
 checked by promtool and amtool, and held to the metric names each running server really exports."""
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ ALERTMANAGER = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
 DASHBOARDS = ROOT / "deploy" / "grafana" / "dashboards"
 SYNTHETIC = {"up"}
 """Series Prometheus records itself for every scrape target (not exported by the server)."""
-JOBS = {"Mahavishnu": "mahavishnu", "SessionBuddy": "session-buddy"}
+JOBS = {"Mahavishnu": "mahavishnu", "SessionBuddy": "session-buddy", "Akosha": "akosha"}
 """Alert name prefix -> the scrape job (and service) its rules select."""
-RECORD_PREFIXES = {"mahavishnu": "mahavishnu:", "session-buddy": "session_buddy:"}
+RECORD_PREFIXES = {"mahavishnu": "mahavishnu:", "session-buddy": "session_buddy:", "akosha": "akosha:"}
 
 # alert -> (severity, a fragment of its expression that carries the guide's threshold)
 THRESHOLDS = {
@@ -51,6 +51,13 @@ THRESHOLDS = {
     "SessionBuddyOutboxStale": ("P2", "> 3600"),
     "SessionBuddyOutboxLagGrowing": ("P3", "[30m])) > 0"),
     "SessionBuddyRotationStuck": ("P2", "[30m])) == 0"),
+    "AkoshaDown": ("P1", "== 0"),
+    "AkoshaAbsent": ("P1", "absent(up"),
+    "AkoshaHighErrorRate": ("P1", "> 0.01"),
+    "AkoshaIngestRefused": ("P2", "* 60 > 1"),
+    "AkoshaHighSearchLatency": ("P2", ") > 1"),
+    "AkoshaHighMemory": ("P2", "> 0.9"),
+    "AkoshaEmbeddingBacklog": ("P2", "> 1000"),
 }
 
 
@@ -100,7 +107,9 @@ def exported_names(server: RunningServer) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def exported(live_server: RunningServer, session_buddy_server: RunningServer) -> dict[str, set[str]]:
+def exported(
+    live_server: RunningServer, session_buddy_server: RunningServer, akosha_server: RunningServer
+) -> dict[str, set[str]]:
     """Each service's exported names, by scrape job, after some traffic (so every HTTP series
     has samples too; Session-Buddy's with a token, its auth being on)."""
     rpc(live_server.url, "tools/list")
@@ -111,7 +120,11 @@ def exported(live_server: RunningServer, session_buddy_server: RunningServer) ->
         ("memory_stats", {}),
     ]:
         assert call_tool(session_buddy_server.url, tool, arguments, token=token).status_code == 200
-    return {"mahavishnu": exported_names(live_server), "session-buddy": exported_names(session_buddy_server)}
+    return {
+        "mahavishnu": exported_names(live_server),
+        "session-buddy": exported_names(session_buddy_server),
+        "akosha": exported_names(akosha_server),
+    }
 
 
 # --- promtool ------------------------------------------------------------------------------------------
@@ -168,7 +181,7 @@ def test_promtool_check_prometheus_config() -> None:
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     assert config["rule_files"] == ["alerts.yml"]
     services = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())["services"]
-    for service, port in [("mahavishnu", 8680), ("session-buddy", 8678)]:
+    for service, port in [("mahavishnu", 8680), ("session-buddy", 8678), ("akosha", 8682)]:
         job = jobs[service]  # the job name is what the rules select
         assert job["metrics_path"] == "/metrics"
         assert job["static_configs"] == [{"targets": [f"{service}:{port}"]}]
@@ -223,17 +236,18 @@ def test_resource_limits_in_the_rules_match_the_deployments() -> None:
     assert float(compose["cpus"]) == cpu
 
 
-def test_session_buddy_limits_in_the_rules_match_its_deployments() -> None:
+@pytest.mark.parametrize(("service", "prefix"), [("session-buddy", "session_buddy"), ("akosha", "akosha")])
+def test_served_limits_in_the_rules_match_their_deployments(service: str, prefix: str) -> None:
     limits = {r["record"]: r["expr"] for r in rules() if "record" in r}
-    memory = int(re.fullmatch(r"vector\((\d+)\)", limits["session_buddy:memory_limit_bytes"]).group(1))  # type: ignore[union-attr]
-    cpu = float(re.fullmatch(r"vector\(([\d.]+)\)", limits["session_buddy:cpu_limit_cores"]).group(1))  # type: ignore[union-attr]
+    memory = int(re.fullmatch(r"vector\((\d+)\)", limits[f"{prefix}:memory_limit_bytes"]).group(1))  # type: ignore[union-attr]
+    cpu = float(re.fullmatch(r"vector\(([\d.]+)\)", limits[f"{prefix}:cpu_limit_cores"]).group(1))  # type: ignore[union-attr]
     assert memory == 1024**3
-    deployment = yaml.safe_load((ROOT / "deploy" / "k8s" / "session-buddy-deployment.yaml").read_text())
+    deployment = yaml.safe_load((ROOT / "deploy" / "k8s" / f"{service}-deployment.yaml").read_text())
     k8s_limits = deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
     assert k8s_limits == {"cpu": f"{cpu:g}", "memory": f"{memory // 1024**3}Gi"}
-    cloud_run = yaml.safe_load((ROOT / "deploy" / "cloudrun" / "session-buddy.yaml").read_text())
+    cloud_run = yaml.safe_load((ROOT / "deploy" / "cloudrun" / f"{service}.yaml").read_text())
     assert cloud_run["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"] == k8s_limits
-    compose = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())["services"]["session-buddy"]
+    compose = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())["services"][service]
     assert compose["mem_limit"] == f"{memory // 1024**3}g"
     assert float(compose["cpus"]) == cpu
 
