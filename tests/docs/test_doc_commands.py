@@ -46,6 +46,7 @@ from mahavishnu.orchestrator.settings import MahavishnuSettings
 from mahavishnu.platform import PlatformSettings
 from mahavishnu.session_buddy.settings import SessionBuddySettings
 from tests.ops.support import ENCRYPTION_KEY, ROOT, find_tool, promql_metric_names, require_tool
+from tests.support.akosha import akosha_env, spawn_akosha
 from tests.support.repos import make_repos, standard_specs
 from tests.support.server import SECRET, RunningServer, base_env, free_port, start_server, wait_ready
 from tests.support.session_buddy import session_buddy_env, spawn_session_buddy
@@ -842,10 +843,22 @@ def doc_promql() -> list[tuple[str, str]]:
     return found
 
 
-def test_promql_is_valid_and_uses_only_exported_metrics(live: Live, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def akosha(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """A real Akosha on its defaults (its /metrics is what the documents' Akosha queries use)."""
+    data = tmp_path_factory.mktemp("doc-akosha")
+    server = spawn_akosha(data, akosha_env(data))
+    wait_ready(server, timeout=60)
+    yield server
+    server.stop()
+
+
+def test_promql_is_valid_and_uses_only_exported_metrics(
+    live: Live, akosha: RunningServer, tmp_path: Path
+) -> None:
     queries = doc_promql()
     assert len(queries) >= 15
-    exported = exported_metric_names(live.server.base, live.session_buddy.base)
+    exported = exported_metric_names(live.server.base, live.session_buddy.base, akosha.base)
     unknown = [
         f"{where}: {sorted(promql_metric_names(expr) - exported)} in {expr}"
         for where, expr in queries
