@@ -230,11 +230,16 @@ def up(
 
 
 def _wired_env(settings: PlatformSettings, started: dict[str, PlatformSettings]) -> dict[str, str]:
-    """What `up` tells a service about the others it starts: Session-Buddy pushes to the Akosha
-    started beside it, unless its own settings name another."""
+    """What `up` tells a service about the others it starts: Session-Buddy pushes memories, and
+    Mahavishnu workflow outcomes, to the Akosha started beside it, unless its own settings name
+    another."""
     akosha = started.get("akosha")
-    if isinstance(settings, SessionBuddySettings) and settings.akosha_url is None and akosha is not None:
+    if akosha is None:
+        return {}
+    if isinstance(settings, SessionBuddySettings) and settings.akosha_url is None:
         return {"SESSION_BUDDY_AKOSHA_URL": akosha.resource_url}
+    if isinstance(settings, MahavishnuSettings) and settings.akosha_url is None:
+        return {"MAHAVISHNU_AKOSHA_URL": akosha.resource_url}
     return {}
 
 

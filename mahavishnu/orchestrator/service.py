@@ -1,4 +1,5 @@
-"""Mahavishnu as a platform service: its tools, resources, health checks and watcher."""
+"""Mahavishnu as a platform service: its tools, resources, health checks, watcher, engine and
+the pusher of workflow outcomes to Akosha."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from prometheus_client import Counter, Gauge
 from mahavishnu import __version__
 from mahavishnu.orchestrator.completions import completion_hook
 from mahavishnu.orchestrator.manifest import Manifest, ManifestStore, Repo
+from mahavishnu.orchestrator.outcome_pusher import PushMetrics, push_outcomes
 from mahavishnu.orchestrator.settings import MahavishnuSettings
 from mahavishnu.orchestrator.tools import RepoOut, RepoTools
 from mahavishnu.orchestrator.workflows.local import EngineConfig, LocalEngine
@@ -64,6 +66,7 @@ def create_service(settings: MahavishnuSettings, metrics: Metrics, *, db: Databa
     definitions = settings.workflow_definitions()
     engine = LocalEngine(db, engine_config(settings), definitions, WorkflowMetrics(metrics))
     workflows = WorkflowService(db, store, definitions, engine)
+    push_metrics = PushMetrics(metrics)
 
     @contextlib.asynccontextmanager
     async def background() -> AsyncIterator[None]:
@@ -71,6 +74,7 @@ def create_service(settings: MahavishnuSettings, metrics: Metrics, *, db: Databa
             tg.start_soon(store.watch, settings.manifest_poll_seconds)
             ready = await _schema_ready(db, upgrade=settings.db_auto_upgrade)
             tg.start_soon(_run_engine, db, engine, settings.db_auto_upgrade, ready)
+            tg.start_soon(push_outcomes, db, settings, push_metrics)
             try:
                 yield
             finally:

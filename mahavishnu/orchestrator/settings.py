@@ -1,11 +1,15 @@
-"""Mahavishnu's own settings: the platform's, plus the repository manifest."""
+"""Mahavishnu's own settings: the platform's, plus the repository manifest, the workflows, and
+where (and as whom) it sends their outcomes to Akosha."""
 
 from __future__ import annotations
 
+import re
+import socket
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from mahavishnu.orchestrator.workflows.definitions import WorkflowDefinition, builtin_workflows
 from mahavishnu.platform.settings import ROOT_MIGRATIONS, PlatformSettings
@@ -31,12 +35,23 @@ DEFAULT_ROLES: tuple[str, ...] = (
 )
 
 
+SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+"""What Akosha shows as where an outcome came from: a host-name-like label."""
+
+
+def _host_name() -> str:
+    """This machine's name as a source name; 'mahavishnu' when it does not make one."""
+    name = socket.gethostname().lower()
+    return name if SOURCE_NAME.match(name) else "mahavishnu"
+
+
 class MahavishnuSettings(
     PlatformSettings,
     service_name="mahavishnu",
     env_prefix="MAHAVISHNU_",
     default_port=8680,
     migrations=ROOT_MIGRATIONS,
+    shared_env={"akosha_token": "AKOSHA_API_TOKEN"},
 ):
     env_file_template = "{env}.yaml"
     """`<env>.yaml` beside the settings file, as before services had files of their own:
@@ -67,6 +82,43 @@ class MahavishnuSettings(
     """What happens to runs left `running` by a process that died."""
     lease_seconds: float = Field(default=15.0, gt=0)
     engine_poll_seconds: float = Field(default=0.5, gt=0)
+
+    # --- Akosha ----------------------------------------------------------------
+    akosha_url: str | None = None
+    """Akosha's base URL (e.g. http://akosha:8682): each closed workflow's per-repository outcomes
+    are sent to its `/ingest/outcomes`. Unset: nothing is sent (closes are still queued, one row
+    per workflow, so setting it later sends what closed meanwhile)."""
+    akosha_token: SecretStr | None = None
+    """The bearer token Akosha accepts (AKOSHA_API_TOKEN, shared with Akosha's deployment);
+    required in production when akosha_url is set."""
+    source_name: str = Field(default_factory=_host_name, pattern=SOURCE_NAME.pattern)
+    """This Mahavishnu's name in Akosha (letters, digits, '.', '_', '-'; up to 100): keep it
+    stable, it is part of every outcome's identity there."""
+    outcome_batch_size: int = Field(default=500, ge=1, le=5000)
+    """Outcomes (repository runs) sent per request; a workflow's are never split, so one over
+    this goes alone."""
+
+    @field_validator("akosha_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError("an http(s) URL such as http://akosha:8682, without query or fragment")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("no credentials in the URL: the token goes in AKOSHA_API_TOKEN")
+        return value.rstrip("/")
+
+    def check_secure(self, *, listening: bool = True) -> list[str]:
+        problems = super().check_secure(listening=listening)
+        if self.env == "production" and self.akosha_url is not None and self.akosha_token is None:
+            problems.append(
+                "production mode sends outcomes to Akosha (MAHAVISHNU_AKOSHA_URL) only with a "
+                "token: set AKOSHA_API_TOKEN"
+            )
+        return problems
 
     @model_validator(mode="before")
     @classmethod

@@ -10,7 +10,17 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from mahavishnu.platform.sqltypes import UTCDateTime
 
-__all__ = ["Attempt", "BackupEvent", "Base", "CircuitState", "DeadLetter", "Instance", "RepoRun", "Workflow"]
+__all__ = [
+    "Attempt",
+    "BackupEvent",
+    "Base",
+    "CircuitState",
+    "DeadLetter",
+    "Instance",
+    "OutcomeOutboxEntry",
+    "RepoRun",
+    "Workflow",
+]
 
 
 class Base(DeclarativeBase):
@@ -145,3 +155,15 @@ class BackupEvent(Base):
     ok: Mapped[bool]
     detail: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class OutcomeOutboxEntry(Base):
+    """A closed workflow whose per-repository outcomes Akosha has not yet accepted: written in
+    the transaction that closes the workflow, deleted once Akosha took them (`outcome_outbox.py`).
+    It holds the workflow's id only: the outcomes are read from its runs when sent."""
+
+    __tablename__ = "akosha_outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    workflow_id: Mapped[str] = mapped_column(ForeignKey("workflows.id", ondelete="CASCADE"), index=True)
+    closed_at: Mapped[datetime]

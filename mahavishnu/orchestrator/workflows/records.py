@@ -20,6 +20,7 @@ from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from mahavishnu.orchestrator.workflows import outcome_outbox
 from mahavishnu.orchestrator.workflows.decisions import AttemptResult
 from mahavishnu.orchestrator.workflows.models import Attempt, CircuitState, DeadLetter, RepoRun, Workflow
 from mahavishnu.orchestrator.workflows.states import RunStatus, WorkflowStatus, rollup
@@ -146,7 +147,7 @@ async def finalize_workflows(
 ) -> list[Closed]:
     """Close every workflow among `workflow_ids` whose runs are all final; returns those this
     transaction closed (a workflow another transaction closed first is not returned: each close
-    is counted exactly once)."""
+    is counted exactly once), each queued for Akosha in this same transaction."""
     if not workflow_ids:
         return []
     still_open = set(
@@ -172,6 +173,7 @@ async def finalize_workflows(
         )
         if cast(CursorResult[Any], result).rowcount == 1:  # else a concurrent transaction closed it
             won.append(workflow)
+    await outcome_outbox.queue(session, [(workflow.id, workflow.finished_at) for workflow in won])
     return won
 
 
