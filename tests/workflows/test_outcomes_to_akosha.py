@@ -108,12 +108,12 @@ async def _quick(seconds: float) -> None:
 
 
 @contextlib.asynccontextmanager
-async def pushing(db: Database, base_url: str) -> AsyncIterator[Metrics]:
+async def pushing(db: Database, base_url: str, credential: str = TOKEN) -> AsyncIterator[Metrics]:
     """The pusher running against `base_url` for as long as the block runs; its metrics."""
     metrics = Metrics()
     retry = RequestRetryPolicy(max_attempts=1)
     breaker = BreakerPolicy(failure_threshold=3, cooldown_seconds=0.2)  # it opens, and soon probes
-    async with ServiceClient("akosha", base_url, token=TOKEN, retry=retry, breaker=breaker) as client:
+    async with ServiceClient("akosha", base_url, token=credential, retry=retry, breaker=breaker) as client:
         pusher = OutcomePusher(
             db, client, PushMetrics(metrics), source=SOURCE, poll_seconds=0.05, sleep=_quick
         )
@@ -198,6 +198,21 @@ async def test_with_akosha_down_nothing_is_lost(database: Database, tmp_path: Pa
             assert server.stop() == 0
     assert {repo: (status, attempts) for (_, repo), (status, attempts, _) in stored.items()} == EXPECTED
     assert _sample(metrics, "mahavishnu_akosha_outcomes_pushed_total") == len(FLEET)
+
+
+async def test_a_refused_batch_stays_queued(database: Database, tmp_path: Path, akosha: Akosha) -> None:
+    async with (
+        harness(database, tmp_path, fleet=FLEET, workflows=WORKFLOWS) as h,
+        pushing(database, akosha.server.base, credential="not-the-token") as metrics,
+    ):
+        await _run_flaky(h)
+
+        async def refused_twice() -> bool:
+            return _sample(metrics, "mahavishnu_akosha_push_failures_total") >= 2
+
+        await _until(refused_twice, "two refused sends")
+        assert (await outcome_outbox.backlog(database)).count == 1
+    assert await stored_outcomes(akosha, SOURCE) == {}
 
 
 def test_mahavishnu_up_points_mahavishnu_at_the_akosha_it_starts() -> None:
