@@ -1,10 +1,12 @@
-"""The compose stack for real: PostgreSQL, Redis, Mahavishnu and Session-Buddy from
+"""The compose stack for real: PostgreSQL, Redis, Mahavishnu, Session-Buddy and Akosha from
 deploy/compose.yaml plus the test override deploy/compose.test.yaml (local images, nothing
 pulled), started the guide's way (db upgrade, then up --wait). Mahavishnu uses PostgreSQL and the
 Redis rate-limit backend, runs a workflow over git repositories mounted at /repos, takes and
 verifies a backup; Session-Buddy, the same image serving `mahavishnu serve session-buddy`, comes up
 healthy on its port, keeps its tables in its own PostgreSQL schema, stores and finds a memory for
-a token of its own and passes its smoke checks; `down -v` leaves nothing behind. Prometheus,
+a token of its own and passes its smoke checks; Akosha, the same image again, comes up healthy in
+its own schema and receives that memory from Session-Buddy's outbox; `down -v` leaves nothing
+behind. Prometheus,
 Alertmanager and Grafana are not started: their images cannot be pulled here, and nothing in them
 is Mahavishnu's."""
 
@@ -34,9 +36,12 @@ from tests.support.tokens import claims, hs256
 pytestmark = [pytest.mark.container, pytest.mark.timeout(900)]
 
 COMPOSE_FILES = ("deploy/compose.yaml", "deploy/compose.test.yaml")
-SERVICES = ("postgres", "redis", "mahavishnu", "session-buddy")
+SERVICES = ("postgres", "redis", "mahavishnu", "session-buddy", "akosha")
 BUDDY_SECRET = secrets.token_urlsafe(48)
 """Session-Buddy's own auth secret: a Mahavishnu token must not open it."""
+AKOSHA_SECRET = secrets.token_urlsafe(48)
+AKOSHA_WAIT_SECONDS = 120
+"""How long Session-Buddy's outbox may take to bring a memory to Akosha (a bound, not a measure)."""
 
 
 @dataclass
@@ -46,6 +51,7 @@ class Stack:
     env: dict[str, str]
     port: int
     buddy_port: int
+    akosha_port: int
 
     @property
     def base(self) -> str:
@@ -54,6 +60,15 @@ class Stack:
     @property
     def buddy(self) -> str:
         return f"http://127.0.0.1:{self.buddy_port}"
+
+    @property
+    def akosha(self) -> str:
+        return f"http://127.0.0.1:{self.akosha_port}"
+
+    def psql(self, query: str) -> str:
+        return self.compose(
+            "exec", "-T", "postgres", "psql", "--username=mahavishnu", "--dbname=mahavishnu", "-tAc", query
+        ).stdout
 
     def compose(
         self, *args: str, check: bool = True, timeout: float = 300
@@ -77,7 +92,7 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(engine: Engine, image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The guide's first install: secrets exported, db upgrade, then the services up and healthy."""
-    port, buddy_port = free_port(), free_port()
+    port, buddy_port, akosha_port = free_port(), free_port(), free_port()
     env = {
         "MAHAVISHNU_AUTH_SECRET": SECRET,
         "POSTGRES_PASSWORD": secrets.token_urlsafe(24),
@@ -87,12 +102,15 @@ def stack(engine: Engine, image: str, tmp_path_factory: pytest.TempPathFactory) 
         "SESSION_BUDDY_AUTH_SECRET": BUDDY_SECRET,
         "SESSION_ENCRYPTION_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
         "AKOSHA_API_TOKEN": secrets.token_urlsafe(32),
+        "AKOSHA_AUTH_SECRET": AKOSHA_SECRET,
+        "AKOSHA_ENCRYPTION_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
         "MAHAVISHNU_REPOS_ROOT": str(mounted_fleet(tmp_path_factory.mktemp("compose-repos"))),
         "MAHAVISHNU_IMAGE": image,
         "MAHAVISHNU_PORT": str(port),
         "SESSION_BUDDY_PORT": str(buddy_port),
+        "AKOSHA_PORT": str(akosha_port),
     }
-    running = Stack(engine, f"ctest-{secrets.token_hex(4)}", env, port, buddy_port)
+    running = Stack(engine, f"ctest-{secrets.token_hex(4)}", env, port, buddy_port, akosha_port)
     started = time.monotonic()
     upgraded = running.compose("run", "--rm", "mahavishnu", "mahavishnu", "db", "upgrade")
     assert "head" in upgraded.stdout, upgraded.stdout + upgraded.stderr
@@ -240,6 +258,46 @@ def test_session_buddy_passes_its_smoke_checks(stack: Stack) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "session-buddy (from initialize)" in done.stdout
+
+
+def akosha_token() -> str:
+    return hs256(claims(sub="ops", role="admin", aud="akosha"), secret=AKOSHA_SECRET)
+
+
+def test_akosha_runs_from_the_same_image_in_its_own_schema(stack: Stack, image: str) -> None:
+    container = stack.compose("ps", "--quiet", "akosha").stdout.strip()
+    assert stack.engine.health_status(container) == "healthy"  # compose.yaml's check on :8682
+    config = stack.engine.inspect(container)["Config"]
+    assert config["Image"] == image
+    assert config["Cmd"] == ["mahavishnu", "serve", "akosha", "--host", "0.0.0.0"]
+    assert httpx.get(f"{stack.akosha}/ready", timeout=5).status_code == 200
+    listed = stack.psql(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'akosha'"
+    ).split()
+    assert "alembic_version_akosha" in listed
+    # Session-Buddy's token opens Session-Buddy, not Akosha.
+    assert rpc(f"{stack.akosha}/mcp", "tools/list", token=buddy_token()).status_code == 401
+
+
+def test_session_buddy_pushes_its_memories_to_akosha(stack: Stack) -> None:
+    """The memory stored in Session-Buddy above reaches Akosha through the outbox, over the
+    compose network (SESSION_BUDDY_AKOSHA_URL=http://akosha:8682, the shared AKOSHA_API_TOKEN)."""
+    deadline = time.monotonic() + AKOSHA_WAIT_SECONDS
+    while True:
+        answer = call_tool(
+            f"{stack.akosha}/mcp", "list_records", {"source": "session-buddy"}, token=akosha_token()
+        )
+        assert answer.status_code == 200, answer.text
+        result = answer.json()["result"]
+        assert result["isError"] is False, result
+        if "compose keeps session_buddy apart" in json.dumps(result["structuredContent"]):
+            break
+        assert time.monotonic() < deadline, (
+            f"no pushed memory in Akosha after {AKOSHA_WAIT_SECONDS} s: {result}"
+        )
+        time.sleep(1)
+    metrics = httpx.get(f"{stack.akosha}/metrics", timeout=5).text
+    assert re.search(r'^akosha_ingest_records_total\{outcome="accepted"\} [1-9]', metrics, re.MULTILINE)
 
 
 def major(pattern: str, text: str) -> int:
