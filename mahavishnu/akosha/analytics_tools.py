@@ -32,15 +32,17 @@ Metric = Annotated[
     str,
     Field(
         pattern=r"^[a-z][a-z0-9_]{0,63}$",
-        description="What to count per bucket: memories (made, by their created time) or sessions "
-        "(with a memory made in the bucket).",
+        description="What to count per bucket: memories (made, by their created time), sessions "
+        "(with a memory made in the bucket), or Mahavishnu's workflow_runs, workflow_failures, "
+        "workflow_retries, workflow_duration (median seconds), by when each run finished.",
     ),
 ]
 By = Annotated[
     str,
     Field(
         pattern=r"^[a-z][a-z0-9_]{0,31}$",
-        description="One series per: none (everything in your scope together), source or project.",
+        description="One series per: none (everything in your scope together), source, project "
+        "(memories, sessions), repo or workflow (the workflow metrics).",
     ),
 ]
 Window = Annotated[

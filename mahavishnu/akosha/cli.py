@@ -55,12 +55,14 @@ async def _report(
     from mahavishnu.akosha.analyst import Analyst
     from mahavishnu.akosha.keys import key_ring
     from mahavishnu.akosha.series import MEMORY_METRICS, MetricRegistry, Store
+    from mahavishnu.akosha.workflow_series import WORKFLOW_METRICS
     from mahavishnu.platform.db import Database
 
     db = Database.from_settings(settings, create=False)  # never made here: a reader needs one
     try:
         await db.ensure_schema(upgrade=False)
-        analyst = Analyst(Store(db, key_ring(settings)), MetricRegistry(MEMORY_METRICS))
+        registry = MetricRegistry((*MEMORY_METRICS, *WORKFLOW_METRICS))
+        analyst = Analyst(Store(db, key_ring(settings)), registry)
         if kind is Kind.trend:
             return await analyst.trends(principal, query)
         if kind is Kind.anomalies:

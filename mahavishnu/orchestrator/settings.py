@@ -7,12 +7,11 @@ import re
 import socket
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from mahavishnu.orchestrator.workflows.definitions import WorkflowDefinition, builtin_workflows
-from mahavishnu.platform.settings import ROOT_MIGRATIONS, PlatformSettings
+from mahavishnu.platform.settings import ROOT_MIGRATIONS, PlatformSettings, peer_base_url
 
 __all__ = ["DEFAULT_ROLES", "MahavishnuSettings"]
 
@@ -101,15 +100,7 @@ class MahavishnuSettings(
     @field_validator("akosha_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 - raises ValueError for a port out of range
-        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-            raise ValueError("an http(s) URL such as http://akosha:8682, without query or fragment")
-        if parts.username is not None or parts.password is not None:
-            raise ValueError("no credentials in the URL: the token goes in AKOSHA_API_TOKEN")
-        return value.rstrip("/")
+        return None if value is None else peer_base_url(value, credentials_in="AKOSHA_API_TOKEN")
 
     def check_secure(self, *, listening: bool = True) -> list[str]:
         problems = super().check_secure(listening=listening)

@@ -48,6 +48,7 @@ __all__ = [
     "PlatformSettings",
     "is_loopback",
     "mask_url",
+    "peer_base_url",
     "settings_file_for",
 ]
 
@@ -401,6 +402,18 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def peer_base_url(value: str, *, credentials_in: str) -> str:
+    """A peer service's base URL as a setting names it (e.g. http://akosha:8682), without its
+    trailing slash; ValueError says what is wrong, for the setting's validator to report."""
+    parts = urlsplit(value)
+    parts.port  # noqa: B018 - raises ValueError for a port out of range
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ValueError("an http(s) URL such as http://akosha:8682, without query or fragment")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(f"no credentials in the URL: the token goes in {credentials_in}")
+    return value.rstrip("/")
 
 
 def mask_url(url: str) -> str:

@@ -6,11 +6,11 @@ from __future__ import annotations
 import re
 import socket
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 
 from mahavishnu.platform import MigrationSet, PlatformSettings
+from mahavishnu.platform.settings import peer_base_url
 
 __all__ = ["MIGRATIONS", "SessionBuddySettings"]
 
@@ -81,15 +81,7 @@ class SessionBuddySettings(
     @field_validator("akosha_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 - raises ValueError for a port out of range
-        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-            raise ValueError("an http(s) URL such as http://akosha:8682, without query or fragment")
-        if parts.username is not None or parts.password is not None:
-            raise ValueError("no credentials in the URL: the token goes in AKOSHA_API_TOKEN")
-        return value.rstrip("/")
+        return None if value is None else peer_base_url(value, credentials_in="AKOSHA_API_TOKEN")
 
     @property
     def effective_model_cache_dir(self) -> Path:

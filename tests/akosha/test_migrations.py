@@ -33,7 +33,11 @@ def _tables(connection: Connection) -> set[str]:
 async def test_migrations_match_the_models(ak_database: Database) -> None:
     async with ak_database.engine.connect() as connection:
         assert await connection.run_sync(_differences) == []
-        assert await connection.run_sync(_tables) == {"akosha_records", "alembic_version_akosha"}
+        assert await connection.run_sync(_tables) == {
+            "akosha_records",
+            "akosha_outcomes",
+            "alembic_version_akosha",
+        }
 
 
 async def test_down_to_nothing_and_up_again(ak_database: Database) -> None:
@@ -43,6 +47,6 @@ async def test_down_to_nothing_and_up_again(ak_database: Database) -> None:
     await ak_database.upgrade()
     state = await ak_database.schema_state()
     assert state.is_current
-    assert state.head == "akosha_0001"
+    assert state.head == "akosha_0002"
     async with ak_database.engine.connect() as connection:
         assert await connection.run_sync(_differences) == []
