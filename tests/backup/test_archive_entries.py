@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mahavishnu.ops.backup.archive import read_archive
+from mahavishnu.ops.backup.archive import read_archive, write_archive
 from mahavishnu.platform.errors import InvalidArgumentError
 
 
@@ -69,3 +69,23 @@ def test_plain_files_are_unpacked(tmp_path: Path) -> None:
     manifest, problems = read_archive(archive, dest, None)
     assert (manifest, problems) == ({"files": {}}, [])
     assert (dest / "repos.yaml").read_bytes() == b"x"
+
+
+@pytest.mark.parametrize("cut", [1, 4, 8])
+def test_an_archive_cut_short_is_damaged_even_when_every_file_still_reads(tmp_path: Path, cut: int) -> None:
+    """The cut lands in the gzip trailer (CRC and length): tarfile alone stops reading at the
+    tar's end marker and never sees it."""
+    source = tmp_path / "data"
+    source.mkdir()
+    (source / "db.sqlite").write_bytes(b"rows" * 1000)
+    archive = tmp_path / "cut.tar.gz"
+    write_archive(source, {}, archive, None)
+    read_archive(archive, _empty(tmp_path / "whole"), None)  # the whole archive reads
+    archive.write_bytes(archive.read_bytes()[:-cut])
+    with pytest.raises(InvalidArgumentError, match="damaged"):
+        read_archive(archive, _empty(tmp_path / "cut"), None)
+
+
+def _empty(folder: Path) -> Path:
+    folder.mkdir()
+    return folder

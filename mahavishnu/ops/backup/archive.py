@@ -3,12 +3,14 @@ created-at, SHA-256 and size of every file), optionally encrypted as a whole wit
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
 import re
 import shutil
 import tarfile
+import zlib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -95,9 +97,12 @@ def read_archive(path: Path, dest: Path, fernet: Fernet | None) -> tuple[dict[st
         except InvalidToken:
             raise InvalidArgumentError("the archive cannot be decrypted with the configured key") from None
     try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        # The whole gzip stream first: its end marker and CRC prove nothing was cut off. Read
+        # through tarfile alone, a cut inside the tar's trailing zero blocks went unnoticed.
+        unpacked = gzip.decompress(data)
+        with tarfile.open(fileobj=io.BytesIO(unpacked), mode="r:") as tar:
             _unpack(tar, dest)
-    except (tarfile.TarError, OSError, EOFError) as exc:
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise InvalidArgumentError(f"the archive is damaged: {type(exc).__name__}") from None
     try:
         manifest: dict[str, Any] = json.loads((dest / MANIFEST).read_text())
