@@ -112,6 +112,9 @@ class Repo(BaseModel):
     tags: tuple[str, ...] = ()
     description: str = ""
     mcp: McpKind | None = None
+    host: str | None = None
+    """The build host whose worker runs this repository's runs (`engine: temporal`, `mahavishnu
+    worker --host NAME`); unset: any worker of the shared queue (and the local engine ignores it)."""
 
     @field_validator("name")
     @classmethod
@@ -124,6 +127,13 @@ class Repo(BaseModel):
     def _check_nickname(cls, value: str | None) -> str | None:
         if value is not None:
             _raise_if(name_problem(value, "nickname"))
+        return value
+
+    @field_validator("host")
+    @classmethod
+    def _check_host(cls, value: str | None) -> str | None:
+        if value is not None:
+            _raise_if(name_problem(value, "host"))
         return value
 
     @field_validator("package")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from mahavishnu.orchestrator.tools import RepoOut, RepoTools
 from mahavishnu.orchestrator.workflows.local import EngineConfig, LocalEngine
 from mahavishnu.orchestrator.workflows.metrics import WorkflowMetrics
 from mahavishnu.orchestrator.workflows.service import WorkflowService
+from mahavishnu.orchestrator.workflows.temporal import TemporalConfig, TemporalEngine
 from mahavishnu.orchestrator.workflows.tools import WorkflowTools
 from mahavishnu.platform.app import Service
 from mahavishnu.platform.auth import current_principal
@@ -64,7 +65,7 @@ def create_service(settings: MahavishnuSettings, metrics: Metrics, *, db: Databa
     store.reload_if_changed()
     db = db or Database.from_settings(settings, create=True)  # serving owns the data
     definitions = settings.workflow_definitions()
-    engine = LocalEngine(db, engine_config(settings), definitions, WorkflowMetrics(metrics))
+    engine = build_engine(db, settings, WorkflowMetrics(metrics), host_of=host_lookup(store))
     workflows = WorkflowService(db, store, definitions, engine)
     push_metrics = PushMetrics(metrics)
 
@@ -98,6 +99,44 @@ def create_service(settings: MahavishnuSettings, metrics: Metrics, *, db: Databa
     )
 
 
+def build_engine(
+    db: Database,
+    settings: MahavishnuSettings,
+    metrics: WorkflowMetrics,
+    *,
+    host_of: Callable[[str], str | None] = lambda _repo: None,
+) -> LocalEngine | TemporalEngine:
+    """The engine the settings name (`engine`); `host_of` maps a repository to its build host."""
+    definitions = settings.workflow_definitions()
+    if settings.engine == "temporal":
+        return TemporalEngine(
+            db, temporal_config(settings), engine_config(settings), definitions, metrics, host_of=host_of
+        )
+    return LocalEngine(db, engine_config(settings), definitions, metrics)
+
+
+def host_lookup(store: ManifestStore) -> Callable[[str], str | None]:
+    def host_of(repo: str) -> str | None:
+        found = store.manifest.find(repo)
+        return found.host if found is not None else None
+
+    return host_of
+
+
+def temporal_config(settings: MahavishnuSettings) -> TemporalConfig:
+    return TemporalConfig(
+        address=settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        task_queue_prefix=settings.temporal_task_queue_prefix,
+        batch_size=settings.temporal_batch_size,
+        max_batches=settings.temporal_max_batches,
+        heartbeat_seconds=settings.temporal_heartbeat_seconds,
+        host_timeout_seconds=settings.temporal_host_timeout_seconds,
+        serve_runs=settings.temporal_serve_runs,
+        reconcile_seconds=settings.temporal_reconcile_seconds,
+    )
+
+
 def engine_config(settings: MahavishnuSettings) -> EngineConfig:
     return EngineConfig(
         max_concurrent_runs=settings.max_concurrent_runs,
@@ -126,7 +165,7 @@ async def _schema_ready(db: Database, *, upgrade: bool) -> bool:
     return True
 
 
-async def _run_engine(db: Database, engine: LocalEngine, upgrade: bool, ready: bool) -> None:
+async def _run_engine(db: Database, engine: LocalEngine | TemporalEngine, upgrade: bool, ready: bool) -> None:
     delay = 1.0
     while not ready:
         await anyio.sleep(delay)

@@ -81,6 +81,26 @@ class MahavishnuSettings(
     """What happens to runs left `running` by a process that died."""
     lease_seconds: float = Field(default=15.0, gt=0)
     engine_poll_seconds: float = Field(default=0.5, gt=0)
+    engine: Literal["local", "temporal"] = "local"
+    """Who executes workflows: `local` (this process's subprocesses, on this host) or `temporal`
+    (a Temporal cluster, with `mahavishnu worker` on each build host; see "Scaling out")."""
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    temporal_task_queue_prefix: str = Field(
+        default="mahavishnu", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+    )
+    temporal_batch_size: int = Field(default=10, ge=1, le=200)
+    """Runs per Temporal activity (each activity costs Temporal 5-30 ms; a batch pays once)."""
+    temporal_max_batches: int = Field(default=64, ge=1, le=1000)
+    """Batches of one workflow in flight at once (Temporal allows 2,000 pending activities)."""
+    temporal_heartbeat_seconds: float = Field(default=10.0, gt=0)
+    """A batch whose worker is silent this long is retried on another worker of its host."""
+    temporal_host_timeout_seconds: float = Field(default=300.0, gt=0)
+    """Runs no worker of their host takes within this long fail with "host unavailable"."""
+    temporal_serve_runs: bool = True
+    """This process also executes runs of repositories without a `host` (one process does all)."""
+    temporal_reconcile_seconds: float = Field(default=15.0, gt=0)
+    """How often open workflows are checked against Temporal and restarted if it lost them."""
 
     # --- Akosha ----------------------------------------------------------------
     akosha_url: str | None = None

@@ -2,8 +2,8 @@
 
 The harness is a contract suite: a module whose tests hold for any engine says
 `pytestmark = pytest.mark.usefixtures("engine_kind")`, and its tests then run once per engine in
-`ENGINES` (today only the local one). A test that relies on one engine's own mechanics (the local
-queue's claims, its instance rows) names that engine: `harness(..., engine="local")`; a test
+`ENGINES` (the local one, and Temporal on a real dev server). A test that relies on one engine's
+own mechanics (the local queue's claims, its instance rows) names that engine: `harness(..., engine="local")`; a test
 outside the contract gets the local engine.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import sys
 import time
 import uuid
@@ -22,13 +23,14 @@ from typing import Any
 import pytest
 
 from mahavishnu.orchestrator.manifest import ManifestStore
-from mahavishnu.orchestrator.service import engine_config
+from mahavishnu.orchestrator.service import engine_config, temporal_config
 from mahavishnu.orchestrator.settings import MahavishnuSettings
 from mahavishnu.orchestrator.workflows.definitions import WorkflowDefinition
 from mahavishnu.orchestrator.workflows.local import LocalEngine
 from mahavishnu.orchestrator.workflows.metrics import WorkflowMetrics
 from mahavishnu.orchestrator.workflows.ports import WorkflowEngine
 from mahavishnu.orchestrator.workflows.service import WorkflowService
+from mahavishnu.orchestrator.workflows.temporal import TemporalEngine
 from mahavishnu.orchestrator.workflows.views import WorkflowView
 from mahavishnu.platform.auth import LOCAL_PRINCIPAL
 from mahavishnu.platform.db import Database
@@ -36,6 +38,7 @@ from mahavishnu.platform.observability import Metrics
 from tests.conftest import PG_URL, require_service
 from tests.support.cli_fixtures import DatabaseTarget
 from tests.support.gitrepos import git_fleet
+from tests.support.temporal import TemporalServer, temporal_server
 
 FAKE_AGENT = str(Path(__file__).resolve().parent.parent / "support" / "fake_agent.py")
 DEFAULT_FLEET = {"alpha": ["python"], "beta": ["python"], "gamma": ["rust"]}
@@ -66,8 +69,42 @@ def _local_engine(
     return EngineUnderTest(engine, engine._maintain)
 
 
-ENGINES: dict[str, EngineFactory] = {"local": _local_engine}
+def _temporal_engine(
+    db: Database,
+    settings: MahavishnuSettings,
+    definitions: Mapping[str, WorkflowDefinition],
+    metrics: WorkflowMetrics,
+) -> EngineUnderTest:
+    """The Temporal engine on the session's dev server, on task queues of its own (each test's
+    workflows never meet another's), its replica serving the shared runs queue."""
+    assert _temporal_address, "the temporal_dev_server fixture sets it"
+    config = dataclasses.replace(
+        temporal_config(settings),
+        address=_temporal_address[-1],
+        task_queue_prefix=f"t{uuid.uuid4().hex[:12]}",
+        heartbeat_seconds=2.0,
+        reconcile_seconds=1.0,
+    )
+    engine = TemporalEngine(db, config, engine_config(settings), definitions, metrics)
+    return EngineUnderTest(engine, engine._maintain)
+
+
+ENGINES: dict[str, EngineFactory] = {"local": _local_engine, "temporal": _temporal_engine}
 """Every engine the contract suite runs against; a new engine adds its factory here."""
+
+_temporal_address: list[str] = []
+
+
+@pytest.fixture(scope="session")
+def temporal_dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TemporalServer]:
+    """One in-memory Temporal dev server for the session (tests isolate by task queue)."""
+    with temporal_server(tmp_path_factory.mktemp("temporal")) as server:
+        _temporal_address.append(server.address)
+        try:
+            yield server
+        finally:
+            _temporal_address.remove(server.address)
+
 
 _engine_kinds: list[str] = []
 """The engine the current contract test runs against (set by the `engine_kind` fixture)."""
@@ -77,6 +114,8 @@ _engine_kinds: list[str] = []
 def engine_kind(request: pytest.FixtureRequest) -> Iterator[str]:
     """Runs the requesting test once per engine; `harness()` builds that engine."""
     kind = str(request.param)
+    if kind == "temporal":
+        request.getfixturevalue("temporal_dev_server")
     _engine_kinds.append(kind)
     try:
         yield kind

@@ -80,8 +80,7 @@ async def open_service(settings: MahavishnuSettings, *, engine: bool = False) ->
     """The workflow service over a current schema (upgraded as at server start-up when allowed),
     with an engine of its own when this command executes runs."""
     from mahavishnu.orchestrator.manifest import ManifestStore
-    from mahavishnu.orchestrator.service import engine_config
-    from mahavishnu.orchestrator.workflows.local import LocalEngine
+    from mahavishnu.orchestrator.service import build_engine, host_lookup
     from mahavishnu.orchestrator.workflows.metrics import WorkflowMetrics
     from mahavishnu.orchestrator.workflows.service import WorkflowService
     from mahavishnu.platform.observability import Metrics
@@ -90,12 +89,12 @@ async def open_service(settings: MahavishnuSettings, *, engine: bool = False) ->
     definitions = settings.workflow_definitions()
     async with database(settings, create=engine) as db:
         await db.ensure_schema(upgrade=settings.db_auto_upgrade)
-        local = (
-            LocalEngine(db, engine_config(settings), definitions, WorkflowMetrics(Metrics()))
+        runner = (
+            build_engine(db, settings, WorkflowMetrics(Metrics()), host_of=host_lookup(manifest))
             if engine
             else None
         )
-        yield Context(settings, manifest, WorkflowService(db, manifest, definitions, local), local, db)
+        yield Context(settings, manifest, WorkflowService(db, manifest, definitions, runner), runner, db)
 
 
 def id_table(id_header: str, *columns: tuple[str, Mapping[str, Any]]) -> Table:

@@ -200,9 +200,12 @@ async def record_outcomes(
     Outcomes of runs no longer `owner`'s (healed away meanwhile) are not written.
     `open_here`: workflows the caller knows are still open (it holds runs of theirs), not checked."""
     still_ours = await _still_owned(session, [o.claimed.run_id for o in outcomes], owner)
-    valid = [o for o in outcomes if o.claimed.run_id in still_ours]
+    # Keyed on (run, attempt): an attempt reported twice (an executor retried after it had
+    # reported) finds its run moved on, and is never recorded twice.
+    valid = [o for o in outcomes if still_ours.get(o.claimed.run_id) == o.claimed.attempt]
     # A run healed away may have been its workflow's last open one elsewhere: check those always.
-    lost = {o.claimed.workflow_id for o in outcomes if o.claimed.run_id not in still_ours}
+    recorded_runs = {o.claimed.run_id for o in valid}
+    lost = {o.claimed.workflow_id for o in outcomes if o.claimed.run_id not in recorded_runs}
     if not valid:
         return [], await finalize_workflows(session, lost, now)
     attempts, updates = [], []
@@ -222,13 +225,14 @@ async def record_outcomes(
     return finals, await finalize_workflows(session, (recorded - set(open_here)) | lost, now)
 
 
-async def _still_owned(session: AsyncSession, run_ids: Collection[str], owner: str) -> set[str]:
-    rows = await session.scalars(
-        select(RepoRun.id).where(
+async def _still_owned(session: AsyncSession, run_ids: Collection[str], owner: str) -> dict[str, int]:
+    """The runs among `run_ids` that `owner` still executes, with their current attempt."""
+    rows = await session.execute(
+        select(RepoRun.id, RepoRun.attempt).where(
             RepoRun.id.in_(run_ids), RepoRun.owner == owner, RepoRun.status == RunStatus.RUNNING
         )
     )
-    return set(rows.all())
+    return {run_id: attempt for run_id, attempt in rows.all()}
 
 
 def _judged_rows(

@@ -34,6 +34,7 @@ __all__ = [
     "claim_runs",
     "forget_instances",
     "heal_orphans",
+    "heal_owned",
     "heartbeat",
     "instances_on",
     "mark_started",
@@ -243,6 +244,23 @@ async def heal_orphans(
         ).all()
         if r.id not in keep
     ]
+    return await _heal(session, orphans, now=now, requeue=requeue)
+
+
+async def heal_owned(session: AsyncSession, owner: str, *, now: datetime) -> tuple[int, list[Closed]]:
+    """Runs still marked running under `owner`, which knows it executes none of them now (an
+    engine starting afresh): healed as `heal_orphans` heals a dead engine's runs, requeued."""
+    runs = (
+        await session.scalars(
+            select(RepoRun).where(RepoRun.status == RunStatus.RUNNING, RepoRun.owner == owner)
+        )
+    ).all()
+    return await _heal(session, list(runs), now=now, requeue=True)
+
+
+async def _heal(
+    session: AsyncSession, orphans: Sequence[RepoRun], *, now: datetime, requeue: bool
+) -> tuple[int, list[Closed]]:
     if not orphans:
         return 0, []
     cancelled = await cancelled_among(session, {r.workflow_id for r in orphans})

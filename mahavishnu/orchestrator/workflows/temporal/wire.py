@@ -1,0 +1,116 @@
+"""The values Temporal carries between the workflow and its activities: plain dataclasses of
+str, int, float and lists (the SDK's JSON converter rebuilds them from their type hints), kept
+free of imports the workflow sandbox would refuse."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = [
+    "Batch",
+    "BatchResult",
+    "Began",
+    "ClaimRequest",
+    "Plan",
+    "RunDone",
+    "RunToDo",
+    "Settle",
+    "WorkflowInput",
+]
+
+
+@dataclass
+class WorkflowInput:
+    """One dataclass input: a workflow argument with a default loses its type hints otherwise."""
+
+    workflow_id: str
+    control_queue: str
+    task_queue_prefix: str
+    heartbeat_seconds: float
+    host_timeout_seconds: float
+    history_limit: int = 8000
+    """Past this many history events the workflow drains and continues as new."""
+
+
+@dataclass
+class ClaimRequest:
+    workflow_id: str
+    in_flight: int
+    """Batches of the workflow executing now."""
+
+
+@dataclass
+class RunToDo:
+    """One claimed attempt (`records.Claimed` on the wire)."""
+
+    run_id: str
+    workflow_id: str
+    workflow_name: str
+    repo: str
+    repo_path: str
+    argv: list[str]
+    attempt: int
+    max_attempts: int
+    dlq_retry: bool
+    trace_parent: str | None = None
+
+
+@dataclass
+class Batch:
+    host: str | None
+    runs: list[RunToDo]
+
+
+@dataclass
+class Began:
+    """A run a batch started (signalled by its worker, so the run shows running at once)."""
+
+    run_id: str
+    attempt: int
+    at: float
+    """POSIX seconds."""
+
+
+@dataclass
+class Plan:
+    """What a claim found: batches to execute now; else whether the workflow closed, or how long
+    until a retry's backoff ends."""
+
+    batches: list[Batch]
+    closed: bool
+    status: str
+    wait_seconds: float | None
+    """Until the next queued run is due; None: nothing is queued (wait for batches or a wake)."""
+    full: bool = False
+    """The workflow's batches in flight are at its cap: claim again once one finishes."""
+
+
+@dataclass
+class RunDone:
+    """One attempt finished (`records.Outcome` on the wire); times are POSIX seconds."""
+
+    run: RunToDo
+    exit_code: int | None
+    timed_out: bool
+    cancelled: bool
+    duration_seconds: float
+    output_tail: str
+    output_bytes: int
+    error: str | None
+    log_written: bool
+    started_at: float
+    log_path: str
+    started: bool = True
+
+
+@dataclass
+class BatchResult:
+    done: list[RunDone]
+    lost: list[RunToDo] = field(default_factory=list)
+    """Attempts a worker died in (a retried batch found them begun, not finished): recorded as
+    lost, and run again as the next attempt (which `done` holds)."""
+
+
+@dataclass
+class Settle:
+    workflow_id: str
