@@ -3,8 +3,8 @@
 The harness is a contract suite: a module whose tests hold for any engine says
 `pytestmark = pytest.mark.usefixtures("engine_kind")`, and its tests then run once per engine in
 `ENGINES` (the local one, and Temporal on a real dev server). A test that relies on one engine's
-own mechanics (the local queue's claims, its instance rows) names that engine: `harness(..., engine="local")`; a test
-outside the contract gets the local engine.
+own mechanics (the local queue's claims, its instance rows) names that engine:
+`harness(..., engine="local")`; a test outside the contract gets the local engine.
 """
 
 from __future__ import annotations
