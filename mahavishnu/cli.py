@@ -348,6 +348,32 @@ def token_create(
 
 
 @app.command()
+def worker(
+    host: Annotated[
+        str | None, typer.Option(help="Run the runs of the manifest's repositories on this host.")
+    ] = None,
+) -> None:
+    """Execute workflow runs for the Temporal engine on this build host (no database needed)."""
+    import asyncio
+
+    from mahavishnu.orchestrator.manifest_model import name_problem
+    from mahavishnu.orchestrator.service import engine_config, temporal_config
+    from mahavishnu.orchestrator.workflows.temporal.host_worker import serve_host
+    from mahavishnu.platform.observability import configure_logging
+
+    settings = _load(MahavishnuSettings)
+    if host is not None and (problem := name_problem(host, "host")):
+        err.print(f"[red]error:[/red] {problem}")
+        raise typer.Exit(2)
+    configure_logging(settings.log_level, settings.log_format, stream=sys.stderr, service="mahavishnu-worker")
+    try:
+        asyncio.run(serve_host(settings, temporal_config(settings), engine_config(settings), host))
+    except ConnectionError as exc:
+        err.print(f"[red]error:[/red] {exc}; start Temporal or set temporal_address")
+        raise typer.Exit(1) from None
+
+
+@app.command()
 def readiness(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (for CI).")] = False,
     min_score: Annotated[float, typer.Option(help="Exit 1 below this score.")] = 70.0,

@@ -217,6 +217,7 @@ class _Checker:
             "role": lambda value: role_problem(value, self.roles),
             "description": lambda value: None,
             "mcp": _mcp_problem,
+            "host": lambda value: name_problem(value, "host"),
         }
 
     def add(self, line: int | None, message: str, setting: str | None = None) -> None:

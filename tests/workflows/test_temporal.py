@@ -1,0 +1,288 @@
+"""The Temporal engine beyond the contract suite: build hosts with workers of their own, a worker
+killed mid-batch, a host whose worker never comes, a workflow Temporal closed behind
+Mahavishnu's back, and records that stay idempotent on (run, attempt).
+
+Everything is real: the Temporal dev server, `mahavishnu worker` subprocesses, git repositories.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from sqlalchemy import select
+from temporalio.client import Client
+
+from mahavishnu.orchestrator.manifest import ManifestStore
+from mahavishnu.orchestrator.service import build_engine, host_lookup
+from mahavishnu.orchestrator.settings import MahavishnuSettings
+from mahavishnu.orchestrator.workflows.metrics import WorkflowMetrics
+from mahavishnu.orchestrator.workflows.models import Attempt
+from mahavishnu.orchestrator.workflows.service import WorkflowService
+from mahavishnu.orchestrator.workflows.temporal import TemporalEngine
+from mahavishnu.orchestrator.workflows.temporal.engine import temporal_id
+from mahavishnu.orchestrator.workflows.temporal.wire import BatchResult, ClaimRequest, RunDone
+from mahavishnu.orchestrator.workflows.views import WorkflowView
+from mahavishnu.platform.auth import LOCAL_PRINCIPAL, Principal
+from mahavishnu.platform.db import Database
+from mahavishnu.platform.observability import Metrics
+from tests.support.gitrepos import make_git_repo
+from tests.support.temporal import TemporalServer
+
+ADMIN = Principal(subject="admin", role="admin")
+REPORT_PID = "import os, sys, time; time.sleep(float(sys.argv[1])); print('worker', os.getppid())"
+
+
+def fleet(root: Path, hosts: dict[str, str | None]) -> Path:
+    """Git repositories named by `hosts`, each on its build host (None: the shared queue)."""
+    entries: list[dict[str, Any]] = []
+    for name, host in hosts.items():
+        entry: dict[str, Any] = {
+            "name": name,
+            "path": str(make_git_repo(root / "repos" / name)),
+            "tags": ["t"],
+        }
+        if host is not None:
+            entry["host"] = host
+        entries.append(entry)
+    manifest = root / "repos.yaml"
+    manifest.write_text(yaml.safe_dump({"repos": entries}))
+    return manifest
+
+
+@dataclasses.dataclass
+class Setup:
+    service: WorkflowService
+    engine: TemporalEngine
+    settings: MahavishnuSettings
+    db: Database
+    config_file: Path
+    env: dict[str, str]
+
+    async def wait(self, workflow_id: str, within: float = 60) -> WorkflowView:
+        deadline = time.monotonic() + within
+        while True:
+            view = await self.service.status(LOCAL_PRINCIPAL, workflow_id)
+            if view.finished_at is not None:
+                return view
+            if time.monotonic() > deadline:
+                raise AssertionError(f"workflow not final after {within} s: {view.counts}")
+            await asyncio.sleep(0.1)
+
+
+def settings_for(root: Path, server: TemporalServer, manifest: Path, **extra: Any) -> dict[str, Any]:
+    return {
+        "repos_file": str(manifest),
+        "allowed_roots": [str(root)],
+        "data_dir": str(root / "var"),
+        "engine": "temporal",
+        "temporal_address": server.address,
+        "temporal_task_queue_prefix": f"t{uuid.uuid4().hex[:12]}",
+        "temporal_heartbeat_seconds": 2.0,
+        "temporal_reconcile_seconds": 1.0,
+        "kill_grace_seconds": 1.0,
+        "workflows": {
+            "report": {
+                "argv": [sys.executable, "-c", REPORT_PID, "{seconds}"],
+                "params": {"seconds": {"pattern": r"^[0-9.]+$"}},
+                "timeout_seconds": 60,
+            }
+        },
+        **extra,
+    }
+
+
+@contextlib.asynccontextmanager
+async def replica(
+    database: Database, root: Path, values: dict[str, Any], *, run: bool = True
+) -> AsyncIterator[Setup]:
+    """A Mahavishnu replica's workflow side (service and Temporal engine), its settings also
+    written to a file a `mahavishnu worker` subprocess reads. `run=False`: the engine is not
+    started (its activities are called by the test itself)."""
+    config_file = root / f"settings-{uuid.uuid4().hex[:6]}.yaml"
+    config_file.write_text(yaml.safe_dump(values))
+    settings = MahavishnuSettings(**values)
+    store = ManifestStore.from_settings(settings)
+    store.reload_if_changed()
+    engine = build_engine(database, settings, WorkflowMetrics(Metrics()), host_of=host_lookup(store))
+    assert isinstance(engine, TemporalEngine)
+    service = WorkflowService(database, store, settings.workflow_definitions(), engine)
+    env = {**os.environ, "MAHAVISHNU_CONFIG": str(config_file), "MAHAVISHNU_LOG_FORMAT": "console"}
+    env.pop("POSTGRES_URL", None)
+    setup = Setup(service, engine, settings, database, config_file, env)
+    if not run:
+        yield setup
+        return
+    async with engine.running():
+        yield setup
+
+
+@contextlib.contextmanager
+def worker(setup: Setup, log: Path, host: str | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """`mahavishnu worker` as a build host runs it (no database settings in its environment)."""
+    argv = [sys.executable, "-m", "mahavishnu", "worker", *(["--host", host] if host else [])]
+    with log.open("ab") as out:
+        process = subprocess.Popen(argv, env=setup.env, stdout=out, stderr=out, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while b"worker_started" not in log.read_bytes():
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "worker did not start"
+            time.sleep(0.1)
+        yield process
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+def reported_pid(output: str | None) -> int:
+    line = next(line for line in (output or "").splitlines() if line.startswith("worker "))
+    return int(line.split()[1])
+
+
+@pytest.fixture
+def server(temporal_dev_server: TemporalServer) -> TemporalServer:
+    return temporal_dev_server
+
+
+async def test_runs_go_to_their_hosts_worker(
+    database: Database, tmp_path: Path, server: TemporalServer
+) -> None:
+    """Repositories with a host run on that host's worker; the others on the replica."""
+    manifest = fleet(tmp_path, {"a1": "build1", "a2": "build1", "b1": None})
+    values = settings_for(tmp_path, server, manifest)
+    async with replica(database, tmp_path, values) as setup:
+        with worker(setup, tmp_path / "build1.log", host="build1") as build1:
+            summary = await setup.service.trigger(ADMIN, "report", params={"seconds": "0"})
+            view = await setup.wait(summary.workflow_id)
+    assert view.status == "succeeded", view.runs
+    ran_on = {run.repo: reported_pid(run.output_tail) for run in view.runs}
+    assert ran_on["a1"] == ran_on["a2"] == build1.pid
+    assert ran_on["b1"] == os.getpid()
+
+
+async def test_a_host_without_a_worker_fails_its_runs_as_unavailable(
+    database: Database, tmp_path: Path, server: TemporalServer
+) -> None:
+    manifest = fleet(tmp_path, {"lonely": "ghost", "here": None})
+    values = settings_for(tmp_path, server, manifest, temporal_host_timeout_seconds=1.5)
+    async with replica(database, tmp_path, values) as setup:
+        started = time.monotonic()
+        summary = await setup.service.trigger(ADMIN, "report", params={"seconds": "0"})
+        view = await setup.wait(summary.workflow_id, within=30)
+        elapsed = time.monotonic() - started
+    runs = {run.repo: run for run in view.runs}
+    assert runs["here"].status == "succeeded"
+    assert runs["lonely"].status == "failed"
+    assert "host unavailable" in (runs["lonely"].error or "")
+    assert "ghost" in (runs["lonely"].error or "")
+    assert elapsed < 20, "it waited far past the host timeout"
+
+
+async def test_a_worker_killed_mid_batch_loses_no_run(
+    database: Database, tmp_path: Path, server: TemporalServer
+) -> None:
+    """kill -9 of one of two workers: its attempts are recorded lost, and every run finishes on
+    the other worker, the first retry within two heartbeat timeouts."""
+    manifest = fleet(tmp_path, {f"r{i}": "farm" for i in range(12)})
+    # 4 batches of 3 runs, 2 batches per worker at a time: the kill lands inside a batch.
+    values = settings_for(tmp_path, server, manifest, max_concurrent_runs=2, temporal_max_batches=4)
+    async with replica(database, tmp_path, values) as setup:
+        with (
+            worker(setup, tmp_path / "w1.log", host="farm") as first,
+            worker(setup, tmp_path / "w2.log", host="farm") as second,
+        ):
+            summary = await setup.service.trigger(ADMIN, "report", params={"seconds": "1"})
+            await asyncio.sleep(1.6)  # each batch is inside its second run
+            os.kill(first.pid, signal.SIGKILL)  # the worker alone: its reaper kills its groups
+            killed_at = time.monotonic()
+            first.wait()
+            view = await setup.wait(summary.workflow_id, within=90)
+        async with database.session() as session:
+            attempts = (await session.scalars(select(Attempt))).all()
+    assert view.status == "succeeded", view.counts
+    assert len(view.runs) == 12
+    lost = {a.run_id for a in attempts if a.status == "lost"}
+    assert lost, "the attempts the killed worker was running are recorded as lost"
+    for run in view.runs:
+        if run.run_id in lost:
+            assert run.attempt == 2, "a lost attempt is followed by exactly one more"
+            assert reported_pid(run.output_tail) == second.pid
+    retries = [a for a in attempts if a.run_id in lost and a.attempt == 2]
+    assert {a.run_id for a in retries} == lost
+    kill_wall = time.time() - (time.monotonic() - killed_at)
+    first_retry = min(_aware(a.started_at).timestamp() for a in retries)
+    assert first_retry - kill_wall < 2 * values["temporal_heartbeat_seconds"] + 1
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+async def test_a_workflow_terminated_in_temporal_is_restarted_by_the_reconciler(
+    database: Database, tmp_path: Path, server: TemporalServer
+) -> None:
+    manifest = fleet(tmp_path, {"x": None, "y": None})
+    values = settings_for(tmp_path, server, manifest)
+    async with replica(database, tmp_path, values) as setup:
+        summary = await setup.service.trigger(ADMIN, "report", params={"seconds": "3"})
+        client = await Client.connect(server.address)
+        await asyncio.sleep(1.0)
+        await client.get_workflow_handle(temporal_id(summary.workflow_id)).terminate("behind its back")
+        view = await setup.wait(summary.workflow_id, within=60)
+        async with database.session() as session:
+            lost = (await session.scalars(select(Attempt).where(Attempt.status == "lost"))).all()
+    assert view.status == "succeeded", view.counts
+    assert {run.attempt for run in view.runs} <= {1, 2}
+    assert all(a.attempt == 1 for a in lost)
+
+
+async def test_a_batch_recorded_twice_is_recorded_once(
+    database: Database, tmp_path: Path, server: TemporalServer
+) -> None:
+    """Temporal delivers an activity at least once: recording the same batch again (or an old
+    attempt after the run moved on) writes nothing."""
+    manifest = fleet(tmp_path, {"solo": None})
+    values = settings_for(tmp_path, server, manifest)
+    async with replica(database, tmp_path, values, run=False) as setup:
+        summary = await setup.service.trigger(ADMIN, "report", params={"seconds": "0"})
+        control = setup.engine._control
+        plan = await control.claim(ClaimRequest(summary.workflow_id, in_flight=0))
+        [batch] = plan.batches
+        [run] = batch.runs
+        done = RunDone(run, 0, False, False, 0.1, "worker 1\n", 9, None, False, time.time(), "")
+        await control.record(BatchResult([done]))
+        await control.record(BatchResult([done]))
+        view = await setup.wait(summary.workflow_id, within=10)
+        async with database.session() as session:
+            attempts = (await session.scalars(select(Attempt))).all()
+    assert view.status == "succeeded"
+    assert [(a.run_id, a.attempt, a.status) for a in attempts] == [(run.run_id, 1, "succeeded")]
+
+
+def test_a_manifest_host_must_be_a_plain_name(tmp_path: Path) -> None:
+    manifest = fleet(tmp_path, {"ok": "build-1"})
+    text = manifest.read_text().replace("build-1", "'../etc'")
+    manifest.write_text(text)
+    store = ManifestStore(manifest, allowed_roots=[tmp_path], roles=["tool"])
+    store.reload_if_changed()
+    assert store.problems, "a host with a slash is refused"
+    assert any("host" in problem.message for problem in store.problems)
