@@ -16,8 +16,8 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import UTC, datetime
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
