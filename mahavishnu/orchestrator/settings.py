@@ -89,7 +89,7 @@ class MahavishnuSettings(
     temporal_task_queue_prefix: str = Field(
         default="mahavishnu", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
     )
-    temporal_batch_size: int = Field(default=10, ge=1, le=200)
+    temporal_batch_size: int = Field(default=25, ge=1, le=200)
     """Runs per Temporal activity (each activity costs Temporal 5-30 ms; a batch pays once)."""
     temporal_max_batches: int = Field(default=64, ge=1, le=1000)
     """Batches of one workflow in flight at once (Temporal allows 2,000 pending activities)."""

@@ -14,12 +14,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import threading
+import time
 from collections.abc import AsyncIterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
 from temporalio import activity
+from temporalio.client import WorkflowHandle
+from temporalio.service import RPCError
 
 from mahavishnu.orchestrator.workflows.definitions import WorkflowDefinition
 from mahavishnu.orchestrator.workflows.local import attempts
@@ -30,9 +34,17 @@ from mahavishnu.orchestrator.workflows.metrics import WorkflowMetrics
 from mahavishnu.orchestrator.workflows.records import Outcome
 from mahavishnu.orchestrator.workflows.temporal.control import to_claimed
 from mahavishnu.orchestrator.workflows.temporal.wire import Batch, BatchResult, Began, RunDone, RunToDo
-from mahavishnu.orchestrator.workflows.temporal.workflow import BEGAN, RUN_BATCH
+from mahavishnu.orchestrator.workflows.temporal.workflow import BEGAN, FINISHED, RUN_BATCH
 
-__all__ = ["BatchRunner"]
+__all__ = ["BEGAN_AFTER_SECONDS", "BatchRunner"]
+
+BEGAN_AFTER_SECONDS = 0.5
+FIRST_REPORT_SECONDS, LAST_REPORT_SECONDS = 0.25, 4.0
+"""A batch still running sends the outcomes it has after this long, then at doubling intervals
+up to the last: a long batch shows progress at once, a quick one sends nothing."""
+HEARTBEAT_EVERY_SECONDS = 0.5
+"""The activity looks at its batch this often: heartbeats (the SDK throttles what it sends)
+and the began signal."""
 
 
 class BatchRunner:
@@ -54,7 +66,6 @@ class BatchRunner:
         self._free: asyncio.Queue[int] = asyncio.Queue()
         self._threads: ThreadPoolExecutor | None = None
         self._guard: GroupGuard | None = None
-        self._signals: set[asyncio.Future[None]] = set()
 
     @contextlib.asynccontextmanager
     async def serving(self, name: str) -> AsyncIterator[BatchRunner]:
@@ -77,53 +88,74 @@ class BatchRunner:
 
     @activity.defn(name=RUN_BATCH)
     async def run_batch(self, batch: Batch) -> BatchResult:
-        done, current = _progress(activity.info().heartbeat_details)
-        finished = {d.run.run_id for d in done}
-        lost: list[RunToDo] = []
-        todo = [run for run in batch.runs if run.run_id not in finished]
-        for index, run in enumerate(todo):
-            if current is not None and current.run_id == run.run_id and current.attempt == run.attempt:
-                lost.append(run)  # the worker before this one died during it: it goes again
-                run = dataclasses.replace(
-                    run, attempt=run.attempt + 1, max_attempts=max(run.max_attempts, run.attempt + 1)
-                )
-            activity.heartbeat(_details(done, run))
-            self._tell_began(run)
-            outcome, cancelled = await self._execute(run, done)
-            done.append(_done(run, outcome))
-            if cancelled:
-                done.extend(_unstarted(later) for later in todo[index + 1 :])
-                break
-        return BatchResult(done, lost)
-
-    def _tell_began(self, run: RunToDo) -> None:
-        """Signal the workflow that the run starts (it has a replica mark it started), without
-        holding the run up: a lost signal only delays the running state to the record."""
-        workflow_id = activity.info().workflow_id
-        assert workflow_id is not None, "a batch runs inside a workflow"
-        handle = activity.client().get_workflow_handle(workflow_id)
-        began = Began(run.run_id, run.attempt, datetime.now(UTC).timestamp())
-        task = asyncio.ensure_future(handle.signal(BEGAN, [began]))
-        self._signals.add(task)
-        task.add_done_callback(self._signals.discard)
-
-    async def _execute(self, run: RunToDo, done: list[RunDone]) -> tuple[Outcome, bool]:
-        """One run in a thread of its own, heartbeating while it runs; a cancel of the activity
-        stops its process group and still returns its outcome."""
+        """The batch's runs one after another in one thread (no event-loop round trip between
+        them), heartbeating its progress; a retried batch resumes from the last heartbeat."""
         assert self._threads is not None, "serving() first"
-        cancel = Cancellation()
+        progress = _resume(batch, activity.info().heartbeat_details)
         slot = await self._free.get()
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._threads, self._attempt, run, cancel, slot)
+        future = loop.run_in_executor(self._threads, self._run_all, progress, slot)
         future.add_done_callback(lambda _: self._free.put_nowait(slot))
-        beating = asyncio.ensure_future(self._beat(done, run))
+        told: set[str] = set()
+        reported = 0
+        pause = FIRST_REPORT_SECONDS
+        report_at = time.monotonic() + pause
+        beat = min(HEARTBEAT_EVERY_SECONDS, FIRST_REPORT_SECONDS, self._heartbeat_seconds / 3)
         try:
-            return await asyncio.shield(future), False
+            while not future.done():
+                await asyncio.wait([future], timeout=beat)
+                activity.heartbeat(progress.details())
+                await self._tell_began(progress, told)
+                if time.monotonic() >= report_at:
+                    reported = await self._report(progress, reported)
+                    pause = min(pause * 2, LAST_REPORT_SECONDS)
+                    report_at = time.monotonic() + pause
         except asyncio.CancelledError:
-            cancel.request()
-            return await future, True
-        finally:
-            beating.cancel()
+            progress.stop()  # kills the running group; the rest never start
+            await future
+        # What a signal already carried is left out (recording is idempotent either way).
+        return BatchResult(progress.done[reported:], progress.lost)
+
+    async def _report(self, progress: _Progress, reported: int) -> int:
+        """A long batch sends what it finished so far to the workflow (which has it recorded),
+        so its runs show done as they finish; returns how many are reported now."""
+        done = progress.done
+        if len(done) == reported:
+            return reported
+        try:
+            await self._workflow().signal(FINISHED, BatchResult(done[reported:], progress.lost))
+        except RPCError:
+            return reported  # the batch's result carries them instead
+        return len(done)
+
+    def _workflow(self) -> WorkflowHandle[Any, Any]:
+        workflow_id = activity.info().workflow_id
+        assert workflow_id is not None, "a batch runs inside a workflow"
+        return activity.client().get_workflow_handle(workflow_id)
+
+    def _run_all(self, progress: _Progress, slot: int) -> None:
+        """In a worker thread: each run to the end, in order, until stopped."""
+        while (run := progress.next()) is not None:
+            cancel = progress.begin(run)
+            if cancel is None:
+                progress.finish(_unstarted(run))
+                continue
+            outcome = self._attempt(run, cancel, slot)
+            progress.finish(_done(run, outcome))
+
+    async def _tell_began(self, progress: _Progress, told: set[str]) -> None:
+        """Once a run has lasted `BEGAN_AFTER_SECONDS`, signal the workflow that it is under way
+        (it has a replica mark it started). Shorter runs are recorded before anyone could watch
+        them run, and a signal each would cost the workflow a task per run."""
+        current = progress.current
+        if current is None or current[0].run_id in told:
+            return
+        run, began_at = current
+        if time.time() - began_at < BEGAN_AFTER_SECONDS:
+            return
+        told.add(run.run_id)
+        with contextlib.suppress(RPCError):  # lost: the record still says when it started
+            await self._workflow().signal(BEGAN, [Began(run.run_id, run.attempt, began_at)])
 
     def _attempt(self, run: RunToDo, cancel: Cancellation, slot: int) -> Outcome:
         claimed = to_claimed(run)
@@ -138,24 +170,74 @@ class BatchRunner:
             began=lambda _run_id, _at: None,
         )
 
-    async def _beat(self, done: list[RunDone], run: RunToDo) -> None:
-        while True:
-            await asyncio.sleep(self._heartbeat_seconds / 3)
-            activity.heartbeat(_details(done, run))
+
+class _Progress:
+    """A batch's progress, shared by its thread (which runs it) and the activity (which
+    heartbeats it and may stop it); every field is replaced whole, never mutated in place, so
+    a read from the other side sees a consistent value."""
+
+    def __init__(self, todo: list[RunToDo], done: list[RunDone], lost: list[RunToDo]) -> None:
+        self._todo = list(todo)
+        self.done = done
+        self.lost = lost
+        self.current: tuple[RunToDo, float] | None = None
+        self._cancel: Cancellation | None = None
+        self._stopped = False
+        self._lock = threading.Lock()
+
+    def next(self) -> RunToDo | None:
+        return self._todo.pop(0) if self._todo else None
+
+    def begin(self, run: RunToDo) -> Cancellation | None:
+        """The run starts now, or None when the batch was stopped first."""
+        with self._lock:
+            if self._stopped:
+                return None
+            self._cancel = Cancellation()
+            self.current = (run, time.time())
+            return self._cancel
+
+    def finish(self, done: RunDone) -> None:
+        with self._lock:
+            self.done = [*self.done, done]
+            self.current, self._cancel = None, None
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+            cancel = self._cancel
+        if cancel is not None:
+            cancel.request()
+
+    def details(self) -> dict[str, Any]:
+        with self._lock:
+            done, current = self.done, self.current
+        return {
+            "done": [dataclasses.asdict(d) for d in done],
+            "current": dataclasses.asdict(current[0]) if current else None,
+            "lost": [dataclasses.asdict(run) for run in self.lost],
+        }
 
 
-def _details(done: list[RunDone], current: RunToDo) -> dict[str, Any]:
-    return {"done": [dataclasses.asdict(d) for d in done], "current": dataclasses.asdict(current)}
-
-
-def _progress(details: Any) -> tuple[list[RunDone], RunToDo | None]:
-    """What an earlier try of this batch heartbeated: the runs it finished and the one it ran."""
-    if not details:
-        return [], None
-    last = details[-1]
+def _resume(batch: Batch, details: Any) -> _Progress:
+    """Where an earlier try of this batch got to (its last heartbeat): the runs it finished are
+    kept, the one it was running when its worker died is recorded lost and runs again as the
+    next attempt (a lost attempt costs no retry)."""
+    last = details[-1] if details else {}
     done = [RunDone(**{**d, "run": RunToDo(**d["run"])}) for d in last.get("done", [])]
-    current = last.get("current")
-    return done, RunToDo(**current) if current else None
+    lost = [RunToDo(**run) for run in last.get("lost", [])]
+    current = RunToDo(**last["current"]) if last.get("current") else None
+    finished = {d.run.run_id for d in done}
+    todo = []
+    for run in batch.runs:
+        if run.run_id in finished:
+            continue
+        if current is not None and current.run_id == run.run_id:
+            lost.append(current)
+            attempt = current.attempt + 1
+            run = dataclasses.replace(run, attempt=attempt, max_attempts=max(current.max_attempts, attempt))
+        todo.append(run)
+    return _Progress(todo, done, lost)
 
 
 def _done(run: RunToDo, outcome: Outcome) -> RunDone:

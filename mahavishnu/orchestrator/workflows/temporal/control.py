@@ -31,6 +31,7 @@ from mahavishnu.orchestrator.workflows.temporal.wire import (
     Began,
     ClaimRequest,
     Plan,
+    Recorded,
     RunDone,
     RunToDo,
     Settle,
@@ -111,7 +112,10 @@ class ControlActivities:
             self._closes.closed(claims.closed)
         runs = claims.runs if claims is not None else []
         batches = self._batches(runs, room)
-        return Plan(batches, closed and not runs, status, wait, full=len(batches) >= room)
+        exhausted = claims is not None and claims.exhausted
+        return Plan(
+            batches, closed and not runs, status, wait, full=len(batches) >= room, exhausted=exhausted
+        )
 
     def _room(self, name: str | None, request: ClaimRequest) -> int:
         definition = self._definitions.get(name) if name is not None else None
@@ -136,10 +140,10 @@ class ControlActivities:
         ]
 
     @activity.defn(name=RECORD)
-    async def record(self, result: BatchResult) -> None:
-        """Record a finished batch: lost attempts first, then every outcome (`record_outcomes`)."""
+    async def record(self, result: BatchResult) -> Recorded:
+        """Record finished batches: lost attempts first, then every outcome (`record_outcomes`)."""
         if not result.done and not result.lost:
-            return
+            return Recorded(requeued=False, closed=None)
         now = utcnow()
         finished = [_outcome(done) for done in result.done]
         workflow_id = (result.done[0].run if result.done else result.lost[0]).workflow_id
@@ -155,6 +159,8 @@ class ControlActivities:
             )
         self._closes.runs_finished(finals)
         self._closes.closed(closed)
+        requeued = any(o.status == RunStatus.QUEUED for o in finished)
+        return Recorded(requeued, next((c.status for c in closed if c.id == workflow_id), None))
 
     @activity.defn(name=SETTLE)
     async def settle(self, settle: Settle) -> None:

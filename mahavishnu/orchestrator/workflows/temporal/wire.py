@@ -83,6 +83,19 @@ class Plan:
     """Until the next queued run is due; None: nothing is queued (wait for batches or a wake)."""
     full: bool = False
     """The workflow's batches in flight are at its cap: claim again once one finishes."""
+    exhausted: bool = False
+    """Fewer runs were due than there was room for: claiming again finds nothing until a
+    retry is requeued, a backoff ends or new runs come."""
+
+
+@dataclass
+class Recorded:
+    """What recording a batch changed that the workflow must know."""
+
+    requeued: bool
+    """A run goes round again (a retry after backoff): claim again."""
+    closed: str | None
+    """The workflow's final status, if this record closed it."""
 
 
 @dataclass

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -31,13 +31,24 @@ with workflow.unsafe.imports_passed_through():
         Began,
         ClaimRequest,
         Plan,
+        Recorded,
         RunDone,
         RunToDo,
         Settle,
         WorkflowInput,
     )
 
-__all__ = ["BEGAN", "CLAIM", "MARK_STARTED", "RECORD", "RUN_BATCH", "SETTLE", "WAKE", "RepoRunsWorkflow"]
+__all__ = [
+    "BEGAN",
+    "CLAIM",
+    "FINISHED",
+    "MARK_STARTED",
+    "RECORD",
+    "RUN_BATCH",
+    "SETTLE",
+    "WAKE",
+    "RepoRunsWorkflow",
+]
 
 CLAIM, RECORD, SETTLE, MARK_STARTED = (
     "mahavishnu.claim",
@@ -46,7 +57,7 @@ CLAIM, RECORD, SETTLE, MARK_STARTED = (
     "mahavishnu.started",
 )
 RUN_BATCH = "mahavishnu.run_batch"
-BEGAN, WAKE = "mahavishnu.began", "mahavishnu.wake"
+BEGAN, FINISHED, WAKE = "mahavishnu.began", "mahavishnu.finished", "mahavishnu.wake"
 _CONTROL_RETRY = RetryPolicy(initial_interval=timedelta(seconds=0.5), maximum_interval=timedelta(seconds=10))
 IDLE_LOOK_SECONDS = 300.0
 _BATCH_ATTEMPTS = 5
@@ -55,15 +66,29 @@ _BATCH_ATTEMPTS = 5
 
 @workflow.defn(name="mahavishnu.repo_runs")
 class RepoRunsWorkflow:
+    """Workflow tasks of one workflow run one at a time, so each costs the whole fan-out: it
+    claims only when that can find work (room and runs left, a retry requeued, a wake, a
+    backoff ended), records finished batches together, and hears of a run's start only when
+    the run lasts (`batches.BEGAN_AFTER_SECONDS`)."""
+
     def __init__(self) -> None:
         self._pending: set[asyncio.Task[None]] = set()
+        self._results: list[BatchResult] = []
+        self._recording = False
         self._began: list[Began] = []
         self._woken = False
+        self._requeued = False
+        self._closed: str | None = None
 
     @workflow.signal(name=BEGAN)
     def began(self, runs: list[Began]) -> None:
-        """A batch started a run (its worker says so): the database shows it running."""
+        """A batch's run is under way (its worker says so): the database shows it running."""
         self._began.extend(runs)
+
+    @workflow.signal(name=FINISHED)
+    def finished(self, result: BatchResult) -> None:
+        """A long batch's runs finished so far: recorded now, not when the batch ends."""
+        self._results.append(result)
 
     @workflow.signal(name=WAKE)
     def wake(self) -> None:
@@ -83,44 +108,54 @@ class RepoRunsWorkflow:
         # A fresh incarnation has nothing in flight: runs still marked running under this
         # workflow were lost with a previous one (a crash, a termination), and go round again.
         await _control(given, SETTLE, Settle(given.workflow_id))
+        exhausted, deadline = False, None
+        claim = True
         while True:
-            self._woken = False
-            request = ClaimRequest(given.workflow_id, len(self._pending))
-            plan: Plan = await _control(given, CLAIM, request, result_type=Plan)
-            for batch in plan.batches:
-                task = asyncio.create_task(self._execute(given, batch))
-                self._pending.add(task)
-                task.add_done_callback(self._pending.discard)
-            if plan.closed and not self._pending:
-                await self._note_began(given)
-                return plan.status
+            if claim:
+                self._woken = self._requeued = False
+                request = ClaimRequest(given.workflow_id, len(self._pending))
+                plan: Plan = await _control(given, CLAIM, request, result_type=Plan)
+                for batch in plan.batches:
+                    task = asyncio.create_task(self._execute(given, batch))
+                    self._pending.add(task)
+                    task.add_done_callback(self._pending.discard)
+                if plan.closed and not self._pending:
+                    await self._note_began(given)
+                    return plan.status
+                exhausted = plan.exhausted
+                wait = None if plan.full else plan.wait_seconds
+                if wait is None and not self._pending:
+                    wait = IDLE_LOOK_SECONDS  # nothing in flight, nothing queued: look now and then
+                deadline = None if wait is None else workflow.now() + timedelta(seconds=max(wait, 0.05))
+            if self._closed is not None and not self._pending:
+                return self._closed
             if workflow.info().get_current_history_length() > given.history_limit:
                 await self._drain(cancel=False)
                 workflow.continue_as_new(given)
-            # Wait for a batch to finish (room to claim), a wake, or a retry's backoff to end;
-            # with nothing in flight and nothing queued, look again now and then regardless.
-            wait = plan.wait_seconds
-            if plan.full:
-                wait = None  # it claimed what fits: more once a batch finishes
-            elif wait is None and not self._pending:
-                wait = IDLE_LOOK_SECONDS
-            await self._wait(given, len(self._pending), wait)
+            timed_out = await self._wait(given, len(self._pending), deadline)
+            claim = timed_out or self._woken or self._requeued or not exhausted or not self._pending
 
-    async def _wait(self, given: WorkflowInput, before: int, seconds: float | None) -> None:
-        """Until a batch finishes or a wake comes (or `seconds` pass); runs that began meanwhile
-        are marked started on the way."""
-        deadline = None if seconds is None else workflow.now() + timedelta(seconds=max(seconds, 0.05))
+    async def _wait(self, given: WorkflowInput, before: int, deadline: datetime | None) -> bool:
+        """Until a batch finishes, a wake comes or `deadline` passes (True then); runs that
+        began meanwhile are marked started on the way."""
         while True:
             timeout = None if deadline is None else max(deadline - workflow.now(), timedelta(milliseconds=1))
             try:
                 await workflow.wait_condition(
-                    lambda: len(self._pending) < before or self._woken or bool(self._began), timeout=timeout
+                    lambda: (
+                        len(self._pending) < before
+                        or self._woken
+                        or bool(self._began)
+                        or bool(self._results and not self._recording)
+                    ),
+                    timeout=timeout,
                 )
             except builtins.TimeoutError:
-                return
+                return True
             await self._note_began(given)
+            await self._flush(given)
             if len(self._pending) < before or self._woken:
-                return
+                return False
 
     async def _note_began(self, given: WorkflowInput) -> None:
         if self._began:
@@ -160,7 +195,31 @@ class RepoRunsWorkflow:
                 result = BatchResult([_not_run(run, _reason(batch, given, error)) for run in batch.runs])
         except asyncio.CancelledError:
             return  # the settle after the drain closes these runs
-        await _control(given, RECORD, result)
+        await self._record(given, result)
+
+    async def _record(self, given: WorkflowInput, result: BatchResult) -> None:
+        """One record in flight at a time, taking every batch finished meanwhile: under load,
+        batches are recorded several at once."""
+        self._results.append(result)
+        await self._flush(given)
+
+    async def _flush(self, given: WorkflowInput) -> None:
+        while self._results:
+            if self._recording:
+                await workflow.wait_condition(lambda: not self._recording)
+                continue
+            waiting, self._results = self._results, []
+            merged = BatchResult(
+                [done for r in waiting for done in r.done], [run for r in waiting for run in r.lost]
+            )
+            self._recording = True
+            try:
+                recorded: Recorded = await _control(given, RECORD, merged, result_type=Recorded)
+            finally:
+                self._recording = False
+            self._requeued = self._requeued or recorded.requeued
+            if recorded.closed is not None:
+                self._closed = recorded.closed
 
 
 async def _control(given: WorkflowInput, name: str, arg: object, result_type: type | None = None) -> Any:
