@@ -91,7 +91,7 @@ class MahavishnuSettings(
     )
     temporal_batch_size: int = Field(default=25, ge=1, le=200)
     """Runs per Temporal activity (each activity costs Temporal 5-30 ms; a batch pays once)."""
-    temporal_max_batches: int = Field(default=64, ge=1, le=1000)
+    temporal_max_batches: int = Field(default=32, ge=1, le=1000)
     """Batches of one workflow in flight at once (Temporal allows 2,000 pending activities)."""
     temporal_heartbeat_seconds: float = Field(default=10.0, gt=0)
     """A batch whose worker is silent this long is retried on another worker of its host."""

@@ -34,7 +34,13 @@ from mahavishnu.orchestrator.workflows.models import Attempt
 from mahavishnu.orchestrator.workflows.service import WorkflowService
 from mahavishnu.orchestrator.workflows.temporal import TemporalEngine
 from mahavishnu.orchestrator.workflows.temporal.engine import temporal_id
-from mahavishnu.orchestrator.workflows.temporal.wire import BatchResult, ClaimRequest, RunDone
+from mahavishnu.orchestrator.workflows.temporal.wire import (
+    ClaimRequest,
+    Results,
+    RunDone,
+    result_of,
+    unpack_runs,
+)
 from mahavishnu.orchestrator.workflows.views import WorkflowView
 from mahavishnu.platform.auth import LOCAL_PRINCIPAL, Principal
 from mahavishnu.platform.db import Database
@@ -267,10 +273,10 @@ async def test_a_batch_recorded_twice_is_recorded_once(
         control = setup.engine._control
         plan = await control.claim(ClaimRequest(summary.workflow_id, in_flight=0))
         [batch] = plan.batches
-        [run] = batch.runs
+        [run] = unpack_runs(batch.runs)
         done = RunDone(run, 0, False, False, 0.1, "worker 1\n", 9, None, False, time.time(), "")
-        await control.record(BatchResult([done]))
-        await control.record(BatchResult([done]))
+        await control.record(Results([result_of([done])]))
+        await control.record(Results([result_of([done])]))
         view = await setup.wait(summary.workflow_id, within=10)
         async with database.session() as session:
             attempts = (await session.scalars(select(Attempt))).all()

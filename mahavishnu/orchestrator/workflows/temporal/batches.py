@@ -33,7 +33,18 @@ from mahavishnu.orchestrator.workflows.local.process import Cancellation
 from mahavishnu.orchestrator.workflows.metrics import WorkflowMetrics
 from mahavishnu.orchestrator.workflows.records import Outcome
 from mahavishnu.orchestrator.workflows.temporal.control import to_claimed
-from mahavishnu.orchestrator.workflows.temporal.wire import Batch, BatchResult, Began, RunDone, RunToDo
+from mahavishnu.orchestrator.workflows.temporal.wire import (
+    Batch,
+    BatchResult,
+    Began,
+    RunDone,
+    RunToDo,
+    pack_done,
+    pack_runs,
+    result_of,
+    unpack_done,
+    unpack_runs,
+)
 from mahavishnu.orchestrator.workflows.temporal.workflow import BEGAN, FINISHED, RUN_BATCH
 
 __all__ = ["BEGAN_AFTER_SECONDS", "BatchRunner"]
@@ -114,7 +125,7 @@ class BatchRunner:
             progress.stop()  # kills the running group; the rest never start
             await future
         # What a signal already carried is left out (recording is idempotent either way).
-        return BatchResult(progress.done[reported:], progress.lost)
+        return result_of(progress.done[reported:], progress.lost)
 
     async def _report(self, progress: _Progress, reported: int) -> int:
         """A long batch sends what it finished so far to the workflow (which has it recorded),
@@ -123,7 +134,7 @@ class BatchRunner:
         if len(done) == reported:
             return reported
         try:
-            await self._workflow().signal(FINISHED, BatchResult(done[reported:], progress.lost))
+            await self._workflow().signal(FINISHED, result_of(done[reported:], progress.lost))
         except RPCError:
             return reported  # the batch's result carries them instead
         return len(done)
@@ -213,9 +224,9 @@ class _Progress:
         with self._lock:
             done, current = self.done, self.current
         return {
-            "done": [dataclasses.asdict(d) for d in done],
-            "current": dataclasses.asdict(current[0]) if current else None,
-            "lost": [dataclasses.asdict(run) for run in self.lost],
+            "done": pack_done(done),
+            "current": pack_runs([current[0]]) if current else None,
+            "lost": pack_runs(self.lost),
         }
 
 
@@ -224,12 +235,12 @@ def _resume(batch: Batch, details: Any) -> _Progress:
     kept, the one it was running when its worker died is recorded lost and runs again as the
     next attempt (a lost attempt costs no retry)."""
     last = details[-1] if details else {}
-    done = [RunDone(**{**d, "run": RunToDo(**d["run"])}) for d in last.get("done", [])]
-    lost = [RunToDo(**run) for run in last.get("lost", [])]
-    current = RunToDo(**last["current"]) if last.get("current") else None
+    done = unpack_done(last.get("done", "[]"))
+    lost = unpack_runs(last.get("lost", "[]"))
+    current = unpack_runs(last["current"])[0] if last.get("current") else None
     finished = {d.run.run_id for d in done}
     todo = []
-    for run in batch.runs:
+    for run in unpack_runs(batch.runs):
         if run.run_id in finished:
             continue
         if current is not None and current.run_id == run.run_id:

@@ -27,14 +27,17 @@ from mahavishnu.orchestrator.workflows.states import RunStatus
 from mahavishnu.orchestrator.workflows.temporal.config import TemporalConfig
 from mahavishnu.orchestrator.workflows.temporal.wire import (
     Batch,
-    BatchResult,
     Began,
     ClaimRequest,
     Plan,
     Recorded,
+    Results,
     RunDone,
     RunToDo,
     Settle,
+    pack_runs,
+    unpack_done,
+    unpack_runs,
 )
 from mahavishnu.orchestrator.workflows.temporal.workflow import CLAIM, MARK_STARTED, RECORD, SETTLE
 from mahavishnu.platform.db import Database
@@ -134,21 +137,23 @@ class ControlActivities:
         for run in runs:
             by_host.setdefault(self._host_of(run.repo), []).append(to_wire(run))
         return [
-            Batch(host, todo[start : start + size])
+            Batch(host, pack_runs(todo[start : start + size]))
             for host, todo in by_host.items()
             for start in range(0, len(todo), size)
         ]
 
     @activity.defn(name=RECORD)
-    async def record(self, result: BatchResult) -> Recorded:
+    async def record(self, results: Results) -> Recorded:
         """Record finished batches: lost attempts first, then every outcome (`record_outcomes`)."""
-        if not result.done and not result.lost:
+        done = [d for item in results.items for d in unpack_done(item.done)]
+        lost = [run for item in results.items for run in unpack_runs(item.lost)]
+        if not done and not lost:
             return Recorded(requeued=False, closed=None)
         now = utcnow()
-        finished = [_outcome(done) for done in result.done]
-        workflow_id = (result.done[0].run if result.done else result.lost[0]).workflow_id
+        finished = [_outcome(d) for d in done]
+        workflow_id = (done[0].run if done else lost[0]).workflow_id
         async with self._db.session() as session:
-            await _record_lost(session, result.lost, now)
+            await _record_lost(session, lost, now)
             finals, closed = await outcomes.record_outcomes(
                 session,
                 finished,

@@ -1,10 +1,18 @@
 """The values Temporal carries between the workflow and its activities: plain dataclasses of
 str, int, float and lists (the SDK's JSON converter rebuilds them from their type hints), kept
-free of imports the workflow sandbox would refuse."""
+free of imports the workflow sandbox would refuse.
+
+Runs travel packed: a batch's runs and a result's outcomes are one JSON string each, written
+and read by the activities. The SDK rebuilds dataclasses field by field in Python, which for a
+thousand runs cost the replica more CPU than recording them; the workflow only routes batches
+and never needs to look inside one (except to fail a batch no worker took).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
+import json
+from dataclasses import dataclass
 
 __all__ = [
     "Batch",
@@ -12,10 +20,16 @@ __all__ = [
     "Began",
     "ClaimRequest",
     "Plan",
+    "Results",
     "RunDone",
     "RunToDo",
     "Settle",
     "WorkflowInput",
+    "pack_done",
+    "pack_runs",
+    "result_of",
+    "unpack_done",
+    "unpack_runs",
 ]
 
 
@@ -58,7 +72,8 @@ class RunToDo:
 @dataclass
 class Batch:
     host: str | None
-    runs: list[RunToDo]
+    runs: str
+    """JSON: the runs to execute, in order (`pack_runs`, `unpack_runs`)."""
 
 
 @dataclass
@@ -118,10 +133,43 @@ class RunDone:
 
 @dataclass
 class BatchResult:
-    done: list[RunDone]
-    lost: list[RunToDo] = field(default_factory=list)
-    """Attempts a worker died in (a retried batch found them begun, not finished): recorded as
-    lost, and run again as the next attempt (which `done` holds)."""
+    done: str = "[]"
+    """JSON: the finished attempts (`pack_done`, `unpack_done`)."""
+    lost: str = "[]"
+    """JSON: attempts a worker died in (a retried batch found them begun, not finished):
+    recorded as lost, and run again as the next attempt (which `done` holds)."""
+
+
+@dataclass
+class Results:
+    """Batch results recorded together (the workflow merges what finished meanwhile)."""
+
+    items: list[BatchResult]
+
+
+def pack_runs(runs: list[RunToDo]) -> str:
+    return json.dumps([dataclasses.astuple(run) for run in runs])
+
+
+def unpack_runs(packed: str) -> list[RunToDo]:
+    return [RunToDo(*fields) for fields in json.loads(packed)]
+
+
+def pack_done(done: list[RunDone]) -> str:
+    return json.dumps([[*dataclasses.astuple(d.run), *_outcome_fields(d)] for d in done])
+
+
+def unpack_done(packed: str) -> list[RunDone]:
+    width = len(dataclasses.fields(RunToDo))
+    return [RunDone(RunToDo(*row[:width]), *row[width:]) for row in json.loads(packed)]
+
+
+def result_of(done: list[RunDone], lost: list[RunToDo] | None = None) -> BatchResult:
+    return BatchResult(pack_done(done), pack_runs(lost or []))
+
+
+def _outcome_fields(done: RunDone) -> list[object]:
+    return [getattr(done, f.name) for f in dataclasses.fields(RunDone)[1:]]
 
 
 @dataclass

@@ -32,10 +32,13 @@ with workflow.unsafe.imports_passed_through():
         ClaimRequest,
         Plan,
         Recorded,
+        Results,
         RunDone,
         RunToDo,
         Settle,
         WorkflowInput,
+        result_of,
+        unpack_runs,
     )
 
 __all__ = [
@@ -190,9 +193,12 @@ class RepoRunsWorkflow:
             )
         except ActivityError as error:
             if isinstance(error.cause, CancelledError):  # cancelled before a worker took it
-                result = BatchResult([_not_run(run, "cancelled before it started") for run in batch.runs])
+                result = result_of(
+                    [_not_run(run, "cancelled before it started") for run in unpack_runs(batch.runs)]
+                )
             else:
-                result = BatchResult([_not_run(run, _reason(batch, given, error)) for run in batch.runs])
+                reason = _reason(batch, given, error)
+                result = result_of([_not_run(run, reason) for run in unpack_runs(batch.runs)])
         except asyncio.CancelledError:
             return  # the settle after the drain closes these runs
         await self._record(given, result)
@@ -209,9 +215,7 @@ class RepoRunsWorkflow:
                 await workflow.wait_condition(lambda: not self._recording)
                 continue
             waiting, self._results = self._results, []
-            merged = BatchResult(
-                [done for r in waiting for done in r.done], [run for r in waiting for run in r.lost]
-            )
+            merged = Results(waiting)
             self._recording = True
             try:
                 recorded: Recorded = await _control(given, RECORD, merged, result_type=Recorded)
