@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from typing import Any
 import pytest
 import yaml
 from sqlalchemy import select
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 
 from mahavishnu.orchestrator.manifest import ManifestStore
 from mahavishnu.orchestrator.service import build_engine, host_lookup
@@ -46,7 +47,7 @@ from mahavishnu.platform.auth import LOCAL_PRINCIPAL, Principal
 from mahavishnu.platform.db import Database
 from mahavishnu.platform.observability import Metrics
 from tests.support.gitrepos import make_git_repo
-from tests.support.temporal import TemporalServer
+from tests.support.temporal import TemporalServer, temporal_server
 
 ADMIN = Principal(subject="admin", role="admin")
 REPORT_PID = "import os, sys, time; time.sleep(float(sys.argv[1])); print('worker', os.getppid())"
@@ -292,3 +293,57 @@ def test_a_manifest_host_must_be_a_plain_name(tmp_path: Path) -> None:
     store.reload_if_changed()
     assert store.problems, "a host with a slash is refused"
     assert any("host" in problem.message for problem in store.problems)
+
+
+async def test_the_temporal_server_killed_and_restarted_loses_no_run(
+    database: Database, tmp_path: Path
+) -> None:
+    """kill -9 of a file-backed dev server mid-workflow, started again on the same store: every
+    run finishes, and the database agrees with Temporal once the workflow closes."""
+    with temporal_server(tmp_path / "temporal", file_backed=True) as own:
+        manifest = fleet(tmp_path, {f"k{i}": None for i in range(6)})
+        values = settings_for(tmp_path, own, manifest, max_concurrent_runs=3)
+        async with replica(database, tmp_path, values) as setup:
+            summary = await setup.service.trigger(ADMIN, "report", params={"seconds": "1.5"})
+            await asyncio.sleep(1.0)
+            own.kill()
+            await asyncio.sleep(1.0)
+            own.start()
+            view = await setup.wait(summary.workflow_id, within=120)
+            client = await Client.connect(own.address)
+            handle = client.get_workflow_handle(temporal_id(summary.workflow_id))
+            async with asyncio.timeout(30):  # it closes just after the record that closed the rows
+                final = await handle.result()
+            described = await handle.describe()
+    assert view.status == "succeeded", view.counts
+    assert len(view.runs) == 6
+    assert final == "succeeded"
+    assert described.status == WorkflowExecutionStatus.COMPLETED
+
+
+async def test_a_5000_repository_workflow_stays_within_temporals_history_limits(
+    database: Database, tmp_path: Path, server: TemporalServer
+) -> None:
+    """Batches keep one workflow's history small: 5,000 runs, well under 10,000 events (Temporal
+    warns past 10,240 and a continue-as-new would split it)."""
+    template = make_git_repo(tmp_path / "template")
+    entries = []
+    for i in range(5000):
+        path = tmp_path / "repos" / f"m{i:04d}"
+        shutil.copytree(template, path, symlinks=True)
+        entries.append({"name": path.name, "path": str(path), "tags": ["t"]})
+    manifest = tmp_path / "repos.yaml"
+    manifest.write_text(yaml.safe_dump({"repos": entries}))
+    values = settings_for(tmp_path, server, manifest, max_concurrent_runs=8)
+    values["workflows"]["nothing"] = {"argv": ["true"]}
+    async with replica(database, tmp_path, values) as setup:
+        summary = await setup.service.trigger(ADMIN, "nothing")
+        view = await setup.wait(summary.workflow_id, within=240)
+        client = await Client.connect(server.address)
+        events = [
+            e
+            async for e in client.get_workflow_handle(temporal_id(summary.workflow_id)).fetch_history_events()
+        ]
+    assert view.status == "succeeded"
+    assert view.counts == {"succeeded": 5000}
+    assert len(events) < 10_000
