@@ -18,7 +18,6 @@ import threading
 import time
 from collections.abc import AsyncIterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from typing import Any
 
 from temporalio import activity
@@ -31,14 +30,14 @@ from mahavishnu.orchestrator.workflows.local.config import EngineConfig
 from mahavishnu.orchestrator.workflows.local.groups import GroupGuard
 from mahavishnu.orchestrator.workflows.local.process import Cancellation
 from mahavishnu.orchestrator.workflows.metrics import WorkflowMetrics
-from mahavishnu.orchestrator.workflows.records import Outcome
-from mahavishnu.orchestrator.workflows.temporal.control import to_claimed
+from mahavishnu.orchestrator.workflows.records import Claimed, Outcome
 from mahavishnu.orchestrator.workflows.temporal.wire import (
+    NOT_STARTED,
     Batch,
     BatchResult,
     Began,
     RunDone,
-    RunToDo,
+    not_run,
     pack_done,
     pack_runs,
     result_of,
@@ -149,7 +148,7 @@ class BatchRunner:
         while (run := progress.next()) is not None:
             cancel = progress.begin(run)
             if cancel is None:
-                progress.finish(_unstarted(run))
+                progress.finish(not_run(run, NOT_STARTED, time.time()))
                 continue
             outcome = self._attempt(run, cancel, slot)
             progress.finish(_done(run, outcome))
@@ -168,14 +167,13 @@ class BatchRunner:
         with contextlib.suppress(RPCError):  # lost: the record still says when it started
             await self._workflow().signal(BEGAN, [Began(run.run_id, run.attempt, began_at)])
 
-    def _attempt(self, run: RunToDo, cancel: Cancellation, slot: int) -> Outcome:
-        claimed = to_claimed(run)
+    def _attempt(self, run: Claimed, cancel: Cancellation, slot: int) -> Outcome:
         return attempts.execute(
-            claimed,
+            run,
             cancel,
             slot=slot,
             config=self._config,
-            definition=self._definitions.get(claimed.workflow_name),
+            definition=self._definitions.get(run.workflow_name),
             metrics=self._metrics,
             guard=self._guard,
             began=lambda _run_id, _at: None,
@@ -187,19 +185,19 @@ class _Progress:
     heartbeats it and may stop it); every field is replaced whole, never mutated in place, so
     a read from the other side sees a consistent value."""
 
-    def __init__(self, todo: list[RunToDo], done: list[RunDone], lost: list[RunToDo]) -> None:
+    def __init__(self, todo: list[Claimed], done: list[RunDone], lost: list[Claimed]) -> None:
         self._todo = list(todo)
         self.done = done
         self.lost = lost
-        self.current: tuple[RunToDo, float] | None = None
+        self.current: tuple[Claimed, float] | None = None
         self._cancel: Cancellation | None = None
         self._stopped = False
         self._lock = threading.Lock()
 
-    def next(self) -> RunToDo | None:
+    def next(self) -> Claimed | None:
         return self._todo.pop(0) if self._todo else None
 
-    def begin(self, run: RunToDo) -> Cancellation | None:
+    def begin(self, run: Claimed) -> Cancellation | None:
         """The run starts now, or None when the batch was stopped first."""
         with self._lock:
             if self._stopped:
@@ -251,7 +249,7 @@ def _resume(batch: Batch, details: Any) -> _Progress:
     return _Progress(todo, done, lost)
 
 
-def _done(run: RunToDo, outcome: Outcome) -> RunDone:
+def _done(run: Claimed, outcome: Outcome) -> RunDone:
     result = outcome.result
     return RunDone(
         run=run,
@@ -266,22 +264,4 @@ def _done(run: RunToDo, outcome: Outcome) -> RunDone:
         started_at=outcome.started_at.timestamp(),
         log_path=outcome.log_path,
         started=outcome.started,
-    )
-
-
-def _unstarted(run: RunToDo) -> RunDone:
-    """A run its batch never reached before a cancel: no attempt."""
-    return RunDone(
-        run=run,
-        exit_code=None,
-        timed_out=False,
-        cancelled=True,
-        duration_seconds=0.0,
-        output_tail="",
-        output_bytes=0,
-        error="cancelled before it started",
-        log_written=False,
-        started_at=datetime.now(UTC).timestamp(),
-        log_path="",
-        started=False,
     )

@@ -33,7 +33,6 @@ from mahavishnu.orchestrator.workflows.temporal.wire import (
     Recorded,
     Results,
     RunDone,
-    RunToDo,
     Settle,
     pack_runs,
     unpack_done,
@@ -42,7 +41,7 @@ from mahavishnu.orchestrator.workflows.temporal.wire import (
 from mahavishnu.orchestrator.workflows.temporal.workflow import CLAIM, MARK_STARTED, RECORD, SETTLE
 from mahavishnu.platform.db import Database
 
-__all__ = ["ControlActivities", "owner_of", "to_claimed", "to_wire"]
+__all__ = ["ControlActivities", "owner_of"]
 
 LEASE = timedelta(days=7)
 """Temporal watches the runs it executes (heartbeats, retries): the lease only keeps a local
@@ -133,9 +132,9 @@ class ControlActivities:
         if not runs:
             return []
         size = -(-len(runs) // room)
-        by_host: dict[str | None, list[RunToDo]] = {}
+        by_host: dict[str | None, list[Claimed]] = {}
         for run in runs:
-            by_host.setdefault(self._host_of(run.repo), []).append(to_wire(run))
+            by_host.setdefault(self._host_of(run.repo), []).append(run)
         return [
             Batch(host, pack_runs(todo[start : start + size]))
             for host, todo in by_host.items()
@@ -208,7 +207,7 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-async def _record_lost(session: AsyncSession, lost: Sequence[RunToDo], now: datetime) -> None:
+async def _record_lost(session: AsyncSession, lost: Sequence[Claimed], now: datetime) -> None:
     """Attempts a dead worker left begun: recorded as lost, and the run moves to its next
     attempt (a lost attempt costs no retry), which the same batch then executed."""
     for run in lost:
@@ -247,36 +246,6 @@ def _unique(closed: Sequence[Closed]) -> list[Closed]:
     return list({c.id: c for c in closed}.values())
 
 
-def to_wire(run: Claimed) -> RunToDo:
-    return RunToDo(
-        run.run_id,
-        run.workflow_id,
-        run.workflow_name,
-        run.repo,
-        run.repo_path,
-        list(run.argv),
-        run.attempt,
-        run.max_attempts,
-        run.dlq_retry,
-        run.trace_parent,
-    )
-
-
-def to_claimed(run: RunToDo) -> Claimed:
-    return Claimed(
-        run.run_id,
-        run.workflow_id,
-        run.workflow_name,
-        run.repo,
-        run.repo_path,
-        list(run.argv),
-        run.attempt,
-        run.max_attempts,
-        run.dlq_retry,
-        run.trace_parent,
-    )
-
-
 def _outcome(done: RunDone) -> Outcome:
     result = AttemptResult(
         done.exit_code,
@@ -289,4 +258,4 @@ def _outcome(done: RunDone) -> Outcome:
         done.log_written,
     )
     started_at = datetime.fromtimestamp(done.started_at, UTC)
-    return Outcome(to_claimed(done.run), result, started_at, done.log_path, started=done.started)
+    return Outcome(done.run, result, started_at, done.log_path, started=done.started)

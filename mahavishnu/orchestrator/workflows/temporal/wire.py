@@ -14,7 +14,12 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
+from mahavishnu.orchestrator.workflows.records import Claimed
+
+NOT_STARTED = "cancelled before it started"
+
 __all__ = [
+    "NOT_STARTED",
     "Batch",
     "BatchResult",
     "Began",
@@ -22,9 +27,9 @@ __all__ = [
     "Plan",
     "Results",
     "RunDone",
-    "RunToDo",
     "Settle",
     "WorkflowInput",
+    "not_run",
     "pack_done",
     "pack_runs",
     "result_of",
@@ -51,22 +56,6 @@ class ClaimRequest:
     workflow_id: str
     in_flight: int
     """Batches of the workflow executing now."""
-
-
-@dataclass
-class RunToDo:
-    """One claimed attempt (`records.Claimed` on the wire)."""
-
-    run_id: str
-    workflow_id: str
-    workflow_name: str
-    repo: str
-    repo_path: str
-    argv: list[str]
-    attempt: int
-    max_attempts: int
-    dlq_retry: bool
-    trace_parent: str | None = None
 
 
 @dataclass
@@ -117,7 +106,7 @@ class Recorded:
 class RunDone:
     """One attempt finished (`records.Outcome` on the wire); times are POSIX seconds."""
 
-    run: RunToDo
+    run: Claimed
     exit_code: int | None
     timed_out: bool
     cancelled: bool
@@ -147,12 +136,12 @@ class Results:
     items: list[BatchResult]
 
 
-def pack_runs(runs: list[RunToDo]) -> str:
+def pack_runs(runs: list[Claimed]) -> str:
     return json.dumps([dataclasses.astuple(run) for run in runs])
 
 
-def unpack_runs(packed: str) -> list[RunToDo]:
-    return [RunToDo(*fields) for fields in json.loads(packed)]
+def unpack_runs(packed: str) -> list[Claimed]:
+    return [Claimed(*fields) for fields in json.loads(packed)]
 
 
 def pack_done(done: list[RunDone]) -> str:
@@ -160,11 +149,18 @@ def pack_done(done: list[RunDone]) -> str:
 
 
 def unpack_done(packed: str) -> list[RunDone]:
-    width = len(dataclasses.fields(RunToDo))
-    return [RunDone(RunToDo(*row[:width]), *row[width:]) for row in json.loads(packed)]
+    width = len(dataclasses.fields(Claimed))
+    return [RunDone(Claimed(*row[:width]), *row[width:]) for row in json.loads(packed)]
 
 
-def result_of(done: list[RunDone], lost: list[RunToDo] | None = None) -> BatchResult:
+def not_run(run: Claimed, reason: str, at: float) -> RunDone:
+    """A run no worker executed: cancelled before it started (no attempt), or failed with the
+    reason (an attempt, retried per policy)."""
+    cancelled = reason == NOT_STARTED
+    return RunDone(run, None, False, cancelled, 0.0, "", 0, reason, False, at, "", started=not cancelled)
+
+
+def result_of(done: list[RunDone], lost: list[Claimed] | None = None) -> BatchResult:
     return BatchResult(pack_done(done), pack_runs(lost or []))
 
 

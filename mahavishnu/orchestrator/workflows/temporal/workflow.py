@@ -26,6 +26,7 @@ from temporalio.workflow import ActivityCancellationType
 with workflow.unsafe.imports_passed_through():
     from mahavishnu.orchestrator.workflows.temporal.config import runs_queue
     from mahavishnu.orchestrator.workflows.temporal.wire import (
+        NOT_STARTED,
         Batch,
         BatchResult,
         Began,
@@ -33,10 +34,9 @@ with workflow.unsafe.imports_passed_through():
         Plan,
         Recorded,
         Results,
-        RunDone,
-        RunToDo,
         Settle,
         WorkflowInput,
+        not_run,
         result_of,
         unpack_runs,
     )
@@ -185,20 +185,16 @@ class RepoRunsWorkflow:
                 start_to_close_timeout=timedelta(days=1),
                 heartbeat_timeout=timedelta(seconds=given.heartbeat_seconds),
                 retry_policy=RetryPolicy(
-                    initial_interval=timedelta(seconds=0.2),
-                    maximum_attempts=_BATCH_ATTEMPTS,
-                    non_retryable_error_types=["HostUnavailable"],
+                    initial_interval=timedelta(seconds=0.2), maximum_attempts=_BATCH_ATTEMPTS
                 ),
                 cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             )
         except ActivityError as error:
-            if isinstance(error.cause, CancelledError):  # cancelled before a worker took it
-                result = result_of(
-                    [_not_run(run, "cancelled before it started") for run in unpack_runs(batch.runs)]
-                )
-            else:
-                reason = _reason(batch, given, error)
-                result = result_of([_not_run(run, reason) for run in unpack_runs(batch.runs)])
+            # Cancelled before a worker took it (no attempt), or failed on every worker.
+            cancelled = isinstance(error.cause, CancelledError)
+            reason = NOT_STARTED if cancelled else _reason(batch, given, error)
+            now = workflow.now().timestamp()
+            result = result_of([not_run(run, reason, now) for run in unpack_runs(batch.runs)])
         except asyncio.CancelledError:
             return  # the settle after the drain closes these runs
         await self._record(given, result)
@@ -244,23 +240,3 @@ def _reason(batch: Batch, given: WorkflowInput, error: ActivityError) -> str:
         host = batch.host or "any host"
         return f"host unavailable: no worker for {host} took the run within {given.host_timeout_seconds:g} s"
     return f"its batch failed on every worker: {cause or error}"
-
-
-def _not_run(run: RunToDo, reason: str) -> RunDone:
-    """A run no worker executed: cancelled before it started (no attempt), or failed with the
-    reason (an attempt, retried per policy)."""
-    cancelled = reason == "cancelled before it started"
-    return RunDone(
-        run=run,
-        exit_code=None,
-        timed_out=False,
-        cancelled=cancelled,
-        duration_seconds=0.0,
-        output_tail="",
-        output_bytes=0,
-        error=reason,
-        log_written=False,
-        started_at=workflow.now().timestamp(),
-        log_path="",
-        started=not cancelled,
-    )
