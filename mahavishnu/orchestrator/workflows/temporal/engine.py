@@ -121,13 +121,20 @@ class TemporalEngine:
                     .limit(RECONCILE_BATCH)
                 )
             ).all()
-        restarted = 0
+        started = 0
         for workflow_id in open_ids:
-            if not await self._is_running(client, workflow_id):
-                log.warning("temporal_workflow_restarted", workflow_id=workflow_id)
-                await self._start(workflow_id)
-                restarted += 1
-        return restarted
+            state = await self._state(client, workflow_id)
+            if state is WorkflowExecutionStatus.RUNNING:
+                continue
+            if state is None:  # never started: its start was lost, or made before this engine ran
+                log.info("temporal_workflow_started", workflow_id=workflow_id)
+            else:
+                log.warning(
+                    "temporal_workflow_restarted", workflow_id=workflow_id, temporal_status=state.name
+                )
+            await self._start(workflow_id)
+            started += 1
+        return started
 
     @contextlib.asynccontextmanager
     async def running(self, workflows: Collection[str] | None = None) -> AsyncIterator[TemporalEngine]:
@@ -207,14 +214,15 @@ class TemporalEngine:
         except (RPCError, RuntimeError) as exc:
             log.warning("temporal_cancel_failed", workflow_id=workflow_id, error=str(exc)[:200])
 
-    async def _is_running(self, client: Client, workflow_id: str) -> bool:
+    async def _state(self, client: Client, workflow_id: str) -> WorkflowExecutionStatus | None:
+        """Its Temporal workflow's status, None when Temporal never heard of it."""
         try:
             described = await client.get_workflow_handle(temporal_id(workflow_id)).describe()
         except RPCError as exc:
             if exc.status == RPCStatusCode.NOT_FOUND:
-                return False
+                return None
             raise
-        return described.status == WorkflowExecutionStatus.RUNNING
+        return described.status
 
     async def _maintain_loop(self) -> None:
         while True:
