@@ -7,7 +7,7 @@ import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
@@ -23,7 +23,6 @@ from mahavishnu.orchestrator.tools import RepoOut, RepoTools
 from mahavishnu.orchestrator.workflows.local import EngineConfig, LocalEngine
 from mahavishnu.orchestrator.workflows.metrics import WorkflowMetrics
 from mahavishnu.orchestrator.workflows.service import WorkflowService
-from mahavishnu.orchestrator.workflows.temporal import TemporalConfig, TemporalEngine
 from mahavishnu.orchestrator.workflows.tools import WorkflowTools
 from mahavishnu.platform.app import Service
 from mahavishnu.platform.auth import current_principal
@@ -34,6 +33,9 @@ from mahavishnu.platform.health import ComponentHealth, HealthCheck
 from mahavishnu.platform.mcp import ResourceSpec
 from mahavishnu.platform.observability import Metrics, get_logger
 from mahavishnu.platform.untrusted_files import FileAbsent, FileRefused, UntrustedReader
+
+if TYPE_CHECKING:  # the Temporal SDK is imported only when `engine: temporal` asks for it
+    from mahavishnu.orchestrator.workflows.temporal import TemporalConfig, TemporalEngine
 
 __all__ = ["create_service"]
 
@@ -109,6 +111,8 @@ def build_engine(
     """The engine the settings name (`engine`); `host_of` maps a repository to its build host."""
     definitions = settings.workflow_definitions()
     if settings.engine == "temporal":
+        from mahavishnu.orchestrator.workflows.temporal import TemporalEngine
+
         return TemporalEngine(
             db, temporal_config(settings), engine_config(settings), definitions, metrics, host_of=host_of
         )
@@ -124,6 +128,8 @@ def host_lookup(store: ManifestStore) -> Callable[[str], str | None]:
 
 
 def temporal_config(settings: MahavishnuSettings) -> TemporalConfig:
+    from mahavishnu.orchestrator.workflows.temporal import TemporalConfig
+
     return TemporalConfig(
         address=settings.temporal_address,
         namespace=settings.temporal_namespace,

@@ -51,13 +51,13 @@ class Memories(MemorySearch):
         content_mac = self._vault.mac(self.tenant, "content", document["content"])
         key_mac = self._idempotency_mac(idempotency_key)
         for _ in range(3):  # a concurrent writer of the same key or content wins the constraint
-            async with self._db.session() as session:
-                earlier = await self._earlier(session, key_mac, content_mac)
-                if earlier is not None:
-                    await self._audit(session, "memory.store", earlier.memory.id, created=False)
-                    return earlier
             try:
+                # One transaction: the duplicate check and the write (a store is one commit).
                 async with self._db.session() as session:
+                    earlier = await self._earlier(session, key_mac, content_mac)
+                    if earlier is not None:
+                        await self._audit(session, "memory.store", earlier.memory.id, created=False)
+                        return earlier
                     now = datetime.now(UTC)
                     memory = Memory(
                         id=new_id(),
