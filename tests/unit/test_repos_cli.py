@@ -221,6 +221,7 @@ def test_list_json_has_every_field(fleet: Path, workdir: Path) -> None:
             "tags": ["python", "search"],
             "description": "Semantic search",
             "mcp": None,
+            "host": None,
         }
     ]
 
