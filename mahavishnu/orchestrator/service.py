@@ -177,8 +177,15 @@ async def _run_engine(db: Database, engine: LocalEngine | TemporalEngine, upgrad
         await anyio.sleep(delay)
         delay = min(delay * 2, 30.0)
         ready = await _schema_ready(db, upgrade=upgrade)
-    async with engine.running():
-        await anyio.sleep_forever()
+    delay = 1.0
+    while True:  # an engine whose cluster is unreachable (Temporal down) is retried, not fatal
+        try:
+            async with engine.running():
+                await anyio.sleep_forever()
+        except ConnectionError as exc:
+            log.error("engine_unavailable", error=str(exc)[:300], retry_in_seconds=delay)
+            await anyio.sleep(delay)
+            delay = min(delay * 2, 30.0)
 
 
 async def _database_health(db: Database) -> ComponentHealth:

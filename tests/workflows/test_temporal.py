@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 from sqlalchemy import select
@@ -47,6 +48,7 @@ from mahavishnu.platform.auth import LOCAL_PRINCIPAL, Principal
 from mahavishnu.platform.db import Database
 from mahavishnu.platform.observability import Metrics
 from tests.support.gitrepos import make_git_repo
+from tests.support.server import base_env, free_port, start_server
 from tests.support.temporal import TemporalServer, temporal_server
 
 ADMIN = Principal(subject="admin", role="admin")
@@ -348,3 +350,28 @@ async def test_a_5000_repository_workflow_stays_within_temporals_history_limits(
     assert view.status == "succeeded"
     assert view.counts == {"succeeded": 5000}
     assert len(events) < 10_000
+
+
+def test_a_server_whose_temporal_is_unreachable_keeps_serving_and_retries(tmp_path: Path) -> None:
+    """Temporal down at start-up is an outage to wait out, not a crash: the server answers, its
+    log says why workflows do not run, and it keeps trying."""
+    manifest = fleet(tmp_path, {"solo": None})
+    env = base_env(
+        tmp_path,
+        manifest,
+        {
+            "MAHAVISHNU_ENGINE": "temporal",
+            "MAHAVISHNU_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
+            "MAHAVISHNU_DATA_DIR": str(tmp_path / "var"),
+        },
+    )
+    server = start_server(tmp_path, env)
+    try:
+        deadline = time.monotonic() + 20
+        while sum("engine_unavailable" in line for line in server.log_lines()) < 2:
+            assert time.monotonic() < deadline, server.log_path.read_text()[-2000:]
+            time.sleep(0.2)
+        assert server.process.poll() is None
+        assert httpx.get(f"{server.base}/health", timeout=10).status_code == 200
+    finally:
+        server.stop()
