@@ -93,6 +93,7 @@ def create_service(settings: MahavishnuSettings, metrics: Metrics, *, db: Databa
         health_checks=[
             HealthCheck("manifest", lambda: _manifest_health(store)),
             HealthCheck("database", lambda: _database_health(db)),
+            HealthCheck("engine", lambda: _engine_health(engine, settings)),
         ],
         background=background,
         resources=[_repo_resource(store)],
@@ -186,6 +187,20 @@ async def _run_engine(db: Database, engine: LocalEngine | TemporalEngine, upgrad
             log.error("engine_unavailable", error=str(exc)[:300], retry_in_seconds=delay)
             await anyio.sleep(delay)
             delay = min(delay * 2, 30.0)
+
+
+async def _engine_health(
+    engine: LocalEngine | TemporalEngine, settings: MahavishnuSettings
+) -> ComponentHealth:
+    """Which engine runs workflows, and for Temporal whether this replica reaches it."""
+    if settings.engine == "local":
+        return ComponentHealth("ok", data={"engine": "local"})
+    data = {"engine": "temporal", "address": settings.temporal_address}
+    if getattr(engine, "connected", False):
+        return ComponentHealth("ok", data=data)
+    return ComponentHealth(
+        "degraded", "Temporal is unreachable: workflows are recorded but do not run until it is back", data
+    )
 
 
 async def _database_health(db: Database) -> ComponentHealth:

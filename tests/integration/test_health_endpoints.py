@@ -12,7 +12,12 @@ from tests.support.tokens import claims, hs256
 
 PUBLIC_SUMMARY = {
     "status": "healthy",
-    "checks": {"manifest": {"status": "ok"}, "database": {"status": "ok"}, "rate_limit": {"status": "ok"}},
+    "checks": {
+        "manifest": {"status": "ok"},
+        "database": {"status": "ok"},
+        "engine": {"status": "ok"},
+        "rate_limit": {"status": "ok"},
+    },
 }
 
 
@@ -45,7 +50,8 @@ def test_get_health_tool_matches_endpoint(open_server: RunningServer) -> None:
     result = call_tool(open_server.url, "get_health").json()["result"]
     assert result["isError"] is False
     assert result["structuredContent"]["status"] == "healthy"
-    assert set(result["structuredContent"]["checks"]) == {"manifest", "database", "rate_limit"}
+    assert set(result["structuredContent"]["checks"]) == {"manifest", "database", "engine", "rate_limit"}
+    assert result["structuredContent"]["checks"]["engine"]["data"] == {"engine": "local"}
 
 
 def test_metrics_exposes_the_documented_names(open_server: RunningServer) -> None:

@@ -150,4 +150,6 @@ def test_replicas_behind_a_balancer_share_budget_keys_and_answers(
     for server in servers:
         direct = call_tool(server.url, "get_workflow_status", {"workflow_id": workflow_id}, token=operator)
         assert direct.json()["result"]["structuredContent"]["status"] == "succeeded"
-    assert httpx.get(f"{servers[0].base}/health", timeout=10).status_code == 200
+    for server in servers:
+        health = httpx.get(f"{server.base}/health", timeout=10).json()
+        assert health["checks"]["engine"]["status"] == "ok", health

@@ -372,6 +372,10 @@ def test_a_server_whose_temporal_is_unreachable_keeps_serving_and_retries(tmp_pa
             assert time.monotonic() < deadline, server.log_path.read_text()[-2000:]
             time.sleep(0.2)
         assert server.process.poll() is None
-        assert httpx.get(f"{server.base}/health", timeout=10).status_code == 200
+        health = httpx.get(f"{server.base}/health", timeout=10)
+        assert health.status_code == 200
+        engine = health.json()["checks"]["engine"]
+        assert engine["status"] == "degraded"
+        assert "Temporal is unreachable" in engine["detail"]
     finally:
         server.stop()

@@ -89,6 +89,8 @@ class TemporalEngine:
             host_of=host_of,
         )
         self._client: Client | None = None
+        self.connected = False
+        """Connected to Temporal and serving (the replica's health says so)."""
         self._tasks: set[asyncio.Task[None]] = set()
         self.instance_id = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -141,6 +143,7 @@ class TemporalEngine:
         """Serve the control queue (and the shared runs queue, `serve_runs`) for the block.
         `workflows` is not needed: Temporal routes each workflow's activities itself."""
         self._client = await connect(self._config)
+        self.connected = True
         runner = BatchRunner(
             self._engine_config,
             self._definitions,
@@ -169,6 +172,7 @@ class TemporalEngine:
             try:
                 yield self
             finally:
+                self.connected = False
                 maintain.cancel()
                 for task in (maintain, *self._tasks):
                     task.cancel()
