@@ -137,14 +137,7 @@ class Harness:
         return self.root / "repos" / name
 
     async def wait(self, workflow_id: str, within: float = 30) -> WorkflowView:
-        deadline = time.monotonic() + within
-        while True:
-            view = await self.service.status(LOCAL_PRINCIPAL, workflow_id)
-            if view.finished_at is not None:
-                return view
-            if time.monotonic() > deadline:
-                raise AssertionError(f"workflow not final after {within} s: {view.counts}")
-            await asyncio.sleep(0.05)
+        return await wait_final(self.service, workflow_id, within)
 
     async def wait_for(self, workflow_id: str, status: str, within: float = 15) -> WorkflowView:
         deadline = time.monotonic() + within
@@ -155,6 +148,18 @@ class Harness:
             if time.monotonic() > deadline:
                 raise AssertionError(f"no run reached {status}: {view.counts}")
             await asyncio.sleep(0.05)
+
+
+async def wait_final(service: WorkflowService, workflow_id: str, within: float) -> WorkflowView:
+    """The workflow once it is final (every run), or an AssertionError with its counts."""
+    deadline = time.monotonic() + within
+    while True:
+        view = await service.status(LOCAL_PRINCIPAL, workflow_id)
+        if view.finished_at is not None:
+            return view
+        if time.monotonic() > deadline:
+            raise AssertionError(f"workflow not final after {within} s: {view.counts}")
+        await asyncio.sleep(0.05)
 
 
 def agent_workflow(**overrides: Any) -> dict[str, Any]:

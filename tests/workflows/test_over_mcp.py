@@ -26,6 +26,7 @@ from tests.integration.test_tracing import Collector
 from tests.support.client import call_tool
 from tests.support.gitrepos import git_fleet
 from tests.support.server import SECRET, RunningServer, base_env, free_port, start_server
+from tests.support.tcp import pipe
 from tests.support.tokens import claims, hs256
 from tests.workflows.conftest import FAKE_AGENT
 
@@ -257,19 +258,7 @@ class TcpProxy:
             upstream = socket.create_connection(("127.0.0.1", self.target_port))
             self.connections += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (source, sink):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
+                threading.Thread(target=pipe, args=(a, b), daemon=True).start()
 
     def cut(self) -> None:
         assert self.listener is not None

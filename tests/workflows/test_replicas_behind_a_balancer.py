@@ -25,6 +25,7 @@ from tests.conftest import PG_URL, drop_schema, require_service
 from tests.support.client import call_tool, rpc
 from tests.support.gitrepos import git_fleet
 from tests.support.server import SECRET, RunningServer, base_env, start_server
+from tests.support.tcp import pipe
 from tests.support.tokens import claims, hs256
 
 PER_MINUTE = 30
@@ -47,24 +48,12 @@ class Balancer:
                 return
             upstream = socket.create_connection(("127.0.0.1", next(self._next)))
             for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=_pipe, args=(a, b), daemon=True).start()
+                threading.Thread(target=pipe, args=(a, b), daemon=True).start()
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
-
-
-def _pipe(source: socket.socket, sink: socket.socket) -> None:
-    try:
-        while data := source.recv(65536):
-            sink.sendall(data)
-    except OSError:
-        pass
-    finally:
-        for end in (source, sink):
-            with contextlib.suppress(OSError):
-                end.shutdown(socket.SHUT_RDWR)
 
 
 def _call(url: str, tool: str, arguments: dict[str, Any], token: str) -> dict[str, Any]:

@@ -50,6 +50,7 @@ from mahavishnu.platform.observability import Metrics
 from tests.support.gitrepos import make_git_repo
 from tests.support.server import base_env, free_port, start_server
 from tests.support.temporal import TemporalServer, temporal_server
+from tests.workflows.conftest import wait_final
 
 ADMIN = Principal(subject="admin", role="admin")
 REPORT_PID = "import os, sys, time; time.sleep(float(sys.argv[1])); print('worker', os.getppid())"
@@ -82,14 +83,7 @@ class Setup:
     env: dict[str, str]
 
     async def wait(self, workflow_id: str, within: float = 60) -> WorkflowView:
-        deadline = time.monotonic() + within
-        while True:
-            view = await self.service.status(LOCAL_PRINCIPAL, workflow_id)
-            if view.finished_at is not None:
-                return view
-            if time.monotonic() > deadline:
-                raise AssertionError(f"workflow not final after {within} s: {view.counts}")
-            await asyncio.sleep(0.1)
+        return await wait_final(self.service, workflow_id, within)
 
 
 def settings_for(root: Path, server: TemporalServer, manifest: Path, **extra: Any) -> dict[str, Any]:
