@@ -1364,3 +1364,15 @@ def test_cloud_run_akosha_service(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.port == 8682
     assert settings.check_secure() == []
     assert settings.dns_rebinding_protection is False
+
+
+def test_compose_replicas_send_workflow_outcomes_to_akosha_as_one_source() -> None:
+    """Both replicas push the shared outbox to Akosha under one stable source name (they are one
+    Mahavishnu to Akosha), with the token Akosha accepts; the worker sends nothing."""
+    services = compose()["services"]
+    replicas = [services["mahavishnu"]["environment"], services["mahavishnu-2"]["environment"]]
+    for environment in replicas:
+        assert environment["MAHAVISHNU_AKOSHA_URL"] == "http://akosha:8682"
+        assert environment["AKOSHA_API_TOKEN"] == services["akosha"]["environment"]["AKOSHA_API_TOKEN"]
+    assert {environment["MAHAVISHNU_SOURCE_NAME"] for environment in replicas} == {"mahavishnu"}
+    assert "MAHAVISHNU_AKOSHA_URL" not in services["worker"]["environment"]
