@@ -352,6 +352,10 @@ def worker(
     host: Annotated[
         str | None, typer.Option(help="Run the runs of the manifest's repositories on this host.")
     ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(min=1, max=65535, help="Serve Prometheus metrics on this port.")
+    ] = None,
+    metrics_host: Annotated[str, typer.Option(help="The address the metrics port listens on.")] = "127.0.0.1",
 ) -> None:
     """Execute workflow runs for the Temporal engine on this build host (no database needed)."""
     import asyncio
@@ -367,7 +371,9 @@ def worker(
         raise typer.Exit(2)
     configure_logging(settings.log_level, settings.log_format, stream=sys.stderr, service="mahavishnu-worker")
     try:
-        asyncio.run(serve_host(settings, temporal_config(settings), engine_config(settings), host))
+        metrics = (metrics_host, metrics_port) if metrics_port is not None else None
+        config = temporal_config(settings)
+        asyncio.run(serve_host(settings, config, engine_config(settings), host, metrics_address=metrics))
     except ConnectionError as exc:
         err.print(f"[red]error:[/red] {exc}; start Temporal or set temporal_address")
         raise typer.Exit(1) from None

@@ -134,9 +134,11 @@ async def replica(
 
 
 @contextlib.contextmanager
-def worker(setup: Setup, log: Path, host: str | None = None) -> Iterator[subprocess.Popen[bytes]]:
+def worker(
+    setup: Setup, log: Path, host: str | None = None, *options: str
+) -> Iterator[subprocess.Popen[bytes]]:
     """`mahavishnu worker` as a build host runs it (no database settings in its environment)."""
-    argv = [sys.executable, "-m", "mahavishnu", "worker", *(["--host", host] if host else [])]
+    argv = [sys.executable, "-m", "mahavishnu", "worker", *(["--host", host] if host else []), *options]
     with log.open("ab") as out:
         process = subprocess.Popen(argv, env=setup.env, stdout=out, stderr=out, start_new_session=True)
     try:
@@ -173,10 +175,15 @@ async def test_runs_go_to_their_hosts_worker(
     manifest = fleet(tmp_path, {"a1": "build1", "a2": "build1", "b1": None})
     values = settings_for(tmp_path, server, manifest)
     async with replica(database, tmp_path, values) as setup:
-        with worker(setup, tmp_path / "build1.log", host="build1") as build1:
+        port = free_port()
+        with worker(setup, tmp_path / "build1.log", "build1", "--metrics-port", str(port)) as build1:
             summary = await setup.service.trigger(ADMIN, "report", params={"seconds": "0"})
             view = await setup.wait(summary.workflow_id)
+            async with httpx.AsyncClient() as client:
+                metrics = (await client.get(f"http://127.0.0.1:{port}/metrics", timeout=10)).text
     assert view.status == "succeeded", view.runs
+    # The worker's own metrics: the two runs it executed.
+    assert 'mahavishnu_repo_run_duration_seconds_count{workflow="report"} 2.0' in metrics
     ran_on = {run.repo: reported_pid(run.output_tail) for run in view.runs}
     assert ran_on["a1"] == ran_on["a2"] == build1.pid
     assert ran_on["b1"] == os.getpid()

@@ -13,6 +13,8 @@ import os
 import signal
 import socket
 
+import prometheus_client
+
 from mahavishnu.orchestrator.settings import MahavishnuSettings
 from mahavishnu.orchestrator.workflows.local.config import EngineConfig
 from mahavishnu.orchestrator.workflows.metrics import WorkflowMetrics
@@ -27,14 +29,23 @@ log = get_logger("mahavishnu.worker")
 
 
 async def serve_host(
-    settings: MahavishnuSettings, config: TemporalConfig, engine_config: EngineConfig, host: str | None
+    settings: MahavishnuSettings,
+    config: TemporalConfig,
+    engine_config: EngineConfig,
+    host: str | None,
+    *,
+    metrics_address: tuple[str, int] | None = None,
 ) -> None:
-    """Serve the host's runs queue until SIGTERM or SIGINT."""
+    """Serve the host's runs queue until SIGTERM or SIGINT; with `metrics_address`, its run
+    metrics (durations, runs executing, the process) on http://HOST:PORT/metrics."""
     client = await connect(config)
+    metrics = Metrics()
+    if metrics_address is not None:
+        prometheus_client.start_http_server(metrics_address[1], metrics_address[0], registry=metrics.registry)
     runner = BatchRunner(
         engine_config,
         settings.workflow_definitions(),
-        WorkflowMetrics(Metrics()),
+        WorkflowMetrics(metrics),
         heartbeat_seconds=config.heartbeat_seconds,
     )
     stop = asyncio.Event()
