@@ -181,12 +181,19 @@ def test_promtool_check_prometheus_config() -> None:
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     assert config["rule_files"] == ["alerts.yml"]
     services = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())["services"]
-    for service, port in [("mahavishnu", 8680), ("session-buddy", 8678), ("akosha", 8682)]:
-        job = jobs[service]  # the job name is what the rules select
+    scraped = {
+        "mahavishnu": ["mahavishnu", "mahavishnu-2"],
+        "session-buddy": ["session-buddy"],
+        "akosha": ["akosha"],
+    }
+    ports = {"mahavishnu": 8680, "session-buddy": 8678, "akosha": 8682}
+    for job_name, replicas in scraped.items():
+        job = jobs[job_name]  # the job name is what the rules select (every replica under it)
         assert job["metrics_path"] == "/metrics"
-        assert job["static_configs"] == [{"targets": [f"{service}:{port}"]}]
-        assert "profiles" not in services[service], f"{service} is scraped, so it must always run"
-        assert "monitoring" in services[service]["networks"], f"Prometheus cannot reach {service}"
+        assert job["static_configs"] == [{"targets": [f"{r}:{ports[job_name]}" for r in replicas]}]
+        for service in replicas:
+            assert "profiles" not in services[service], f"{service} is scraped, so it must always run"
+            assert "monitoring" in services[service]["networks"], f"Prometheus cannot reach {service}"
 
 
 # --- the rules themselves ---------------------------------------------------------------------------------
