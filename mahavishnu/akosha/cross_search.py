@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -94,6 +94,8 @@ class CrossSearch:
         among = self._among(principal, sources, projects, since, until)
         ranked, total = await self._ranked(query, mode, among, offset + limit + 1)
         hits = await self._hits(principal, ranked[offset : offset + limit])
+        if self._index.vectors is not None:  # what readers see stays hot (`tiers.AgingPolicy`)
+            self._index.vectors.touch([key_of(h.source, h.memory_id) for h in hits], datetime.now(UTC))
         if self._metrics is not None:
             self._metrics.duration.labels(mode).observe(time.perf_counter() - began)
         more = len(ranked) > offset + limit
@@ -144,15 +146,15 @@ class CrossSearch:
             return ranking.rows, ranking.total
         asked = (await asyncio.to_thread(embedder.embed, [query]))[0]
         if mode == "semantic":
-            near = vectors.nearest(asked, wanted, among=among)
+            near = await vectors.nearest(asked, wanted, among=among)
             embedded = (
                 len(vectors) if among is None else sum(vectors.version_of(k) is not None for k in among)
             )
             return [(n.memory_id, n.similarity) for n in near], embedded
         count = wanted + POOL
         ranking = index.postings.rank(tokens, now=0.0, among=among, limit=count)
-        cosines = {n.memory_id: n.similarity for n in vectors.nearest(asked, count, among=among)}
-        cosines.update(vectors.similarity([i for i, _ in ranking.rows if i not in cosines], asked))
+        cosines = {n.memory_id: n.similarity for n in await vectors.nearest(asked, count, among=among)}
+        cosines.update(await vectors.similarity([i for i, _ in ranking.rows if i not in cosines], asked))
         identifiers = {token_of(w) for w in identifier_words(query)}
         weight = keyword_weight(ranking, identifier_matched=bool(identifiers & ranking.matched))
         fused = fuse(ranking.rows, cosines, weight)

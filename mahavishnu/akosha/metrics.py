@@ -3,13 +3,14 @@ outcome, a reason); never a source, a tenant or an id."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from mahavishnu.akosha.tiers import TIERS, Tier
 from mahavishnu.platform import Metrics
 
-__all__ = ["IngestMetrics", "SearchMetrics"]
+__all__ = ["IngestMetrics", "SearchMetrics", "TierMetrics"]
 
 
 class IngestMetrics:
@@ -57,3 +58,36 @@ class SearchMetrics:
             "Records in the index still waiting for their vector (found by keyword meanwhile).",
             registry=r,
         ).set_function(unembedded)
+
+
+class TierMetrics:
+    """The vectors each tier holds, and what the aging runs moved."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        r = metrics.registry
+        self._sizes = Gauge(
+            "akosha_index_vectors",
+            "Vectors in the search index, by tier (hot, warm, cold).",
+            ["tier"],
+            registry=r,
+        )
+        self.runs = Counter("akosha_aging_runs", "Aging runs finished.", registry=r)
+        self.moves = Counter(
+            "akosha_tier_moves",
+            "Vectors an aging run moved, by the tier they moved to.",
+            ["tier"],
+            registry=r,
+        )
+
+    def watch(self, sizes: Callable[[], Mapping[Tier, int]]) -> None:
+        for tier in TIERS:
+            self._sizes.labels(tier).set_function(_size_of(sizes, tier))
+
+    def aged(self, moved: Mapping[Tier, int]) -> None:
+        self.runs.inc()
+        for tier, count in moved.items():
+            self.moves.labels(tier).inc(count)
+
+
+def _size_of(sizes: Callable[[], Mapping[Tier, int]], tier: Tier) -> Callable[[], float]:
+    return lambda: sizes().get(tier, 0)

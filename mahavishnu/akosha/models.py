@@ -17,7 +17,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from mahavishnu.platform.sqltypes import UTCDateTime
 
-__all__ = ["LIVE", "TOMBSTONED", "Base", "Record", "State", "WorkflowOutcome"]
+__all__ = ["LIVE", "TOMBSTONED", "Base", "Record", "State", "StoredVector", "WorkflowOutcome"]
 
 State = Literal["live", "tombstoned"]
 LIVE: State = "live"
@@ -43,6 +43,22 @@ class Record(Base):
     sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
     received_at: Mapped[datetime]
     """When this version arrived (not when the source wrote it: that is in the document)."""
+
+
+class StoredVector(Base):
+    """A record's embedding as the search index last made it: sealed like the document (bound to
+    source, memory, version and model), so a restart loads vectors instead of embedding every
+    record again, and the warm and cold tiers rescore their candidates in float32 from here.
+    `accessed_at` is when a reader last saw the record: the aging policy keeps it hot."""
+
+    __tablename__ = "akosha_vectors"
+
+    source: Mapped[str] = mapped_column(String(100), primary_key=True)
+    memory_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    model: Mapped[str] = mapped_column(String(100))
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    accessed_at: Mapped[datetime | None]
 
 
 class WorkflowOutcome(Base):

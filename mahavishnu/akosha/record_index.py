@@ -1,25 +1,32 @@
 """Akosha's in-process search index over every live record of every source: BM25 postings
-(`platform/search/postings.py`) and embeddings (`platform/search/vector_index.py`), keyed by
+(`platform/search/postings.py`) and embeddings in tiers (`tiers.py`), keyed by
 `source/memory_id`, with what a filter needs of each record (source, project, time).
 
-It lives only in memory (the store stays sealed at rest): rebuilt from the store at start,
-told of this process's ingests as they commit, and following other processes' by polling
-`received_at`. Embedding runs in the background, off the ingest path; until a record has its
-vector, it is found by keyword. Whatever the index answers is read back from the store, in the
-caller's scope, before it is shown (`cross_search.py`).
+The keyword postings live only in memory (the store stays sealed at rest): rebuilt from the
+store at start, told of this process's ingests as they commit, and following other processes'
+by polling `received_at`. Embedding runs in the background, off the ingest path; until a record
+has its vector, it is found by keyword. Each vector made is kept in the store, sealed
+(`vector_store.py`), so a restart loads vectors instead of making them again; the vectors sit in
+tiers by age and use, and an aging run every `aging_seconds` moves them. Whatever the index
+answers is read back from the store, in the caller's scope, before it is shown
+(`cross_search.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import select, tuple_
 
+from mahavishnu.akosha.cold_tier import ColdTier
 from mahavishnu.akosha.keys import open_document
 from mahavishnu.akosha.models import LIVE, Record
+from mahavishnu.akosha.tiers import AgingPolicy, Tier, TieredVectors
+from mahavishnu.akosha.vector_store import VectorStore
 from mahavishnu.akosha.wire import MemoryDocument, Tombstone, Upsert
 from mahavishnu.platform import Database, get_logger
 from mahavishnu.platform.background import woken_or_after
@@ -27,7 +34,6 @@ from mahavishnu.platform.crypto import DecryptionError, KeyRing
 from mahavishnu.platform.search.embeddings import Embedder
 from mahavishnu.platform.search.postings import IndexedMemory, TenantPostings
 from mahavishnu.platform.search.terms import terms
-from mahavishnu.platform.search.vector_index import TenantVectors
 
 __all__ = ["Entry", "RecordIndex", "key_of"]
 
@@ -58,28 +64,84 @@ class Entry:
     created_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class Tiering:
+    """Where cold segments go, how records age, how often an aging run looks."""
+
+    cold_folder: Path
+    policy: AgingPolicy
+    aging_seconds: float = 3600.0
+
+
 class RecordIndex:
     def __init__(
-        self, db: Database, ring: KeyRing, *, poll_seconds: float = 1.0, embed_batch: int = 64
+        self,
+        db: Database,
+        ring: KeyRing,
+        tiering: Tiering,
+        *,
+        poll_seconds: float = 1.0,
+        embed_batch: int = 64,
+        on_aged: Callable[[Mapping[Tier, int]], None] | None = None,
     ) -> None:
         self._db = db
         self._ring = ring
+        self._tiering = tiering
         self._poll = poll_seconds
         self._batch = embed_batch
+        self._on_aged = on_aged
         self.postings = TenantPostings()
         self.entries: dict[str, Entry] = {}
         self.embedder: Embedder | None = None
-        self.vectors: TenantVectors | None = None
+        self.vectors: TieredVectors | None = None
+        self._vectors_loaded = False
         self._unembedded: dict[str, str] = {}
         self._wake = asyncio.Event()
         self.ready = False
         """True once rebuilt from the store: searches answer from then on."""
 
     def use_embedder(self, embedder: Embedder) -> None:
-        """Search by meaning from now on: every record held is queued for its vector."""
+        """Search by meaning from now on: stored vectors are loaded, the rest queued to embed."""
         self.embedder = embedder
-        self.vectors = TenantVectors(embedder.dimensions)
+        store = VectorStore(self._db, self._ring, model_id=embedder.model_id, dimensions=embedder.dimensions)
+        cold = ColdTier(
+            self._tiering.cold_folder, self._ring, model_id=embedder.model_id, dimensions=embedder.dimensions
+        )
+        self.vectors = TieredVectors(store, cold)
         self._wake.set()
+
+    def tier_sizes(self) -> dict[Tier, int]:
+        return self.vectors.sizes() if self.vectors is not None else {}
+
+    def current(self, key: str) -> tuple[int, datetime] | None:
+        """The version and creation time of a live record the index holds."""
+        entry = self.entries.get(key)
+        return None if entry is None else (entry.version, entry.created_at)
+
+    async def load_vectors(self) -> int:
+        """Fill the tiers from the store's vectors (once, before embedding anything new)."""
+        if self.vectors is None or self._vectors_loaded:
+            return 0
+        loaded = await self.vectors.load(self.current, self._tiering.policy, datetime.now(UTC))
+        for key in loaded:
+            self._unembedded.pop(key, None)
+        for key in [k for k in self.vectors.hot.keys() + self.vectors.warm.keys() if k not in self.entries]:
+            self.vectors.remove(key)  # tombstoned while loading
+        self._vectors_loaded = True
+        log.info("vectors_loaded", **self.vectors.sizes(), unembedded=len(self._unembedded))
+        return len(loaded)
+
+    async def age(self, now: datetime | None = None) -> dict[Tier, int]:
+        """One aging run as of `now` (default: now): move the vectors whose tier the policy now
+        names differently."""
+        if self.vectors is None or not self._vectors_loaded:
+            return {}
+        moved = await self.vectors.age(self.current, self._tiering.policy, now or datetime.now(UTC))
+        if any(moved.values()):
+            log.info("vectors_aged", moved=moved, **self.vectors.sizes())
+        if self._on_aged is not None:
+            self._on_aged(moved)
+        return moved
 
     @property
     def unembedded(self) -> int:
@@ -169,15 +231,24 @@ class RecordIndex:
         self.take(rows)
 
     async def embed_pending(self) -> int:
-        """Embed one batch of records waiting for a vector; answers how many."""
-        if self.embedder is None or self.vectors is None or not self._unembedded:
+        """Embed one batch of records waiting for a vector, keep the vectors in the store, then
+        in the index; answers how many."""
+        if self.embedder is None or self.vectors is None:
             return 0
+        await self.load_vectors()
         batch = list(self._unembedded.items())[: self._batch]
+        if not batch:
+            return 0
         vectors = await asyncio.to_thread(self.embedder.embed, [text for _, text in batch])
+        made = []
         for (key, text), vector in zip(batch, vectors, strict=True):
             entry = self.entries.get(key)
             if entry is not None and self._unembedded.get(key) is text:  # not replaced meanwhile
-                self.vectors.add(key, entry.version, vector)
+                made.append((key, entry.version, text, vector))
+        await self.vectors.store.save([(key, version, vector) for key, version, _, vector in made])
+        for key, version, text, vector in made:
+            if self._unembedded.get(key) is text:
+                self.vectors.add(key, version, vector)
                 del self._unembedded[key]
         return len(batch)
 
@@ -189,6 +260,7 @@ class RecordIndex:
         async with asyncio.TaskGroup() as group:
             group.create_task(self._following(started), name="akosha-index-follow")
             group.create_task(self._embedding(), name="akosha-index-embedding")
+            group.create_task(self._aging(), name="akosha-index-aging")
 
     async def _following(self, since: datetime) -> None:
         while True:
@@ -211,3 +283,11 @@ class RecordIndex:
                 done = 0
             if not done:
                 await woken_or_after(self._wake, self._poll)
+
+    async def _aging(self) -> None:
+        while True:
+            await asyncio.sleep(self._tiering.aging_seconds)
+            try:
+                await self.age()
+            except Exception as exc:  # an outage must not end the loop
+                log.warning("aging_failed", error=f"{type(exc).__name__}: {exc}")

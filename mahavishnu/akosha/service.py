@@ -14,14 +14,15 @@ from mahavishnu.akosha.cross_search import CrossSearch
 from mahavishnu.akosha.inbox import Inbox
 from mahavishnu.akosha.ingest_gate import IngestGate
 from mahavishnu.akosha.keys import key_ring
-from mahavishnu.akosha.metrics import IngestMetrics, SearchMetrics
+from mahavishnu.akosha.metrics import IngestMetrics, SearchMetrics, TierMetrics
 from mahavishnu.akosha.outcome_inbox import OutcomeInbox
 from mahavishnu.akosha.reads import Reader
-from mahavishnu.akosha.record_index import RecordIndex
+from mahavishnu.akosha.record_index import RecordIndex, Tiering
 from mahavishnu.akosha.route import INGEST_PATH, OUTCOMES_PATH, IngestEndpoint, Intake
 from mahavishnu.akosha.search_tools import SearchTools
 from mahavishnu.akosha.series import MEMORY_METRICS, MetricRegistry, Store
 from mahavishnu.akosha.settings import AkoshaSettings
+from mahavishnu.akosha.tiers import AgingPolicy
 from mahavishnu.akosha.tools import AkoshaTools
 from mahavishnu.akosha.wire import Batch, OutcomeBatch
 from mahavishnu.akosha.workflow_series import WORKFLOW_METRICS
@@ -50,7 +51,14 @@ def create_service(settings: AkoshaSettings, metrics: Metrics) -> Service:
     db = Database.from_settings(settings, create=True)  # serving owns the data: may make the file
     ring = key_ring(settings)  # before serving: a bad key is a refusal to start, not a 5xx later
     ingest_metrics = IngestMetrics(metrics)
-    index = RecordIndex(db, ring)
+    tiering = Tiering(
+        settings.effective_cold_dir,
+        AgingPolicy(hot_days=settings.hot_days, warm_days=settings.warm_days),
+        aging_seconds=settings.aging_seconds,
+    )
+    tier_metrics = TierMetrics(metrics)
+    index = RecordIndex(db, ring, tiering, on_aged=tier_metrics.aged)
+    tier_metrics.watch(index.tier_sizes)
     search_metrics = SearchMetrics(
         metrics, indexed=lambda: len(index.entries), unembedded=lambda: index.unembedded
     )

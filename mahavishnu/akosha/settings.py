@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 
 from mahavishnu.platform import MigrationSet, PlatformSettings
 from mahavishnu.platform.settings import MIN_SECRET_BYTES
@@ -41,6 +41,29 @@ class AkoshaSettings(
     says why."""
     model_cache_dir: Path | None = None
     """Where a model made from a packaged one is kept (default: `models/` in the data folder)."""
+
+    hot_days: float = Field(default=30.0, gt=0)
+    """A record stays in the hot tier (float32 vectors in memory) while it was written or last
+    found by a reader within this many days."""
+    warm_days: float = Field(default=180.0, gt=0)
+    """... in the warm tier (int8 vectors in memory) within this many days; cold (sealed Parquet
+    segments on disk) after. Must exceed hot_days."""
+    aging_seconds: float = Field(default=3600.0, gt=0, le=7 * 86400)
+    """How often an aging run moves vectors between tiers."""
+    cold_dir: Path | None = None
+    """Where the cold tier's segment files go (default: `cold/` in the data folder)."""
+
+    @model_validator(mode="after")
+    def _warm_after_hot(self) -> AkoshaSettings:
+        if self.warm_days <= self.hot_days:
+            raise ValueError(
+                f"AKOSHA_WARM_DAYS ({self.warm_days:g}) must be more than AKOSHA_HOT_DAYS ({self.hot_days:g})"
+            )
+        return self
+
+    @property
+    def effective_cold_dir(self) -> Path:
+        return (self.cold_dir or self.data_dir / "cold").resolve()
 
     @property
     def effective_model_cache_dir(self) -> Path:

@@ -17,7 +17,9 @@ import pytest
 from mahavishnu.akosha.inbox import Inbox
 from mahavishnu.akosha.metrics import IngestMetrics
 from mahavishnu.akosha.reads import Reader
+from mahavishnu.akosha.record_index import Tiering
 from mahavishnu.akosha.settings import MIGRATIONS, AkoshaSettings
+from mahavishnu.akosha.tiers import AgingPolicy
 from mahavishnu.platform.auth import Role, issue_token
 from mahavishnu.platform.crypto import KeyRing, generate_key
 from mahavishnu.platform.db import Database
@@ -37,6 +39,12 @@ MAX_BATCH_RECORDS = 600
 async def ak_database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
     async for db in migrated_database(request.param, tmp_path, MIGRATIONS, "ak"):
         yield db
+
+
+@pytest.fixture
+def tiering(tmp_path: Path) -> Tiering:
+    """The service's defaults: hot for 30 days, warm to 180, cold segments in the test's folder."""
+    return Tiering(tmp_path / "cold", AgingPolicy(hot_days=30, warm_days=180))
 
 
 @pytest.fixture

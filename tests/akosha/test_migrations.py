@@ -36,6 +36,7 @@ async def test_migrations_match_the_models(ak_database: Database) -> None:
         assert await connection.run_sync(_tables) == {
             "akosha_records",
             "akosha_outcomes",
+            "akosha_vectors",
             "alembic_version_akosha",
         }
 
@@ -47,6 +48,6 @@ async def test_down_to_nothing_and_up_again(ak_database: Database) -> None:
     await ak_database.upgrade()
     state = await ak_database.schema_state()
     assert state.is_current
-    assert state.head == "akosha_0002"
+    assert state.head == "akosha_0003"
     async with ak_database.engine.connect() as connection:
         assert await connection.run_sync(_differences) == []

@@ -12,7 +12,7 @@ import pytest
 from mahavishnu.akosha.cross_search import CrossSearch, CrossSearchPage
 from mahavishnu.akosha.inbox import Inbox
 from mahavishnu.akosha.metrics import IngestMetrics
-from mahavishnu.akosha.record_index import RecordIndex
+from mahavishnu.akosha.record_index import RecordIndex, Tiering
 from mahavishnu.platform.auth import Principal
 from mahavishnu.platform.crypto import KeyRing
 from mahavishnu.platform.db import Database
@@ -47,8 +47,10 @@ RECORDS: dict[str, list[dict[str, Any]]] = {
 }
 
 
-async def prepared(db: Database, ring: KeyRing, *, embed: bool = True) -> tuple[RecordIndex, CrossSearch]:
-    index = RecordIndex(db, ring)
+async def prepared(
+    db: Database, ring: KeyRing, tiering: Tiering, *, embed: bool = True
+) -> tuple[RecordIndex, CrossSearch]:
+    index = RecordIndex(db, ring, tiering)
     await index.rebuild()
     if embed:
         index.use_embedder(HashingEmbedder(256))
@@ -64,8 +66,10 @@ def found(page: CrossSearchPage) -> list[tuple[str, str]]:
     return [(h.source, h.memory_id) for h in page.hits]
 
 
-async def test_one_ranking_across_sources_names_each_hit(ak_database: Database, ring: KeyRing) -> None:
-    _, search = await prepared(ak_database, ring)
+async def test_one_ranking_across_sources_names_each_hit(
+    ak_database: Database, ring: KeyRing, tiering: Tiering
+) -> None:
+    _, search = await prepared(ak_database, ring, tiering)
     for mode in ("keyword", "semantic", "hybrid"):
         page = await search.search(ADMIN, "webhook retries", mode=mode, limit=2)
         assert set(found(page)) == {("laptop", "l1"), ("ci", "c1")}, mode
@@ -79,8 +83,10 @@ async def test_one_ranking_across_sources_names_each_hit(ak_database: Database, 
     assert found(path) == [("laptop", "l3")]
 
 
-async def test_a_token_finds_only_the_sources_its_tags_name(ak_database: Database, ring: KeyRing) -> None:
-    _, search = await prepared(ak_database, ring)
+async def test_a_token_finds_only_the_sources_its_tags_name(
+    ak_database: Database, ring: KeyRing, tiering: Tiering
+) -> None:
+    _, search = await prepared(ak_database, ring, tiering)
     for mode in ("keyword", "semantic", "hybrid"):
         page = await search.search(LAPTOP_ONLY, "webhook retries deploy", mode=mode, limit=50)
         assert {s for s, _ in found(page)} == {"laptop"}, mode
@@ -89,8 +95,8 @@ async def test_a_token_finds_only_the_sources_its_tags_name(ak_database: Databas
     assert (asked_for_other.hits, asked_for_other.total) == ([], 0)
 
 
-async def test_filters_pages_and_tombstones(ak_database: Database, ring: KeyRing) -> None:
-    index, search = await prepared(ak_database, ring)
+async def test_filters_pages_and_tombstones(ak_database: Database, ring: KeyRing, tiering: Tiering) -> None:
+    index, search = await prepared(ak_database, ring, tiering)
     by_project = await search.search(ADMIN, "webhook redis", projects=["cache"], mode="keyword")
     assert set(found(by_project)) == {("laptop", "l2"), ("ci", "c1")}
     march = datetime(2026, 3, 1, tzinfo=UTC)
@@ -114,8 +120,10 @@ async def test_filters_pages_and_tombstones(ak_database: Database, ring: KeyRing
     assert ("ci", "c1") not in found(await search.search(ADMIN, "webhook", mode="hybrid"))
 
 
-async def test_another_process_ingest_is_followed(ak_database: Database, ring: KeyRing) -> None:
-    index, search = await prepared(ak_database, ring, embed=False)
+async def test_another_process_ingest_is_followed(
+    ak_database: Database, ring: KeyRing, tiering: Tiering
+) -> None:
+    index, search = await prepared(ak_database, ring, tiering, embed=False)
     since = datetime.now(UTC)
     elsewhere = Inbox(ak_database, ring, IngestMetrics(Metrics(prefix="t")), max_records=10)
     await elsewhere.take(
@@ -128,9 +136,11 @@ async def test_another_process_ingest_is_followed(ak_database: Database, ring: K
         await search.search(ADMIN, "quokka", mode="semantic")
 
 
-async def test_a_restart_rebuilds_the_same_answers(ak_database: Database, ring: KeyRing) -> None:
-    _, search = await prepared(ak_database, ring, embed=False)
-    again = RecordIndex(ak_database, ring)
+async def test_a_restart_rebuilds_the_same_answers(
+    ak_database: Database, ring: KeyRing, tiering: Tiering
+) -> None:
+    _, search = await prepared(ak_database, ring, tiering, embed=False)
+    again = RecordIndex(ak_database, ring, tiering)
     await again.rebuild()
     fresh = CrossSearch(ak_database, ring, again)
     for query in ("webhook retries", "redis eviction", "E4012"):
@@ -157,9 +167,9 @@ async def test_a_restart_rebuilds_the_same_answers(ak_database: Database, ring: 
     ],
 )
 async def test_bad_arguments_are_named(
-    ak_database: Database, ring: KeyRing, arguments: dict[str, Any], message: str
+    ak_database: Database, ring: KeyRing, tiering: Tiering, arguments: dict[str, Any], message: str
 ) -> None:
-    _, search = await prepared(ak_database, ring, embed=False)
+    _, search = await prepared(ak_database, ring, tiering, embed=False)
     rest = dict(arguments)
     query = rest.pop("query")
     with pytest.raises(InvalidArgumentError, match=message):

@@ -61,6 +61,10 @@ class TenantVectors:
         slot = self._slots.get(memory_id)
         return None if slot is None else self._versions[slot]
 
+    def keys(self) -> list[str]:
+        with self._lock:
+            return list(self._slots)
+
     def add(self, memory_id: str, version: int, vector: Vector) -> None:
         with self._lock:
             slot = self._slots.get(memory_id)
