@@ -169,15 +169,17 @@ def _embedding_model_check(name: str) -> Check:
 
 
 def akosha_ops(settings: AkoshaSettings) -> ServiceOps:
-    """Akosha's part in ops: the token senders push with, the key its store is sealed under and
-    the model search by meaning needs are checked for readiness (its data is sealed in the
-    database and its index is rebuilt from it: an archive of the database is all)."""
+    """Akosha's part in ops: the token senders push with, the key its store is sealed under, the
+    model search by meaning needs and the index's consistency with the store are checked for
+    readiness. Its data, vectors included, is sealed in the database and every index tier is
+    rebuilt from it (cold segments too, when missing): an archive of the database is all."""
     return ServiceOps(
         settings=settings,
         readiness_checks=[
             ("ingest_token", 8, _akosha_token_check(settings)),
             ("encryption_key", 8, _akosha_key_check(settings)),
             ("embedding_model", 4, _embedding_model_check(settings.embedding_model)),
+            ("search_index", 4, _akosha_index_check(settings)),
         ],
     )
 
@@ -206,6 +208,49 @@ def _akosha_token_check(settings: AkoshaSettings) -> Check:
         if len(settings.api_token.get_secret_value().encode()) < MIN_SECRET_BYTES:
             return FAIL, f"AKOSHA_API_TOKEN is shorter than {MIN_SECRET_BYTES} bytes", _AKOSHA_SENDER_ADVICE
         return OK, f"AKOSHA_API_TOKEN set ({MIN_SECRET_BYTES} bytes or more)", ""
+
+    return check
+
+
+def _akosha_index_check(settings: AkoshaSettings) -> Check:
+    async def check(context: ReadinessContext) -> tuple[Status, str, str]:
+        from mahavishnu.akosha.consistency import index_report
+        from mahavishnu.akosha.keys import key_ring
+        from mahavishnu.platform.search.embeddings import MODELS
+
+        model = MODELS.get(settings.embedding_model.strip().lower())
+        try:
+            ring = key_ring(settings)
+        except ConfigurationError as exc:
+            return FAIL, exc.message, _AKOSHA_KEYGEN
+        report = await index_report(
+            context.db,
+            ring,
+            model_id=model.model_id if model else settings.embedding_model,
+            cold_folder=settings.effective_cold_dir,
+        )
+        if report.orphaned:
+            return (
+                FAIL,
+                f"{report.orphaned} stored vector(s) outlived their deleted records",
+                "restore from a verified backup; report it: a tombstone must purge its vector",
+            )
+        if report.unreadable_segments:
+            return (
+                WARN,
+                f"{report.unreadable_segments} of {report.cold_segments} cold segment file(s) do not "
+                "open under the key ring",
+                "check AKOSHA_ENCRYPTION_KEY; a restart rebuilds them from the store",
+            )
+        backlog = f"{report.unembedded} of {report.live} records wait for a vector"
+        if report.unembedded > _BACKLOG_WARN:
+            return WARN, backlog, "give the index time to embed them"
+        return (
+            OK,
+            f"{report.embedded} records have their vector, {report.cold_segments} cold "
+            f"segment(s) open; {backlog}",
+            "",
+        )
 
     return check
 

@@ -10,8 +10,10 @@ stops once no unscanned segment can beat what it has, so it reads only the clust
 query, and answers what an exact scan of the int8 codes would. Decrypted segments stay in a
 small cache bounded by bytes.
 
-A segment is never rewritten: a record that leaves the cold tier (read again, updated,
-deleted) is forgotten in memory, and a segment none of whose entries is current is deleted.
+A record that leaves the cold tier (read again, updated, deleted) is forgotten in memory at
+once; `compact` (each aging run) then rewrites every segment holding such stale entries without
+them, so a deleted memory's codes leave the disk too, and a segment none of whose entries is
+current is deleted.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from mahavishnu.platform import get_logger
 from mahavishnu.platform.crypto import DecryptionError, KeyRing, associated_data
 from mahavishnu.platform.search.int8_vectors import Candidate, quantize
 
-__all__ = ["SEGMENT_ROWS", "ColdTier"]
+__all__ = ["SEGMENT_ROWS", "ColdTier", "audit_segments"]
 
 log = get_logger("akosha.cold")
 
@@ -47,6 +49,8 @@ _MARGIN = 0.02
 """How far an int8 score may stray from the float32 one: a segment whose bound is within it
 of the best found so far is still scanned."""
 _KMEANS_ROUNDS = 4
+_UNREADABLE = (OSError, DecryptionError, pa.ArrowException, ValueError)
+"""What a damaged, foreign or missing segment file raises."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +85,7 @@ class ColdTier:
         self._summaries: dict[str, _Summary] = {}
         self._where: dict[str, tuple[str, int]] = {}
         self._live: dict[str, int] = {}
+        self._total: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -109,7 +114,7 @@ class ColdTier:
             name = path.name.removesuffix(_SUFFIX)
             try:
                 segment = self._read(name)
-            except (OSError, DecryptionError, pa.ArrowException, ValueError) as exc:
+            except _UNREADABLE as exc:
                 log.error("cold_segment_unreadable", segment=name, error=f"{type(exc).__name__}: {exc}")
                 continue
             self._adopt(name, segment)
@@ -142,6 +147,33 @@ class ColdTier:
                 if held is not None:
                     self._live[held[0]] -= 1
         self._drop_unused()
+
+    def compact(self) -> int:
+        """Rewrite each segment holding entries that are no longer current without them;
+        answers how many segments were rewritten."""
+        with self._lock:
+            stale = [name for name, live in self._live.items() if 0 < live < self._total[name]]
+        for name in stale:
+            segment = self._segment(name)
+            if segment is None:
+                continue
+            keep = [
+                i
+                for i, (key, version) in enumerate(zip(segment.keys, segment.versions, strict=True))
+                if self._where.get(key) == (name, int(version))
+            ]
+            if keep:
+                kept = _Segment(
+                    keys=[segment.keys[i] for i in keep],
+                    versions=segment.versions[keep],
+                    codes=segment.codes[keep],
+                    scales=segment.scales[keep],
+                )
+                fresh = uuid.uuid4().hex
+                self._store(fresh, kept)
+                self._adopt(fresh, kept)
+        self._drop_unused()
+        return len(stale)
 
     def propose(self, query: Vector, count: int, among: Iterable[str] | None = None) -> list[Candidate]:
         """The `count` cold records whose int8 similarity to `query` is highest, best first."""
@@ -195,6 +227,7 @@ class ColdTier:
                     self._where[key] = (name, int(version))
                     live += 1
             self._live[name] = live
+            self._total[name] = len(segment.keys)
             self._summaries[name] = _Summary(centroid.astype(np.float32), radius + 0.01)
             self._remember(name, segment)
 
@@ -203,6 +236,7 @@ class ColdTier:
             unused = [name for name, live in self._live.items() if live <= 0]
             for name in unused:
                 del self._live[name]
+                del self._total[name]
                 del self._summaries[name]
                 self._cache.pop(name, None)
         for name in unused:
@@ -216,7 +250,7 @@ class ColdTier:
                 return cached
         try:
             segment = self._read(name)
-        except (OSError, DecryptionError, pa.ArrowException, ValueError) as exc:
+        except _UNREADABLE as exc:
             log.error("cold_segment_unreadable", segment=name, error=f"{type(exc).__name__}: {exc}")
             return None
         with self._lock:
@@ -228,9 +262,6 @@ class ColdTier:
         self._cache.move_to_end(name)
         while len(self._cache) > 1 and sum(s.nbytes for s in self._cache.values()) > self._cache_bytes:
             self._cache.popitem(last=False)
-
-    def _binding(self, name: str) -> bytes:
-        return associated_data("akosha", "cold-segment", name, self._model)
 
     def _store(self, name: str, segment: _Segment) -> None:
         table = pa.table(
@@ -247,7 +278,7 @@ class ColdTier:
         )
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink, compression="zstd")
-        sealed = self._ring.encrypt(sink.getvalue().to_pybytes(), associated=self._binding(name))
+        sealed = self._ring.encrypt(sink.getvalue().to_pybytes(), associated=_binding(name, self._model))
         self._folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = self._folder / f"{name}{_SUFFIX}"
         partial = path.with_name(f".{path.name}.partial")
@@ -258,18 +289,7 @@ class ColdTier:
         os.replace(partial, path)
 
     def _read(self, name: str) -> _Segment:
-        sealed = (self._folder / f"{name}{_SUFFIX}").read_bytes()
-        table = pq.read_table(pa.BufferReader(self._ring.decrypt(sealed, associated=self._binding(name))))
-        codes = table.column("codes").combine_chunks()
-        size = len(codes)
-        raw = np.frombuffer(codes.buffers()[1], dtype=np.int8)
-        start = codes.offset * self.dimensions
-        return _Segment(
-            keys=[str(k) for k in table.column("key").to_pylist()],
-            versions=np.asarray(table.column("version").to_numpy(), dtype=np.int64),
-            codes=raw[start : start + size * self.dimensions].reshape(size, self.dimensions).copy(),
-            scales=np.asarray(table.column("scale").to_numpy(), dtype=np.float32),
-        )
+        return _read_segment(self._folder, self._ring, self._model, name)
 
 
 def _clusters(vectors: Vector, k: int) -> list[NDArray[np.int64]]:
@@ -288,3 +308,34 @@ def _clusters(vectors: Vector, k: int) -> list[NDArray[np.int64]]:
                 mean = members.mean(axis=0)
                 centroids[c] = mean / max(float(np.linalg.norm(mean)), 1e-12)
     return [found for c in range(k) if len(found := np.flatnonzero(assigned == c))]
+
+
+def _binding(name: str, model_id: str) -> bytes:
+    return associated_data("akosha", "cold-segment", name, model_id)
+
+
+def _read_segment(folder: Path, ring: KeyRing, model_id: str, name: str) -> _Segment:
+    sealed = (folder / f"{name}{_SUFFIX}").read_bytes()
+    table = pq.read_table(pa.BufferReader(ring.decrypt(sealed, associated=_binding(name, model_id))))
+    codes = table.column("codes").combine_chunks()
+    size, width = len(codes), codes.type.byte_width
+    raw = np.frombuffer(codes.buffers()[1], dtype=np.int8)
+    start = codes.offset * width
+    return _Segment(
+        keys=[str(k) for k in table.column("key").to_pylist()],
+        versions=np.asarray(table.column("version").to_numpy(), dtype=np.int64),
+        codes=raw[start : start + size * width].reshape(size, width).copy(),
+        scales=np.asarray(table.column("scale").to_numpy(), dtype=np.float32),
+    )
+
+
+def audit_segments(folder: Path, ring: KeyRing, model_id: str) -> tuple[int, int]:
+    """(segment files in `folder`, those that do not open under `ring` for `model_id`)."""
+    names = [p.name.removesuffix(_SUFFIX) for p in folder.glob(f"*{_SUFFIX}")]
+    unreadable = 0
+    for name in names:
+        try:
+            _read_segment(folder, ring, model_id, name)
+        except _UNREADABLE:
+            unreadable += 1
+    return len(names), unreadable

@@ -6,8 +6,10 @@ the same whatever their order and however often each arrives: a replay changes n
 older version after a newer one changes nothing, a tombstone deletes every version up to its
 own, and no upsert older than a tombstone brings the memory back. The rule is enforced by the
 database itself (`INSERT ... ON CONFLICT DO UPDATE ... WHERE newer`), so concurrent batches for
-one memory cannot interleave a read and a write. The answer is given only after the commit:
-what Akosha acknowledged survives a `kill -9`.
+one memory cannot interleave a read and a write. A tombstone also deletes the memory's stored
+vector (`akosha_vectors`) in the same transaction: nothing of a deleted memory stays sealed in
+the store. The answer is given only after the commit: what Akosha acknowledged survives a
+`kill -9`.
 """
 
 from __future__ import annotations
@@ -17,12 +19,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, or_
+from sqlalchemy import and_, delete, or_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mahavishnu.akosha.keys import seal_document
-from mahavishnu.akosha.models import LIVE, TOMBSTONED, Record
+from mahavishnu.akosha.models import LIVE, TOMBSTONED, Record, StoredVector
 from mahavishnu.akosha.wire import Tombstone, Upsert
 from mahavishnu.platform import Database
 from mahavishnu.platform.crypto import KeyRing
@@ -104,4 +106,13 @@ async def ingest(db: Database, ring: KeyRing, records: Sequence[Upsert | Tombsto
     async with db.session() as session:
         for chunk in _chunks(rows):
             accepted += await _forward(session, db.dialect, chunk)
+        for row in rows:
+            if row["state"] == TOMBSTONED:
+                await session.execute(
+                    delete(StoredVector).where(
+                        StoredVector.source == row["source"],
+                        StoredVector.memory_id == row["memory_id"],
+                        StoredVector.version <= row["version"],
+                    )
+                )
     return Counts(accepted=accepted, unchanged=len(records) - accepted)

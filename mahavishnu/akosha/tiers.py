@@ -190,6 +190,7 @@ class TieredVectors:
                 if wanted != tier:
                     moves[key] = (record[0], wanted)
         await self._place(moves)
+        await asyncio.to_thread(self.cold.compact)
         return {tier: sum(1 for _, t in moves.values() if t == tier) for tier in TIERS}
 
     async def _place(self, placements: dict[str, tuple[int, Tier]]) -> None:

@@ -1,5 +1,6 @@
 """`kill -9` while batches are being ingested: after a restart, every record Akosha acknowledged
-is there (SQLite and PostgreSQL); answers are given only after the commit."""
+is there (SQLite and PostgreSQL), and the search index, rebuilt from the store, finds each one;
+answers are given only after the commit."""
 
 from __future__ import annotations
 
@@ -58,6 +59,18 @@ async def _versions(akosha: Akosha) -> dict[str, int]:
                 return found
 
 
+async def _indexed(akosha: Akosha) -> int:
+    """How many records a keyword search finds (every record's content says "version"), once
+    the index has been rebuilt."""
+    async with mcp_client(akosha.server.url, token("admin")) as client:
+        for _ in range(600):
+            result = await client.call_tool("search_all_systems", {"query": "version", "mode": "keyword"})
+            if not result.is_error and result.structured_content is not None:
+                return int(result.structured_content["total"])
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"the index was never ready: {result}")
+
+
 async def _ingest_until_killed(akosha: Akosha) -> dict[str, int]:
     """Senders at work; once enough was acknowledged, SIGKILL while their batches are in flight."""
     acked: dict[str, int] = {}
@@ -85,7 +98,9 @@ def test_no_acknowledged_record_is_lost(tmp_path: Path, database: str) -> None:
     try:
         wait_ready(again.server)
         found = asyncio.run(_versions(again))
+        indexed = asyncio.run(_indexed(again))
     finally:
         stop_akosha(again)
     missing = {m: v for m, v in acked.items() if found.get(m, 0) < v}
     assert missing == {}, f"{len(missing)} acknowledged records lost or older"
+    assert indexed == len(found), "the rebuilt index holds every stored record"

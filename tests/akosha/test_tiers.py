@@ -115,11 +115,20 @@ def test_a_damaged_or_foreign_segment_is_set_aside(tmp_path: Path) -> None:
     assert damaged.propose(clustered(1)[0], 10) == []
 
 
-def test_a_segment_goes_once_none_of_its_entries_is_current(tmp_path: Path) -> None:
+def test_stale_entries_are_compacted_away_and_unused_segments_deleted(tmp_path: Path) -> None:
     ring = KeyRing.parse(generate_key())
     vectors = clustered(10)
     cold = ColdTier(tmp_path, ring, model_id="m", dimensions=DIMENSIONS)
     cold.write([(f"k{i}", 1, v) for i, v in enumerate(vectors)])
+    (first,) = tmp_path.glob("*.parquet.sealed")
+    cold.forget(["k3"])  # deleted, say: its codes must leave the disk
+    assert "k3" not in {c.key for c in cold.propose(vectors[3], 10)}
+    assert cold.compact() == 1
+    (rewritten,) = tmp_path.glob("*.parquet.sealed")
+    assert rewritten != first
+    assert ColdTier(tmp_path, ring, model_id="m", dimensions=DIMENSIONS).load() == {
+        f"k{i}": 1 for i in range(10) if i != 3
+    }
     cold.write([("k0", 2, vectors[0])])  # a newer version lands in a new segment
     assert cold.version_of("k0") == 2
     assert cold.segments == 2
@@ -255,6 +264,15 @@ async def test_a_read_brings_a_cold_record_back_and_a_tombstone_reaches_every_ti
     assert restarted.vectors.tier_of("box/m150") is None
     found = await search_keys(CrossSearch(ak_database, ring, restarted), _words(291))
     assert "m291" not in found
+    assert await restarted.vectors.store.vectors(["box/m291", "box/m150"]) == {}, "purged from the store"
+    await restarted.age()  # rewrites the segment m291 was in without it
+    segments = ColdTier(
+        tiering.cold_folder, ring, model_id=HashingEmbedder(DIMENSIONS).model_id, dimensions=DIMENSIONS
+    )
+    held = segments.load()
+    assert "box/m291" not in held
+    assert set(held) == set(restarted.vectors.cold.keys())
+    assert len(held) > 100
 
 
 async def search_keys(search: CrossSearch, query: str) -> list[str]:
