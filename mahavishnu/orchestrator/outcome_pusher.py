@@ -3,11 +3,11 @@ outbox (`workflows/outcome_outbox.py`), as one JSON batch to `{akosha_url}/inges
 through the platform's service client, then settled (taken off the queue) once Akosha answered
 200. A workflow never waits for any of it: its close only wrote an outbox row.
 
-A failed send is tried again, the same entries, after a backoff: the workflows' own exponential
-backoff with jitter (`decisions.backoff_seconds`), capped, or what Akosha's Retry-After (or the
-client's open circuit) asks. Nothing is skipped or dropped, not even a batch Akosha refuses (a
-4xx): that is logged as an error at every try, and `mahavishnu_akosha_outbox_lag` climbs until
-the cause is fixed, so a stuck queue is loud, never silent.
+A failed send is tried again, the same entries, after a backoff (`push_loop.py`: capped
+exponential backoff, or what Akosha's Retry-After or the client's open circuit asks). Nothing is
+skipped or dropped, not even a batch Akosha refuses (a 4xx): that is logged as an error at every
+try, and `mahavishnu_akosha_outbox_lag` climbs until the cause is fixed, so a stuck queue is
+loud, never silent.
 """
 
 from __future__ import annotations
@@ -17,22 +17,19 @@ from collections.abc import Awaitable, Callable
 
 from prometheus_client import Counter, Gauge
 
+from mahavishnu.orchestrator.push_loop import PushLoop
 from mahavishnu.orchestrator.settings import MahavishnuSettings
 from mahavishnu.orchestrator.workflows import outcome_outbox
-from mahavishnu.orchestrator.workflows.decisions import backoff_seconds
-from mahavishnu.orchestrator.workflows.definitions import RetryPolicy
 from mahavishnu.platform.db import Database
-from mahavishnu.platform.errors import InvalidArgumentError, UnavailableError
+from mahavishnu.platform.errors import InvalidArgumentError
 from mahavishnu.platform.observability import Metrics, get_logger
-from mahavishnu.platform.service_client import RequestTimeouts, ServiceClient, ServiceUnavailableError
+from mahavishnu.platform.service_client import RequestTimeouts, ServiceClient
 
-__all__ = ["BACKOFF", "OUTCOMES_PATH", "OutcomePusher", "PushMetrics", "push_outcomes"]
+__all__ = ["OUTCOMES_PATH", "OutcomePusher", "PushMetrics", "push_outcomes"]
 
 log = get_logger("mahavishnu.outcome_pusher")
 
 OUTCOMES_PATH = "/ingest/outcomes"
-BACKOFF = RetryPolicy(initial_backoff_seconds=1.0, max_backoff_seconds=300.0, jitter_seconds=1.0)
-"""Between failed sends: 1 s doubling to 5 minutes, with up to a second of jitter."""
 TIMEOUTS = RequestTimeouts(read_seconds=60.0)
 """Akosha answers after its commit; a timeout would only send the batch again."""
 MAX_ENTRIES = 100
@@ -97,40 +94,21 @@ class OutcomePusher:
         return len(batch.entries)
 
     async def run(self) -> None:
-        """Push until cancelled: at once while entries wait, every `poll_seconds` when none
-        does, and after a backoff when a send failed."""
-        failures = 0
-        while True:
-            try:
-                pushed = await self.push_once()
-            except Exception as exc:  # an outage must not end the loop
-                failures += 1
-                self._metrics.failures.inc()
-                wait = _delay(exc, failures)
-                (log.warning if isinstance(exc, UnavailableError) else log.error)(
-                    "akosha_outcomes_push_failed",
-                    error=f"{type(exc).__name__}: {exc}",
-                    failures=failures,
-                    retry_in_seconds=round(wait, 3),
-                )
-            else:
-                if failures:
-                    log.info("akosha_outcomes_push_resumed", after_failures=failures)
-                failures = 0
-                wait = 0.0 if pushed else self._poll
-            try:
-                self._metrics.lag.set((await outcome_outbox.backlog(self._db)).count)
-            except Exception as exc:  # the database is down: the push said so already
-                log.debug("akosha_outbox_measure_failed", error=f"{type(exc).__name__}: {exc}")
-            await self._sleep(wait)
+        """Push until cancelled (`PushLoop`): at once while entries wait, every `poll_seconds`
+        when none does, and after a backoff when a send failed."""
+        await PushLoop(
+            "akosha_outcomes",
+            self.push_once,
+            self._backlog,
+            self._metrics.lag,
+            self._metrics.failures,
+            log,
+            poll_seconds=self._poll,
+            sleep=self._sleep,
+        ).run()
 
-
-def _delay(exc: Exception, failures: int) -> float:
-    """What Akosha (or the open circuit) asked for, else the backoff; never over its cap."""
-    retry_after = exc.retry_after_seconds if isinstance(exc, ServiceUnavailableError) else None
-    if retry_after is not None:
-        return min(BACKOFF.max_backoff_seconds, max(0.0, retry_after))
-    return backoff_seconds(BACKOFF, failures)
+    async def _backlog(self) -> int:
+        return (await outcome_outbox.backlog(self._db)).count
 
 
 async def push_outcomes(db: Database, settings: MahavishnuSettings, metrics: PushMetrics) -> None:

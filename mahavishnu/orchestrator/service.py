@@ -1,5 +1,5 @@
-"""Mahavishnu as a platform service: its tools, resources, health checks, watcher, engine and
-the pusher of workflow outcomes to Akosha."""
+"""Mahavishnu as a platform service: its tools, resources, health checks, watcher, engine, the
+pusher of workflow outcomes to Akosha and the pusher of agent runs to Session-Buddy."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from mcp_types import ListResourcesResult, Resource
 from prometheus_client import Counter, Gauge
 
 from mahavishnu import __version__
+from mahavishnu.orchestrator.agent_session_pusher import SessionMetrics, push_agent_sessions
 from mahavishnu.orchestrator.completions import completion_hook
 from mahavishnu.orchestrator.manifest import Manifest, ManifestStore, Repo
 from mahavishnu.orchestrator.outcome_pusher import PushMetrics, push_outcomes
@@ -70,6 +71,7 @@ def create_service(settings: MahavishnuSettings, metrics: Metrics, *, db: Databa
     engine = build_engine(db, settings, WorkflowMetrics(metrics), host_of=host_lookup(store))
     workflows = WorkflowService(db, store, definitions, engine)
     push_metrics = PushMetrics(metrics)
+    session_metrics = SessionMetrics(metrics)
 
     @contextlib.asynccontextmanager
     async def background() -> AsyncIterator[None]:
@@ -78,6 +80,7 @@ def create_service(settings: MahavishnuSettings, metrics: Metrics, *, db: Databa
             ready = await _schema_ready(db, upgrade=settings.db_auto_upgrade)
             tg.start_soon(_run_engine, db, engine, settings.db_auto_upgrade, ready)
             tg.start_soon(push_outcomes, db, settings, push_metrics)
+            tg.start_soon(push_agent_sessions, db, settings, session_metrics)
             try:
                 yield
             finally:

@@ -1,5 +1,5 @@
-"""Mahavishnu's own settings: the platform's, plus the repository manifest, the workflows, and
-where (and as whom) it sends their outcomes to Akosha."""
+"""Mahavishnu's own settings: the platform's, plus the repository manifest, the workflows, where
+(and as whom) it sends their outcomes to Akosha, and its agent runs to Session-Buddy."""
 
 from __future__ import annotations
 
@@ -117,10 +117,29 @@ class MahavishnuSettings(
     """Outcomes (repository runs) sent per request; a workflow's are never split, so one over
     this goes alone."""
 
+    # --- Session-Buddy ----------------------------------------------------------
+    session_buddy_url: str | None = None
+    """Session-Buddy's base URL (e.g. http://session-buddy:8678): each run of the `agent`
+    workflow is written there, through its MCP tools at `/mcp`, as a session (project: the
+    repository; goal: the prompt) holding the prompt and the output tail as memories. Unset:
+    nothing is written (finished agent runs are still queued, one row per run, so setting it
+    later writes what ran meanwhile)."""
+    session_buddy_token: SecretStr | None = None
+    """A Session-Buddy token for Mahavishnu (`mahavishnu token create --service session-buddy
+    --role operator --tenant TEAM --sub mahavishnu`): its tenant owns the sessions and memories.
+    Required in production when session_buddy_url is set."""
+
     @field_validator("akosha_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         return None if value is None else peer_base_url(value, credentials_in="AKOSHA_API_TOKEN")
+
+    @field_validator("session_buddy_url")
+    @classmethod
+    def _session_buddy_url(cls, value: str | None) -> str | None:
+        return (
+            None if value is None else peer_base_url(value, credentials_in="MAHAVISHNU_SESSION_BUDDY_TOKEN")
+        )
 
     def check_secure(self, *, listening: bool = True) -> list[str]:
         problems = super().check_secure(listening=listening)
@@ -128,6 +147,15 @@ class MahavishnuSettings(
             problems.append(
                 "production mode sends outcomes to Akosha (MAHAVISHNU_AKOSHA_URL) only with a "
                 "token: set AKOSHA_API_TOKEN"
+            )
+        if (
+            self.env == "production"
+            and self.session_buddy_url is not None
+            and self.session_buddy_token is None
+        ):
+            problems.append(
+                "production mode writes agent runs to Session-Buddy (MAHAVISHNU_SESSION_BUDDY_URL) "
+                "only with a token: set MAHAVISHNU_SESSION_BUDDY_TOKEN"
             )
         return problems
 

@@ -28,9 +28,10 @@ def session_buddy_env(data: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def spawn_session_buddy(data: Path, env: dict[str, str]) -> RunningServer:
-    """Start it on a free loopback port, its output in `data/server-PORT.log` (not yet ready)."""
-    port = free_port()
+def spawn_session_buddy(data: Path, env: dict[str, str], port: int | None = None) -> RunningServer:
+    """Start it on a free loopback port (or `port`), its output in `data/server-PORT.log` (not
+    yet ready)."""
+    port = port or free_port()
     log_path = data / f"server-{port}.log"
     with log_path.open("ab") as log:
         process = subprocess.Popen(

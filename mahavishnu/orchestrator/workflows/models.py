@@ -11,6 +11,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from mahavishnu.platform.sqltypes import UTCDateTime
 
 __all__ = [
+    "AgentSessionEntry",
     "Attempt",
     "BackupEvent",
     "Base",
@@ -167,3 +168,28 @@ class OutcomeOutboxEntry(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     workflow_id: Mapped[str] = mapped_column(ForeignKey("workflows.id", ondelete="CASCADE"), index=True)
     closed_at: Mapped[datetime]
+
+
+class AgentSessionEntry(Base):
+    """A finished run of the `agent` workflow whose Session-Buddy session is not yet written:
+    written in the transaction that records the run's end, deleted once the session, its two
+    memories and its end are in Session-Buddy (`agent_session_outbox.py`). It keeps what that
+    attempt left (a retry from the dead-letter queue overwrites the run's row); the prompt and
+    the repository are read from the run and its workflow, which never change."""
+
+    __tablename__ = "agent_session_outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("repo_runs.id", ondelete="CASCADE"), index=True)
+    attempt: Mapped[int]
+    status: Mapped[str] = mapped_column(String(32))
+    exit_code: Mapped[int | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    output_tail: Mapped[str | None] = mapped_column(Text)
+    duration_seconds: Mapped[float | None] = mapped_column(Float)
+    finished_at: Mapped[datetime]
+    session_id: Mapped[str | None] = mapped_column(String(64))
+    """Session-Buddy's session once started: a retried delivery continues it, never starts another."""
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None]
+    """The pusher delivering it, until then: replicas sharing the database never write one twice."""

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from mahavishnu.orchestrator.workflows import agent_session_outbox
 from mahavishnu.orchestrator.workflows.decisions import (
     Circuit,
     DeadLetterAction,
@@ -196,8 +197,9 @@ async def record_outcomes(
     open_here: Collection[str] = (),
 ) -> tuple[list[Outcome], list[Closed]]:
     """Write finished attempts: the attempt rows, each run's next state, breakers, dead letters,
-    and workflows now complete. Returns the outcomes that ended their run, and closed workflows.
-    Outcomes of runs no longer `owner`'s (healed away meanwhile) are not written.
+    agent runs for Session-Buddy (`agent_session_outbox`), and workflows now complete. Returns
+    the outcomes that ended their run, and closed workflows. Outcomes of runs no longer
+    `owner`'s (healed away meanwhile) are not written.
     `open_here`: workflows the caller knows are still open (it holds runs of theirs), not checked."""
     still_ours = await _still_owned(session, [o.claimed.run_id for o in outcomes], owner)
     # Keyed on (run, attempt): an attempt reported twice (an executor retried after it had
@@ -217,6 +219,7 @@ async def record_outcomes(
         updates.append(run_update)
     await _write_attempts(session, attempts, updates)
     finals = [o for o in valid if o.status != RunStatus.QUEUED]
+    await agent_session_outbox.queue(session, finals, now)
     await _move_circuits(
         session, [o for o in finals if o.status != RunStatus.CANCELLED], circuit_threshold, now
     )
