@@ -42,6 +42,8 @@ class Inbox:
             counts = await ingest(self._db, self._ring, records)
         if self._on_stored is not None:
             self._on_stored(records)
+        written = [r.updated_at for r in records if isinstance(r, Upsert)]
+        self._metrics.arrived(source, max(written) if written else None)
         self._metrics.records.labels("accepted").inc(counts.accepted)
         self._metrics.records.labels("unchanged").inc(counts.unchanged)
         log.info("ingested", source=source, accepted=counts.accepted, unchanged=counts.unchanged)

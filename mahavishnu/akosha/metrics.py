@@ -1,16 +1,22 @@
 """Akosha's metrics, registered in the platform's registry (`akosha_*`). Labels are bounded (an
-outcome, a reason); never a source, a tenant or an id."""
+outcome, a reason, a tier); never a tenant or an id. A source is a label of the per-source lag
+gauges only, and only the first `MAX_SOURCE_LABELS` sources get their own (the rest share
+"other"): sources are the systems an operator gave the ingest token, a handful, but a label
+set must not grow with whatever name a sender makes up."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 
 from prometheus_client import Counter, Gauge, Histogram
 
 from mahavishnu.akosha.tiers import TIERS, Tier
 from mahavishnu.platform import Metrics
 
-__all__ = ["IngestMetrics", "SearchMetrics", "TierMetrics"]
+__all__ = ["MAX_SOURCE_LABELS", "IngestMetrics", "SearchMetrics", "TierMetrics"]
+
+MAX_SOURCE_LABELS = 100
 
 
 class IngestMetrics:
@@ -30,12 +36,36 @@ class IngestMetrics:
             ["reason"],
             registry=r,
         )
+        self._lag = Gauge(
+            "akosha_source_lag_seconds",
+            "At a source's last batch: how long before it arrived the newest record in it was "
+            "written at the source (how far behind the sender is, at least).",
+            ["source"],
+            registry=r,
+        )
+        self._last = Gauge(
+            "akosha_source_last_ingest_timestamp_seconds",
+            "When a batch from the source last arrived (Unix time).",
+            ["source"],
+            registry=r,
+        )
+        self._labelled: set[str] = set()
         self.duration = Histogram(
             "akosha_ingest_duration_seconds",
             "Time to seal and store one batch, commit included.",
             registry=r,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
+
+    def arrived(self, source: str, newest_written: datetime | None) -> None:
+        """A batch from `source` was stored; `newest_written`: its newest record's update time."""
+        if source not in self._labelled and len(self._labelled) >= MAX_SOURCE_LABELS:
+            source = "other"
+        self._labelled.add(source)
+        now = datetime.now(UTC)
+        self._last.labels(source).set(now.timestamp())
+        if newest_written is not None:
+            self._lag.labels(source).set(max(0.0, (now - newest_written).total_seconds()))
 
 
 class SearchMetrics:

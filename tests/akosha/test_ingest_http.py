@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import random
+import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +68,21 @@ def test_the_api_token_ingests_and_a_replay_changes_nothing(akosha: Akosha) -> N
     assert first.status_code == 200, first.text
     assert first.json() == {"accepted": 3, "unchanged": 0}
     assert akosha.post(body).json() == {"accepted": 0, "unchanged": 3}
+
+
+def test_each_source_s_lag_and_last_batch_are_exported(akosha: Akosha) -> None:
+    source = fresh()
+    written = datetime.now(UTC) - timedelta(minutes=10)
+    record = upsert("m1", 1, source=source, updated_at=written.isoformat())
+    before = time.time()
+    assert akosha.post(batch(record, source=source)).status_code == 200
+    lag = akosha.server.metric(f'akosha_source_lag_seconds{{source="{source}"}}')
+    assert lag is not None
+    assert 600 <= lag < 900
+    last = akosha.server.metric(f'akosha_source_last_ingest_timestamp_seconds{{source="{source}"}}')
+    assert last is not None
+    assert last >= before - 1
+    assert akosha.server.metric('akosha_index_vectors{tier="hot"}') is not None
 
 
 async def test_reordered_batches_leave_the_same_store(akosha: Akosha) -> None:

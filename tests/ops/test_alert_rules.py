@@ -58,6 +58,7 @@ THRESHOLDS = {
     "AkoshaHighSearchLatency": ("P2", ") > 1"),
     "AkoshaHighMemory": ("P2", "> 0.9"),
     "AkoshaEmbeddingBacklog": ("P2", "> 1000"),
+    "AkoshaIngestLag": ("P2", "> 3600"),
 }
 
 
