@@ -44,7 +44,7 @@ class Inbox:
             self._on_stored(records)
         written = [r.updated_at for r in records if isinstance(r, Upsert)]
         self._metrics.arrived(source, max(written) if written else None)
-        self._metrics.records.labels("accepted").inc(counts.accepted)
-        self._metrics.records.labels("unchanged").inc(counts.unchanged)
+        self._metrics.records.labels("memory", "accepted").inc(counts.accepted)
+        self._metrics.records.labels("memory", "unchanged").inc(counts.unchanged)
         log.info("ingested", source=source, accepted=counts.accepted, unchanged=counts.unchanged)
         return IngestResult(accepted=counts.accepted, unchanged=counts.unchanged)

@@ -24,9 +24,9 @@ class IngestMetrics:
         r = metrics.registry
         self.records = Counter(
             "akosha_ingest_records",
-            "Records received, by outcome (accepted: moved the store forward; unchanged: a replay "
-            "or an older version).",
-            ["outcome"],
+            "Records received, by kind (memory: a memory or tombstone; outcome: a workflow run) and "
+            "outcome (accepted: moved the store forward; unchanged: a replay or an older version).",
+            ["kind", "outcome"],
             registry=r,
         )
         self.refused = Counter(

@@ -50,8 +50,8 @@ class OutcomeInbox:
                         session, self._db.dialect, rows[start : start + ROWS_PER_STATEMENT]
                     )
         unchanged = len(batch.outcomes) - accepted
-        self._metrics.records.labels("accepted").inc(accepted)
-        self._metrics.records.labels("unchanged").inc(unchanged)
+        self._metrics.records.labels("outcome", "accepted").inc(accepted)
+        self._metrics.records.labels("outcome", "unchanged").inc(unchanged)
         log.info("outcomes_ingested", source=batch.source, accepted=accepted, unchanged=unchanged)
         return IngestResult(accepted=accepted, unchanged=unchanged)
 
