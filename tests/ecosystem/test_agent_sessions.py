@@ -1,8 +1,8 @@
-"""Agent runs become Session-Buddy sessions: each run of the `agent` workflow is queued in the
-transaction that records its end (SQLite and PostgreSQL), and the pusher writes it to a real
-Session-Buddy server over MCP as one session with two memories. While Session-Buddy is down
-nothing is lost and it is written once it is back; a replayed delivery adds no memory; two
-pushers on one database (two replicas) write each run once; the token is in no log line."""
+"""Agent runs become Session-Buddy sessions: the pusher writes each queued run of the `agent`
+workflow (`tests/workflows/test_agent_session_outbox.py`) to a real Session-Buddy server over
+MCP as one session with two memories. While Session-Buddy is down nothing is lost and it is
+written once it is back; a replayed delivery adds no memory; two pushers on one database (two
+replicas) write each run once; a refused token is an error, and the token is in no log line."""
 
 from __future__ import annotations
 
@@ -10,14 +10,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog
 from pydantic import SecretStr, ValidationError
-from sqlalchemy import insert, inspect, select, update
+from sqlalchemy import insert, select, update
 
 from mahavishnu.orchestrator.agent_session_pusher import AgentSessionPusher, SessionMetrics
 from mahavishnu.orchestrator.mcp_peer import McpPeer
@@ -30,10 +29,8 @@ from mahavishnu.platform.observability import Metrics
 from tests.ecosystem.buddy import buddy_token, memories_of, sessions_of, start_buddy
 from tests.support.server import RunningServer, free_port
 from tests.workflows.conftest import Harness, harness
+from tests.workflows.test_agent_session_outbox import ENDINGS, PROMPT
 
-PROMPT = "Tidy the README. fail-in:gamma"
-"""The fake agent prints `agent in REPO: PROMPT`, and fails (exit code 2) in gamma."""
-ENDINGS = {"alpha": ("succeeded", 0), "beta": ("succeeded", 0), "gamma": ("failed", 2)}
 TOKEN_SETTING = "MAHAVISHNU_SESSION_BUDDY_TOKEN"
 
 
@@ -122,27 +119,6 @@ async def _written(server: RunningServer, token: str) -> Written:
         assert len(sessions) == 1, sessions
         found[repo] = (sessions[0], await memories_of(server, token, repo))
     return found
-
-
-async def test_an_agent_run_is_queued_with_what_its_attempt_left(database: Database, tmp_path: Path) -> None:
-    async with harness(database, tmp_path) as h:
-        workflow_id = await _run_agent(h)
-    assert await agent_session_outbox.backlog(database) == len(ENDINGS), "one per agent run, none for git"
-    now = datetime.now(UTC)
-    runs = await agent_session_outbox.claim(database, owner="one", limit=10, lease_seconds=60, now=now)
-    assert {r.repo: (r.status, r.exit_code) for r in runs} == ENDINGS
-    shared = {(r.workflow_id, r.prompt, r.attempt, r.session_id) for r in runs}
-    assert shared == {(workflow_id, PROMPT, 1, None)}
-    assert all(r.output_tail and f"agent in {r.repo}: {PROMPT}" in r.output_tail for r in runs)
-    assert {r.repo_path for r in runs} == {str(h.repo(name)) for name in ENDINGS}
-
-    other = await agent_session_outbox.claim(database, owner="two", limit=10, lease_seconds=60, now=now)
-    assert other == [], "leased to the first pusher"
-    again = await agent_session_outbox.claim(database, owner="one", limit=10, lease_seconds=60, now=now)
-    assert [r.entry_id for r in again] == [r.entry_id for r in runs], "its own lease does not stop it"
-    later = now + timedelta(seconds=61)
-    taken_over = await agent_session_outbox.claim(database, owner="two", limit=2, lease_seconds=60, now=later)
-    assert [r.entry_id for r in taken_over] == [r.entry_id for r in runs][:2], "oldest first, once it ran out"
 
 
 async def test_sessions_wait_while_session_buddy_is_down_and_are_written_once_it_is_back(
@@ -300,18 +276,3 @@ def test_the_settings_name_session_buddy_and_production_needs_its_token(
     monkeypatch.delenv("MAHAVISHNU_SESSION_BUDDY_URL")
     off = MahavishnuSettings(env="production")
     assert not any(TOKEN_SETTING in problem for problem in off.check_secure(listening=False))
-
-
-async def test_the_migration_adds_the_outbox_to_an_existing_database(database: Database) -> None:
-    def tables(connection: Any) -> set[str]:
-        return set(inspect(connection).get_table_names())
-
-    await database.downgrade("0006")
-    async with database.engine.connect() as connection:
-        before = await connection.run_sync(tables)
-    assert "akosha_outbox" in before
-    assert "agent_session_outbox" not in before
-    await database.upgrade()
-    async with database.engine.connect() as connection:
-        assert await connection.run_sync(tables) == before | {"agent_session_outbox"}
-    assert (await database.schema_state()).is_current
