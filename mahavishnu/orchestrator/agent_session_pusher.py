@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from opentelemetry import trace
 from prometheus_client import Counter, Gauge
@@ -39,7 +40,7 @@ from mahavishnu.platform.errors import NotFoundError
 from mahavishnu.platform.ids import new_id
 from mahavishnu.platform.observability import Metrics, get_logger, trace_context
 
-__all__ = ["AgentSessionPusher", "SessionMetrics", "push_agent_sessions", "session_texts"]
+__all__ = ["AgentSessionPusher", "SessionMetrics", "SessionTexts", "push_agent_sessions", "session_texts"]
 
 log = get_logger("mahavishnu.agent_session_pusher")
 tracer = trace.get_tracer("mahavishnu.agent_session_pusher")
@@ -51,6 +52,8 @@ included, so no run is refused for its size."""
 HANDOFF_OUTPUT_CHARS = 600
 """The end of the output in the hand-off note the repository's next session starts from."""
 TAGS = ("mahavishnu", "agent")
+REPO_CHARS = 500
+"""Session-Buddy's longest `repo`: a longer path is given as the repository's name."""
 LEASE_SECONDS = 300.0
 """A delivery is a handful of calls of at most 30 s each: well within this."""
 
@@ -138,16 +141,17 @@ class AgentSessionPusher:
             except NotFoundError:  # gone from Session-Buddy (restored from an older backup)
                 session_id = None
         if session_id is None:
+            repo = run.repo_path if len(run.repo_path) <= REPO_CHARS else run.repo
             started = await tools.call(
-                "start_session", {"project": run.repo, "repo": run.repo_path, "goal": texts["goal"]}
+                "start_session", {"project": run.repo, "repo": repo, "goal": texts.goal}
             )
             session_id = str(started["session"]["id"])
             await agent_session_outbox.started(self._db, run.entry_id, session_id)
-        for part, kind in (("prompt", "note"), ("outcome", "fact")):
+        for part, kind, content in (("prompt", "note", texts.prompt), ("outcome", "fact", texts.outcome)):
             await tools.call(
                 "store_memory",
                 {
-                    "content": texts[part],
+                    "content": content,
                     "kind": kind,
                     "tags": [*TAGS, part, run.status],
                     "project": run.repo,
@@ -156,10 +160,17 @@ class AgentSessionPusher:
                 },
             )
         if not ended:
-            await tools.call("end_session", {"session_id": session_id, "summary": texts["handoff"]})
+            await tools.call("end_session", {"session_id": session_id, "summary": texts.handoff})
 
 
-def session_texts(run: AgentRun) -> dict[str, str]:
+class SessionTexts(NamedTuple):
+    goal: str
+    prompt: str
+    outcome: str
+    handoff: str
+
+
+def session_texts(run: AgentRun) -> SessionTexts:
     """The goal, the two memories and the hand-off of a run's session. Each memory names the
     run: Session-Buddy keeps one memory per content, and two runs' prompts are often alike."""
     where = f"repository {run.repo} (workflow {run.workflow_id}, run {run.run_id}, attempt {run.attempt})"
@@ -174,12 +185,12 @@ def session_texts(run: AgentRun) -> dict[str, str]:
     handoff = f"Mahavishnu's agent run in {run.repo} ended {ending}."
     if run.error:
         handoff += f" Error: {run.error[:HANDOFF_OUTPUT_CHARS]}"
-    return {
-        "goal": prompt,
-        "prompt": f"Mahavishnu asked the agent, in {where}:\n{prompt}",
-        "outcome": f"{outcome}\nOutput (its end):\n{output}",
-        "handoff": f"{handoff}\nThe output ended with:\n{output[-HANDOFF_OUTPUT_CHARS:]}",
-    }
+    return SessionTexts(
+        goal=prompt,
+        prompt=f"Mahavishnu asked the agent, in {where}:\n{prompt}",
+        outcome=f"{outcome}\nOutput (its end):\n{output}",
+        handoff=f"{handoff}\nThe output ended with:\n{output[-HANDOFF_OUTPUT_CHARS:]}",
+    )
 
 
 def _head(text: str) -> str:

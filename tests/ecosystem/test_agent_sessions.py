@@ -18,7 +18,7 @@ import structlog
 from pydantic import SecretStr, ValidationError
 from sqlalchemy import insert, select, update
 
-from mahavishnu.orchestrator.agent_session_pusher import AgentSessionPusher, SessionMetrics
+from mahavishnu.orchestrator.agent_session_pusher import TEXT_CHARS, AgentSessionPusher, SessionMetrics
 from mahavishnu.orchestrator.mcp_peer import McpPeer
 from mahavishnu.orchestrator.settings import MahavishnuSettings
 from mahavishnu.orchestrator.workflows import agent_session_outbox
@@ -220,6 +220,25 @@ async def test_two_pushers_on_one_database_write_each_run_once(
     for i in range(8):
         assert len(await sessions_of(buddy, token, f"r{i}")) == 1
     assert len(await memories_of(buddy, token)) == 16
+
+
+async def test_a_long_prompt_and_output_are_cut_to_what_session_buddy_takes(
+    sqlite_db: Database, tmp_path: Path, buddy: RunningServer
+) -> None:
+    """The agent takes prompts of 20,000 characters and the tail may be longer still; Session-Buddy
+    takes 16,000 per text by default: the prompt's head and the output's end are written."""
+    token = buddy_token("long")
+    prompt = "bytes:30000 " + "rewrite " * 2400
+    async with harness(sqlite_db, tmp_path, fleet={"alpha": []}, output_tail_bytes=65536) as h:
+        await h.wait((await h.service.trigger(ADMIN, "agent", params={"prompt": prompt})).workflow_id)
+    async with pushing(sqlite_db, buddy.base, token):
+        await _drained(sqlite_db)
+    (session,) = await sessions_of(buddy, token, "alpha")
+    assert session["goal"] == prompt.strip()[:TEXT_CHARS] + " [...]"
+    by_kind = {m["kind"]: m["content"] for m in await memories_of(buddy, token, "alpha")}
+    assert by_kind["note"].endswith(prompt.strip()[:TEXT_CHARS] + " [...]")
+    assert by_kind["fact"].endswith("[...] " + "x" * TEXT_CHARS), "the output's end"
+    assert all(len(content) < 9000 for content in by_kind.values())
 
 
 async def test_a_refused_token_is_an_error_and_no_token_is_logged(
