@@ -230,17 +230,27 @@ def up(
 
 
 def _wired_env(settings: PlatformSettings, started: dict[str, PlatformSettings]) -> dict[str, str]:
-    """What `up` tells a service about the others it starts: Session-Buddy pushes memories, and
-    Mahavishnu workflow outcomes, to the Akosha started beside it, unless its own settings name
-    another."""
-    akosha = started.get("akosha")
-    if akosha is None:
-        return {}
-    if isinstance(settings, SessionBuddySettings) and settings.akosha_url is None:
-        return {"SESSION_BUDDY_AKOSHA_URL": akosha.resource_url}
-    if isinstance(settings, MahavishnuSettings) and settings.akosha_url is None:
-        return {"MAHAVISHNU_AKOSHA_URL": akosha.resource_url}
-    return {}
+    """What `up` tells a service about the others it starts, unless its own settings name
+    another: Session-Buddy pushes memories, and Mahavishnu workflow outcomes, to the Akosha
+    started beside it; Mahavishnu writes agent runs to the Session-Buddy started beside it (with
+    a token Session-Buddy's secret signs, when it has one: subject and tenant `mahavishnu`)."""
+    env: dict[str, str] = {}
+    akosha, session_buddy = started.get("akosha"), started.get("session-buddy")
+    if akosha is not None and isinstance(settings, SessionBuddySettings) and settings.akosha_url is None:
+        env["SESSION_BUDDY_AKOSHA_URL"] = akosha.resource_url
+    if isinstance(settings, MahavishnuSettings):
+        if akosha is not None and settings.akosha_url is None:
+            env["MAHAVISHNU_AKOSHA_URL"] = akosha.resource_url
+        if session_buddy is not None and settings.session_buddy_url is None:
+            env["MAHAVISHNU_SESSION_BUDDY_URL"] = session_buddy.resource_url
+            if session_buddy.auth_secret is not None and settings.session_buddy_token is None:
+                env["MAHAVISHNU_SESSION_BUDDY_TOKEN"] = issue_token(
+                    session_buddy,
+                    subject="mahavishnu",
+                    role="operator",
+                    ttl_seconds=session_buddy.auth_max_ttl_seconds,
+                )
+    return env
 
 
 @app.command()

@@ -21,14 +21,17 @@ from mahavishnu.orchestrator.outcome_pusher import OutcomePusher, PushMetrics
 from mahavishnu.orchestrator.settings import MahavishnuSettings
 from mahavishnu.orchestrator.workflows import outcome_outbox
 from mahavishnu.platform.auth import LOCAL_PRINCIPAL as ADMIN
+from mahavishnu.platform.auth import TokenVerifier
 from mahavishnu.platform.db import Database
+from mahavishnu.platform.errors import AuthenticationError
 from mahavishnu.platform.observability import Metrics
 from mahavishnu.platform.service_client import BreakerPolicy, RequestRetryPolicy, ServiceClient
+from mahavishnu.session_buddy.settings import SessionBuddySettings
 from tests.akosha.conftest import TOKEN, Akosha, start_akosha, stop_akosha, token
 from tests.akosha.outcomes import stored_outcomes
 from tests.akosha.test_tools_http import call, ok
 from tests.support.akosha import akosha_env, spawn_akosha
-from tests.support.server import free_port, wait_ready
+from tests.support.server import SECRET, free_port, wait_ready
 from tests.workflows.conftest import Harness, agent_workflow, harness
 
 SOURCE = "mahavishnu-ci"
@@ -224,6 +227,26 @@ def test_mahavishnu_up_points_mahavishnu_at_the_akosha_it_starts() -> None:
     assert _wired_env(mahavishnu, {"mahavishnu": mahavishnu}) == {}
     elsewhere = MahavishnuSettings(akosha_url="http://akosha.internal:8682")
     assert _wired_env(elsewhere, {"mahavishnu": elsewhere, "akosha": akosha}) == {}
+
+
+def test_mahavishnu_up_points_mahavishnu_at_the_session_buddy_it_starts() -> None:
+    mahavishnu = MahavishnuSettings()
+    open_buddy = SessionBuddySettings(port=9124)
+    assert _wired_env(mahavishnu, {"mahavishnu": mahavishnu, "session-buddy": open_buddy}) == {
+        "MAHAVISHNU_SESSION_BUDDY_URL": open_buddy.resource_url
+    }
+    guarded = SessionBuddySettings(port=9124, auth_secret=SECRET)
+    wired = _wired_env(mahavishnu, {"mahavishnu": mahavishnu, "session-buddy": guarded})
+    buddy_gate = TokenVerifier.from_settings(guarded)
+    assert buddy_gate is not None
+    principal = buddy_gate.verify(wired["MAHAVISHNU_SESSION_BUDDY_TOKEN"])
+    assert (principal.subject, principal.role) == ("mahavishnu", "operator")
+    own_gate = TokenVerifier.from_settings(MahavishnuSettings(auth_secret=SECRET))
+    assert own_gate is not None
+    with pytest.raises(AuthenticationError):  # signed for Session-Buddy: Mahavishnu's own gate refuses it
+        own_gate.verify(wired["MAHAVISHNU_SESSION_BUDDY_TOKEN"])
+    elsewhere = MahavishnuSettings(session_buddy_url="http://buddy.internal:8678")
+    assert _wired_env(elsewhere, {"mahavishnu": elsewhere, "session-buddy": guarded}) == {}
 
 
 def test_the_token_is_read_from_the_name_akosha_shares(monkeypatch: pytest.MonkeyPatch) -> None:
