@@ -42,6 +42,8 @@ THRESHOLDS = {
     "MahavishnuBackupUnverified": ("P2", "== 0"),
     "MahavishnuDeadLettersGrowing": ("P3", "> 0"),
     "MahavishnuCircuitOpen": ("P3", "> 0"),
+    "MahavishnuAkoshaOutboxGrowing": ("P3", "[30m])) > 0"),
+    "MahavishnuSessionBuddyOutboxGrowing": ("P3", "[30m])) > 0"),
     "SessionBuddyDown": ("P1", "== 0"),
     "SessionBuddyAbsent": ("P1", "absent(up"),
     "SessionBuddyHighErrorRate": ("P1", "> 0.01"),
@@ -155,6 +157,8 @@ MOVED_THRESHOLDS = {
     "SessionBuddyEmbeddingBacklog": "> 10000",
     "SessionBuddyOutboxStale": "> 7200",
     "SessionBuddyOutboxLagGrowing": "[30m])) > 100",
+    "MahavishnuAkoshaOutboxGrowing": "[30m])) > 100",
+    "MahavishnuSessionBuddyOutboxGrowing": "[30m])) > 100",
     "SessionBuddyRotationStuck": "[30m])) > 0",
 }
 """Alert -> its threshold fragment (THRESHOLDS) moved: the unit tests must notice each."""
