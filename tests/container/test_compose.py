@@ -297,7 +297,8 @@ def test_session_buddy_pushes_its_memories_to_akosha(stack: Stack) -> None:
         )
         time.sleep(1)
     metrics = httpx.get(f"{stack.akosha}/metrics", timeout=5).text
-    assert re.search(r'^akosha_ingest_records_total\{kind="memory",outcome="accepted"\} [1-9]', metrics, re.MULTILINE)
+    accepted = r'^akosha_ingest_records_total\{kind="memory",outcome="accepted"\} [1-9]'
+    assert re.search(accepted, metrics, re.MULTILINE)
 
 
 def major(pattern: str, text: str) -> int:
