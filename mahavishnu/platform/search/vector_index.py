@@ -11,22 +11,18 @@ ranking but never shows a memory that should not be shown.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from usearch.index import Index
+
+from mahavishnu.platform.search.slotted_rows import ANN_THRESHOLD, INITIAL_ROWS, SlottedRows
 
 __all__ = ["ANN_THRESHOLD", "Neighbour", "TenantVectors", "VectorIndex"]
 
 Vector = NDArray[np.float32]
-
-ANN_THRESHOLD: Final = 20_000
-"""Vectors in one tenant past which an HNSW graph answers instead of an exact scan (an exact
-scan of 20k x 384 takes about 3 ms on two cores; see bench/memory_speed.py)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,80 +32,30 @@ class Neighbour:
     similarity: float
 
 
-class TenantVectors:
-    """One tenant's vectors: rows of a growing matrix, addressed by a slot per memory."""
+class TenantVectors(SlottedRows):
+    """One tenant's vectors: float32 rows of a growing matrix, addressed by a slot per memory."""
 
     def __init__(self, dimensions: int, *, ann_threshold: int = ANN_THRESHOLD) -> None:
-        self.dimensions = dimensions
-        self._threshold = ann_threshold
-        self._matrix: Vector = np.zeros((64, dimensions), dtype=np.float32)
-        self._ids: list[str | None] = []
-        self._versions: list[int] = []
-        self._slots: dict[str, int] = {}
-        self._free: list[int] = []
-        self._graph: Index | None = None
-        self._lock = threading.Lock()  # searches run in threads while the workers add
-
-    def __len__(self) -> int:
-        return len(self._slots)
-
-    @property
-    def approximate(self) -> bool:
-        return self._graph is not None
-
-    def version_of(self, memory_id: str) -> int | None:
-        slot = self._slots.get(memory_id)
-        return None if slot is None else self._versions[slot]
-
-    def keys(self) -> list[str]:
-        with self._lock:
-            return list(self._slots)
+        super().__init__(dimensions, ann_threshold=ann_threshold)
+        self._matrix: Vector = np.zeros((INITIAL_ROWS, dimensions), dtype=np.float32)
 
     def add(self, memory_id: str, version: int, vector: Vector) -> None:
-        with self._lock:
-            slot = self._slots.get(memory_id)
-            if slot is None:
-                slot = self._free.pop() if self._free else self._grow()
-                self._slots[memory_id] = slot
-                self._ids[slot] = memory_id
-            elif self._graph is not None:
-                self._graph.remove(slot)
-            self._versions[slot] = version
-            self._matrix[slot] = vector
-            if self._graph is not None:
-                self._graph.add(slot, vector)
-            elif len(self._slots) >= self._threshold:
-                self._build_graph()
-
-    def remove(self, memory_id: str) -> None:
-        with self._lock:
-            slot = self._slots.pop(memory_id, None)
-            if slot is None:
-                return
-            self._ids[slot] = None
-            self._matrix[slot] = 0.0
-            self._free.append(slot)
-            if self._graph is not None:
-                self._graph.remove(slot)
+        self._put(memory_id, version, vector)
 
     def nearest(self, query: Vector, count: int, among: Iterable[str] | None = None) -> list[Neighbour]:
         """The `count` vectors most similar to `query`, best first; only those of `among` when
         given (an exact scan of just those rows: what a narrow filter needs)."""
         with self._lock:
             if among is not None:
-                slots = np.fromiter(
-                    (s for i in among if (s := self._slots.get(i)) is not None), dtype=np.int64
-                )
-                return self._ranked(slots, self._matrix[slots] @ query, count)
+                slots = self._slots_among(among)
+                return self._neighbours(slots, self._matrix[slots] @ query, count)
             if self._graph is not None:
-                found = self._graph.search(query, count)
-                keys = np.asarray(found.keys, dtype=np.int64)
-                return self._ranked(keys, 1.0 - np.asarray(found.distances, dtype=np.float32), count)
-            used = len(self._ids)
+                return self._neighbours(*self._searched(query, count), count)
+            used = len(self._keys)
             scores = self._matrix[:used] @ query
             if self._free:
                 scores[self._free] = -np.inf
-            return self._ranked(np.arange(used), scores, count)
+            return self._neighbours(np.arange(used), scores, count)
 
     def similarity(self, memory_ids: Sequence[str], query: Vector) -> dict[str, float]:
         """The cosine of `query` with each of `memory_ids` that has a vector."""
@@ -120,34 +66,27 @@ class TenantVectors:
             scores = self._matrix[[s for _, s in pairs]] @ query
             return {i: float(v) for (i, _), v in zip(pairs, scores, strict=True)}
 
-    def _ranked(self, slots: NDArray[np.int64], scores: NDArray[np.float32], count: int) -> list[Neighbour]:
-        if len(slots) > count:
-            top = np.argpartition(-scores, count - 1)[:count]
-            slots, scores = slots[top], scores[top]
-        order = np.argsort(-scores, kind="stable")
-        found = []
-        for position in order:
-            slot = int(slots[position])
-            memory_id = self._ids[slot] if 0 <= slot < len(self._ids) else None
-            if memory_id is not None and np.isfinite(scores[position]):
-                found.append(Neighbour(memory_id, self._versions[slot], float(scores[position])))
-        return found
+    def _neighbours(
+        self, slots: NDArray[np.int64], scores: NDArray[np.float32], count: int
+    ) -> list[Neighbour]:
+        return [Neighbour(key, version, score) for key, version, score in self._top(slots, scores, count)]
 
-    def _grow(self) -> int:
-        slot = len(self._ids)
-        if slot == len(self._matrix):
-            grown = np.zeros((2 * len(self._matrix), self.dimensions), dtype=np.float32)
-            grown[:slot] = self._matrix
-            self._matrix = grown
-        self._ids.append(None)
-        self._versions.append(0)
-        return slot
+    def _capacity(self) -> int:
+        return len(self._matrix)
 
-    def _build_graph(self) -> None:
-        graph = Index(ndim=self.dimensions, metric="ip", dtype="f32", connectivity=16, expansion_search=128)
-        slots = np.fromiter(self._slots.values(), dtype=np.int64)
-        graph.add(slots, self._matrix[slots])
-        self._graph = graph
+    def _enlarge(self, rows: int) -> None:
+        grown = np.zeros((rows, self.dimensions), dtype=np.float32)
+        grown[: len(self._matrix)] = self._matrix
+        self._matrix = grown
+
+    def _write(self, slot: int, row: Any) -> None:
+        self._matrix[slot] = row
+
+    def _clear(self, slot: int) -> None:
+        self._matrix[slot] = 0.0
+
+    def _graph_rows(self, slots: NDArray[np.int64]) -> NDArray[Any]:
+        return self._matrix[slots]
 
 
 class VectorIndex:
