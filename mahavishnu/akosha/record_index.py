@@ -246,10 +246,12 @@ class RecordIndex:
             if entry is not None and self._unembedded.get(key) is text:  # not replaced meanwhile
                 made.append((key, entry.version, text, vector))
         await self.vectors.store.save([(key, version, vector) for key, version, _, vector in made])
-        for key, version, text, vector in made:
-            if self._unembedded.get(key) is text:
-                self.vectors.add(key, version, vector)
-                del self._unembedded[key]
+        fresh = [
+            (key, version, vector) for key, version, text, vector in made if self._unembedded.get(key) is text
+        ]
+        self.vectors.add(fresh)
+        for key, _, _ in fresh:
+            del self._unembedded[key]
         return len(batch)
 
     async def run(self) -> None:

@@ -88,11 +88,12 @@ class TieredVectors:
                 return version
         return None
 
-    def add(self, key: str, version: int, vector: Vector) -> None:
-        """A vector just made (a new record or version): hot, and out of any other tier."""
-        self.hot.add(key, version, vector)
-        self.warm.remove(key)
-        self.cold.forget([key])
+    def add(self, rows: Sequence[tuple[str, int, Vector]]) -> None:
+        """Vectors just made (new records or versions): hot, and out of any other tier."""
+        self.hot.add_many(rows)
+        for key, _, _ in rows:
+            self.warm.remove(key)
+        self.cold.forget(key for key, _, _ in rows)
 
     def remove(self, key: str) -> None:
         self.hot.remove(key)
@@ -199,21 +200,18 @@ class TieredVectors:
         keys = list(placements)
         for start in range(0, len(keys), _MOVE_BATCH):
             held = await self.store.vectors(keys[start : start + _MOVE_BATCH])
-            to_cold = []
+            into: dict[Tier, list[tuple[str, int, Vector]]] = {tier: [] for tier in TIERS}
             for key, (version, vector) in held.items():
-                if placements[key][0] != version:
-                    continue  # the record moved on meanwhile: its new vector is on its way
-                tier = placements[key][1]
-                if tier == "cold":
-                    to_cold.append((key, version, vector))
-                elif tier == "warm":
-                    self.warm.add(key, version, vector)
-                    self.hot.remove(key)
-                    self.cold.forget([key])
-                else:
-                    self.hot.add(key, version, vector)
-                    self.warm.remove(key)
-                    self.cold.forget([key])
+                if placements[key][0] == version:  # else the record moved on: a new vector comes
+                    into[placements[key][1]].append((key, version, vector))
+            self.warm.add_many(into["warm"])
+            self.hot.add_many(into["hot"])
+            for key, _, _ in into["warm"]:
+                self.hot.remove(key)
+            for key, _, _ in into["hot"]:
+                self.warm.remove(key)
+            self.cold.forget(key for key, _, _ in [*into["warm"], *into["hot"]])
+            to_cold = into["cold"]
             self._moves += 1
             if to_cold:
                 await asyncio.to_thread(self.cold.write, to_cold)

@@ -27,6 +27,7 @@ from mahavishnu.platform.db import Database
 from mahavishnu.platform.observability import Metrics
 from mahavishnu.platform.search.embeddings import HashingEmbedder, Vectors
 from mahavishnu.platform.search.int8_vectors import Int8Vectors, dequantize, quantize
+from mahavishnu.platform.search.vector_index import TenantVectors
 from tests.akosha.records import parsed, tombstone, upsert
 
 ADMIN = Principal(subject="admin", role="admin")
@@ -74,6 +75,26 @@ def test_int8_rows_propose_what_an_exact_float_scan_ranks_first(threshold: int) 
     assert "k0" not in {c.key for c in warm.propose(vectors[0], 5)}
     assert len(warm) == 1999
     assert warm.nbytes < vectors.nbytes
+
+
+@pytest.mark.parametrize("kind", ["float32", "int8"])
+def test_a_bulk_add_past_the_graph_threshold_keeps_the_last_of_each_key(kind: str) -> None:
+    vectors = clustered(600)
+    index: TenantVectors | Int8Vectors = (
+        TenantVectors(DIMENSIONS, ann_threshold=100)
+        if kind == "float32"
+        else Int8Vectors(DIMENSIONS, ann_threshold=100)
+    )
+    index.add_many([(f"k{i}", 1, v) for i, v in enumerate(vectors[:300])])  # crosses the threshold
+    assert index.approximate
+    index.add_many([(f"k{i}", 2, v) for i, v in enumerate(vectors[300:])] + [("k0", 3, vectors[599])])
+    assert len(index) == 300
+    assert index.version_of("k0") == 3
+    assert index.version_of("k299") == 2
+    found = (
+        index.nearest(vectors[599], 1) if isinstance(index, TenantVectors) else index.propose(vectors[599], 1)
+    )
+    assert [getattr(f, "memory_id", None) or getattr(f, "key", None) for f in found] in (["k0"], ["k299"])
 
 
 def test_cold_segments_answer_as_an_exact_int8_scan_and_survive_a_restart(tmp_path: Path) -> None:

@@ -62,7 +62,11 @@ class Int8Vectors(SlottedRows):
         return int(self._codes.nbytes + self._scales.nbytes)
 
     def add(self, key: str, version: int, vector: Vector) -> None:
-        self._put(key, version, quantize(vector))
+        self._put([(key, version, quantize(vector))])
+
+    def add_many(self, rows: Iterable[tuple[str, int, Vector]]) -> None:
+        """Several (key, version, vector) at once: one bulk add to the graph."""
+        self._put((key, version, quantize(vector)) for key, version, vector in rows)
 
     def propose(self, query: Vector, count: int, among: Iterable[str] | None = None) -> list[Candidate]:
         """The `count` rows whose approximate similarity to `query` is highest, best first."""

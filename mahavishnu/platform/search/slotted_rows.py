@@ -82,19 +82,26 @@ class SlottedRows(ABC):
         with self._lock:
             return list(self._slots)
 
-    def _put(self, key: str, version: int, row: Any) -> None:
+    def _put(self, rows: Iterable[tuple[str, int, Any]]) -> None:
+        """Keep each (key, version, row), replacing what a key held; the graph takes them in
+        one bulk add (usearch spreads it over threads: several times faster than one by one)."""
+        latest = {key: (version, row) for key, version, row in rows}
         with self._lock:
-            slot = self._slots.get(key)
-            if slot is None:
-                slot = self._free.pop() if self._free else self._grow()
-                self._slots[key] = slot
-                self._keys[slot] = key
-            elif self._graph is not None:
-                self._graph.remove(slot)
-            self._versions[slot] = version
-            self._write(slot, row)
-            if self._graph is not None:
-                self._graph.add(slot, self._graph_rows(np.array([slot]))[0])
+            written = []
+            for key, (version, row) in latest.items():
+                slot = self._slots.get(key)
+                if slot is None:
+                    slot = self._free.pop() if self._free else self._grow()
+                    self._slots[key] = slot
+                    self._keys[slot] = key
+                elif self._graph is not None:
+                    self._graph.remove(slot)
+                self._versions[slot] = version
+                self._write(slot, row)
+                written.append(slot)
+            if self._graph is not None and written:
+                slots = np.array(written, dtype=np.int64)
+                self._graph.add(slots, self._graph_rows(slots))
             elif len(self._slots) >= self._threshold:
                 self._build_graph()
 

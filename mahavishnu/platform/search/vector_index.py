@@ -40,7 +40,11 @@ class TenantVectors(SlottedRows):
         self._matrix: Vector = np.zeros((INITIAL_ROWS, dimensions), dtype=np.float32)
 
     def add(self, memory_id: str, version: int, vector: Vector) -> None:
-        self._put(memory_id, version, vector)
+        self._put([(memory_id, version, vector)])
+
+    def add_many(self, rows: Iterable[tuple[str, int, Vector]]) -> None:
+        """Several (memory_id, version, vector) at once: one bulk add to the graph."""
+        self._put(rows)
 
     def nearest(self, query: Vector, count: int, among: Iterable[str] | None = None) -> list[Neighbour]:
         """The `count` vectors most similar to `query`, best first; only those of `among` when
