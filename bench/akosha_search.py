@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import asyncio
 import gc
 import gzip
 import hashlib
@@ -40,17 +41,29 @@ import json
 import os
 import re
 import resource
+import shutil
 import sys
 import sysconfig
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
+from mahavishnu.akosha.inbox import Inbox
+from mahavishnu.akosha.metrics import IngestMetrics
+from mahavishnu.akosha.record_index import RecordIndex, Tiering
+from mahavishnu.akosha.settings import MIGRATIONS
+from mahavishnu.akosha.tiers import AgingPolicy
+from mahavishnu.akosha.wire import Batch
+from mahavishnu.platform.crypto import KeyRing, generate_key
+from mahavishnu.platform.db import Database
+from mahavishnu.platform.observability import Metrics
 from mahavishnu.platform.search.embeddings import DEFAULT_MODEL, MODELS, Embedder, load_embedder
 from mahavishnu.platform.search.vector_index import ANN_THRESHOLD, TenantVectors
 
@@ -59,6 +72,8 @@ Figures = dict[str, float | int | str]
 
 TOP = 10
 KEY_PREFIX = "bench/"
+INGEST_BATCH = 1000
+"""Records per ingest request (Akosha takes up to 5,000)."""
 DIMENSIONS = 384
 MIN_CHARS, MAX_CHARS = 30, 400
 MAN_ROOT = Path("/usr/share/man")
@@ -356,6 +371,14 @@ class Bench:
 
     args: argparse.Namespace
     figures: dict[str, Figures] = field(default_factory=dict)
+    runner: asyncio.Runner = field(default_factory=asyncio.Runner)
+    work: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="akosha-bench-")))
+    """Akosha's store and cold segments for the ingest and tiers phases; removed at the end."""
+
+    @cached_property
+    def store(self) -> Store:
+        """Akosha's store holding the real corpus, ingested on first use (`ingest`)."""
+        return self.runner.run(_ingest(self, self.work))
 
     @cached_property
     def real(self) -> Corpus:
@@ -417,6 +440,147 @@ def synthetic(bench: Bench) -> Figures:
     return figures | search_figures(index, corpus, queries, exact_sample=min(100, len(queries)))
 
 
+# ---------------------------------------------------------------------------------------------
+# Akosha's own path: the store, the index, the tiers.
+
+
+class Precomputed:
+    """An embedder that answers the bench's vectors for the bench's sentences: Akosha's real
+    ingest and indexing path, with the model's work done beforehand (`embedded`)."""
+
+    def __init__(self, model_id: str, sentences: Sequence[str], vectors: Vectors) -> None:
+        self.model_id = model_id
+        self.dimensions = vectors.shape[1]
+        self._rows = {text: n for n, text in enumerate(sentences)}
+        self._vectors = vectors
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        return self._vectors[[self._rows[text] for text in texts]]
+
+
+AGES_DAYS = (1, 60, 400)
+"""Record n is written AGES_DAYS[n % 3] days ago: with the service's policy (hot 30 days, warm
+180) a third of the records in each tier."""
+
+
+def _record(n: int, sentence: str, now: datetime) -> dict[str, object]:
+    written = (now - timedelta(days=AGES_DAYS[n % 3])).isoformat()
+    return {
+        "source": "bench",
+        "tenant": "bench",
+        "memory_id": str(n),
+        "version": 1,
+        "op": "upsert",
+        "content": sentence,
+        "kind": "fact",
+        "tags": [],
+        "project": None,
+        "session_id": None,
+        "importance": 0.5,
+        "created_at": written,
+        "updated_at": written,
+    }
+
+
+@dataclass
+class Store:
+    """Akosha's store on SQLite in a temporary folder, its index and the time ingest took."""
+
+    folder: Path
+    db: Database
+    ring: KeyRing
+    index: RecordIndex
+    figures: Figures
+
+
+async def _ingest(bench: Bench, folder: Path) -> Store:
+    corpus = bench.real
+    db = Database(f"sqlite:///{folder / 'akosha.db'}", migrations=MIGRATIONS)
+    await db.ensure_schema(upgrade=True)
+    ring = KeyRing.parse(generate_key())
+    policy = AgingPolicy(hot_days=30, warm_days=180)
+    index = RecordIndex(db, ring, Tiering(folder / "cold", policy))
+    await index.rebuild()
+    model_id = MODELS[bench.args.model].model_id
+    index.use_embedder(Precomputed(model_id, corpus.sentences, corpus.vectors))
+    inbox = Inbox(db, ring, IngestMetrics(Metrics(prefix="bench")), max_records=5000, on_stored=index.note)
+    now = datetime.now(UTC)
+    started, report_at = time.perf_counter(), time.perf_counter() + 10
+    for start in range(0, len(corpus.sentences), INGEST_BATCH):
+        ending = min(start + INGEST_BATCH, len(corpus.sentences))
+        rows = [_record(n, corpus.sentences[n], now) for n in range(start, ending)]
+        await inbox.take("bench", Batch.model_validate({"source": "bench", "records": rows}).records)
+        while await index.embed_pending():
+            pass
+        if time.perf_counter() > report_at:
+            report_at = time.perf_counter() + 10
+            note(f"ingest: {start + len(rows)}/{len(corpus.sentences)}, {elapsed(started)}")
+    took = elapsed_s(started)
+    figures: Figures = {
+        "records": len(corpus.sentences),
+        "ingest s": took,
+        "ingested per s": len(corpus.sentences) / took,
+        "batch": INGEST_BATCH,
+    }
+    return Store(folder, db, ring, index, figures)
+
+
+def ingest(bench: Bench) -> Figures:
+    """Records with precomputed vectors through Akosha's path, in batches: checked, sealed and
+    stored in one transaction (`Inbox.take`), then each vector sealed into the store and added
+    to the hot tier (`RecordIndex.embed_pending` with the model's answers known beforehand)."""
+    return bench.store.figures
+
+
+async def _tiers(bench: Bench) -> Figures:
+    store, corpus = bench.store, bench.real
+    vectors = store.index.vectors
+    assert vectors is not None
+    started = time.perf_counter()
+    moved = await store.index.age()
+    aging_s = elapsed_s(started)
+    sizes = vectors.sizes()
+    truth = exact_top(corpus.vectors, corpus.queries)
+    all_hot, _ = build(corpus.vectors, ann_threshold=len(corpus.vectors), label="all-hot (bulk)")
+    overlap = recall = 0
+    durations = []
+    for query, expected in zip(corpus.queries, truth, strict=True):
+        began = time.perf_counter_ns()
+        found = await vectors.nearest(query, TOP)
+        durations.append(time.perf_counter_ns() - began)
+        keys = {int(n.memory_id.rsplit("/", 1)[1]) for n in found}
+        hot_keys = {int(n.memory_id.removeprefix(KEY_PREFIX)) for n in all_hot.nearest(query, TOP)}
+        overlap += len(keys & hot_keys)
+        recall += len(keys & set(expected.tolist()))
+    cold_bytes = sum(p.stat().st_size for p in (store.folder / "cold").glob("*"))
+    figures: Figures = {
+        "aging run s": aging_s,
+        "moved to warm": moved.get("warm", 0),
+        "moved to cold": moved.get("cold", 0),
+        **{f"{tier} vectors": count for tier, count in sizes.items()},
+        "warm MB (int8 codes, scales)": vectors.warm.nbytes / 2**20,
+        "cold segments": vectors.cold.segments,
+        "cold MB on disk (sealed)": cold_bytes / 2**20,
+        f"top-{TOP} overlap with all-hot": overlap / (TOP * len(corpus.queries)),
+        f"recall@{TOP} vs exact": recall / (TOP * len(corpus.queries)),
+        **percentiles(durations, "search across tiers"),
+    }
+    started = time.perf_counter()
+    again = RecordIndex(store.db, store.ring, Tiering(store.folder / "cold", AgingPolicy(30, 180)))
+    await again.rebuild()
+    again.use_embedder(Precomputed(MODELS[bench.args.model].model_id, [], corpus.vectors[:0]))
+    await again.load_vectors()
+    figures["restart s (rebuild from the store, segments adopted)"] = elapsed_s(started)
+    assert again.tier_sizes() == sizes, (again.tier_sizes(), sizes)
+    return figures
+
+
+def tiers(bench: Bench) -> Figures:
+    """The records of `ingest` aged by the service's policy (a third per tier), then searched
+    across the tiers and compared with an all-hot index and an exact scan; then a restart."""
+    return bench.runner.run(_tiers(bench))
+
+
 @dataclass(frozen=True)
 class Phase:
     name: str
@@ -426,6 +590,8 @@ class Phase:
 
 PHASES = [
     Phase("hot", hot),
+    Phase("ingest", ingest),
+    Phase("tiers", tiers),
     Phase("synthetic", synthetic, wanted=lambda args: args.synthetic > 0),
 ]
 
@@ -454,6 +620,8 @@ class Floor:
 FLOORS = [
     Floor("hot", f"recall@{TOP}", minimum=0.95),
     Floor("hot", "search p99 ms", maximum=10.0),
+    Floor("ingest", "ingested per s", minimum=1000),
+    Floor("tiers", f"top-{TOP} overlap with all-hot", minimum=0.9),
 ]
 
 
@@ -508,9 +676,15 @@ def main() -> None:
 
     bench = Bench(args)
     print(f"model {args.model}, {len(os.sched_getaffinity(0))} CPUs, load average {os.getloadavg()[0]:.1f}")
-    for phase in PHASES:
-        if phase.name in chosen:
-            bench.figures[phase.name] = phase.run(bench)
+    try:
+        for phase in PHASES:
+            if phase.name in chosen:
+                bench.figures[phase.name] = phase.run(bench)
+    finally:
+        if "store" in bench.__dict__:
+            bench.runner.run(bench.store.db.dispose())
+        bench.runner.close()
+        shutil.rmtree(bench.work, ignore_errors=True)
     print(f"{'phase':<10} {'figure':<44} value")
     for name, figures in bench.figures.items():
         for figure, value in figures.items():

@@ -12,13 +12,15 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
 
+from mahavishnu.akosha.keyed import keys_in
 from mahavishnu.akosha.keys import open_document
 from mahavishnu.akosha.metrics import SearchMetrics
 from mahavishnu.akosha.models import LIVE, Record
 from mahavishnu.akosha.record_index import Entry, RecordIndex, key_of, token_of
 from mahavishnu.akosha.scope import in_scope, readable_sources
+from mahavishnu.akosha.vector_store import split_key
 from mahavishnu.platform import Database, InvalidArgumentError, Principal, UnavailableError
 from mahavishnu.platform.crypto import KeyRing
 from mahavishnu.platform.paging import Cursor, check_limit
@@ -164,7 +166,7 @@ class CrossSearch:
         """The page's records from the store, in scope and live (the index may lag a tombstone)."""
         if not ranked:
             return []
-        pairs = [tuple(key.split("/", 1)) for key, _ in ranked]
+        pairs = [split_key(key) for key, _ in ranked]
         async with self._db.session() as session:
             rows = {
                 key_of(r.source, r.memory_id): r
@@ -172,7 +174,7 @@ class CrossSearch:
                     select(Record).where(
                         in_scope(principal),
                         Record.state == LIVE,
-                        tuple_(Record.source, Record.memory_id).in_(pairs),
+                        keys_in(Record.source, Record.memory_id, pairs),
                     )
                 )
             }

@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 from sqlalchemy import and_, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from mahavishnu.akosha.keyed import keys_in
 from mahavishnu.akosha.models import LIVE, Record, StoredVector
 from mahavishnu.platform import Database
 from mahavishnu.platform.crypto import KeyRing, associated_data
@@ -60,10 +61,8 @@ class VectorStore:
         data = np.asarray(vector, dtype="<f4").tobytes()
         return self._ring.encrypt(data, associated=self._binding(source, memory_id, version))
 
-    def _open(self, row: StoredVector) -> Vector:
-        data = self._ring.decrypt(
-            row.sealed, associated=self._binding(row.source, row.memory_id, row.version)
-        )
+    def _open(self, source: str, memory_id: str, version: int, sealed: bytes) -> Vector:
+        data = self._ring.decrypt(sealed, associated=self._binding(source, memory_id, version))
         return np.frombuffer(data, dtype="<f4").astype(np.float32)
 
     async def save(self, rows: Sequence[tuple[str, int, Vector]]) -> None:
@@ -139,16 +138,20 @@ class VectorStore:
         pairs = [split_key(key) for key in keys]
         async with self._db.session() as session:
             for start in range(0, len(pairs), _ROWS_PER_STATEMENT):
-                rows = await session.scalars(
-                    select(StoredVector).where(
+                rows = await session.execute(
+                    select(
+                        StoredVector.source, StoredVector.memory_id, StoredVector.version, StoredVector.sealed
+                    ).where(
                         StoredVector.model == self.model_id,
-                        tuple_(StoredVector.source, StoredVector.memory_id).in_(
-                            pairs[start : start + _ROWS_PER_STATEMENT]
+                        keys_in(
+                            StoredVector.source,
+                            StoredVector.memory_id,
+                            pairs[start : start + _ROWS_PER_STATEMENT],
                         ),
                     )
                 )
-                for row in rows:
-                    found[f"{row.source}/{row.memory_id}"] = (row.version, self._open(row))
+                for source, memory_id, version, sealed in rows:
+                    found[f"{source}/{memory_id}"] = (version, self._open(source, memory_id, version, sealed))
         return found
 
     async def touch(self, accessed: Mapping[str, datetime]) -> None:
