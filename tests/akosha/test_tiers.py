@@ -87,6 +87,9 @@ def test_a_bulk_add_past_the_graph_threshold_keeps_the_last_of_each_key(kind: st
     )
     index.add_many([(f"k{i}", 1, v) for i, v in enumerate(vectors[:300])])  # crosses the threshold
     assert index.approximate
+    graph = index._graph
+    index.add_many([])
+    assert index._graph is graph, "an empty batch leaves the graph as it is"
     index.add_many([(f"k{i}", 2, v) for i, v in enumerate(vectors[300:])] + [("k0", 3, vectors[599])])
     assert len(index) == 300
     assert index.version_of("k0") == 3

@@ -99,11 +99,12 @@ class SlottedRows(ABC):
                 self._versions[slot] = version
                 self._write(slot, row)
                 written.append(slot)
-            if self._graph is not None and written:
+            if self._graph is None:
+                if len(self._slots) >= self._threshold:
+                    self._build_graph()
+            elif written:
                 slots = np.array(written, dtype=np.int64)
                 self._graph.add(slots, self._graph_rows(slots))
-            elif len(self._slots) >= self._threshold:
-                self._build_graph()
 
     def remove(self, key: str) -> None:
         with self._lock:
