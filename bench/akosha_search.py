@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import ast
 import asyncio
+import contextlib
 import gc
 import gzip
 import hashlib
@@ -506,34 +507,42 @@ async def _ingest(bench: Bench, folder: Path) -> Store:
     inbox = Inbox(db, ring, IngestMetrics(Metrics(prefix="bench")), max_records=5000, on_stored=index.note)
     now = datetime.now(UTC)
     started, report_at = time.perf_counter(), time.perf_counter() + 10
-    stored_s = 0.0
+    indexing = asyncio.create_task(_index_until_cancelled(index))  # as the service's index runs
     for start in range(0, len(corpus.sentences), INGEST_BATCH):
         ending = min(start + INGEST_BATCH, len(corpus.sentences))
         rows = [_record(n, corpus.sentences[n], now) for n in range(start, ending)]
-        began = time.perf_counter()
         await inbox.take("bench", Batch.model_validate({"source": "bench", "records": rows}).records)
-        stored_s += time.perf_counter() - began
-        while await index.embed_pending():
-            pass
         if time.perf_counter() > report_at:
             report_at = time.perf_counter() + 10
-            note(f"ingest: {start + len(rows)}/{len(corpus.sentences)}, {elapsed(started)}")
+            note(f"ingest: {ending}/{len(corpus.sentences)} acknowledged, {elapsed(started)}")
+    acknowledged = elapsed_s(started)
+    indexing.cancel()  # what is left, indexed here (a batch cut short is taken again)
+    with contextlib.suppress(asyncio.CancelledError):
+        await indexing
+    while await index.embed_pending():
+        pass
     took = elapsed_s(started)
     figures: Figures = {
         "records": len(corpus.sentences),
-        "ingest s": took,
+        "acknowledged per s (stored, sealed)": len(corpus.sentences) / acknowledged,
+        "ingest s (until every vector is indexed)": took,
         "ingested per s": len(corpus.sentences) / took,
-        "acknowledged per s (stored, sealed)": len(corpus.sentences) / stored_s,
-        "indexed per s (vector sealed, in the hot tier)": len(corpus.sentences) / (took - stored_s),
         "batch": INGEST_BATCH,
     }
     return Store(folder, db, ring, index, figures)
 
 
+async def _index_until_cancelled(index: RecordIndex) -> None:
+    while True:
+        if not await index.embed_pending():
+            await asyncio.sleep(0.005)
+
+
 def ingest(bench: Bench) -> Figures:
     """Records with precomputed vectors through Akosha's path, in batches: checked, sealed and
-    stored in one transaction (`Inbox.take`), then each vector sealed into the store and added
-    to the hot tier (`RecordIndex.embed_pending` with the model's answers known beforehand)."""
+    stored in one transaction (`Inbox.take`), while the index, as in the service, seals each
+    vector into the store and adds it to the hot tier in the background (`embed_pending`, the
+    model's answers known beforehand); timed until every record is searchable by meaning."""
     return bench.store.figures
 
 

@@ -189,20 +189,24 @@ class ColdTier:
         for bound, name in bounds:
             if len(best) >= count and bound + _MARGIN < best[-1].approximate:
                 break
-            best = sorted([*best, *self._scan(name, query, wanted)], key=lambda c: -c.approximate)[:count]
+            found = self._scan(name, query, wanted, count)
+            best = sorted([*best, *found], key=lambda c: -c.approximate)[:count]
         return best
 
-    def _scan(self, name: str, query: Vector, wanted: set[str] | None) -> list[Candidate]:
+    def _scan(self, name: str, query: Vector, wanted: set[str] | None, count: int) -> list[Candidate]:
+        """The segment's `count` best current entries (of `wanted`, when given)."""
         segment = self._segment(name)
         if segment is None:
             return []
         scores = (segment.codes.astype(np.float32) @ query) * segment.scales
-        found = []
+        found: list[Candidate] = []
         for position in np.argsort(-scores, kind="stable"):
             key = segment.keys[position]
             version = int(segment.versions[position])
             if self._where.get(key) == (name, version) and (wanted is None or key in wanted):
                 found.append(Candidate(key, version, float(scores[position])))
+                if len(found) == count:
+                    break
         return found
 
     @staticmethod

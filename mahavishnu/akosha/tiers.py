@@ -43,6 +43,8 @@ RESCORE_MARGIN = 0.05
 vectors of 384 dimensions): a candidate this far under the hot tier's `count`-th best is
 dropped before it is read from the store."""
 _MOVE_BATCH = 1000
+_COLD_BATCH = 100_000
+"""Vectors clustered into segments at once (150 MB of float32 at 384 dimensions)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,8 +205,10 @@ class TieredVectors:
 
     async def _place(self, placements: dict[str, tuple[int, Tier]]) -> None:
         """Put each key's stored vector (of the version given) in its tier, then take it out of
-        the others."""
+        the others. Cold ones are written together at the end (up to `_COLD_BATCH` at a time), so
+        a segment is one cluster of many, not whatever one read batch held."""
         keys = list(placements)
+        to_cold: list[tuple[str, int, Vector]] = []
         for start in range(0, len(keys), _MOVE_BATCH):
             held = await self.store.vectors(keys[start : start + _MOVE_BATCH])
             into: dict[Tier, list[tuple[str, int, Vector]]] = {tier: [] for tier in TIERS}
@@ -218,11 +222,18 @@ class TieredVectors:
             for key, _, _ in into["hot"]:
                 self.warm.remove(key)
             self.cold.forget(key for key, _, _ in [*into["warm"], *into["hot"]])
-            to_cold = into["cold"]
             self._moves += 1
-            if to_cold:
-                await asyncio.to_thread(self.cold.write, to_cold)
-                for key, _, _ in to_cold:
-                    self.hot.remove(key)
-                    self.warm.remove(key)
-                self._moves += 1
+            to_cold += into["cold"]
+            if len(to_cold) >= _COLD_BATCH or start + _MOVE_BATCH >= len(keys):
+                await self._freeze(to_cold)
+                to_cold = []
+
+    async def _freeze(self, rows: list[tuple[str, int, Vector]]) -> None:
+        """Write `rows` to cold segments, then take them out of memory."""
+        if not rows:
+            return
+        await asyncio.to_thread(self.cold.write, rows)
+        for key, _, _ in rows:
+            self.hot.remove(key)
+            self.warm.remove(key)
+        self._moves += 1
