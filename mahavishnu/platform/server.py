@@ -5,7 +5,9 @@ A service that cannot start says why in one line and exits at once: the listenin
 bound before anything else starts (a busy port is the first thing known, and `listening` is
 logged only once the server accepts connections), the database is checked before the server
 starts, and a start-up step that fails inside the lifespan ends the process with its reason
-instead of leaving it waiting on tasks that will never finish.
+instead of leaving it waiting on tasks that will never finish. A stop is bounded too: work
+still running in threads once the server stopped (a model still loading, an embedding batch)
+gets LEFTOVER_THREAD_SECONDS, then the process exits without it.
 """
 
 from __future__ import annotations
@@ -13,16 +15,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import logging
+import os
 import signal
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import anyio
 import uvicorn
 
 from mahavishnu.platform.errors import ConfigurationError
@@ -40,6 +44,7 @@ __all__ = [
     "StartupError",
     "bind_socket",
     "check_schema",
+    "leave_busy_threads",
     "run_service",
     "serve_http",
     "serve_stdio",
@@ -50,6 +55,11 @@ SCHEMA_CHECK_SECONDS = 15.0
 LEFTOVER_TASK_SECONDS = 1.0
 """After the server stops (or fails to start): how long tasks still pending may take to finish
 on cancellation before the process exits without them."""
+LEFTOVER_THREAD_SECONDS = 5.0
+"""After the server stopped: how long work still running in threads may take before the process
+exits without it. A thread cannot be cancelled, and the interpreter joins worker threads at
+exit: a SIGTERM during the embedding model's load kept a stopped server alive until the load
+ended (20 s and more on a busy machine)."""
 log = get_logger("mahavishnu.server")
 
 
@@ -97,6 +107,32 @@ def run_service(
             serve_stdio(build_stdio(service, metrics), service.background)
         else:
             serve_http(build_app(service, metrics), settings, sock)
+    leave_busy_threads(LEFTOVER_THREAD_SECONDS)
+
+
+def leave_busy_threads(grace: float) -> None:
+    """Wait up to `grace` seconds for the process's other threads to end; if some are still busy
+    then, say which and exit at once (status 0: the service itself stopped cleanly).
+
+    Daemon threads are not waited for (the interpreter does not wait for them either); logs and
+    standard streams are flushed before the exit, which skips the interpreter's own clean-up."""
+    deadline = time.monotonic() + grace
+    for thread in _other_threads():
+        thread.join(max(0.0, deadline - time.monotonic()))
+    busy = [thread.name for thread in _other_threads()]
+    if not busy:
+        return
+    log.warning("threads_abandoned", threads=busy, grace_seconds=grace)
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a closed pipe must not turn a clean stop into a crash
+            stream.flush()
+    os._exit(0)
+
+
+def _other_threads() -> list[threading.Thread]:
+    current = threading.current_thread()
+    return [t for t in threading.enumerate() if t is not current and not t.daemon and t.is_alive()]
 
 
 def _log_home(settings: PlatformSettings) -> None:
@@ -278,4 +314,4 @@ def serve_stdio(
         async with background() if background is not None else contextlib.nullcontext():
             await server.run_stdio_async()
 
-    anyio.run(main)
+    _run_bounded(main(), None)  # not anyio.run: it would wait for every executor thread to end
