@@ -61,7 +61,7 @@ from mahavishnu.akosha.metrics import IngestMetrics
 from mahavishnu.akosha.record_index import RecordIndex, Tiering
 from mahavishnu.akosha.settings import MIGRATIONS
 from mahavishnu.akosha.tiers import AgingPolicy
-from mahavishnu.akosha.wire import Batch
+from mahavishnu.akosha.wire import Batch, Embedding
 from mahavishnu.platform.crypto import KeyRing, generate_key
 from mahavishnu.platform.db import Database
 from mahavishnu.platform.observability import Metrics
@@ -454,8 +454,11 @@ class Precomputed:
         self.dimensions = vectors.shape[1]
         self._rows = {text: n for n, text in enumerate(sentences)}
         self._vectors = vectors
+        self.asked = 0
+        """Texts Akosha asked for (none, when every record carries its vector)."""
 
     def embed(self, texts: Sequence[str]) -> Vectors:
+        self.asked += len(texts)
         return self._vectors[[self._rows[text] for text in texts]]
 
 
@@ -464,7 +467,8 @@ AGES_DAYS = (1, 60, 400)
 180) a third of the records in each tier."""
 
 
-def _record(n: int, sentence: str, now: datetime) -> dict[str, object]:
+def _record(n: int, sentence: str, now: datetime, embedding: Embedding) -> dict[str, object]:
+    """Record n as a Session-Buddy sends it, with the vector it made (`wire.Embedding`)."""
     written = (now - timedelta(days=AGES_DAYS[n % 3])).isoformat()
     return {
         "source": "bench",
@@ -480,6 +484,7 @@ def _record(n: int, sentence: str, now: datetime) -> dict[str, object]:
         "importance": 0.5,
         "created_at": written,
         "updated_at": written,
+        "embedding": embedding.model_dump(),
     }
 
 
@@ -503,14 +508,23 @@ async def _ingest(bench: Bench, folder: Path) -> Store:
     index = RecordIndex(db, ring, Tiering(folder / "cold", policy))
     await index.rebuild()
     model_id = MODELS[bench.args.model].model_id
-    index.use_embedder(Precomputed(model_id, corpus.sentences, corpus.vectors))
-    inbox = Inbox(db, ring, IngestMetrics(Metrics(prefix="bench")), max_records=5000, on_stored=index.note)
+    embedder = Precomputed(model_id, corpus.sentences, corpus.vectors)
+    index.use_embedder(embedder)
+    inbox = Inbox(
+        db,
+        ring,
+        IngestMetrics(Metrics(prefix="bench")),
+        max_records=5000,
+        on_stored=index.note,
+        vectors=index.vector_store,
+    )
+    sent = [Embedding.of(model_id, vector) for vector in corpus.vectors]  # made by the sender
     now = datetime.now(UTC)
     started, report_at = time.perf_counter(), time.perf_counter() + 10
     indexing = asyncio.create_task(_index_until_cancelled(index))  # as the service's index runs
     for start in range(0, len(corpus.sentences), INGEST_BATCH):
         ending = min(start + INGEST_BATCH, len(corpus.sentences))
-        rows = [_record(n, corpus.sentences[n], now) for n in range(start, ending)]
+        rows = [_record(n, corpus.sentences[n], now, sent[n]) for n in range(start, ending)]
         await inbox.take("bench", Batch.model_validate({"source": "bench", "records": rows}).records)
         if time.perf_counter() > report_at:
             report_at = time.perf_counter() + 10
@@ -527,6 +541,7 @@ async def _ingest(bench: Bench, folder: Path) -> Store:
         "acknowledged per s (stored, sealed)": len(corpus.sentences) / acknowledged,
         "ingest s (until every vector is indexed)": took,
         "ingested per s": len(corpus.sentences) / took,
+        "embedded by Akosha": embedder.asked,
         "batch": INGEST_BATCH,
     }
     return Store(folder, db, ring, index, figures)
@@ -539,10 +554,11 @@ async def _index_until_cancelled(index: RecordIndex) -> None:
 
 
 def ingest(bench: Bench) -> Figures:
-    """Records with precomputed vectors through Akosha's path, in batches: checked, sealed and
-    stored in one transaction (`Inbox.take`), while the index, as in the service, seals each
-    vector into the store and adds it to the hot tier in the background (`embed_pending`, the
-    model's answers known beforehand); timed until every record is searchable by meaning."""
+    """Records with precomputed vectors through Akosha's path, in batches, each record carrying
+    the vector its sender made (as Session-Buddy sends them): checked, sealed and stored with
+    their vectors in one transaction (`Inbox.take`), while the index, as in the service, adds
+    the sent vectors to the hot tier in the background (`embed_pending`); timed until every
+    record is searchable by meaning."""
     return bench.store.figures
 
 

@@ -8,8 +8,9 @@ own, and no upsert older than a tombstone brings the memory back. The rule is en
 database itself (`INSERT ... ON CONFLICT DO UPDATE ... WHERE newer`), so concurrent batches for
 one memory cannot interleave a read and a write. A tombstone also deletes the memory's stored
 vector (`akosha_vectors`) in the same transaction: nothing of a deleted memory stays sealed in
-the store. The answer is given only after the commit: what Akosha acknowledged survives a
-`kill -9`.
+the store. An upsert that moved its row forward and carries an embedding of the model Akosha
+runs has the vector kept beside it, in the same transaction. The answer is given only after the
+commit: what Akosha acknowledged survives a `kill -9`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mahavishnu.akosha.keys import seal_document
 from mahavishnu.akosha.models import LIVE, TOMBSTONED, Record, StoredVector
+from mahavishnu.akosha.vector_store import Vector, VectorStore
 from mahavishnu.akosha.wire import Tombstone, Upsert
 from mahavishnu.platform import Database
 from mahavishnu.platform.crypto import KeyRing
@@ -42,6 +44,8 @@ class Counts:
     unchanged: int
     """Records it had already, or had something newer than (a replay, an old version, a record
     a newer one in the same batch supersedes)."""
+    moved: frozenset[str]
+    """The memory ids whose rows moved forward (what the search index should take in)."""
 
 
 def _rank(record: Upsert | Tombstone) -> tuple[int, int]:
@@ -80,9 +84,9 @@ def _chunks(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
         yield rows[start : start + ROWS_PER_STATEMENT]
 
 
-async def _forward(session: AsyncSession, dialect: str, rows: list[dict[str, Any]]) -> int:
-    """Insert the rows, or move existing ones forward where the row sent is newer; answers how
-    many rows it inserted or moved (RETURNING yields only those)."""
+async def _forward(session: AsyncSession, dialect: str, rows: list[dict[str, Any]]) -> list[str]:
+    """Insert the rows, or move existing ones forward where the row sent is newer; answers the
+    memory ids of the rows it inserted or moved (RETURNING yields only those)."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     values = insert(Record).values(rows)
     sent = values.excluded
@@ -95,17 +99,38 @@ async def _forward(session: AsyncSession, dialect: str, rows: list[dict[str, Any
         set_={name: sent[name] for name in ("tenant", "version", "state", "sealed", "received_at")},
         where=newer,
     ).returning(Record.memory_id)
-    return len((await session.execute(statement)).all())
+    return list((await session.scalars(statement)).all())
 
 
-async def ingest(db: Database, ring: KeyRing, records: Sequence[Upsert | Tombstone]) -> Counts:
-    """Apply a checked batch (`wire.check_batch`) in one transaction; answers after the commit."""
+def usable_vector(record: Upsert | Tombstone, store: VectorStore | None) -> Vector | None:
+    """The vector `record` carries, when it is of the model (and size) `store` keeps."""
+    if store is None or not isinstance(record, Upsert) or record.embedding is None:
+        return None
+    if record.embedding.model != store.model_id:
+        return None
+    vector = record.embedding.array()
+    return vector if vector.shape == (store.dimensions,) else None
+
+
+async def ingest(
+    db: Database,
+    ring: KeyRing,
+    records: Sequence[Upsert | Tombstone],
+    vectors: VectorStore | None = None,
+) -> Counts:
+    """Apply a checked batch (`wire.check_batch`: one source) in one transaction; answers after
+    the commit. `vectors` keeps the embeddings sent of its model (None: keep none)."""
     now = datetime.now(UTC)
-    rows = [_row(ring, record, now) for record in _newest(records)]
-    accepted = 0
+    newest = _newest(records)
+    rows = [_row(ring, record, now) for record in newest]
+    moved: set[str] = set()
     async with db.session() as session:
         for chunk in _chunks(rows):
-            accepted += await _forward(session, db.dialect, chunk)
+            moved.update(await _forward(session, db.dialect, chunk))
+        sent = [(r, usable_vector(r, vectors)) for r in newest if r.memory_id in moved]
+        given = [(f"{r.source}/{r.memory_id}", r.version, v) for r, v in sent if v is not None]
+        if vectors is not None and given:
+            await vectors.save_in(session, given)
         for row in rows:
             if row["state"] == TOMBSTONED:
                 await session.execute(
@@ -115,4 +140,4 @@ async def ingest(db: Database, ring: KeyRing, records: Sequence[Upsert | Tombsto
                         StoredVector.version <= row["version"],
                     )
                 )
-    return Counts(accepted=accepted, unchanged=len(records) - accepted)
+    return Counts(accepted=len(moved), unchanged=len(records) - len(moved), moved=frozenset(moved))

@@ -5,11 +5,12 @@
 The keyword postings live only in memory (the store stays sealed at rest): rebuilt from the
 store at start, told of this process's ingests as they commit, and following other processes'
 by polling `received_at`. Embedding runs in the background, off the ingest path; until a record
-has its vector, it is found by keyword. Each vector made is kept in the store, sealed
-(`vector_store.py`), so a restart loads vectors instead of making them again; the vectors sit in
-tiers by age and use, and an aging run every `aging_seconds` moves them. Whatever the index
-answers is read back from the store, in the caller's scope, before it is shown
-(`cross_search.py`).
+has its vector, it is found by keyword. A vector its sender made with Akosha's model is kept at
+ingest (`ingest.py`) and joins the tiers at the next turn of the embedding loop, unembedded.
+Each vector made is kept in the store, sealed (`vector_store.py`), so a restart loads vectors
+instead of making them again; the vectors sit in tiers by age and use, and an aging run every
+`aging_seconds` moves them. Whatever the index answers is read back from the store, in the
+caller's scope, before it is shown (`cross_search.py`).
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ from pathlib import Path
 from sqlalchemy import select, tuple_
 
 from mahavishnu.akosha.cold_tier import ColdTier
+from mahavishnu.akosha.ingest import usable_vector
 from mahavishnu.akosha.keys import open_document
 from mahavishnu.akosha.models import LIVE, Record
 from mahavishnu.akosha.tiers import AgingPolicy, Tier, TieredVectors
-from mahavishnu.akosha.vector_store import VectorStore
+from mahavishnu.akosha.vector_store import Vector, VectorStore
 from mahavishnu.akosha.wire import MemoryDocument, Tombstone, Upsert
 from mahavishnu.platform import Database, get_logger
 from mahavishnu.platform.background import woken_or_after
@@ -96,6 +98,8 @@ class RecordIndex:
         self.vectors: TieredVectors | None = None
         self._vectors_loaded = False
         self._unembedded: dict[str, str] = {}
+        self._given: dict[str, tuple[int, Vector]] = {}
+        """Vectors senders made (and ingest stored), waiting for the embedding loop to index."""
         self._wake = asyncio.Event()
         self.ready = False
         """True once rebuilt from the store: searches answer from then on."""
@@ -109,6 +113,10 @@ class RecordIndex:
         )
         self.vectors = TieredVectors(store, cold)
         self._wake.set()
+
+    def vector_store(self) -> VectorStore | None:
+        """Where ingest keeps the vectors senders made; None until the model is loaded."""
+        return self.vectors.store if self.vectors is not None else None
 
     def tier_sizes(self) -> dict[Tier, int]:
         return self.vectors.sizes() if self.vectors is not None else {}
@@ -145,10 +153,20 @@ class RecordIndex:
 
     @property
     def unembedded(self) -> int:
-        return len(self._unembedded) if self.embedder is not None else len(self.entries)
+        if self.embedder is None:
+            return len(self.entries)
+        return len(self._unembedded) + len(self._given)
 
-    def put(self, source: str, memory_id: str, version: int, document: MemoryDocument) -> None:
-        """Index a record's version, unless the index holds this version or a newer one."""
+    def put(
+        self,
+        source: str,
+        memory_id: str,
+        version: int,
+        document: MemoryDocument,
+        vector: Vector | None = None,
+    ) -> None:
+        """Index a record's version, unless the index holds this version or a newer one;
+        `vector` is its embedding when the sender made one (else the record is embedded here)."""
         key = key_of(source, memory_id)
         held = self.entries.get(key)
         if held is not None and held.version >= version:
@@ -164,7 +182,12 @@ class RecordIndex:
             )
         )
         self.entries[key] = Entry(source, version, document.project, document.created_at)
-        self._unembedded[key] = document.content[:_EMBED_CHARS]
+        if vector is None:
+            self._unembedded[key] = document.content[:_EMBED_CHARS]
+            self._given.pop(key, None)
+        else:
+            self._given[key] = (version, vector)
+            self._unembedded.pop(key, None)
         self._wake.set()
 
     def remove(self, source: str, memory_id: str, version: int) -> None:
@@ -176,14 +199,17 @@ class RecordIndex:
         del self.entries[key]
         self.postings.remove(key)
         self._unembedded.pop(key, None)
+        self._given.pop(key, None)
         if self.vectors is not None:
             self.vectors.remove(key)
 
     def note(self, records: Iterable[Upsert | Tombstone]) -> None:
-        """A batch this process just committed (its records in any order: versions decide)."""
+        """Records this process just committed (in any order: versions decide)."""
+        store = self.vector_store()
         for record in records:
             if isinstance(record, Upsert):
-                self.put(record.source, record.memory_id, record.version, record.document())
+                vector = usable_vector(record, store)
+                self.put(record.source, record.memory_id, record.version, record.document(), vector)
             else:
                 self.remove(record.source, record.memory_id, record.version)
 
@@ -233,13 +259,16 @@ class RecordIndex:
     async def embed_pending(self) -> int:
         """Embed one batch of records waiting for a vector, keep the vectors in the store, then
         in the index; answers how many."""
-        if self.embedder is None or self.vectors is None:
+        embedder = self.embedder
+        if embedder is None or self.vectors is None:
             return 0
         await self.load_vectors()
+        given = self._take_given()
         batch = list(self._unembedded.items())[: self._batch]
         if not batch:
-            return 0
-        vectors = await asyncio.to_thread(self.embedder.embed, [text for _, text in batch])
+            return given
+        texts = [text for _, text in batch]
+        vectors = await asyncio.to_thread(embedder.embed, texts)
         made = []
         for (key, text), vector in zip(batch, vectors, strict=True):
             entry = self.entries.get(key)
@@ -252,7 +281,15 @@ class RecordIndex:
         self.vectors.add(fresh)
         for key, _, _ in fresh:
             del self._unembedded[key]
-        return len(batch)
+        return given + len(batch)
+
+    def _take_given(self) -> int:
+        """Index every vector senders made since the last turn, in one bulk add."""
+        if not self._given or self.vectors is None:
+            return 0
+        given, self._given = self._given, {}
+        self.vectors.add([(key, version, vector) for key, (version, vector) in given.items()])
+        return len(given)
 
     async def run(self) -> None:
         """Rebuild, then follow and embed until cancelled."""

@@ -62,7 +62,14 @@ def create_service(settings: AkoshaSettings, metrics: Metrics) -> Service:
     search_metrics = SearchMetrics(
         metrics, indexed=lambda: len(index.entries), unembedded=lambda: index.unembedded
     )
-    inbox = Inbox(db, ring, ingest_metrics, max_records=settings.max_batch_records, on_stored=index.note)
+    inbox = Inbox(
+        db,
+        ring,
+        ingest_metrics,
+        max_records=settings.max_batch_records,
+        on_stored=index.note,
+        vectors=index.vector_store,
+    )
     outcomes = OutcomeInbox(db, ingest_metrics, max_records=settings.max_batch_records)
     routes = _ingest_routes(
         settings,

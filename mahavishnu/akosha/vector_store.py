@@ -17,13 +17,14 @@ import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy import and_, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from mahavishnu.akosha.keyed import keys_in
 from mahavishnu.akosha.models import LIVE, Record, StoredVector
 from mahavishnu.platform import Database
 from mahavishnu.platform.crypto import KeyRing, associated_data
 
-__all__ = ["Placement", "VectorStore", "split_key"]
+__all__ = ["Placement", "Vector", "VectorStore", "split_key"]
 
 Vector = NDArray[np.float32]
 
@@ -67,6 +68,11 @@ class VectorStore:
 
     async def save(self, rows: Sequence[tuple[str, int, Vector]]) -> None:
         """Keep each (key, version, vector), unless the store has a newer version's already."""
+        async with self._db.session() as session:
+            await self.save_in(session, rows)
+
+    async def save_in(self, session: AsyncSession, rows: Sequence[tuple[str, int, Vector]]) -> None:
+        """`save`, in the caller's transaction (ingest keeps a sent vector with its record)."""
         values = []
         for key, version, vector in rows:
             source, memory_id = split_key(key)
@@ -80,20 +86,19 @@ class VectorStore:
                 }
             )
         insert = postgresql.insert if self._db.dialect == "postgresql" else sqlite.insert
-        async with self._db.session() as session:
-            for start in range(0, len(values), _ROWS_PER_STATEMENT):
-                statement = insert(StoredVector).values(values[start : start + _ROWS_PER_STATEMENT])
-                sent = statement.excluded
-                await session.execute(
-                    statement.on_conflict_do_update(
-                        index_elements=[StoredVector.source, StoredVector.memory_id],
-                        set_={name: sent[name] for name in ("version", "model", "sealed")},
-                        where=or_(
-                            sent.version > StoredVector.version,
-                            and_(sent.version == StoredVector.version, sent.model != StoredVector.model),
-                        ),
-                    )
+        for start in range(0, len(values), _ROWS_PER_STATEMENT):
+            statement = insert(StoredVector).values(values[start : start + _ROWS_PER_STATEMENT])
+            sent = statement.excluded
+            await session.execute(
+                statement.on_conflict_do_update(
+                    index_elements=[StoredVector.source, StoredVector.memory_id],
+                    set_={name: sent[name] for name in ("version", "model", "sealed")},
+                    where=or_(
+                        sent.version > StoredVector.version,
+                        and_(sent.version == StoredVector.version, sent.model != StoredVector.model),
+                    ),
                 )
+            )
 
     async def placements(self) -> AsyncIterator[list[Placement]]:
         """Every stored vector of this model that is current (its record live, same version),

@@ -7,22 +7,30 @@ And what a Mahavishnu sends to `/ingest/outcomes` once its workflows close:
 
     {"source": S, "outcomes": [{workflow_id, workflow, repo, status, attempts, ...}, ...]}
 
-An upsert carries the memory's document; a tombstone carries its identity only. Unknown fields
+An upsert carries the memory's document, and may carry the embedding its sender already made
+(`{"model": M, "vector": base64 of little-endian float32}`): when M is the model Akosha runs,
+the vector is stored and indexed as sent, so a memory is not embedded twice; any other model's
+vector is set aside and Akosha embeds the text itself. A tombstone carries its identity only. Unknown fields
 are refused, not dropped: a sender that grew a field Akosha does not know is told so, loudly,
 instead of having it silently lost.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Sequence
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+import numpy as np
+from numpy.typing import NDArray
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from mahavishnu.platform import InvalidArgumentError
 
 __all__ = [
     "Batch",
+    "Embedding",
     "Identity",
     "IngestRecord",
     "MemoryDocument",
@@ -69,6 +77,49 @@ class MemoryDocument(BaseModel):
     updated_at: AwareDatetime
 
 
+MAX_DIMENSIONS = 4096
+
+
+class Embedding(BaseModel):
+    """A vector its sender made of the memory's content, and the model that made it."""
+
+    model_config = _STRICT
+
+    model: Annotated[str, Field(min_length=1, max_length=100)]
+    vector: Annotated[
+        str,
+        Field(
+            max_length=(MAX_DIMENSIONS * 4 + 2) // 3 * 4,
+            description="Base64 of the vector as little-endian float32, up to 4096 of them.",
+        ),
+    ]
+
+    @field_validator("vector")
+    @classmethod
+    def _a_vector(cls, text: str) -> str:
+        try:
+            data = base64.b64decode(text, validate=True)
+        except binascii.Error:
+            raise ValueError("not base64") from None
+        if not data or len(data) % 4:
+            raise ValueError("must be whole float32 values (a multiple of 4 bytes)")
+        values = np.frombuffer(data, dtype="<f4")
+        if not np.all(np.isfinite(values)) or not np.any(values):
+            raise ValueError("must be finite and not all zero")
+        return text
+
+    def array(self) -> NDArray[np.float32]:
+        """The vector, L2-normalised (the index compares directions)."""
+        values = np.frombuffer(base64.b64decode(self.vector), dtype="<f4").astype(np.float64)
+        normalised: NDArray[np.float32] = (values / np.linalg.norm(values)).astype(np.float32)
+        return normalised
+
+    @classmethod
+    def of(cls, model: str, vector: NDArray[np.float32]) -> Embedding:
+        """What a sender puts on the wire for `vector`."""
+        return cls(model=model, vector=base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode())
+
+
 class Identity(BaseModel):
     """Which memory, which version: Akosha is idempotent on (source, memory_id, version)."""
 
@@ -82,6 +133,7 @@ class Identity(BaseModel):
 
 class Upsert(Identity, MemoryDocument):
     op: Literal["upsert"]
+    embedding: Embedding | None = None
 
     def document(self) -> MemoryDocument:
         return MemoryDocument.model_validate(self.model_dump(include=set(MemoryDocument.model_fields)))
