@@ -3,7 +3,9 @@ transaction that makes it (so none is lost, whatever fails after), and read back
 the records the pusher sends (`pusher.py`).
 
 Entries hold ids only. An upsert is opened from its sealed version when it is read, so nothing
-a caller wrote sits in the queue in the clear. A deletion is a tombstone whose version is the
+a caller wrote sits in the queue in the clear. When the embedding workers already made the
+version's vector, it goes along (`embedding`: model id and base64 float32), so Akosha, when it
+runs the same model, need not embed the memory again. A deletion is a tombstone whose version is the
 one after the memory's last: it supersedes every upsert of the memory, and Akosha, idempotent
 on (source, memory, version), never mistakes it for one.
 
@@ -13,6 +15,7 @@ transactions, so a crash in between sends that batch again, which Akosha ignores
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -23,8 +26,9 @@ from sqlalchemy import delete, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mahavishnu.platform import Database
-from mahavishnu.session_buddy.models import Memory, MemoryVersion, OutboxEntry
+from mahavishnu.session_buddy.models import Memory, MemoryVector, MemoryVersion, OutboxEntry
 from mahavishnu.session_buddy.vault import MEMORY_RECORD, Vault
+from mahavishnu.session_buddy.vectors import open_vector
 
 __all__ = ["Backlog", "Batch", "Op", "backlog", "next_batch", "record", "record_tombstone", "settle"]
 
@@ -68,7 +72,9 @@ async def next_batch(db: Database, vault: Vault, *, source: str, limit: int, max
         entries = list(await session.scalars(select(OutboxEntry).order_by(OutboxEntry.id).limit(limit)))
         if not entries:
             return Batch([], [])
-        versions = await _versions(session, [(e.memory_id, e.version) for e in entries if e.op == "upsert"])
+        wanted = [(e.memory_id, e.version) for e in entries if e.op == "upsert"]
+        versions = await _versions(session, wanted)
+        vectors = await _vectors(session, wanted)
         gone = {e.memory_id for e in entries if e.op == "upsert" and (e.memory_id, e.version) not in versions}
         last = await _last_entries(session, gone)
     records: list[dict[str, Any]] = []
@@ -79,7 +85,8 @@ async def next_batch(db: Database, vault: Vault, *, source: str, limit: int, max
         if entry.op == "tombstone":
             item = _tombstone(source, entry, entry.version)
         elif (found := versions.get((entry.memory_id, entry.version))) is not None:
-            item = _upsert(vault, source, entry, *found)
+            vector = vectors.get((entry.memory_id, entry.version))
+            item = _upsert(vault, source, entry, *found) | _embedding(vault, vector)
         elif last[entry.memory_id] > entry.id:
             item = None  # purged: the later entry tells Akosha
         else:
@@ -122,6 +129,26 @@ async def _versions(
         .where(tuple_(MemoryVersion.memory_id, MemoryVersion.version).in_(list(set(wanted))))
     )
     return {(v.memory_id, v.version): (v, created_at) for v, created_at in rows}
+
+
+async def _vectors(
+    session: AsyncSession, wanted: Sequence[tuple[str, int]]
+) -> dict[tuple[str, int], MemoryVector]:
+    """The vectors made of the versions in `wanted` (a memory keeps one: its newest's)."""
+    if not wanted:
+        return {}
+    versions = set(wanted)
+    ids = {memory_id for memory_id, _ in wanted}
+    rows = await session.scalars(select(MemoryVector).where(MemoryVector.memory_id.in_(ids)))
+    found = {(row.memory_id, row.version): row for row in rows}
+    return {key: row for key, row in found.items() if key in versions}
+
+
+def _embedding(vault: Vault, row: MemoryVector | None) -> dict[str, Any]:
+    if row is None:
+        return {}
+    vector = open_vector(vault, row).astype("<f4").tobytes()
+    return {"embedding": {"model": row.model_id, "vector": base64.b64encode(vector).decode()}}
 
 
 async def _last_entries(session: AsyncSession, memory_ids: Iterable[str]) -> dict[str, int]:

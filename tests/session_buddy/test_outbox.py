@@ -5,18 +5,22 @@ and batches are read back in order as the records Akosha ingests."""
 from __future__ import annotations
 
 import asyncio
+import base64
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 from sqlalchemy import delete, select
 
 from mahavishnu.platform import InvalidArgumentError, NotFoundError
 from mahavishnu.platform.db import Database
+from mahavishnu.platform.search.embeddings import HashingEmbedder
 from mahavishnu.session_buddy import outbox
 from mahavishnu.session_buddy.memories import Memories, NewMemory
 from mahavishnu.session_buddy.models import Memory, OutboxEntry
 from mahavishnu.session_buddy.retention import purge, set_policy
 from mahavishnu.session_buddy.vault import Vault
+from mahavishnu.session_buddy.vectors import pending, write_vectors
 
 CANARY = "zebra-quokka-canary"
 """In everything a caller writes in one test; must be nowhere in the database."""
@@ -236,3 +240,22 @@ async def test_upgrading_queues_what_was_written_before_the_outbox(
         ("acme", second.id, 1, "upsert"),
         ("acme", first.id, 3, "tombstone"),
     ]
+
+
+async def test_a_version_already_embedded_carries_its_vector(
+    memories: Memories, sb_database: Database, vault: Vault
+) -> None:
+    """So Akosha, running the same model, need not embed it again; a version not yet embedded
+    goes without one."""
+    embedder = HashingEmbedder(32)
+    first = (await memories.store(NewMemory("rotate the signing keys every quarter"))).memory
+    waiting = await pending(sb_database, embedder.model_id, limit=10)
+    made = embedder.embed(["rotate the signing keys every quarter"])[0]
+    assert await write_vectors(sb_database, vault, embedder.model_id, [(waiting[0], made)])
+    await memories.update(first.id, {"content": "rotate the signing keys every month"})
+
+    records = (await _batch(sb_database, vault)).records
+    assert [(r["version"], "embedding" in r) for r in records] == [(1, True), (2, False)]
+    sent = records[0]["embedding"]
+    assert sent["model"] == embedder.model_id
+    assert np.array_equal(np.frombuffer(base64.b64decode(sent["vector"]), dtype="<f4"), made)
