@@ -15,14 +15,16 @@ commit: what Akosha acknowledged survives a `kill -9`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, delete, or_
+from sqlalchemy import Table, and_, delete, or_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.dml import ReturningInsert
 
 from mahavishnu.akosha.keys import seal_document
 from mahavishnu.akosha.models import LIVE, TOMBSTONED, Record, StoredVector
@@ -87,19 +89,27 @@ def _chunks(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
 async def _forward(session: AsyncSession, dialect: str, rows: list[dict[str, Any]]) -> list[str]:
     """Insert the rows, or move existing ones forward where the row sent is newer; answers the
     memory ids of the rows it inserted or moved (RETURNING yields only those)."""
+    return list((await session.scalars(_forward_statement(dialect), rows)).all())
+
+
+@functools.cache
+def _forward_statement(dialect: str) -> ReturningInsert[Any]:
+    """The upsert, without values: executed with a list of rows, SQLAlchemy compiles it once and
+    sends the rows as multi-row VALUES pages ("insertmanyvalues"), RETURNING included. (With the
+    rows in `.values()`, compiling the statement anew cost more than running it.)"""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    values = insert(Record).values(rows)
-    sent = values.excluded
+    table = cast(Table, Record.__table__)
+    statement = insert(table)
+    sent, held = statement.excluded, table.c
     newer = or_(
-        sent.version > Record.version,
-        and_(sent.version == Record.version, sent.state == TOMBSTONED, Record.state == LIVE),
+        sent.version > held.version,
+        and_(sent.version == held.version, sent.state == TOMBSTONED, held.state == LIVE),
     )
-    statement = values.on_conflict_do_update(
-        index_elements=[Record.source, Record.memory_id],
+    return statement.on_conflict_do_update(
+        index_elements=[held.source, held.memory_id],
         set_={name: sent[name] for name in ("tenant", "version", "state", "sealed", "received_at")},
         where=newer,
-    ).returning(Record.memory_id)
-    return list((await session.scalars(statement)).all())
+    ).returning(held.memory_id)
 
 
 def usable_vector(record: Upsert | Tombstone, store: VectorStore | None) -> Vector | None:

@@ -208,8 +208,8 @@ class RecordIndex:
         store = self.vector_store()
         for record in records:
             if isinstance(record, Upsert):
-                vector = usable_vector(record, store)
-                self.put(record.source, record.memory_id, record.version, record.document(), vector)
+                vector = usable_vector(record, store)  # (an Upsert is its own document)
+                self.put(record.source, record.memory_id, record.version, record, vector)
             else:
                 self.remove(record.source, record.memory_id, record.version)
 

@@ -9,13 +9,15 @@ when a reader last saw the record, is what the aging policy keeps records hot by
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import and_, or_, select, tuple_, update
+from sqlalchemy import Insert, Table, and_, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -30,6 +32,21 @@ Vector = NDArray[np.float32]
 
 _ROWS_PER_STATEMENT = 500
 _LOAD_BATCH = 2000
+
+
+@functools.cache
+def _save_statement(dialect: str) -> Insert:
+    """The upsert that moves a stored vector forward only (a newer version, or the same version
+    under another model); executed with a list of rows, compiled once."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    table = cast(Table, StoredVector.__table__)
+    statement = insert(table)
+    sent, held = statement.excluded, table.c
+    return statement.on_conflict_do_update(
+        index_elements=[held.source, held.memory_id],
+        set_={name: sent[name] for name in ("version", "model", "sealed")},
+        where=or_(sent.version > held.version, and_(sent.version == held.version, sent.model != held.model)),
+    )
 
 
 def split_key(key: str) -> tuple[str, str]:
@@ -85,20 +102,8 @@ class VectorStore:
                     "sealed": self._seal(key, version, vector),
                 }
             )
-        insert = postgresql.insert if self._db.dialect == "postgresql" else sqlite.insert
-        for start in range(0, len(values), _ROWS_PER_STATEMENT):
-            statement = insert(StoredVector).values(values[start : start + _ROWS_PER_STATEMENT])
-            sent = statement.excluded
-            await session.execute(
-                statement.on_conflict_do_update(
-                    index_elements=[StoredVector.source, StoredVector.memory_id],
-                    set_={name: sent[name] for name in ("version", "model", "sealed")},
-                    where=or_(
-                        sent.version > StoredVector.version,
-                        and_(sent.version == StoredVector.version, sent.model != StoredVector.model),
-                    ),
-                )
-            )
+        if values:
+            await session.execute(_save_statement(self._db.dialect), values)
 
     async def placements(self) -> AsyncIterator[list[Placement]]:
         """Every stored vector of this model that is current (its record live, same version),

@@ -136,7 +136,9 @@ class Upsert(Identity, MemoryDocument):
     embedding: Embedding | None = None
 
     def document(self) -> MemoryDocument:
-        return MemoryDocument.model_validate(self.model_dump(include=set(MemoryDocument.model_fields)))
+        """The document part alone (already checked: built without checking again)."""
+        fields = {name: getattr(self, name) for name in MemoryDocument.model_fields}
+        return MemoryDocument.model_construct(**fields)
 
 
 class Tombstone(Identity):
