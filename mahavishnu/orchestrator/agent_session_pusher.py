@@ -17,7 +17,7 @@ it, so a retry continues it; each memory carries an idempotency key made of the 
 attempt, so a retry of a store answers the first; a session already ended is not ended again.
 (Only a crash between Session-Buddy's start of a session and this side's note of it leaves an
 empty session behind; the run's memories are still written once, into the next.) Failures
-back off and retry as every pusher does (`push_loop.py`); nothing is skipped.
+back off and retry as every pusher does (`platform/push_loop.py`); nothing is skipped.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from opentelemetry import trace
 from prometheus_client import Counter, Gauge
 
 from mahavishnu.orchestrator.mcp_peer import McpPeer, PeerTools
-from mahavishnu.orchestrator.push_loop import PushLoop
 from mahavishnu.orchestrator.settings import MahavishnuSettings
 from mahavishnu.orchestrator.workflows import agent_session_outbox
 from mahavishnu.orchestrator.workflows.agent_session_outbox import AgentRun
@@ -39,6 +38,7 @@ from mahavishnu.platform.db import Database
 from mahavishnu.platform.errors import NotFoundError
 from mahavishnu.platform.ids import new_id
 from mahavishnu.platform.observability import Metrics, get_logger, trace_context
+from mahavishnu.platform.push_loop import PushLoop
 
 __all__ = ["AgentSessionPusher", "SessionMetrics", "SessionTexts", "push_agent_sessions", "session_texts"]
 
@@ -122,13 +122,15 @@ class AgentSessionPusher:
         await PushLoop(
             "session_buddy_sessions",
             self.push_once,
-            lambda: agent_session_outbox.backlog(self._db),
-            self._metrics.lag,
+            self._measure,
             self._metrics.failures,
             log,
             poll_seconds=self._poll,
             sleep=self._sleep,
         ).run()
+
+    async def _measure(self) -> None:
+        self._metrics.lag.set(await agent_session_outbox.backlog(self._db))
 
     async def _write(self, tools: PeerTools, run: AgentRun) -> None:
         texts = session_texts(run)

@@ -3,8 +3,8 @@ outbox (`workflows/outcome_outbox.py`), as one JSON batch to `{akosha_url}/inges
 through the platform's service client, then settled (taken off the queue) once Akosha answered
 200. A workflow never waits for any of it: its close only wrote an outbox row.
 
-A failed send is tried again, the same entries, after a backoff (`push_loop.py`: capped
-exponential backoff, or what Akosha's Retry-After or the client's open circuit asks). Nothing is
+A failed send is tried again, the same entries, after a backoff (`platform/push_loop.py`:
+capped exponential backoff, or what Akosha's Retry-After or the client's open circuit asks). Nothing is
 skipped or dropped, not even a batch Akosha refuses (a 4xx): that is logged as an error at every
 try, and `mahavishnu_akosha_outbox_lag` climbs until the cause is fixed, so a stuck queue is
 loud, never silent.
@@ -17,12 +17,12 @@ from collections.abc import Awaitable, Callable
 
 from prometheus_client import Counter, Gauge
 
-from mahavishnu.orchestrator.push_loop import PushLoop
 from mahavishnu.orchestrator.settings import MahavishnuSettings
 from mahavishnu.orchestrator.workflows import outcome_outbox
 from mahavishnu.platform.db import Database
 from mahavishnu.platform.errors import InvalidArgumentError
 from mahavishnu.platform.observability import Metrics, get_logger
+from mahavishnu.platform.push_loop import PushLoop
 from mahavishnu.platform.service_client import RequestTimeouts, ServiceClient
 
 __all__ = ["OUTCOMES_PATH", "OutcomePusher", "PushMetrics", "push_outcomes"]
@@ -99,16 +99,15 @@ class OutcomePusher:
         await PushLoop(
             "akosha_outcomes",
             self.push_once,
-            self._backlog,
-            self._metrics.lag,
+            self._measure,
             self._metrics.failures,
             log,
             poll_seconds=self._poll,
             sleep=self._sleep,
         ).run()
 
-    async def _backlog(self) -> int:
-        return (await outcome_outbox.backlog(self._db)).count
+    async def _measure(self) -> None:
+        self._metrics.lag.set((await outcome_outbox.backlog(self._db)).count)
 
 
 async def push_outcomes(db: Database, settings: MahavishnuSettings, metrics: PushMetrics) -> None:

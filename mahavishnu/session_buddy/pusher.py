@@ -3,19 +3,17 @@ batch to `{akosha_url}/ingest/memories` through the platform's service client, t
 (taken off the queue) in one transaction. Akosha is idempotent on (source, memory, version), so
 the batch a crash interrupts between the two is simply sent again.
 
-A failed push is tried again, the same entries, after a backoff: exponential with jitter,
-capped, or what Akosha's Retry-After (or the client's open circuit) asks. Nothing is skipped
-or dropped, not even a batch Akosha refuses (a 4xx): that one is logged as an error at every
-try, and the backlog metrics (`session_buddy_outbox_lag`, `..._oldest_age_seconds`) climb until
-the cause is fixed, so a stuck queue is loud, never silent.
+A failed push is tried again, the same entries, after a backoff (`platform/push_loop.py`:
+exponential with jitter, capped, or what Akosha's Retry-After or the client's open circuit
+asks). Nothing is skipped or dropped, not even a batch Akosha refuses (a 4xx): that one is
+logged as an error at every try, and the backlog metrics (`session_buddy_outbox_lag`,
+`..._oldest_age_seconds`) climb until the cause is fixed, so a stuck queue is loud, never silent.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from mahavishnu.platform import (
@@ -25,13 +23,14 @@ from mahavishnu.platform import (
     UnavailableError,
     get_logger,
 )
-from mahavishnu.platform.service_client import RequestTimeouts, ServiceClient, ServiceUnavailableError
+from mahavishnu.platform.push_loop import Backoff, PushLoop
+from mahavishnu.platform.service_client import RequestTimeouts, ServiceClient
 from mahavishnu.session_buddy import outbox
 from mahavishnu.session_buddy.metrics import MemoryMetrics
 from mahavishnu.session_buddy.settings import SessionBuddySettings
 from mahavishnu.session_buddy.vault import Vault
 
-__all__ = ["INGEST_PATH", "MAX_BATCH_BYTES", "Backoff", "Pusher", "push_to_akosha"]
+__all__ = ["INGEST_PATH", "MAX_BATCH_BYTES", "Pusher", "push_to_akosha"]
 
 log = get_logger("session_buddy.pusher")
 
@@ -41,22 +40,6 @@ MAX_BATCH_BYTES = 512 * 1024
 batch of large memories is not refused by an Akosha on its defaults."""
 INGEST_TIMEOUTS = RequestTimeouts(read_seconds=60.0)
 """Akosha may index a whole batch before it answers; a timeout would send it again."""
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """How long to wait after the `failures`-th failed push in a row."""
-
-    initial_seconds: float = 1.0
-    max_seconds: float = 300.0
-
-    def delay(self, failures: int, retry_after: float | None = None) -> float:
-        """Retry-After when the peer (or the open circuit) gave one, else exponential with
-        jitter (between half and all of the doubled wait); never more than `max_seconds`."""
-        if retry_after is not None:
-            return min(self.max_seconds, max(0.0, retry_after))
-        ceiling = min(self.max_seconds, self.initial_seconds * 2.0 ** min(failures - 1, 32))
-        return random.uniform(ceiling / 2, ceiling)
 
 
 class Pusher:
@@ -127,28 +110,19 @@ class Pusher:
         return waiting
 
     async def run(self) -> None:
-        """Push until cancelled: at once while entries wait, every `poll_seconds` when none
-        does, and after a backoff when a push failed."""
-        failures = 0
-        while True:
-            try:
-                pushed = await self.push_once()
-            except Exception as exc:  # an outage must not end the loop
-                failures += 1
-                self._metrics.outbox_failures.inc()
-                retry_after = exc.retry_after_seconds if isinstance(exc, ServiceUnavailableError) else None
-                wait = self._backoff.delay(failures, retry_after)
-                self._complain(exc, failures, wait)
-            else:
-                if failures:
-                    log.info("akosha_push_resumed", after_failures=failures)
-                failures = 0
-                wait = 0.0 if pushed else self._poll
-            try:
-                await self.measure()
-            except Exception as exc:  # the database is down: the push said so already
-                log.debug("outbox_measure_failed", error=f"{type(exc).__name__}: {exc}")
-            await self._sleep(wait)
+        """Push until cancelled (`PushLoop`): at once while entries wait, every `poll_seconds`
+        when none does, and after a backoff when a push failed."""
+        await PushLoop(
+            "akosha",
+            self.push_once,
+            self.measure,
+            self._metrics.outbox_failures,
+            log,
+            complain=self._complain,
+            poll_seconds=self._poll,
+            backoff=self._backoff,
+            sleep=self._sleep,
+        ).run()
 
     def _complain(self, exc: Exception, failures: int, wait: float) -> None:
         """An outage is a warning; anything else (Akosha refused the batch, a record would not

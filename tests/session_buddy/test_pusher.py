@@ -16,12 +16,13 @@ from sqlalchemy import func, select
 
 from mahavishnu.platform.db import Database
 from mahavishnu.platform.observability import Metrics
+from mahavishnu.platform.push_loop import Backoff
 from mahavishnu.platform.service_client import BreakerPolicy, RequestRetryPolicy, ServiceClient
 from mahavishnu.session_buddy import pusher as pusher_module
 from mahavishnu.session_buddy.memories import Memories, NewMemory
 from mahavishnu.session_buddy.metrics import MemoryMetrics
 from mahavishnu.session_buddy.models import OutboxEntry
-from mahavishnu.session_buddy.pusher import Backoff, Pusher, push_to_akosha
+from mahavishnu.session_buddy.pusher import Pusher, push_to_akosha
 from mahavishnu.session_buddy.settings import SessionBuddySettings
 from mahavishnu.session_buddy.vault import Vault
 from tests.support.akosha_receiver import IDENTITY, AkoshaReceiver, Refusal
