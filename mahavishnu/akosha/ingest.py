@@ -118,7 +118,7 @@ def usable_vector(record: Upsert | Tombstone, store: VectorStore | None) -> Vect
         return None
     if record.embedding.model != store.model_id:
         return None
-    vector = record.embedding.array()
+    vector = record.embedding.normalised
     return vector if vector.shape == (store.dimensions,) else None
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Sequence
+from functools import cached_property
 from typing import Annotated, Literal
 
 import numpy as np
@@ -108,8 +109,10 @@ class Embedding(BaseModel):
             raise ValueError("must be finite and not all zero")
         return text
 
-    def array(self) -> NDArray[np.float32]:
-        """The vector, L2-normalised (the index compares directions)."""
+    @cached_property
+    def normalised(self) -> NDArray[np.float32]:
+        """The vector, L2-normalised (the index compares directions): decoded once, though
+        ingest and the index both ask for it."""
         values = np.frombuffer(base64.b64decode(self.vector), dtype="<f4").astype(np.float64)
         normalised: NDArray[np.float32] = (values / np.linalg.norm(values)).astype(np.float32)
         return normalised
