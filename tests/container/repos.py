@@ -5,6 +5,7 @@ the container trusts them."""
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import yaml
@@ -16,8 +17,11 @@ MOUNT = "/repos"
 NAMES = ("akosha", "crackerjack", "session-buddy")
 
 
-def mounted_fleet(folder: Path) -> Path:
-    """`folder` holds the repositories and repos.yaml; mount it at /repos."""
+def mounted_fleet(folder: Path, *extra: Path) -> Path:
+    """`folder` holds the repositories and repos.yaml, and a copy of each `extra` file (a
+    script the container runs, say); mount it at /repos."""
+    for file in extra:
+        shutil.copyfile(file, folder / file.name)
     entries = []
     for name in NAMES:
         make_git_repo(folder / name)

@@ -20,15 +20,29 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 import pytest
 import yaml
 
+from mahavishnu.akosha.route import OUTCOMES_PATH
 from tests.container.engine import FIGURES, ROOT, Engine
-from tests.container.repos import NAMES, mounted_fleet
+from tests.container.repos import MOUNT, NAMES, mounted_fleet
+from tests.ecosystem.agent_story import (
+    AGENT,
+    SEARCHED,
+    anomaly_arguments,
+    check_memories,
+    check_spike,
+    clear_of_the_hour,
+    prompt,
+    quiet_day,
+)
 from tests.support.client import call_tool, rpc
 from tests.support.server import SECRET, free_port
 from tests.support.tokens import claims, hs256
@@ -42,12 +56,19 @@ BUDDY_SECRET = secrets.token_urlsafe(48)
 AKOSHA_SECRET = secrets.token_urlsafe(48)
 AKOSHA_WAIT_SECONDS = 120
 """How long Session-Buddy's outbox may take to bring a memory to Akosha (a bound, not a measure)."""
+T = TypeVar("T")
+AGENT_TENANT = "platform-team"
+"""Whose the agent runs' sessions are: the tenant of Mahavishnu's Session-Buddy token."""
+AGENT_FAILING = NAMES
+"""Where the stand-in agent fails: everywhere, since three failures in an hour are the fewest
+that stand out from a day of single ones (`anomaly_arguments`)."""
 
 
 @dataclass
 class Stack:
     engine: Engine
     project: str
+    files: tuple[Path, ...]
     env: dict[str, str]
     port: int
     buddy_port: int
@@ -65,6 +86,14 @@ class Stack:
     def akosha(self) -> str:
         return f"http://127.0.0.1:{self.akosha_port}"
 
+    def akosha_tool(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        """What one of Akosha's tools answers its admin (every source in scope)."""
+        answer = call_tool(f"{self.akosha}/mcp", name, arguments, token=akosha_token())
+        assert answer.status_code == 200, answer.text
+        result = answer.json()["result"]
+        assert result["isError"] is False, result
+        return dict(result["structuredContent"])
+
     def psql(self, query: str) -> str:
         return self.compose(
             "exec", "-T", "postgres", "psql", "--username=mahavishnu", "--dbname=mahavishnu", "-tAc", query
@@ -73,7 +102,7 @@ class Stack:
     def compose(
         self, *args: str, check: bool = True, timeout: float = 300
     ) -> subprocess.CompletedProcess[str]:
-        files = [arg for path in COMPOSE_FILES for arg in ("-f", str(ROOT / path))]
+        files = [arg for path in self.files for arg in ("-f", str(path))]
         return self.engine.docker(
             "compose", "-p", self.project, *files, *args, check=check, timeout=timeout, env=self.env
         )
@@ -87,6 +116,20 @@ class Stack:
         for kind in (["ps", "--all"], ["volume", "ls"], ["network", "ls"]):
             found += self.engine.docker(*kind, "--quiet", "--filter", label).stdout.split()
         return found
+
+
+def agent_override(folder: Path) -> Path:
+    """A compose file on top of the others: Mahavishnu's `agent` workflow runs the stand-in agent
+    mounted with the repositories, and writes each run to Session-Buddy as a session over the
+    compose network, with a Session-Buddy token of its own (the environment's, not this file's)."""
+    override = folder / "compose.agent.yaml"
+    environment = {
+        "MAHAVISHNU_AGENT_COMMAND": json.dumps(["python", f"{MOUNT}/{AGENT.name}", "-p"]),
+        "MAHAVISHNU_SESSION_BUDDY_URL": "http://session-buddy:8678",
+        "MAHAVISHNU_SESSION_BUDDY_TOKEN": "${MAHAVISHNU_SESSION_BUDDY_TOKEN:?}",
+    }
+    override.write_text(yaml.safe_dump({"services": {"mahavishnu": {"environment": environment}}}))
+    return override
 
 
 @pytest.fixture(scope="module")
@@ -104,13 +147,15 @@ def stack(engine: Engine, image: str, tmp_path_factory: pytest.TempPathFactory) 
         "AKOSHA_API_TOKEN": secrets.token_urlsafe(32),
         "AKOSHA_AUTH_SECRET": AKOSHA_SECRET,
         "AKOSHA_ENCRYPTION_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
-        "MAHAVISHNU_REPOS_ROOT": str(mounted_fleet(tmp_path_factory.mktemp("compose-repos"))),
+        "MAHAVISHNU_REPOS_ROOT": str(mounted_fleet(tmp_path_factory.mktemp("compose-repos"), AGENT)),
+        "MAHAVISHNU_SESSION_BUDDY_TOKEN": buddy_token("operator", sub="mahavishnu", tenant=AGENT_TENANT),
         "MAHAVISHNU_IMAGE": image,
         "MAHAVISHNU_PORT": str(port),
         "SESSION_BUDDY_PORT": str(buddy_port),
         "AKOSHA_PORT": str(akosha_port),
     }
-    running = Stack(engine, f"ctest-{secrets.token_hex(4)}", env, port, buddy_port, akosha_port)
+    files = (*(ROOT / path for path in COMPOSE_FILES), agent_override(tmp_path_factory.mktemp("compose")))
+    running = Stack(engine, f"ctest-{secrets.token_hex(4)}", files, env, port, buddy_port, akosha_port)
     started = time.monotonic()
     upgraded = running.compose("run", "--rm", "mahavishnu", "mahavishnu", "db", "upgrade")
     assert "head" in upgraded.stdout, upgraded.stdout + upgraded.stderr
@@ -158,8 +203,8 @@ def test_a_backup_is_taken_and_verified(stack: Stack) -> None:
     assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
-def buddy_token(role: str = "operator") -> str:
-    return hs256(claims(sub="ann", role=role, aud="session-buddy", tenant="acme"), secret=BUDDY_SECRET)
+def buddy_token(role: str = "operator", *, sub: str = "ann", tenant: str = "acme") -> str:
+    return hs256(claims(sub=sub, role=role, aud="session-buddy", tenant=tenant), secret=BUDDY_SECRET)
 
 
 def test_session_buddy_runs_from_the_same_image_healthy_on_its_port(stack: Stack, image: str) -> None:
@@ -279,26 +324,68 @@ def test_akosha_runs_from_the_same_image_in_its_own_schema(stack: Stack, image: 
     assert rpc(f"{stack.akosha}/mcp", "tools/list", token=buddy_token()).status_code == 401
 
 
+def until_found(what: str, look: Callable[[], T | None]) -> T:
+    """`look()` once it finds something, within AKOSHA_WAIT_SECONDS (the outboxes push in the background)."""
+    deadline = time.monotonic() + AKOSHA_WAIT_SECONDS
+    while (found := look()) is None:
+        assert time.monotonic() < deadline, f"{what} not in Akosha after {AKOSHA_WAIT_SECONDS} s"
+        time.sleep(1)
+    return found
+
+
 def test_session_buddy_pushes_its_memories_to_akosha(stack: Stack) -> None:
     """The memory stored in Session-Buddy above reaches Akosha through the outbox, over the
     compose network (SESSION_BUDDY_AKOSHA_URL=http://akosha:8682, the shared AKOSHA_API_TOKEN)."""
-    deadline = time.monotonic() + AKOSHA_WAIT_SECONDS
-    while True:
-        answer = call_tool(
-            f"{stack.akosha}/mcp", "list_records", {"source": "session-buddy"}, token=akosha_token()
-        )
-        assert answer.status_code == 200, answer.text
-        result = answer.json()["result"]
-        assert result["isError"] is False, result
-        if "compose keeps session_buddy apart" in json.dumps(result["structuredContent"]):
-            break
-        assert time.monotonic() < deadline, (
-            f"no pushed memory in Akosha after {AKOSHA_WAIT_SECONDS} s: {result}"
-        )
-        time.sleep(1)
+
+    def pushed() -> bool | None:
+        records = stack.akosha_tool("list_records", {"source": "session-buddy"})
+        return "compose keeps session_buddy apart" in json.dumps(records) or None
+
+    until_found("the memory pushed by Session-Buddy", pushed)
     metrics = httpx.get(f"{stack.akosha}/metrics", timeout=5).text
     accepted = r'^akosha_ingest_records_total\{kind="memory",outcome="accepted"\} [1-9]'
     assert re.search(accepted, metrics, re.MULTILINE)
+
+
+def test_an_agent_workflow_reaches_akosha_as_memories_and_as_a_failure_spike(stack: Stack) -> None:
+    """The ecosystem's end-to-end story (tests/ecosystem/test_agent_runs_end_to_end.py) on the
+    compose stack: Mahavishnu runs the `agent` workflow over the mounted repositories, writes each
+    run to Session-Buddy as a session, whose outbox pushes the memories to Akosha; Mahavishnu's
+    own outbox sends the outcomes. Akosha finds the memories by the prompt's words, and the
+    failures as this hour's spike over a quieter day."""
+    clear_of_the_hour(margin_seconds=AKOSHA_WAIT_SECONDS * 2)
+    history = quiet_day(NAMES, datetime.now(UTC))
+    anomalies = anomaly_arguments(threshold=2.0)
+    posted = httpx.post(
+        f"{stack.akosha}{OUTCOMES_PATH}",
+        json={"source": "mahavishnu", "outcomes": history},
+        headers={"Authorization": f"Bearer {stack.env['AKOSHA_API_TOKEN']}"},
+        timeout=30,
+    )
+    assert posted.status_code == 200, posted.text
+
+    ran = stack.mahavishnu(
+        "run", "agent", "--param", f"prompt={prompt(AGENT_FAILING)}", "--json", check=False
+    )
+    view = json.loads(ran.stdout)
+    assert (ran.returncode, view["status"]) == (1, "failed"), ran.stdout + ran.stderr
+
+    def memories() -> list[dict[str, Any]] | None:
+        arguments = {"query": SEARCHED, "sources": ["session-buddy"], "mode": "keyword", "limit": 50}
+        hits: list[dict[str, Any]] = stack.akosha_tool("search_all_systems", arguments)["hits"]
+        return hits if len(hits) >= 2 * len(NAMES) else None
+
+    hits = until_found("the agent runs' memories", memories)
+    assert {(h["source"], h["tenant"]) for h in hits} == {("session-buddy", AGENT_TENANT)}
+    check_memories(hits, NAMES, AGENT_FAILING, view["workflow_id"])
+
+    def spike() -> dict[str, Any] | None:
+        report = stack.akosha_tool("detect_anomalies", anomalies)
+        return (
+            report if report["series"] and report["series"][0]["values"][-1] == len(AGENT_FAILING) else None
+        )
+
+    check_spike(until_found("the agent runs' outcomes", spike), len(AGENT_FAILING))
 
 
 def major(pattern: str, text: str) -> int:

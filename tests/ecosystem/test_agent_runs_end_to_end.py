@@ -10,28 +10,36 @@ import asyncio
 import contextlib
 import json
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.akosha.conftest import TOKEN, Akosha, start_akosha, stop_akosha, token
-from tests.akosha.outcomes import outcome, post_outcomes, stored_outcomes
+from tests.akosha.outcomes import post_outcomes, stored_outcomes
 from tests.akosha.test_tools_http import call, ok
+from tests.ecosystem.agent_story import (
+    AGENT,
+    SEARCHED,
+    anomaly_arguments,
+    check_memories,
+    check_spike,
+    clear_of_the_hour,
+    prompt,
+    quiet_day,
+)
 from tests.ecosystem.buddy import buddy_token, sessions_of, start_buddy
 from tests.support.client import call_tool
 from tests.support.gitrepos import git_fleet
 from tests.support.server import RunningServer, base_env, start_server
 from tests.workflows.test_over_mcp import structured, wait_final
 
-AGENT = str(Path(__file__).resolve().parent / "fleet_agent.py")
 FLEET = {name: ["python"] for name in ("alpha", "beta", "gamma", "delta", "epsilon")}
 FAILING = ("gamma", "delta", "epsilon")
-PROMPT = f"Replace the deprecated logging calls. failing: {','.join(FAILING)}"
+PROMPT = prompt(FAILING)
 MAHAVISHNU = "mahavishnu-e2e"
 """Mahavishnu's source name in Akosha (its outcomes)."""
 BUDDY = "buddy-e2e"
@@ -70,7 +78,7 @@ def ecosystem(tmp_path: Path) -> Iterator[Ecosystem]:
             git_fleet(root, FLEET),
             {
                 "MAHAVISHNU_DATA_DIR": str(root / "var"),
-                "MAHAVISHNU_AGENT_COMMAND": json.dumps([sys.executable, AGENT, "-p"]),
+                "MAHAVISHNU_AGENT_COMMAND": json.dumps([sys.executable, str(AGENT), "-p"]),
                 "MAHAVISHNU_ENGINE_POLL_SECONDS": "0.1",
                 "MAHAVISHNU_AKOSHA_URL": akosha.server.base,
                 "AKOSHA_API_TOKEN": TOKEN,
@@ -88,36 +96,6 @@ def _stopped(server: RunningServer) -> None:
     assert server.stop() == 0, server.log_path.read_text()[-3000:]
 
 
-def _hour(now: datetime) -> datetime:
-    return now.replace(minute=0, second=0, microsecond=0)
-
-
-def _quiet_day(before: datetime) -> list[dict[str, Any]]:
-    """A day of earlier agent runs over the fleet, one workflow an hour: all pass but one run
-    seven hours and one fifteen hours before (the usual noise)."""
-    runs = []
-    for hours in range(1, 24):
-        at = _hour(before) - timedelta(hours=hours) + timedelta(minutes=30)
-        for repo in FLEET:
-            failed = (hours, repo) in ((7, "beta"), (15, "gamma"))
-            runs.append(
-                outcome(
-                    repo,
-                    "failed" if failed else "succeeded",
-                    workflow_id=f"earlier-{hours}",
-                    finished_at=at,
-                )
-            )
-    return runs
-
-
-def _clear_of_the_hour() -> None:
-    """Start at least a minute before the next hour, so the runs' failures share one bucket."""
-    left = 3600 - (time.time() % 3600)
-    if left < 60:
-        time.sleep(left + 1)
-
-
 async def _search(ecosystem: Ecosystem, count: int) -> list[dict[str, Any]]:
     """Akosha's hits for the prompt's words once `count` memories are found (Mahavishnu writes
     the sessions, Session-Buddy pushes their memories, Akosha indexes them: all in the background)."""
@@ -127,7 +105,7 @@ async def _search(ecosystem: Ecosystem, count: int) -> list[dict[str, Any]]:
             ecosystem.akosha,
             token("viewer", [BUDDY]),
             "search_all_systems",
-            query="deprecated logging calls",
+            query=SEARCHED,
             mode="keyword",
             limit=50,
         )
@@ -150,8 +128,9 @@ async def _outcomes_arrived(akosha: Akosha, count: int) -> None:
 async def test_an_agent_workflow_reaches_akosha_as_memories_and_as_a_failure_spike(
     ecosystem: Ecosystem,
 ) -> None:
-    _clear_of_the_hour()
-    history = _quiet_day(datetime.now(UTC))
+    clear_of_the_hour()
+    history = quiet_day(list(FLEET), datetime.now(UTC))
+    anomalies = anomaly_arguments(threshold=2.0)
     assert post_outcomes(ecosystem.akosha, MAHAVISHNU, history).status_code == 200
 
     triggered = structured(
@@ -162,48 +141,18 @@ async def test_an_agent_workflow_reaches_akosha_as_memories_and_as_a_failure_spi
     view = wait_final(ecosystem.mahavishnu, triggered["workflow_id"])
     assert view["status"] == "partial", json.dumps(view)[:2000]
 
-    # The memories: two per run (the prompt, and the outcome with the output's end), one session each.
     hits = await _search(ecosystem, 2 * len(FLEET))
-    assert len(hits) == 2 * len(FLEET), hits
     assert {(h["source"], h["tenant"]) for h in hits} == {(BUDDY, TENANT)}
-    for repo in FLEET:
-        mine = {h["kind"]: h for h in hits if h["project"] == repo}
-        assert sorted(mine) == ["fact", "note"], hits
-        status, code = ("failed", 3) if repo in FAILING else ("succeeded", 0)
-        assert status in mine["fact"]["tags"]
-        assert f"ended {status}, exit code {code}" in mine["fact"]["content"]
-        expected = (
-            "the tests still fail after the change; giving up" if repo in FAILING else "done, the tests pass"
-        )
-        assert mine["fact"]["content"].endswith(f"agent in {repo}: {expected}"), "the output's end"
-        assert mine["note"]["content"].endswith(PROMPT)
-        assert triggered["workflow_id"] in mine["note"]["content"]
+    sessions = check_memories(hits, list(FLEET), FAILING, triggered["workflow_id"])
+    for repo, session_id in sessions.items():
         (session,) = await sessions_of(ecosystem.buddy, ecosystem.buddy_token, repo)
-        assert mine["note"]["session_id"] == mine["fact"]["session_id"] == session["id"]
+        assert session_id == session["id"]
         assert (session["goal"], session["status"]) == (PROMPT, "ended")
 
     # The failures: three in this hour, against a day of at most one an hour.
     await _outcomes_arrived(ecosystem.akosha, len(history) + len(FLEET))
-    until = _hour(datetime.now(UTC)) + timedelta(hours=1)
-    report = ok(
-        await call(
-            ecosystem.akosha,
-            token("viewer", [MAHAVISHNU]),
-            "detect_anomalies",
-            metric="workflow_failures",
-            window="24h",
-            bucket="hour",
-            until=until.isoformat(),
-            # Five repositories fail at most five runs an hour: against a quiet day that is a
-            # robust z of at most 3.4 on the Anscombe scale, under the default 3.5; the day's
-            # single failures score 1.1.
-            threshold=2.0,
-        )
-    )
-    (series,) = report["series"]
-    assert series["values"][-1] == len(FAILING)
-    assert sorted(series["values"][:-1]) == [0] * 21 + [1, 1]
-    assert [(a["index"], a["value"]) for a in series["anomalies"]] == [(23, len(FAILING))], series
+    report = ok(await call(ecosystem.akosha, token("viewer", [MAHAVISHNU]), "detect_anomalies", **anomalies))
+    check_spike(report, len(FAILING))
 
     log = ecosystem.mahavishnu.log_path.read_text()
     assert ecosystem.buddy_token not in log
