@@ -8,9 +8,10 @@ by polling `received_at`. Embedding runs in the background, off the ingest path;
 has its vector, it is found by keyword. A vector its sender made with Akosha's model is kept at
 ingest (`ingest.py`) and joins the tiers at the next turn of the embedding loop, unembedded.
 Each vector made is kept in the store, sealed (`vector_store.py`), so a restart loads vectors
-instead of making them again; the vectors sit in tiers by age and use, and an aging run every
-`aging_seconds` moves them. Whatever the index answers is read back from the store, in the
-caller's scope, before it is shown (`cross_search.py`).
+instead of making them again, and so does a replica following another's ingests; the vectors
+sit in tiers by age and use, and an aging run every `aging_seconds` moves them. Whatever the
+index answers is read back from the store, in the caller's scope, before it is shown
+(`cross_search.py`).
 """
 
 from __future__ import annotations
@@ -267,6 +268,10 @@ class RecordIndex:
         batch = list(self._unembedded.items())[: self._batch]
         if not batch:
             return given
+        loaded = await self._load_stored([key for key, _ in batch])
+        batch = [(key, text) for key, text in batch if key not in loaded]
+        if not batch:
+            return given + len(loaded)
         texts = [text for _, text in batch]
         vectors = await asyncio.to_thread(embedder.embed, texts)
         made = []
@@ -281,7 +286,25 @@ class RecordIndex:
         self.vectors.add(fresh)
         for key, _, _ in fresh:
             del self._unembedded[key]
-        return given + len(batch)
+        return given + len(loaded) + len(batch)
+
+    async def _load_stored(self, keys: list[str]) -> set[str]:
+        """Index the vectors the store already holds for these records at the versions indexed,
+        and answer their keys: another process (another replica on the same database) kept a
+        sender's vector or embedded the record itself, so it is loaded, not embedded again."""
+        assert self.vectors is not None
+        stored = await self.vectors.store.vectors(keys)
+        fresh = [
+            (key, version, vector)
+            for key, (version, vector) in stored.items()
+            if (entry := self.entries.get(key)) is not None
+            and entry.version == version
+            and key in self._unembedded  # not replaced by a newer version meanwhile
+        ]
+        self.vectors.add(fresh)
+        for key, _, _ in fresh:
+            del self._unembedded[key]
+        return {key for key, _, _ in fresh}
 
     def _take_given(self) -> int:
         """Index every vector senders made since the last turn, in one bulk add."""

@@ -7,6 +7,7 @@ vector is set aside and the text embedded here; a bad vector is refused with the
 from __future__ import annotations
 
 import base64
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -127,6 +128,45 @@ async def test_a_vector_for_a_version_the_store_did_not_take_is_not_kept(
         assert await session.scalar(select(func.count()).select_from(StoredVector)) == 0
     assert index.tier_sizes() == {"hot": 0, "warm": 0, "cold": 0}
     assert "box/m1" not in index.entries
+
+
+async def test_a_replica_loads_the_vectors_another_stored_instead_of_embedding(
+    ak_database: Database, ring: KeyRing, tiering: Tiering
+) -> None:
+    """Two Akosha processes on one database: what one ingested (a sent vector) or embedded
+    itself, the other follows and indexes from the store, embedding nothing."""
+    here_embedder, there_embedder = CountingEmbedder(), CountingEmbedder()
+    here = await _ready_index(ak_database, ring, tiering, here_embedder)
+    there = await _ready_index(ak_database, ring, tiering, there_embedder)
+    since = datetime.now(UTC)
+    sent = _sent(here_embedder.model_id, "violet gearbox lighthouse", here_embedder)
+    await _inbox(ak_database, ring, here).take(
+        "box",
+        parsed(
+            upsert("m1", 1, content="quarterly tax forms", embedding=sent),
+            upsert("m2", 1, content="amber ferry timetable"),
+        ),
+    )
+    here_embedder.embedded = 0
+    await _drain(here)
+    assert here_embedder.embedded == 1, "only the record sent without a vector"
+
+    await there.follow(since)
+    assert there.unembedded == 2
+    await _drain(there)
+    assert (there.unembedded, there_embedder.embedded) == (0, 0)
+    search = CrossSearch(ak_database, ring, there)
+    for query, memory_id in (("violet gearbox lighthouse", "m1"), ("amber ferry timetable", "m2")):
+        page = await search.search(ADMIN, query, mode="semantic", limit=1)
+        assert [h.memory_id for h in page.hits] == [memory_id]
+        assert page.hits[0].score == pytest.approx(1.0, abs=1e-4)
+
+    # A newer version the other process has not embedded yet is embedded here, once.
+    since, there_embedder.embedded = datetime.now(UTC), 0  # (the searches embedded their queries)
+    await _inbox(ak_database, ring, here).take("box", parsed(upsert("m2", 2, content="amber ferry fares")))
+    await there.follow(since)
+    await _drain(there)
+    assert there_embedder.embedded == 1
 
 
 def _base64(values: list[float]) -> str:
