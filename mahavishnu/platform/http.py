@@ -1,6 +1,7 @@
 """The request pipeline in front of the MCP SDK, as pure-ASGI middleware.
 
-    RequestObserver (every route)   request id, trace span, access log, HTTP metrics, last-resort 500
+    RequestObserver (every route)   request id, trace span (continuing the caller's `traceparent`),
+                                    access log, HTTP metrics, last-resort 500
       └── McpGate (/mcp only)       Host/Origin (421/403) → 405 → body limit (413) → the address's
                                     budget unless the token is known good (429) → nesting depth and
                                     JSON parse (-32700) → JSON-RPC envelope (-32600/-32602, lenient
@@ -44,7 +45,7 @@ from mahavishnu.platform.errors import (
 )
 from mahavishnu.platform.ids import new_id
 from mahavishnu.platform.jsonrpc import Refusal, jsonrpc_error, parse_message
-from mahavishnu.platform.observability import Metrics, get_logger
+from mahavishnu.platform.observability import Metrics, get_logger, trace_context
 from mahavishnu.platform.origin import HostOriginGuard
 from mahavishnu.platform.ratelimit import ClientAddressResolver, RateLimiter
 from mahavishnu.platform.request_context import RequestInfo, request_info
@@ -137,8 +138,9 @@ class RequestObserver:
             await send(message)
 
         attributes = {"http.request.method": method, "url.path": route, "mahavishnu.request_id": request_id}
+        caller = trace_context(header(scope, b"traceparent"))  # another service's span, or a new trace
         with tracer.start_as_current_span(
-            f"{method} {route}", kind=SpanKind.SERVER, attributes=attributes
+            f"{method} {route}", context=caller, kind=SpanKind.SERVER, attributes=attributes
         ) as span:
             try:
                 await self.app(scope, receive, send_wrapper)

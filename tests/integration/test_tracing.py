@@ -65,3 +65,30 @@ def test_spans_are_exported_and_correlated_with_logs(tmp_path: Path, collector: 
     tool_traces = {trace for name, trace in collector.spans if name == "tools/call list_repos"}
     http_traces = {trace for name, trace in collector.spans if name == "POST /mcp"}
     assert line["trace_id"] in tool_traces & http_traces, "log line, HTTP span and tool span share one trace"
+
+
+def test_a_callers_traceparent_is_continued_and_a_malformed_one_ignored(
+    tmp_path: Path, collector: Collector
+) -> None:
+    """Another service's call (Mahavishnu's pushers, a client) carries a W3C `traceparent`: the
+    server's spans join that trace under the caller's span, so one trace crosses services. A
+    malformed header starts a trace of its own and changes nothing else."""
+    manifest = make_repos(tmp_path, standard_specs())
+    env = base_env(tmp_path, manifest, {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.url})
+    trace_id, caller_span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    server = start_server(tmp_path, env)
+    try:
+        continued = {"traceparent": f"00-{trace_id}-{caller_span}-01"}
+        assert call_tool(server.url, "list_repos", headers=continued).status_code == 200
+        malformed = {"traceparent": f"00-{trace_id}-not-a-span"}
+        assert call_tool(server.url, "list_repos", headers=malformed).status_code == 200
+    finally:
+        assert server.stop() == 0  # a graceful stop flushes the exporter
+    first, second = sorted(
+        (s for s in collector.records if s.name == "POST /mcp"), key=lambda s: s.start_time_unix_nano
+    )
+    assert (first.trace_id.hex(), first.parent_span_id.hex()) == (trace_id, caller_span)
+    tools = [s.trace_id for s in collector.records if s.name == "tools/call list_repos"]
+    assert tools.count(first.trace_id) == 1, "the tool's span is in the caller's trace too"
+    assert second.trace_id.hex() != trace_id
+    assert second.parent_span_id == b""
