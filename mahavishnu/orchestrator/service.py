@@ -36,7 +36,7 @@ from mahavishnu.platform.observability import Metrics, get_logger
 from mahavishnu.platform.untrusted_files import FileAbsent, FileRefused, UntrustedReader
 
 if TYPE_CHECKING:  # the Temporal SDK is imported only when `engine: temporal` asks for it
-    from mahavishnu.orchestrator.workflows.temporal import TemporalConfig, TemporalEngine
+    from mahavishnu.orchestrator.workflows.temporal import TemporalConfig, TemporalEngine, TemporalTls
 
 __all__ = ["create_service"]
 
@@ -144,7 +144,36 @@ def temporal_config(settings: MahavishnuSettings) -> TemporalConfig:
         host_timeout_seconds=settings.temporal_host_timeout_seconds,
         serve_runs=settings.temporal_serve_runs,
         reconcile_seconds=settings.temporal_reconcile_seconds,
+        tls=temporal_tls(settings),
+        api_key=settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None,
     )
+
+
+def temporal_tls(settings: MahavishnuSettings) -> TemporalTls | None:
+    """The TLS settings with their files read (a missing or unreadable one refuses the start,
+    naming its setting); None when TLS is off."""
+    from mahavishnu.orchestrator.workflows.temporal import TemporalTls
+
+    if not settings.temporal_tls_on:
+        return None
+    return TemporalTls(
+        ca=_pem(settings.temporal_tls_ca_file, "MAHAVISHNU_TEMPORAL_TLS_CA_FILE"),
+        cert=_pem(settings.temporal_tls_cert_file, "MAHAVISHNU_TEMPORAL_TLS_CERT_FILE"),
+        key=_pem(settings.temporal_tls_key_file, "MAHAVISHNU_TEMPORAL_TLS_KEY_FILE"),
+        server_name=settings.temporal_tls_server_name,
+    )
+
+
+def _pem(path: Path | None, setting: str) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read {setting} ({path}): {exc.strerror or exc}") from None
+    if b"-----BEGIN " not in data:
+        raise ConfigurationError(f"{setting} ({path}) holds no PEM block")
+    return data
 
 
 def engine_config(settings: MahavishnuSettings) -> EngineConfig:

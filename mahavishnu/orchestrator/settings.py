@@ -101,6 +101,18 @@ class MahavishnuSettings(
     """This process also executes runs of repositories without a `host` (one process does all)."""
     temporal_reconcile_seconds: float = Field(default=15.0, gt=0)
     """How often open workflows are checked against Temporal and restarted if it lost them."""
+    temporal_api_key: SecretStr | None = None
+    """A Temporal Cloud API key, sent as a bearer token with every call; turns TLS on."""
+    temporal_tls: bool | None = None
+    """TLS to the Temporal frontend; unset: on when an API key or a client certificate is set."""
+    temporal_tls_ca_file: Path | None = None
+    """PEM of the CA that signed the frontend's certificate (unset: the system's roots)."""
+    temporal_tls_cert_file: Path | None = None
+    """PEM of a client certificate (mTLS, as a Temporal Cloud namespace may require), with
+    `temporal_tls_key_file`: both or neither."""
+    temporal_tls_key_file: Path | None = None
+    temporal_tls_server_name: str | None = None
+    """The name the frontend's certificate must carry, when it is not the address's host."""
 
     # --- Akosha ----------------------------------------------------------------
     akosha_url: str | None = None
@@ -158,6 +170,26 @@ class MahavishnuSettings(
                 "only with a token: set MAHAVISHNU_SESSION_BUDDY_TOKEN"
             )
         return problems
+
+    @model_validator(mode="after")
+    def _temporal_tls_complete(self) -> MahavishnuSettings:
+        if (self.temporal_tls_cert_file is None) != (self.temporal_tls_key_file is None):
+            raise ValueError(
+                "temporal_tls_cert_file and temporal_tls_key_file go together: set both or neither"
+            )
+        if self.temporal_tls is False and (
+            self.temporal_api_key is not None or self.temporal_tls_cert_file is not None
+        ):
+            raise ValueError(
+                "a Temporal API key or client certificate is only sent over TLS: drop temporal_tls=false"
+            )
+        return self
+
+    @property
+    def temporal_tls_on(self) -> bool:
+        if self.temporal_tls is not None:
+            return self.temporal_tls
+        return self.temporal_api_key is not None or self.temporal_tls_cert_file is not None
 
     @model_validator(mode="before")
     @classmethod

@@ -7,7 +7,7 @@ the activities that read and write Mahavishnu's database (served by the Mahavish
 which needs no database credentials); `wire.py` the values passed between them.
 """
 
-from mahavishnu.orchestrator.workflows.temporal.config import TemporalConfig
+from mahavishnu.orchestrator.workflows.temporal.config import TemporalConfig, TemporalTls
 from mahavishnu.orchestrator.workflows.temporal.engine import TemporalEngine
 
-__all__ = ["TemporalConfig", "TemporalEngine"]
+__all__ = ["TemporalConfig", "TemporalEngine", "TemporalTls"]

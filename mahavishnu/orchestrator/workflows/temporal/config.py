@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-__all__ = ["TemporalConfig", "runs_queue"]
+__all__ = ["TemporalConfig", "TemporalTls", "runs_queue"]
+
+
+@dataclass(frozen=True, slots=True)
+class TemporalTls:
+    """TLS to the frontend: PEM bytes read from the settings' files when the engine is built."""
+
+    ca: bytes | None = None
+    """The frontend's CA; None: the system's roots."""
+    cert: bytes | None = None
+    key: bytes | None = field(default=None, repr=False)
+    """A client certificate and its key, for mTLS (both or neither)."""
+    server_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +39,10 @@ class TemporalConfig:
     """The replica also executes runs of repositories without a host (one process does it all)."""
     reconcile_seconds: float
     """How often a replica checks open workflows against Temporal (`TemporalEngine.heal`)."""
+    tls: TemporalTls | None = None
+    """None: plaintext (a cluster inside a private network, the dev server)."""
+    api_key: str | None = field(default=None, repr=False)
+    """Sent as a bearer token with every call (Temporal Cloud)."""
 
     @property
     def control_queue(self) -> str:

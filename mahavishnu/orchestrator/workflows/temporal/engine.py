@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import select
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import WorkflowIDReusePolicy
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -56,8 +56,18 @@ def temporal_id(workflow_id: str) -> str:
 
 async def connect(config: TemporalConfig) -> Client:
     """A client of the cluster, or a `ConnectionError` that names the address."""
+    tls: bool | TLSConfig = False
+    if config.tls is not None:
+        tls = TLSConfig(
+            server_root_ca_cert=config.tls.ca,
+            client_cert=config.tls.cert,
+            client_private_key=config.tls.key,
+            domain=config.tls.server_name,
+        )
     try:
-        return await Client.connect(config.address, namespace=config.namespace)
+        return await Client.connect(
+            config.address, namespace=config.namespace, api_key=config.api_key, tls=tls
+        )
     except RuntimeError as exc:
         raise ConnectionError(f"cannot reach Temporal at {config.address}: {exc}") from exc
 
