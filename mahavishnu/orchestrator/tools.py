@@ -39,6 +39,9 @@ class RepoOut(BaseModel):
     tags: list[str]
     description: str
     mcp: str | None
+    host: str | None = Field(
+        default=None, description="The build host whose worker runs this repository's runs (engine temporal)."
+    )
 
     @classmethod
     def of(cls, repo: Repo) -> RepoOut:
@@ -51,6 +54,7 @@ class RepoOut(BaseModel):
             tags=list(repo.tags),
             description=repo.description,
             mcp=repo.mcp,
+            host=repo.host,
         )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -99,6 +100,24 @@ async def test_get_repo_by_name_and_nickname(open_server: RunningServer) -> None
         missing = await client.call_tool("get_repo", {"name_or_nickname": "nope"})
         assert missing.is_error
         assert "nope" in missing.content[0].text  # type: ignore[union-attr]
+
+
+async def test_a_repositorys_build_host_is_shown_by_get_repo_and_list_repos(tmp_path: Path) -> None:
+    """Which worker runs a repository (`host`, engine temporal) is part of what the tools show."""
+    specs = standard_specs()
+    specs[0] = {**specs[0], "host": "build-1"}
+    server = start_server(tmp_path, base_env(tmp_path, make_repos(tmp_path, specs)))
+    try:
+        async with mcp_client(server.url) as client:
+            hosted = structured(await client.call_tool("get_repo", {"name_or_nickname": "akosha"}))
+            listed = structured(await client.call_tool("list_repos", {}))["repos"]
+    finally:
+        server.stop()
+    assert hosted["host"] == "build-1"
+    assert {r["name"]: r["host"] for r in listed} == {
+        "akosha": "build-1",
+        **{s["name"]: None for s in specs[1:]},
+    }
 
 
 async def test_paths_roles_and_by_role(open_server: RunningServer) -> None:
