@@ -193,3 +193,32 @@ async def test_rotation_reseals_vectors_and_a_restart_rebuilds_the_index(
     found = await again.search("blue green rollout deploy note 3", Filters(), mode="semantic", limit=5)
     assert set(ids(found)) == {m.id for m in stored}
     assert ids(found)[0] == stored[3].id
+
+
+async def test_another_process_vectors_are_followed_per_tenant(
+    sb_database: Database, vault: Vault, meaning: Meaning, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two processes on one database: what one embedded, the other's index takes in by
+    following (each tenant's vectors in its own index), and a restart rebuilds in chunks."""
+    other = Meaning(sb_database, HashingEmbedder(256))
+    await other.rebuild(vault)
+    since = datetime.now(UTC)
+    written = {}
+    for tenant in ("acme", "globex"):
+        mine = store(sb_database, vault, meaning, tenant)
+        for text in ("cache warming fixes cold start latency", "pinned the broker to redis streams"):
+            written[tenant, text] = (await mine.store(NewMemory(f"{tenant}: {text}"))).memory.id
+    await embed_all(meaning, vault)
+    assert other.index.size() == 0
+
+    await other.follow(vault, since)
+    assert other.index.size() == 4
+    for tenant in ("acme", "globex"):
+        theirs = store(sb_database, vault, other, tenant)
+        hits = ids(await theirs.search("cold start latency", Filters(), mode="semantic", limit=1))
+        assert hits == [written[tenant, "cache warming fixes cold start latency"]]
+
+    monkeypatch.setattr("mahavishnu.session_buddy.meaning._REBUILD_CHUNK", 3)
+    restarted = Meaning(sb_database, HashingEmbedder(256))
+    assert await restarted.rebuild(vault) == 4
+    assert {t: len(restarted.index.tenant(t)) for t in ("acme", "globex")} == {"acme": 2, "globex": 2}
