@@ -33,16 +33,7 @@ import yaml
 from mahavishnu.akosha.route import OUTCOMES_PATH
 from tests.container.engine import FIGURES, ROOT, Engine
 from tests.container.repos import MOUNT, NAMES, mounted_fleet
-from tests.ecosystem.agent_story import (
-    AGENT,
-    SEARCHED,
-    anomaly_arguments,
-    check_memories,
-    check_spike,
-    clear_of_the_hour,
-    prompt,
-    quiet_day,
-)
+from tests.ecosystem import agent_story as story
 from tests.support.client import call_tool, rpc
 from tests.support.server import SECRET, free_port
 from tests.support.tokens import claims, hs256
@@ -61,7 +52,7 @@ AGENT_TENANT = "platform-team"
 """Whose the agent runs' sessions are: the tenant of Mahavishnu's Session-Buddy token."""
 AGENT_FAILING = NAMES
 """Where the stand-in agent fails: everywhere, since three failures in an hour are the fewest
-that stand out from a day of single ones (`anomaly_arguments`)."""
+that stand out from a day of single ones (`agent_story.anomaly_arguments`)."""
 
 
 @dataclass
@@ -124,7 +115,7 @@ def agent_override(folder: Path) -> Path:
     compose network, with a Session-Buddy token of its own (the environment's, not this file's)."""
     override = folder / "compose.agent.yaml"
     environment = {
-        "MAHAVISHNU_AGENT_COMMAND": json.dumps(["python", f"{MOUNT}/{AGENT.name}", "-p"]),
+        "MAHAVISHNU_AGENT_COMMAND": json.dumps(["python", f"{MOUNT}/{story.AGENT.name}", "-p"]),
         "MAHAVISHNU_SESSION_BUDDY_URL": "http://session-buddy:8678",
         "MAHAVISHNU_SESSION_BUDDY_TOKEN": "${MAHAVISHNU_SESSION_BUDDY_TOKEN:?}",
     }
@@ -147,7 +138,7 @@ def stack(engine: Engine, image: str, tmp_path_factory: pytest.TempPathFactory) 
         "AKOSHA_API_TOKEN": secrets.token_urlsafe(32),
         "AKOSHA_AUTH_SECRET": AKOSHA_SECRET,
         "AKOSHA_ENCRYPTION_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
-        "MAHAVISHNU_REPOS_ROOT": str(mounted_fleet(tmp_path_factory.mktemp("compose-repos"), AGENT)),
+        "MAHAVISHNU_REPOS_ROOT": str(mounted_fleet(tmp_path_factory.mktemp("compose-repos"), story.AGENT)),
         "MAHAVISHNU_SESSION_BUDDY_TOKEN": buddy_token("operator", sub="mahavishnu", tenant=AGENT_TENANT),
         "MAHAVISHNU_IMAGE": image,
         "MAHAVISHNU_PORT": str(port),
@@ -353,9 +344,9 @@ def test_an_agent_workflow_reaches_akosha_as_memories_and_as_a_failure_spike(sta
     run to Session-Buddy as a session, whose outbox pushes the memories to Akosha; Mahavishnu's
     own outbox sends the outcomes. Akosha finds the memories by the prompt's words, and the
     failures as this hour's spike over a quieter day."""
-    clear_of_the_hour(margin_seconds=AKOSHA_WAIT_SECONDS * 2)
-    history = quiet_day(NAMES, datetime.now(UTC))
-    anomalies = anomaly_arguments(threshold=2.0)
+    story.clear_of_the_hour(margin_seconds=AKOSHA_WAIT_SECONDS * 2)
+    history = story.quiet_day(NAMES, datetime.now(UTC))
+    anomalies = story.anomaly_arguments(threshold=2.0)
     posted = httpx.post(
         f"{stack.akosha}{OUTCOMES_PATH}",
         json={"source": "mahavishnu", "outcomes": history},
@@ -365,19 +356,19 @@ def test_an_agent_workflow_reaches_akosha_as_memories_and_as_a_failure_spike(sta
     assert posted.status_code == 200, posted.text
 
     ran = stack.mahavishnu(
-        "run", "agent", "--param", f"prompt={prompt(AGENT_FAILING)}", "--json", check=False
+        "run", "agent", "--param", f"prompt={story.prompt(AGENT_FAILING)}", "--json", check=False
     )
     view = json.loads(ran.stdout)
     assert (ran.returncode, view["status"]) == (1, "failed"), ran.stdout + ran.stderr
 
     def memories() -> list[dict[str, Any]] | None:
-        arguments = {"query": SEARCHED, "sources": ["session-buddy"], "mode": "keyword", "limit": 50}
+        arguments = {"query": story.SEARCHED, "sources": ["session-buddy"], "mode": "keyword", "limit": 50}
         hits: list[dict[str, Any]] = stack.akosha_tool("search_all_systems", arguments)["hits"]
         return hits if len(hits) >= 2 * len(NAMES) else None
 
     hits = until_found("the agent runs' memories", memories)
     assert {(h["source"], h["tenant"]) for h in hits} == {("session-buddy", AGENT_TENANT)}
-    check_memories(hits, NAMES, AGENT_FAILING, view["workflow_id"])
+    story.check_memories(hits, NAMES, AGENT_FAILING, view["workflow_id"])
 
     def spike() -> dict[str, Any] | None:
         report = stack.akosha_tool("detect_anomalies", anomalies)
@@ -385,7 +376,7 @@ def test_an_agent_workflow_reaches_akosha_as_memories_and_as_a_failure_spike(sta
             report if report["series"] and report["series"][0]["values"][-1] == len(AGENT_FAILING) else None
         )
 
-    check_spike(until_found("the agent runs' outcomes", spike), len(AGENT_FAILING))
+    story.check_spike(until_found("the agent runs' outcomes", spike), len(AGENT_FAILING))
 
 
 def major(pattern: str, text: str) -> int:
