@@ -27,6 +27,7 @@ import pytest
 import yaml
 from sqlalchemy import select
 from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError
 
 from mahavishnu.orchestrator.manifest import ManifestStore
 from mahavishnu.orchestrator.service import build_engine, host_lookup
@@ -35,7 +36,7 @@ from mahavishnu.orchestrator.workflows.metrics import WorkflowMetrics
 from mahavishnu.orchestrator.workflows.models import Attempt
 from mahavishnu.orchestrator.workflows.service import WorkflowService
 from mahavishnu.orchestrator.workflows.temporal import TemporalEngine
-from mahavishnu.orchestrator.workflows.temporal.engine import temporal_id
+from mahavishnu.orchestrator.workflows.temporal.engine import connect, temporal_id
 from mahavishnu.orchestrator.workflows.temporal.wire import (
     ClaimRequest,
     Results,
@@ -264,6 +265,33 @@ async def test_a_workflow_terminated_in_temporal_is_restarted_by_the_reconciler(
     assert view.status == "succeeded", view.counts
     assert {run.attempt for run in view.runs} <= {1, 2}
     assert all(a.attempt == 1 for a in lost)
+
+
+async def test_the_reconciler_reaches_every_open_workflow_however_many_stay_open(
+    database: Database, tmp_path: Path, server: TemporalServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each round checks the open workflows after the previous round's last one, then wraps
+    around: starts lost behind a round's worth of running workflows are still made."""
+    monkeypatch.setattr("mahavishnu.orchestrator.workflows.temporal.engine.RECONCILE_BATCH", 2)
+    values = settings_for(tmp_path, server, fleet(tmp_path, {"x": None}))
+    async with replica(database, tmp_path, values, run=False) as setup:
+        # Temporal unreachable for the engine at the time: each start fails, the rows wait.
+        ids = [
+            (await setup.service.trigger(ADMIN, "report", params={"seconds": "0"})).workflow_id
+            for _ in range(5)
+        ]
+        await asyncio.sleep(0.2)
+        client = await connect(setup.engine._config)
+        setup.engine._client = client
+        try:
+            assert [await setup.engine.heal() for _ in range(4)] == [2, 2, 1, 0]
+            for workflow_id in ids:
+                described = await client.get_workflow_handle(temporal_id(workflow_id)).describe()
+                assert described.status is WorkflowExecutionStatus.RUNNING
+        finally:
+            for workflow_id in ids:
+                with contextlib.suppress(RPCError):
+                    await client.get_workflow_handle(temporal_id(workflow_id)).terminate("test over")
 
 
 async def test_a_batch_recorded_twice_is_recorded_once(

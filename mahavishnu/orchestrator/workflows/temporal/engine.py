@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Mapp
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode, TLSConfig
@@ -47,7 +47,8 @@ __all__ = ["TemporalEngine", "connect", "temporal_id"]
 
 log = get_logger("mahavishnu.engine")
 RECONCILE_BATCH = 500
-"""Open workflows checked against Temporal per reconcile round (oldest first)."""
+"""Open workflows checked against Temporal per reconcile round: the oldest first, then each
+round the next ones, round and round."""
 
 
 def temporal_id(workflow_id: str) -> str:
@@ -103,6 +104,8 @@ class TemporalEngine:
         """Connected to Temporal and serving (the replica's health says so)."""
         self._tasks: set[asyncio.Task[None]] = set()
         self.instance_id = f"{socket.gethostname()}:{os.getpid()}"
+        self._reconciled_up_to: tuple[datetime, str] | None = None
+        """(created_at, id) of the last open workflow the previous reconcile round checked."""
 
     # --- the seam --------------------------------------------------------------------------
     def submit(self, workflow_id: str) -> None:
@@ -124,17 +127,18 @@ class TemporalEngine:
         """Reconcile: every open workflow whose Temporal workflow is not running (its start was
         lost, or it was terminated or timed out) is started again; returns how many."""
         client = self._require_client()
+        query = select(Workflow.created_at, Workflow.id).where(Workflow.finished_at.is_(None))
+        if self._reconciled_up_to is not None:
+            query = query.where(tuple_(Workflow.created_at, Workflow.id) > self._reconciled_up_to)
         async with self._db.session() as session:
-            open_ids = (
-                await session.scalars(
-                    select(Workflow.id)
-                    .where(Workflow.finished_at.is_(None))
-                    .order_by(Workflow.created_at)
-                    .limit(RECONCILE_BATCH)
-                )
+            rows = (
+                await session.execute(query.order_by(Workflow.created_at, Workflow.id).limit(RECONCILE_BATCH))
             ).all()
+        # The next round goes on after these, and back to the oldest once it reached the newest:
+        # however many stay open (and running), every one is checked in turn.
+        self._reconciled_up_to = (rows[-1][0], rows[-1][1]) if len(rows) == RECONCILE_BATCH else None
         started = 0
-        for workflow_id in open_ids:
+        for _, workflow_id in rows:
             state = await self._state(client, workflow_id)
             if state is WorkflowExecutionStatus.RUNNING:
                 continue
