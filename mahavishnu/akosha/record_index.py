@@ -264,7 +264,7 @@ class RecordIndex:
         if embedder is None or self.vectors is None:
             return 0
         await self.load_vectors()
-        given = self._take_given()
+        given = await self._take_given()
         batch = list(self._unembedded.items())[: self._batch]
         if not batch:
             return given
@@ -280,13 +280,25 @@ class RecordIndex:
             if entry is not None and self._unembedded.get(key) is text:  # not replaced meanwhile
                 made.append((key, entry.version, text, vector))
         await self.vectors.store.save([(key, version, vector) for key, version, _, vector in made])
-        fresh = [
-            (key, version, vector) for key, version, text, vector in made if self._unembedded.get(key) is text
-        ]
-        self.vectors.add(fresh)
-        for key, _, _ in fresh:
-            del self._unembedded[key]
+        await self._index([(key, version, vector) for key, version, text, vector in made])
         return given + len(loaded) + len(batch)
+
+    async def _index(self, rows: list[tuple[str, int, Vector]]) -> set[str]:
+        """Put the vectors of records still waiting for them at these versions in the hot tier;
+        answers their keys. The add runs off the event loop: see `_drop_superseded`."""
+        assert self.vectors is not None
+        fresh = [row for row in rows if self._waits_for(row[0], row[1])]
+        if not fresh:
+            return set()
+        for key, _, _ in fresh:
+            self._unembedded.pop(key, None)
+        await self.vectors.add(fresh)
+        self._drop_superseded(fresh)
+        return {key for key, _, _ in fresh}
+
+    def _waits_for(self, key: str, version: int) -> bool:
+        entry = self.entries.get(key)
+        return entry is not None and entry.version == version and key in self._unembedded
 
     async def _load_stored(self, keys: list[str]) -> set[str]:
         """Index the vectors the store already holds for these records at the versions indexed,
@@ -294,25 +306,26 @@ class RecordIndex:
         sender's vector or embedded the record itself, so it is loaded, not embedded again."""
         assert self.vectors is not None
         stored = await self.vectors.store.vectors(keys)
-        fresh = [
-            (key, version, vector)
-            for key, (version, vector) in stored.items()
-            if (entry := self.entries.get(key)) is not None
-            and entry.version == version
-            and key in self._unembedded  # not replaced by a newer version meanwhile
-        ]
-        self.vectors.add(fresh)
-        for key, _, _ in fresh:
-            del self._unembedded[key]
-        return {key for key, _, _ in fresh}
+        return await self._index([(key, version, vector) for key, (version, vector) in stored.items()])
 
-    def _take_given(self) -> int:
+    async def _take_given(self) -> int:
         """Index every vector senders made since the last turn, in one bulk add."""
         if not self._given or self.vectors is None:
             return 0
         given, self._given = self._given, {}
-        self.vectors.add([(key, version, vector) for key, (version, vector) in given.items()])
+        rows = [(key, version, vector) for key, (version, vector) in given.items()]
+        await self.vectors.add(rows)
+        self._drop_superseded(rows)
         return len(given)
+
+    def _drop_superseded(self, rows: list[tuple[str, int, Vector]]) -> None:
+        """Take out the vectors just added whose record was replaced or tombstoned while the
+        add ran (off the event loop); a newer version's vector stays."""
+        assert self.vectors is not None
+        for key, version, _ in rows:
+            entry = self.entries.get(key)
+            if (entry is None or entry.version != version) and self.vectors.hot.version_of(key) == version:
+                self.vectors.hot.remove(key)
 
     async def run(self) -> None:
         """Rebuild, then follow and embed until cancelled."""

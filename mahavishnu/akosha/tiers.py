@@ -94,9 +94,10 @@ class TieredVectors:
                 return version
         return None
 
-    def add(self, rows: Sequence[tuple[str, int, Vector]]) -> None:
-        """Vectors just made (new records or versions): hot, and out of any other tier."""
-        self.hot.add_many(rows)
+    async def add(self, rows: Sequence[tuple[str, int, Vector]]) -> None:
+        """Vectors just made (new records or versions): hot, and out of any other tier. The
+        graph inserts run in threads (`add_many_off_loop`): the event loop goes on meanwhile."""
+        await self.hot.add_many_off_loop(rows)
         for key, _, _ in rows:
             self.warm.remove(key)
         self.cold.forget(key for key, _, _ in rows)
@@ -215,12 +216,14 @@ class TieredVectors:
             for key, (version, vector) in held.items():
                 if placements[key][0] == version:  # else the record moved on: a new vector comes
                     into[placements[key][1]].append((key, version, vector))
-            self.warm.add_many(into["warm"])
-            self.hot.add_many(into["hot"])
-            for key, _, _ in into["warm"]:
-                self.hot.remove(key)
-            for key, _, _ in into["hot"]:
-                self.warm.remove(key)
+            await self.warm.add_many_off_loop(into["warm"])
+            await self.hot.add_many_off_loop(into["hot"])
+            for key, version, _ in into["warm"]:  # (a newer version added meanwhile stays)
+                if self.hot.version_of(key) == version:
+                    self.hot.remove(key)
+            for key, version, _ in into["hot"]:
+                if self.warm.version_of(key) == version:
+                    self.warm.remove(key)
             self.cold.forget(key for key, _, _ in [*into["warm"], *into["hot"]])
             self._moves += 1
             to_cold += into["cold"]

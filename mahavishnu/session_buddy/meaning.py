@@ -90,20 +90,20 @@ class Meaning:
         async for row in load_vectors(self._db, vault, self.index.model_id):
             rows.append(row)
             if len(rows) == _REBUILD_CHUNK:
-                count += self._add(rows)
+                count += await self._add(rows)
                 rows = []
-        count += self._add(rows)
+        count += await self._add(rows)
         self.ready = True
         return count
 
-    def _add(self, rows: Sequence[Row]) -> int:
-        """Index (tenant, memory_id, version, vector) rows with one bulk add per tenant: a
-        graph takes many nodes at once for far less than as many single adds."""
+    async def _add(self, rows: Sequence[Row]) -> int:
+        """Index (tenant, memory_id, version, vector) rows with bulk adds per tenant (a graph
+        takes many nodes at once for far less than as many single adds), off the event loop."""
         by_tenant: dict[str, list[tuple[str, int, Vector]]] = defaultdict(list)
         for tenant, memory_id, version, vector in rows:
             by_tenant[tenant].append((memory_id, version, vector))
         for tenant, tenant_rows in by_tenant.items():
-            self.index.tenant(tenant).add_many(tenant_rows)
+            await self.index.tenant(tenant).add_many_off_loop(tenant_rows)
         return len(rows)
 
     async def embed_pending(self, vault: Vault) -> int:
@@ -120,7 +120,7 @@ class Meaning:
             written = await write_vectors(
                 self._db, vault, self.index.model_id, list(zip(batch, vectors, strict=True))
             )
-            self._add([(item.tenant, item.memory_id, item.version, vector) for item, vector in written])
+            await self._add([(item.tenant, item.memory_id, item.version, vector) for item, vector in written])
             if self._metrics is not None:
                 self._metrics.embedded.inc(len(written))
             return len(written) or len(batch)  # none written: another process did them; go on
@@ -134,7 +134,7 @@ class Meaning:
             async for row in load_vectors(self._db, vault, self.index.model_id, since=since - _FOLLOW_SLACK)
             if self.index.tenant(row[0]).version_of(row[1]) != row[2]
         ]
-        self._add(rows)
+        await self._add(rows)
 
     async def run(self, vault: Vault) -> None:
         """Rebuild, then embed and follow until cancelled."""

@@ -7,6 +7,7 @@ vector is set aside and the text embedded here; a bad vector is refused with the
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import numpy as np
@@ -19,6 +20,7 @@ from mahavishnu.akosha.inbox import Inbox
 from mahavishnu.akosha.metrics import IngestMetrics
 from mahavishnu.akosha.models import StoredVector
 from mahavishnu.akosha.record_index import RecordIndex, Tiering
+from mahavishnu.akosha.vector_store import Vector
 from mahavishnu.akosha.wire import Batch, Embedding
 from mahavishnu.platform.auth import Principal
 from mahavishnu.platform.crypto import KeyRing
@@ -28,6 +30,7 @@ from tests.akosha.records import batch, parsed, tombstone, upsert
 from tests.akosha.test_tiers import DIMENSIONS, CountingEmbedder
 
 ADMIN = Principal(subject="admin", role="admin")
+NEW_WORDS = "violet gearbox lighthouse"
 
 
 async def _ready_index(
@@ -128,6 +131,36 @@ async def test_a_vector_for_a_version_the_store_did_not_take_is_not_kept(
         assert await session.scalar(select(func.count()).select_from(StoredVector)) == 0
     assert index.tier_sizes() == {"hot": 0, "warm": 0, "cold": 0}
     assert "box/m1" not in index.entries
+
+
+@pytest.mark.parametrize("then", ["tombstoned", "replaced"])
+async def test_a_record_changed_while_its_vector_goes_in_keeps_only_its_current_vector(
+    ak_database: Database, ring: KeyRing, tiering: Tiering, monkeypatch: pytest.MonkeyPatch, then: str
+) -> None:
+    """The hot tier's add runs off the event loop, so ingest may tombstone or replace the record
+    meanwhile: the vector of the version that is no longer current must not stay behind."""
+    embedder = CountingEmbedder()
+    index = await _ready_index(ak_database, ring, tiering, embedder)
+    inbox = _inbox(ak_database, ring, index)
+    await inbox.take("box", parsed(upsert("m1", 1, content="quarterly tax forms")))
+    assert index.vectors is not None
+    add = index.vectors.add
+
+    async def add_while_ingest_goes_on(rows: Sequence[tuple[str, int, Vector]]) -> None:
+        if rows:  # the tombstone or new version comes while the add runs, once
+            changed = tombstone("m1", 2) if then == "tombstoned" else upsert("m1", 2, content=NEW_WORDS)
+            await inbox.take("box", parsed(changed))
+            monkeypatch.setattr(index.vectors, "add", add)
+        await add(rows)
+
+    monkeypatch.setattr(index.vectors, "add", add_while_ingest_goes_on)
+    await _drain(index)
+    if then == "tombstoned":
+        assert index.tier_sizes() == {"hot": 0, "warm": 0, "cold": 0}
+        return
+    assert index.vectors.hot.version_of("box/m1") == 2
+    page = await CrossSearch(ak_database, ring, index).search(ADMIN, NEW_WORDS, mode="semantic", limit=1)
+    assert [(h.memory_id, h.score) for h in page.hits] == [("m1", pytest.approx(1.0, abs=1e-4))]
 
 
 async def test_a_replica_loads_the_vectors_another_stored_instead_of_embedding(
