@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -96,8 +96,7 @@ class CrossSearch:
         among = self._among(principal, sources, projects, since, until)
         ranked, total = await self._ranked(query, mode, among, offset + limit + 1)
         hits = await self._hits(principal, ranked[offset : offset + limit])
-        if self._index.vectors is not None:  # what readers see stays hot (`tiers.AgingPolicy`)
-            self._index.vectors.touch([key_of(h.source, h.memory_id) for h in hits], datetime.now(UTC))
+        self._index.seen(key_of(h.source, h.memory_id) for h in hits)
         if self._metrics is not None:
             self._metrics.duration.labels(mode).observe(time.perf_counter() - began)
         more = len(ranked) > offset + limit

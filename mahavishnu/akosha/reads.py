@@ -4,11 +4,13 @@ hold only what the caller may see)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 
 from sqlalchemy import ColumnElement, Select, case, func, select, tuple_
 
 from mahavishnu.akosha.keys import open_document
 from mahavishnu.akosha.models import LIVE, TOMBSTONED, Record
+from mahavishnu.akosha.record_index import key_of
 from mahavishnu.akosha.scope import in_scope
 from mahavishnu.akosha.views import RecordPage, RecordView, SourcePage, SourceView
 from mahavishnu.platform import Database, InvalidArgumentError, NotFoundError, Principal
@@ -19,9 +21,14 @@ __all__ = ["Reader"]
 
 
 class Reader:
-    def __init__(self, db: Database, ring: KeyRing) -> None:
+    def __init__(
+        self, db: Database, ring: KeyRing, *, on_read: Callable[[Iterable[str]], None] | None = None
+    ) -> None:
+        """`on_read` hears the keys of records a caller read one by one (`get_record`): what
+        readers see stays hot (`tiers.AgingPolicy`). A listing is browsing, not reading."""
         self._db = db
         self._ring = ring
+        self._on_read = on_read
 
     async def sources(self, principal: Principal, *, limit: int, cursor: str | None) -> SourcePage:
         """Each source in scope with its counts, by name."""
@@ -63,6 +70,8 @@ class Reader:
             row = await session.scalar(query)
         if row is None:
             raise NotFoundError(f"no record {memory_id!r} from source {source!r}")
+        if self._on_read is not None and row.state == LIVE:
+            self._on_read([key_of(source, memory_id)])
         return self._view(row)
 
     async def records(

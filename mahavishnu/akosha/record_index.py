@@ -119,6 +119,11 @@ class RecordIndex:
         """Where ingest keeps the vectors senders made; None until the model is loaded."""
         return self.vectors.store if self.vectors is not None else None
 
+    def seen(self, keys: Iterable[str]) -> None:
+        """Readers saw these records now: the next aging run keeps (or brings) them hot."""
+        if self.vectors is not None:
+            self.vectors.touch(keys, datetime.now(UTC))
+
     def tier_sizes(self) -> dict[Tier, int]:
         return self.vectors.sizes() if self.vectors is not None else {}
 

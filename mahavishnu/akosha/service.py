@@ -99,7 +99,7 @@ def create_service(settings: AkoshaSettings, metrics: Metrics) -> Service:
         instructions=INSTRUCTIONS,
         settings=settings,
         tools=[
-            *AkoshaTools(inbox, Reader(db, ring)).specs(),
+            *AkoshaTools(inbox, Reader(db, ring, on_read=index.seen)).specs(),
             *SearchTools(CrossSearch(db, ring, index, search_metrics)).specs(),
             *AnalyticsTools(
                 Analyst(Store(db, ring), MetricRegistry((*MEMORY_METRICS, *WORKFLOW_METRICS)))

@@ -19,6 +19,7 @@ from mahavishnu.akosha.cold_tier import ColdTier
 from mahavishnu.akosha.cross_search import CrossSearch
 from mahavishnu.akosha.inbox import Inbox
 from mahavishnu.akosha.metrics import IngestMetrics
+from mahavishnu.akosha.reads import Reader
 from mahavishnu.akosha.record_index import RecordIndex, Tiering
 from mahavishnu.akosha.tiers import AgingPolicy
 from mahavishnu.platform.auth import Principal
@@ -297,6 +298,35 @@ async def test_a_read_brings_a_cold_record_back_and_a_tombstone_reaches_every_ti
     assert "box/m291" not in held
     assert set(held) == set(restarted.vectors.cold.keys())
     assert len(held) > 100
+
+
+async def test_a_record_read_by_id_comes_back_hot_and_a_listing_does_not_count(
+    ak_database: Database, ring: KeyRing, tiering: Tiering
+) -> None:
+    index = RecordIndex(ak_database, ring, tiering)
+    await index.rebuild()
+    await _ingest(ak_database, ring, index, _aged_records(300))
+    index.use_embedder(HashingEmbedder(DIMENSIONS))
+    while await index.embed_pending():
+        pass
+    await index.age()
+    assert index.vectors is not None
+    assert index.vectors.tier_of("box/m290") == index.vectors.tier_of("box/m291") == "cold"
+
+    reader = Reader(ak_database, ring, on_read=index.seen)
+    view = await reader.record(ADMIN, "box", "m290")
+    assert view.document is not None
+    assert view.document.content == _words(290)
+    listed = await reader.records(
+        ADMIN, source="box", tenant=None, include_tombstoned=False, limit=200, cursor=None
+    )
+    later = await reader.records(
+        ADMIN, source="box", tenant=None, include_tombstoned=False, limit=200, cursor=listed.next_cursor
+    )
+    assert "m291" in {r.memory_id for r in [*listed.records, *later.records]}
+    assert await index.age() == {"hot": 1, "warm": 0, "cold": 0}
+    assert index.vectors.tier_of("box/m290") == "hot"
+    assert index.vectors.tier_of("box/m291") == "cold", "a listing is browsing, not reading"
 
 
 async def search_keys(search: CrossSearch, query: str) -> list[str]:
