@@ -18,6 +18,7 @@ runs: fills fast, but the index sees vectors of another distribution).
 
     .venv/bin/python bench/memory_speed.py                      # 10,000 memories
     .venv/bin/python bench/memory_speed.py --memories 100000
+    .venv/bin/python bench/memory_speed.py --memories 100000 --hashing --store-only   # ~20 min
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ def percentiles(samples: list[float]) -> str:
     return f"p50 {statistics.median(ordered) * 1000:6.2f} ms  p99 {p99 * 1000:6.2f} ms"
 
 
-async def run(count: int, searches: int, url: str | None, hashing: bool) -> None:
+async def run(count: int, searches: int, url: str | None, hashing: bool, store_only: bool) -> None:
     rng = random.Random(12)
     with tempfile.TemporaryDirectory() as folder:
         db = Database(url or f"sqlite:///{Path(folder) / 'speed.db'}", migrations=MIGRATIONS)
@@ -140,6 +141,9 @@ async def run(count: int, searches: int, url: str | None, hashing: bool) -> None
         print(
             f"stored {count} memories in {time.perf_counter() - started:.1f} s; store {percentiles(stores)}"
         )
+        if store_only:
+            await db.dispose()
+            return
 
         started = time.perf_counter()
         while await meaning.embed_pending(vault):
@@ -189,8 +193,9 @@ def main() -> None:
     parser.add_argument("--searches", type=int, default=200)
     parser.add_argument("--database-url", help="PostgreSQL instead of a temporary SQLite file")
     parser.add_argument("--hashing", action="store_true", help="the test embedder instead of the model")
+    parser.add_argument("--store-only", action="store_true", help="report store latency only")
     args = parser.parse_args()
-    asyncio.run(run(args.memories, args.searches, args.database_url, args.hashing))
+    asyncio.run(run(args.memories, args.searches, args.database_url, args.hashing, args.store_only))
 
 
 if __name__ == "__main__":

@@ -17,14 +17,16 @@
 #   7. shift traffic
 #        cloud-run:  10 -> 25 -> 50 -> 100 % (SHIFT_STEPS), a health check after each step
 #        docker:     replace the mahavishnu container with one running the new image
-#        kubernetes: promote: the mahavishnu Deployment gets the new image; canary back to 0
+#        kubernetes: promote: the mahavishnu Deployment gets the new image; canary back to 0;
+#                    then the Temporal workers (WORKER_DEPLOYMENT) get it too, when it exists
 #   8. post-deployment health polling (HEALTH_POLLS polls, HEALTH_INTERVAL seconds apart)
 #
 # A failed smoke test or health check (or any command failing after step 5 began) rolls back to
 # the revision or image recorded in step 1, before anything changed:
 #   cloud-run:  gcloud run services update-traffic SERVICE --to-revisions PREVIOUS=100
 #   docker:     the mahavishnu container is run again from the previous image (if it was replaced)
-#   kubernetes: kubectl set image deployment/mahavishnu mahavishnu=PREVIOUS
+#   kubernetes: kubectl set image deployment/mahavishnu mahavishnu=PREVIOUS (and the workers'
+#               Deployment back to the image it had, if the deploy had changed it)
 # This script upgrades an existing deployment; the first install is done from deploy/ (see
 # docs/PRODUCTION_DEPLOYMENT_GUIDE.md), so a previous version always exists to roll back to.
 #
@@ -36,6 +38,9 @@
 #   SERVICE_NAME [mahavishnu]     Cloud Run service, Kubernetes Deployment and container name
 #   REGION [us-central1], GCP_PROJECT []           Cloud Run location and project
 #   K8S_NAMESPACE [mahavishnu]
+#   WORKER_DEPLOYMENT [SERVICE_NAME-worker]   the Temporal workers' Deployment (container "worker"):
+#                                 rolled to the new image after the service, so that workers never
+#                                 run another release than the replicas; none: only the service
 #   SERVICE_URL                   public URL for health checks (docker: http://127.0.0.1:8680;
 #                                 cloud-run: the service's URL; kubernetes: required)
 #   CANDIDATE_URL                 URL of the candidate (docker: http://127.0.0.1:CANDIDATE_PORT;
@@ -134,6 +139,8 @@ exec > >(tee -a "$LOG_FILE") 2>&1
 PREVIOUS=""          # the revision (cloud-run) or image (docker, kubernetes) serving before the deploy
 CHANGED=0            # 1 once step 5 began changing the deployment: from then on, failure = rollback
 SWAPPED=0            # docker: 1 once the production container was replaced
+PREVIOUS_WORKER=""   # kubernetes: the workers' image before the deploy ("": no worker Deployment)
+WORKER_ROLLED=0      # kubernetes: 1 once the workers' Deployment was given the new image
 RESULT="failed"
 REASON=""
 ROLLBACK_HINT=""
@@ -364,6 +371,7 @@ docker_rollback() {
 
 # --- Kubernetes ----------------------------------------------------------------------------------------
 KUBECTL=(kubectl --namespace "$K8S_NAMESPACE")
+WORKER="${WORKER_DEPLOYMENT:-$SERVICE_NAME-worker}"
 
 k8s_previous() {
     PREVIOUS="$(query "${KUBECTL[@]}" get deployment "$SERVICE_NAME" \
@@ -372,6 +380,14 @@ k8s_previous() {
     [[ -n "$PREVIOUS" ]] || abort "could not read the image of Deployment $SERVICE_NAME"
     query "${KUBECTL[@]}" get deployment "$CANARY" -o name >/dev/null \
         || abort "no Deployment $CANARY in namespace $K8S_NAMESPACE; apply deploy/k8s first"
+    if query "${KUBECTL[@]}" get deployment "$WORKER" -o name >/dev/null; then
+        PREVIOUS_WORKER="$(query "${KUBECTL[@]}" get deployment "$WORKER" \
+            -o 'jsonpath={.spec.template.spec.containers[0].image}')" \
+            || abort "could not read the image of Deployment $WORKER"
+        [[ -n "$PREVIOUS_WORKER" ]] || abort "could not read the image of Deployment $WORKER"
+    else
+        say "no Deployment $WORKER: only $SERVICE_NAME is rolled (set WORKER_DEPLOYMENT if the workers have another name)"
+    fi
     [[ -n "$SERVICE_URL" ]] || abort "set SERVICE_URL to the public URL of the service (ingress or load balancer)"
 }
 
@@ -398,13 +414,27 @@ k8s_shift() {
         ok "promoted: deployment/$SERVICE_NAME runs $NEW_IMAGE and is healthy"
     fi
     mutate "${KUBECTL[@]}" scale "deployment/$CANARY" --replicas=0
+    if [[ -n "$PREVIOUS_WORKER" ]]; then
+        WORKER_ROLLED=1
+        mutate "${KUBECTL[@]}" set image "deployment/$WORKER" "worker=$NEW_IMAGE"
+        mutate "${KUBECTL[@]}" rollout status "deployment/$WORKER" --timeout="${READY_TIMEOUT}s" \
+            || fail_and_roll_back "the rollout of deployment/$WORKER did not finish"
+        ((DRY_RUN)) || ok "workers: deployment/$WORKER runs $NEW_IMAGE"
+    fi
 }
 
 k8s_rollback() {
     ROLLBACK_HINT="kubectl --namespace $K8S_NAMESPACE set image deployment/$SERVICE_NAME mahavishnu=$PREVIOUS"
+    if ((WORKER_ROLLED)); then
+        ROLLBACK_HINT+=" && kubectl --namespace $K8S_NAMESPACE set image deployment/$WORKER worker=$PREVIOUS_WORKER"
+    fi
     mutate "${KUBECTL[@]}" set image "deployment/$SERVICE_NAME" "mahavishnu=$PREVIOUS"
     mutate "${KUBECTL[@]}" rollout status "deployment/$SERVICE_NAME" --timeout="${READY_TIMEOUT}s"
     mutate "${KUBECTL[@]}" scale "deployment/$CANARY" --replicas=0 || true
+    if ((WORKER_ROLLED)); then
+        mutate "${KUBECTL[@]}" set image "deployment/$WORKER" "worker=$PREVIOUS_WORKER"
+        mutate "${KUBECTL[@]}" rollout status "deployment/$WORKER" --timeout="${READY_TIMEOUT}s"
+    fi
 }
 
 # --- rollback and summary -------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The database: one async SQLAlchemy engine, SQLite (embedded) or PostgreSQL, with Alembic.
 
 SQLite runs in WAL mode with a busy timeout so the server and a CLI command
-can share the file. Only a `Database` opened with `create=True` (the server, migrations, a run)
+can share the file; a thread checkpoints its log, so that no commit pays for that
+(`wal_checkpoints.py`). Only a `Database` opened with `create=True` (the server, migrations, a run)
 makes a missing SQLite file; any other refuses with `NoDatabaseError` ("no database at PATH"),
 so a command that only reads never answers "nothing" from an empty file it has just made.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from mahavishnu.platform.errors import ConfigurationError, NotFoundError, UnavailableError
 from mahavishnu.platform.settings import ROOT_MIGRATIONS, MigrationSet, PlatformSettings
+from mahavishnu.platform.wal_checkpoints import AUTOCHECKPOINT_PAGES, WalCheckpointer
 
 __all__ = ["Database", "MigrationSet", "NoDatabaseError", "SchemaState", "normalize_url", "run_migrations"]
 
@@ -105,10 +108,15 @@ class Database:
         self.dialect = make_url(self.url).get_backend_name()
         self.create = create
         self.engine: AsyncEngine = create_async_engine(self.url, echo=echo, **self._engine_options())
+        self._checkpointer: WalCheckpointer | None = None
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
-            if not create and self.sqlite_path is not None:
-                event.listen(self.engine.sync_engine, "do_connect", _refuse_missing(self.sqlite_path))
+            if self.sqlite_path is not None:
+                if not create:
+                    event.listen(self.engine.sync_engine, "do_connect", _refuse_missing(self.sqlite_path))
+                checkpointer = self._checkpointer = WalCheckpointer(self.sqlite_path)
+                event.listen(self.engine.sync_engine, "connect", lambda *_: checkpointer.start())
+                weakref.finalize(self, checkpointer.request_stop)  # a Database never disposed
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @classmethod
@@ -176,6 +184,8 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self._checkpointer is not None:
+            await asyncio.to_thread(self._checkpointer.stop)
 
     # --- migrations -------------------------------------------------------
     def _migration_set(self) -> MigrationSet:
@@ -308,4 +318,5 @@ def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")  # a thread checkpoints
     cursor.close()

@@ -32,6 +32,8 @@ PREVIOUS_IMAGE = {
     "kubernetes": "registry.example/mahavishnu/mahavishnu:20260101-000000",
 }
 REGISTRY_IMAGE = "registry.example/mahavishnu/mahavishnu"
+PREVIOUS_WORKER_IMAGE = "registry.example/mahavishnu/mahavishnu:20251231-000000"
+"""The Temporal workers' Deployment may lag the service's image: a rollback restores its own."""
 AUTH_SECRET_VALUE = "deploy-test-secret-0123456789-abcdefghijklmnop"
 TOOLS = ("gcloud", "docker", "kubectl")
 
@@ -150,6 +152,7 @@ class Deployer:
                 {
                     "IMAGE": REGISTRY_IMAGE,
                     "STANDIN_PREVIOUS_IMAGE": PREVIOUS_IMAGE["kubernetes"],
+                    "STANDIN_IMAGES": json.dumps({"mahavishnu-worker": PREVIOUS_WORKER_IMAGE}),
                     "SERVICE_URL": self.health.base,
                     "CANDIDATE_URL": self.candidate,
                 }
@@ -292,6 +295,8 @@ def test_kubernetes_success(deployer: Deployer) -> None:
         "readiness",
         f"{ns} get deployment mahavishnu -o jsonpath={{.spec.template.spec.containers[0].image}}",
         f"{ns} get deployment mahavishnu-canary -o name",
+        f"{ns} get deployment mahavishnu-worker -o name",
+        f"{ns} get deployment mahavishnu-worker -o jsonpath={{.spec.template.spec.containers[0].image}}",
         "backup",
         f"docker build --tag {new_image} --file {ROOT}/deploy/Dockerfile {ROOT}",
         f"docker push {new_image}",
@@ -302,9 +307,35 @@ def test_kubernetes_success(deployer: Deployer) -> None:
         f"{ns} set image deployment/mahavishnu mahavishnu={new_image}",
         f"{ns} rollout status deployment/mahavishnu --timeout=5s",
         f"{ns} scale deployment/mahavishnu-canary --replicas=0",
+        f"{ns} set image deployment/mahavishnu-worker worker={new_image}",
+        f"{ns} rollout status deployment/mahavishnu-worker --timeout=5s",
     ]
     assert result.lines() == expected
     assert "DEPLOYED" in result.out
+    assert f"workers: deployment/mahavishnu-worker runs {new_image}" in result.out
+
+
+def test_kubernetes_without_a_worker_deployment_rolls_the_service_only(deployer: Deployer) -> None:
+    result = deployer.run("kubernetes", STANDIN_MISSING="mahavishnu-worker")
+    assert result.code == 0, result.out
+    assert not result.having("set image deployment/mahavishnu-worker")
+    assert "no Deployment mahavishnu-worker: only mahavishnu is rolled" in result.out
+
+
+def test_kubernetes_workers_that_cannot_take_the_image_take_the_service_back_too(deployer: Deployer) -> None:
+    # Only the new image fails (its tag is this year's; the workers' previous one is last year's).
+    result = deployer.run("kubernetes", STANDIN_FAIL_ON=f"worker={REGISTRY_IMAGE}:2026")
+    assert result.code == 3, result.out
+    ns = "kubectl --namespace mahavishnu"
+    assert result.lines()[-5:] == [
+        f"{ns} set image deployment/mahavishnu mahavishnu={PREVIOUS_IMAGE['kubernetes']}",
+        f"{ns} rollout status deployment/mahavishnu --timeout=5s",
+        f"{ns} scale deployment/mahavishnu-canary --replicas=0",
+        f"{ns} set image deployment/mahavishnu-worker worker={PREVIOUS_WORKER_IMAGE}",
+        f"{ns} rollout status deployment/mahavishnu-worker --timeout=5s",
+    ]
+    assert "a command failed in step 7" in result.out
+    assert "ROLLED BACK" in result.out
 
 
 # --- failures before anything changes ------------------------------------------------------------------
@@ -439,6 +470,7 @@ def test_kubernetes_smoke_failure_rolls_back(broken_deployer: Deployer) -> None:
     ]
     ts = result.timestamp
     assert not result.having("set image deployment/mahavishnu ", f"{REGISTRY_IMAGE}:{ts}")
+    assert not result.having("deployment/mahavishnu-worker"), "the workers were never given the candidate"
 
 
 def test_cloud_run_health_failure_mid_shift_rolls_back(deployer: Deployer) -> None:
@@ -472,6 +504,7 @@ def test_kubernetes_health_failure_after_promotion_rolls_back(deployer: Deployer
         f"mahavishnu={previous}"
     )
     assert "health check failed after the promotion" in result.out
+    assert not result.having("set image deployment/mahavishnu-worker"), "not rolled before a healthy service"
 
 
 @pytest.mark.parametrize(
@@ -501,6 +534,8 @@ def test_post_deployment_health_failure_rolls_back(
         )
     else:
         assert result.having(f"set image deployment/mahavishnu mahavishnu={PREVIOUS_IMAGE['kubernetes']}")
+        assert last.endswith("rollout status deployment/mahavishnu-worker --timeout=5s")
+        assert result.having(f"set image deployment/mahavishnu-worker worker={PREVIOUS_WORKER_IMAGE}")
     assert "ROLLED BACK" in result.out
 
 

@@ -14,8 +14,9 @@ Every call appends one JSON line, {"tool": ..., "argv": [...]}, to $STANDIN_LOG,
     docker inspect --format {{.Config.Image}} NAME   $STANDIN_PREVIOUS_IMAGE, or "No such object".
     docker ANYTHING with $STANDIN_DOCKER_DAEMON=down  exit 1 and the real client's "Cannot connect
         to the Docker daemon" line on stderr (as `docker info`, `ps`, `inspect` do without a daemon).
-    kubectl get deployment NAME -o jsonpath=...image  $STANDIN_PREVIOUS_IMAGE; `get ... -o name`
-        prints deployment.apps/NAME unless NAME is in $STANDIN_MISSING.
+    kubectl get deployment NAME -o jsonpath=...image  NAME's image in $STANDIN_IMAGES (a JSON object),
+        else $STANDIN_PREVIOUS_IMAGE; `get ... -o name` prints deployment.apps/NAME unless NAME is
+        in $STANDIN_MISSING (which also makes the image query fail).
 Everything else succeeds quietly (docker run prints a container id).
 """
 
@@ -122,7 +123,8 @@ def kubectl(argv: list[str], _: Path | None) -> int:
             return 1
         output = argv[argv.index("-o") + 1] if "-o" in argv else ""
         if "image" in output:
-            print(os.environ.get("STANDIN_PREVIOUS_IMAGE", ""), end="")
+            images = json.loads(os.environ.get("STANDIN_IMAGES") or "{}")
+            print(images.get(name, os.environ.get("STANDIN_PREVIOUS_IMAGE", "")), end="")
         else:
             print(f"deployment.apps/{name}")
     elif "rollout" in argv:
