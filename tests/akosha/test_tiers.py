@@ -259,16 +259,22 @@ async def test_records_age_into_tiers_and_rank_as_all_hot(
         ]
 
 
-async def test_a_read_brings_a_cold_record_back_and_a_tombstone_reaches_every_tier(
-    ak_database: Database, ring: KeyRing, tiering: Tiering
-) -> None:
-    index = RecordIndex(ak_database, ring, tiering)
+async def _aged_index(db: Database, ring: KeyRing, tiering: Tiering) -> RecordIndex:
+    """An index of 300 records written over 300 days, embedded and aged into the three tiers."""
+    index = RecordIndex(db, ring, tiering)
     await index.rebuild()
-    await _ingest(ak_database, ring, index, _aged_records(300))
+    await _ingest(db, ring, index, _aged_records(300))
     index.use_embedder(HashingEmbedder(DIMENSIONS))
     while await index.embed_pending():
         pass
     await index.age()
+    return index
+
+
+async def test_a_read_brings_a_cold_record_back_and_a_tombstone_reaches_every_tier(
+    ak_database: Database, ring: KeyRing, tiering: Tiering
+) -> None:
+    index = await _aged_index(ak_database, ring, tiering)
     vectors = index.vectors
     assert vectors is not None
     cold_key = "box/m290"
@@ -303,13 +309,7 @@ async def test_a_read_brings_a_cold_record_back_and_a_tombstone_reaches_every_ti
 async def test_a_record_read_by_id_comes_back_hot_and_a_listing_does_not_count(
     ak_database: Database, ring: KeyRing, tiering: Tiering
 ) -> None:
-    index = RecordIndex(ak_database, ring, tiering)
-    await index.rebuild()
-    await _ingest(ak_database, ring, index, _aged_records(300))
-    index.use_embedder(HashingEmbedder(DIMENSIONS))
-    while await index.embed_pending():
-        pass
-    await index.age()
+    index = await _aged_index(ak_database, ring, tiering)
     assert index.vectors is not None
     assert index.vectors.tier_of("box/m290") == index.vectors.tier_of("box/m291") == "cold"
 
