@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import logging
 import os
 import signal
@@ -232,8 +233,10 @@ class _DrainingServer(uvicorn.Server):
         self._health = health
         self._url = url
         self._auth = auth
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
         await super().startup(sockets=sockets)
         if self.started:
             log.info("listening", url=self._url, auth=self._auth)
@@ -253,8 +256,11 @@ class _DrainingServer(uvicorn.Server):
                 signal.signal(sig, handler)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if not self._health.draining:
-            log.info("shutdown_requested", signal=sig)
+        """A signal handler: it runs between two bytecodes of the main thread, perhaps inside a
+        log write that holds the log's lock, so it never logs itself (that deadlocked a stop
+        that came while a request was being logged); the loop logs at its next turn."""
+        if not self._health.draining and self._loop is not None:
+            self._loop.call_soon_threadsafe(functools.partial(log.info, "shutdown_requested", signal=sig))
         self._health.draining = True
         super().handle_exit(sig, frame)
 
