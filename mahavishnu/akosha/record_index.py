@@ -283,9 +283,9 @@ class RecordIndex:
         for (key, text), vector in zip(batch, vectors, strict=True):
             entry = self.entries.get(key)
             if entry is not None and self._unembedded.get(key) is text:  # not replaced meanwhile
-                made.append((key, entry.version, text, vector))
-        await self.vectors.store.save([(key, version, vector) for key, version, _, vector in made])
-        await self._index([(key, version, vector) for key, version, text, vector in made])
+                made.append((key, entry.version, vector))
+        await self.vectors.store.save(made)
+        await self._index(made)
         return given + len(loaded) + len(batch)
 
     async def _index(self, rows: list[tuple[str, int, Vector]]) -> set[str]:
